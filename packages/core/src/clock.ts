@@ -1,0 +1,54 @@
+/**
+ * The one source of time for every tripswitch policy.
+ *
+ * Core modules never call `Date.now`, `performance.now` or `setTimeout` directly: they ask a
+ * {@link Clock}. Production code uses {@link systemClock}; tests pass a `TestClock` from
+ * `tripswitch/testing` and advance it by hand, so no test ever sleeps.
+ *
+ * @module
+ */
+
+/** A scheduled callback, as returned by {@link Clock.setTimeout}. Opaque apart from `unref`. */
+export interface TimerHandle {
+  /** Lets the process exit while this timer is pending (no-op on clocks without a process). */
+  unref(): TimerHandle;
+}
+
+/**
+ * Reads time and schedules timers.
+ *
+ * `now()` is milliseconds since the Unix epoch and never goes backwards on the system clock, so
+ * durations are safe to compute by subtraction and `new Date(clock.now())` is a readable instant.
+ *
+ * @example
+ * ```ts
+ * import { circuitBreaker, systemClock } from 'tripswitch';
+ * const breaker = circuitBreaker({ name: 'payments', clock: systemClock });
+ * ```
+ */
+export interface Clock {
+  /** Milliseconds since the Unix epoch (fractional on the system clock). */
+  now(): number;
+  /** Runs `fn` after `ms` milliseconds. */
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+  /** Cancels a timer from {@link Clock.setTimeout}; a cleared or fired handle is ignored. */
+  clearTimeout(handle: TimerHandle): void;
+}
+
+// performance.timeOrigin + performance.now() is epoch-based like Date.now() but monotonic:
+// an NTP step backwards cannot make a breaker's open period last longer or a duration negative.
+const origin = performance.timeOrigin;
+
+/**
+ * The real clock: monotonic epoch milliseconds and Node's timers.
+ *
+ * @example
+ * ```ts
+ * const started = systemClock.now();
+ * ```
+ */
+export const systemClock: Clock = {
+  now: () => origin + performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms) as unknown as TimerHandle,
+  clearTimeout: (handle) => clearTimeout(handle as unknown as ReturnType<typeof setTimeout>),
+};

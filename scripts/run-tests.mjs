@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// Runs every compiled test file with node's test runner. Node 20's `--test` has no glob support,
+// so the file list is collected here. Pass package names to narrow: `node scripts/run-tests.mjs core`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const only = process.argv.slice(2);
+const files = [];
+const walk = (dir) => {
+  for (const entry of readdirSync(dir)) {
+    const p = join(dir, entry);
+    if (statSync(p).isDirectory()) walk(p);
+    else if (p.endsWith('.test.js')) files.push(p);
+  }
+};
+for (const pkg of readdirSync('packages')) {
+  if (only.length && !only.includes(pkg)) continue;
+  const dist = join('packages', pkg, 'dist');
+  if (existsSync(dist)) walk(dist);
+}
+files.sort();
+if (files.length === 0) {
+  console.error('no test files found under packages/*/dist; did `tsc -b` run?');
+  process.exit(1);
+}
+const tap = join(mkdtempSync(join(tmpdir(), 'tripswitch-test-')), 'report.tap');
+const args = [
+  '--test',
+  '--test-reporter=spec',
+  '--test-reporter-destination=stdout',
+  '--test-reporter=tap',
+  `--test-reporter-destination=${tap}`,
+  `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 1}`,
+  ...files,
+];
+const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+// A plain closing line, read from the TAP summary, so the result is unambiguous in any log.
+const report = existsSync(tap) ? readFileSync(tap, 'utf8') : '';
+const count = (k) => Number(report.match(new RegExp(`^# ${k} (\\d+)$`, 'm'))?.[1] ?? 0);
+console.log(
+  `${count('pass')} passed, ${count('fail') + count('cancelled')} failed, ${count('skipped')} skipped`,
+);
+process.exit(r.status ?? 1);
