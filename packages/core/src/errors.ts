@@ -1,0 +1,300 @@
+/**
+ * Errors thrown by tripswitch policies.
+ *
+ * Every error has a `name`, a stable `code`, and a guard (`isCircuitOpenError`, ...) that checks
+ * the `code` rather than `instanceof`, so it still answers correctly when two copies of the
+ * package end up in one process (a dependency pinned to another version, a bundled copy).
+ *
+ * @module
+ */
+
+/** The stable codes carried by tripswitch errors. */
+export const ErrorCodes = {
+  circuitOpen: 'ERR_CIRCUIT_OPEN',
+  timeout: 'ERR_TIMEOUT',
+  bulkheadFull: 'ERR_BULKHEAD_FULL',
+  rateLimited: 'ERR_RATE_LIMITED',
+  invalidOption: 'ERR_INVALID_OPTION',
+  retryBudgetExhausted: 'ERR_RETRY_BUDGET',
+} as const;
+
+function hasCode(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+// Rejections on the hot path (an open breaker answering thousands of calls a second) must not pay
+// for a full stack capture: the stack of a rejection says nothing the breaker name does not.
+function withoutStack<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/** Base class of every tripswitch error: a `name` and a stable `code`. */
+export abstract class TripswitchError extends Error {
+  abstract readonly code: string;
+}
+
+/** What a breaker reports about itself when it rejects a call. */
+export interface CircuitOpenDetails {
+  /** The breaker's name. */
+  breakerName: string;
+  /** The state that caused the rejection: `open`, `half-open` (no probe slot) or `isolated`. */
+  state: string;
+  /** Epoch ms when a probe will next be admitted; `undefined` when isolated (no automatic end). */
+  retryAt: number | undefined;
+  /** Milliseconds from now until `retryAt`; `undefined` when isolated. */
+  retryAfter: number | undefined;
+  /** Failures counted in the window that opened the breaker. */
+  failures?: number;
+  /** The failure that opened the breaker, if any. */
+  lastFailure?: unknown;
+}
+
+function describeFailure(f: unknown): string {
+  if (f instanceof Error) return `${f.name}: ${f.message}`;
+  if (f === undefined) return '';
+  try {
+    return String(f);
+  } catch {
+    return 'unprintable value';
+  }
+}
+
+/**
+ * Thrown (or rejected) without calling the function when a breaker does not admit the call.
+ *
+ * The message is built only when read, so a rejection costs an object allocation, not string
+ * formatting. It reads like:
+ * `Circuit "payments" OPEN until 2026-11-22T10:00:08.000Z (5 failures, 8 s remaining) (last failure: Error: boom)`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await breaker.execute(() => charge(order));
+ * } catch (err) {
+ *   if (isCircuitOpenError(err)) res.setHeader('retry-after', Math.ceil((err.retryAfter ?? 0) / 1000));
+ *   throw err;
+ * }
+ * ```
+ */
+export class CircuitOpenError extends TripswitchError {
+  override readonly name = 'CircuitOpenError';
+  readonly code = ErrorCodes.circuitOpen;
+  /** The breaker's name. */
+  readonly breakerName: string;
+  /** `open`, `half-open` or `isolated`. */
+  readonly state: string;
+  /** Epoch ms when a probe will next be admitted; `undefined` when isolated. */
+  readonly retryAt: number | undefined;
+  /** Milliseconds until `retryAt` when the error was made. */
+  readonly retryAfter: number | undefined;
+  /** Failures counted when the breaker opened. */
+  readonly failures: number | undefined;
+  #message: string | undefined;
+
+  constructor(details: CircuitOpenDetails) {
+    super('', details.lastFailure === undefined ? undefined : { cause: details.lastFailure });
+    this.breakerName = details.breakerName;
+    this.state = details.state;
+    this.retryAt = details.retryAt;
+    this.retryAfter = details.retryAfter;
+    this.failures = details.failures;
+    // `message` is an own property set by Error; replace it with a lazy getter.
+    Object.defineProperty(this, 'message', {
+      configurable: true,
+      enumerable: false,
+      get: () => {
+        this.#message ??= this.#format();
+        return this.#message;
+      },
+    });
+  }
+
+  /** Builds an error without capturing a stack trace (used on the hot path). */
+  static fast(details: CircuitOpenDetails): CircuitOpenError {
+    return withoutStack(() => new CircuitOpenError(details));
+  }
+
+  #format(): string {
+    const parts: string[] = [];
+    if (this.failures !== undefined) parts.push(`${this.failures} failure${this.failures === 1 ? '' : 's'}`);
+    if (this.retryAfter !== undefined)
+      parts.push(`${Math.max(0, Math.ceil(this.retryAfter / 1000))} s remaining`);
+    const until =
+      this.retryAt === undefined
+        ? this.state === 'isolated'
+          ? ' (isolated by an operator)'
+          : ''
+        : ` until ${new Date(this.retryAt).toISOString()}`;
+    const detail = parts.length ? ` (${parts.join(', ')})` : '';
+    const cause = this.cause === undefined ? '' : ` (last failure: ${describeFailure(this.cause)})`;
+    return `Circuit "${this.breakerName}" ${this.state.toUpperCase()}${until}${detail}${cause}`;
+  }
+}
+
+/**
+ * True when `err` is a {@link CircuitOpenError} from any copy of tripswitch.
+ *
+ * @example
+ * ```ts
+ * if (isCircuitOpenError(err)) return cachedAnswer;
+ * ```
+ */
+export function isCircuitOpenError(err: unknown): err is CircuitOpenError {
+  return hasCode(err, ErrorCodes.circuitOpen);
+}
+
+/**
+ * A call did not finish before its deadline.
+ *
+ * @example
+ * ```ts
+ * if (isTimeoutError(err)) console.warn(`gave up after ${err.timeoutMs} ms`);
+ * ```
+ */
+export class TimeoutError extends TripswitchError {
+  override readonly name = 'TimeoutError';
+  readonly code = ErrorCodes.timeout;
+  /** The deadline that passed, in milliseconds. */
+  readonly timeoutMs: number;
+  constructor(timeoutMs: number, message = `Operation timed out after ${timeoutMs} ms`) {
+    super(message);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * True when `err` is a {@link TimeoutError} from any copy of tripswitch.
+ *
+ * @example
+ * ```ts
+ * const isFailure = (err: unknown) => isTimeoutError(err) || isServerError(err);
+ * ```
+ */
+export function isTimeoutError(err: unknown): err is TimeoutError {
+  return hasCode(err, ErrorCodes.timeout);
+}
+
+/**
+ * A bulkhead had no free slot and no room in its queue (or the queue wait ran out).
+ *
+ * @example
+ * ```ts
+ * if (isBulkheadRejectedError(err)) res.statusCode = 503;
+ * ```
+ */
+export class BulkheadRejectedError extends TripswitchError {
+  override readonly name = 'BulkheadRejectedError';
+  readonly code = ErrorCodes.bulkheadFull;
+  /** The bulkhead's concurrency limit. */
+  readonly maxConcurrent: number;
+  /** The bulkhead's queue limit. */
+  readonly maxQueue: number;
+  /** `'full'` when rejected at once, `'queue-timeout'` when the queue wait expired. */
+  readonly reason: 'full' | 'queue-timeout';
+  constructor(maxConcurrent: number, maxQueue: number, reason: 'full' | 'queue-timeout' = 'full') {
+    super(
+      reason === 'full'
+        ? `Bulkhead full: ${maxConcurrent} running and ${maxQueue} queued`
+        : `Bulkhead queue wait expired (limit ${maxConcurrent} running, ${maxQueue} queued)`,
+    );
+    this.maxConcurrent = maxConcurrent;
+    this.maxQueue = maxQueue;
+    this.reason = reason;
+  }
+}
+
+/**
+ * True when `err` is a {@link BulkheadRejectedError} from any copy of tripswitch.
+ *
+ * @example
+ * ```ts
+ * if (isBulkheadRejectedError(err)) metrics.shed.inc();
+ * ```
+ */
+export function isBulkheadRejectedError(err: unknown): err is BulkheadRejectedError {
+  return hasCode(err, ErrorCodes.bulkheadFull);
+}
+
+/**
+ * A rate limiter had no token for the call.
+ *
+ * @example
+ * ```ts
+ * if (isRateLimitedError(err)) await sleep(err.retryAfter);
+ * ```
+ */
+export class RateLimitedError extends TripswitchError {
+  override readonly name = 'RateLimitedError';
+  readonly code = ErrorCodes.rateLimited;
+  /** Milliseconds until a token will be available. */
+  readonly retryAfter: number;
+  constructor(retryAfter: number) {
+    super(`Rate limit reached; next token in ${Math.ceil(retryAfter)} ms`);
+    this.retryAfter = retryAfter;
+  }
+}
+
+/**
+ * True when `err` is a {@link RateLimitedError} from any copy of tripswitch.
+ *
+ * @example
+ * ```ts
+ * if (isRateLimitedError(err)) res.statusCode = 429;
+ * ```
+ */
+export function isRateLimitedError(err: unknown): err is RateLimitedError {
+  return hasCode(err, ErrorCodes.rateLimited);
+}
+
+/**
+ * An option given to a tripswitch factory is out of range or of the wrong type.
+ * The message names the option, what is allowed, and what was given.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ openDuration: -1 });
+ * // InvalidOptionError: circuitBreaker: option "openDuration" must be a number >= 0, got -1
+ * ```
+ */
+export class InvalidOptionError extends TripswitchError {
+  override readonly name = 'InvalidOptionError';
+  readonly code = ErrorCodes.invalidOption;
+  /** The option's path, for example `trip.threshold`. */
+  readonly option: string;
+  constructor(owner: string, option: string, expected: string, got: unknown) {
+    super(`${owner}: option "${option}" must be ${expected}, got ${showValue(got)}`);
+    this.option = option;
+  }
+}
+
+/**
+ * True when `err` is an {@link InvalidOptionError} from any copy of tripswitch.
+ *
+ * @example
+ * ```ts
+ * if (isInvalidOptionError(err)) console.error(err.option);
+ * ```
+ */
+export function isInvalidOptionError(err: unknown): err is InvalidOptionError {
+  return hasCode(err, ErrorCodes.invalidOption);
+}
+
+/** Renders a value for an error message: strings quoted, objects as short JSON. */
+export function showValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v === null || typeof v !== 'object') return String(v);
+  try {
+    const s = JSON.stringify(v);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
