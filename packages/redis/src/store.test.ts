@@ -1,0 +1,337 @@
+// The store against a real Redis, with several stores in one process standing in for instances
+// and a recording handle standing in for the breaker (the multi-process tests with the real
+// breaker are in fleet.test.ts).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { isInvalidOptionError } from 'tripswitch';
+import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
+import { RedisServer, sharedRedis, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
+import { type RedisStore, type RedisStoreOptions, redisStore } from './store.js';
+
+class FakeBreaker implements BreakerHandle {
+  state: CircuitState = 'closed';
+  openUntil: number | undefined;
+  readonly applied: Array<{ state: CircuitState; openUntil?: number; reason: string }> = [];
+  session!: StoreSession;
+  constructor(readonly name: string) {}
+  snapshot() {
+    return { state: this.state };
+  }
+  applyRemote(u: { state: CircuitState; openUntil?: number; reason: string }): void {
+    this.applied.push(u);
+    this.state = u.state;
+    this.openUntil = u.openUntil;
+  }
+  /** A local transition, as the breaker would make it. */
+  go(to: CircuitState, reason: string, openMs?: number): void {
+    const from = this.state;
+    this.state = to;
+    this.openUntil = openMs === undefined ? undefined : Date.now() + openMs;
+    this.session.onTransition({ from, to, reason, openUntil: this.openUntil });
+  }
+}
+
+const silent = { warn: () => {} };
+
+describe('redisStore options', () => {
+  test('rejects bad options, naming the option, the range and the value', () => {
+    const cases: Array<[RedisStoreOptions, string]> = [
+      [{ mode: 'global' as 'local' }, 'mode'],
+      [{ commandTimeoutMs: 0 }, 'commandTimeoutMs'],
+      [{ flushMaxOutcomes: 1.5 }, 'flushMaxOutcomes'],
+      [{ url: 'http://x' }, 'url'],
+      [{ prefix: 'a{b}' }, 'prefix'],
+      [{ fleet: { minimumCals: 3 } as never }, 'fleet.minimumCals'],
+      [{ treshold: 1 } as never, 'treshold'],
+    ];
+    for (const [opts, option] of cases) {
+      assert.throws(
+        () => redisStore(opts),
+        (err: unknown) =>
+          isInvalidOptionError(err) && err.option === option && err.message.startsWith('redisStore:'),
+        option,
+      );
+    }
+  });
+});
+
+describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
+  let url = '';
+  let stop = async () => {};
+  const stores: RedisStore[] = [];
+  const make = async (opts: RedisStoreOptions): Promise<RedisStore> => {
+    const s = redisStore({ url, logger: silent, ...opts });
+    stores.push(s);
+    assert.equal(await s.ready(5000), true, 'store connects');
+    return s;
+  };
+  const attach = (store: RedisStore, name: string): FakeBreaker => {
+    const b = new FakeBreaker(name);
+    b.session = store.attach(b);
+    return b;
+  };
+  before(async () => {
+    ({ url, stop } = await sharedRedis());
+  });
+  after(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await stop();
+  });
+
+  test('an open in one instance reaches the others with the remaining open period', async () => {
+    const prefix = uniquePrefix('prop');
+    const [a, b, c] = await Promise.all([make({ prefix }), make({ prefix }), make({ prefix })]);
+    const ba = attach(a!, 'pay');
+    const bb = attach(b!, 'pay');
+    const bc = attach(c!, 'pay');
+    const other = attach(b!, 'other');
+    ba.go('open', 'consecutive failures', 5000);
+    await waitFor(() => bb.state === 'open' && bc.state === 'open', 'peers open');
+    const left = (bb.openUntil ?? 0) - Date.now();
+    assert.ok(left > 4000 && left <= 5000, `remaining open period ${left}`);
+    assert.equal(other.state, 'closed', 'a breaker with another name is untouched');
+    assert.equal(ba.applied.length, 0, 'the opener does not apply its own message');
+    // the probe that closes it, by the lease holder, closes everyone
+    ba.go('half-open', 'probe');
+    ba.go('closed', 'probe succeeded');
+    await waitFor(() => bb.state === 'closed' && bc.state === 'closed', 'peers closed');
+  });
+
+  test('manual isolate, close and reset apply fleet-wide; automatic transitions do not override them', async () => {
+    const prefix = uniquePrefix('manual');
+    const [a, b] = await Promise.all([make({ prefix }), make({ prefix })]);
+    const ba = attach(a!, 'x');
+    const bb = attach(b!, 'x');
+    ba.go('isolated', 'manual');
+    await waitFor(() => bb.state === 'isolated', 'peer isolated');
+    // a trip decided locally before the message could arrive is refused by Redis
+    bb.state = 'closed';
+    bb.go('open', 'failures', 1000);
+    await waitFor(() => bb.state === 'isolated', 'refused trip adopts the manual state');
+    bb.go('disabled', 'manual');
+    await waitFor(() => ba.state === 'disabled', 'forced closed everywhere');
+    ba.go('closed', 'reset');
+    await waitFor(() => bb.state === 'closed', 'reset everywhere');
+  });
+
+  test('a breaker attached later (a restarted instance) picks up the shared state at once', async () => {
+    const prefix = uniquePrefix('restart');
+    const a = await make({ prefix });
+    const ba = attach(a, 'inv');
+    ba.go('open', 'failures', 3000);
+    const redis = new Redis(url);
+    try {
+      await waitFor(async () => (await redis.hget(`${prefix}:{inv}:s`, 'st')) === 'open', 'state stored');
+      const pttl = await redis.pttl(`${prefix}:{inv}:o`);
+      assert.ok(pttl > 2000 && pttl <= 3000, `open period kept as a server-side TTL, got ${pttl}`);
+    } finally {
+      redis.disconnect();
+    }
+    const b = await make({ prefix });
+    const bb = attach(b, 'inv');
+    await waitFor(() => bb.state === 'open', 'new instance starts open');
+    const left = (bb.openUntil ?? 0) - Date.now();
+    assert.ok(left > 1500 && left <= 3000, `remaining ${left}`);
+  });
+
+  test('half-open: one probe lease for the whole fleet; it expires when its holder dies', async () => {
+    const prefix = uniquePrefix('probe');
+    const opts = { prefix, probeLeaseMs: 300, probeRetryMs: 5 };
+    const all = await Promise.all([make(opts), make(opts), make(opts)]);
+    const bs = all.map((s) => attach(s, 'up'));
+    bs[0]!.go('open', 'failures', 50);
+    await waitFor(() => bs.every((b) => b.state === 'open'), 'all open');
+    await waitFor(() => bs.every((b) => (b.openUntil ?? 0) <= Date.now()), 'open period over');
+    const granted = new Set<number>();
+    // every instance asks repeatedly, as calls keep arriving
+    await waitFor(
+      () => {
+        bs.forEach((b, i) => {
+          if (b.session.requestProbe?.()) granted.add(i);
+        });
+        return granted.size > 0;
+      },
+      'a probe permit',
+      3000,
+      2,
+    );
+    // keep asking for a while after the grant: nobody else gets one while the lease lives
+    const holder = [...granted][0]!;
+    const until = Date.now() + 100;
+    while (Date.now() < until) {
+      bs.forEach((b, i) => {
+        if (i !== holder && b.session.requestProbe?.()) granted.add(i);
+      });
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.deepEqual([...granted], [holder], 'exactly one instance may probe');
+    // the holder dies mid-probe (never reports): the lease runs out and another instance probes
+    await all[holder]!.close();
+    const others = bs.filter((_, i) => i !== holder);
+    const second = await waitFor(
+      () => others.find((b) => b.session.requestProbe?.()),
+      'another instance gets the lease after it expires',
+      3000,
+      5,
+    );
+    // its probe fails: open again everywhere with a fresh period
+    second!.state = 'half-open';
+    second!.go('open', 'probe failed', 2000);
+    await waitFor(
+      () =>
+        others
+          .filter((b) => b !== second)
+          .every((b) => b.state === 'open' && (b.openUntil ?? 0) > Date.now() + 1000),
+      'fresh open period everywhere',
+    );
+  });
+
+  test('fleet mode: failures spread thin across instances trip everyone on the aggregate', async () => {
+    const prefix = uniquePrefix('fleet');
+    const opts: RedisStoreOptions = {
+      prefix,
+      mode: 'fleet',
+      flushIntervalMs: 10,
+      fleet: { minimumCalls: 12, failureRateThreshold: 0.5, windowMs: 60_000, buckets: 6 },
+    };
+    const all = await Promise.all([make(opts), make(opts), make(opts)]);
+    const bs = all.map((s) => attach(s, 'agg'));
+    const redis = new Redis(url);
+    const total = async () => {
+      const keys = await redis.keys(`${prefix}:{agg}:c:*`);
+      let n = 0;
+      for (const k of keys) for (const v of Object.values(await redis.hgetall(k))) n += Number(v);
+      return n;
+    };
+    try {
+      // 3 x (3 successes + 1 failure): 12 calls, 25 % failures: counted, no trip
+      for (const b of bs) {
+        for (let i = 0; i < 3; i++) b.session.onOutcome?.('success');
+        b.session.onOutcome?.('failure');
+      }
+      await waitFor(async () => (await total()) === 12, 'all 12 outcomes flushed');
+      assert.ok(
+        bs.every((b) => b.state === 'closed'),
+        'below the rate: still closed',
+      );
+      // 3 x 3 failures: 21 calls, 12 failures (57 %): the aggregate trips, no instance alone would
+      for (const b of bs) for (let i = 0; i < 3; i++) b.session.onOutcome?.('slow-failure');
+      await waitFor(() => bs.every((b) => b.state === 'open'), 'every instance open');
+      const reasons = bs.flatMap((b) => b.applied.map((a) => a.reason));
+      assert.ok(
+        reasons.every((r) => r === 'remote:fleet-trip'),
+        reasons.join(),
+      );
+      const left = (bs[0]!.openUntil ?? 0) - Date.now();
+      assert.ok(left > 25_000 && left <= 30_000, `default fleet open period, got ${left}`);
+      // after a close the fleet counts start from zero (a new generation of buckets)
+      bs[0]!.state = 'half-open';
+      bs[0]!.go('closed', 'reset');
+      await waitFor(() => bs.every((b) => b.state === 'closed'), 'closed everywhere');
+      bs[1]!.session.onOutcome?.('failure');
+      await waitFor(async () => (await redis.keys(`${prefix}:{agg}:c:1:*`)).length === 1, 'new generation');
+      const [fresh] = await redis.keys(`${prefix}:{agg}:c:1:*`);
+      assert.deepEqual(await redis.hgetall(fresh!), { f: '1' });
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  test('local mode asks for no per-outcome hook, so the breaker pays nothing per call', async () => {
+    const s = await make({ prefix: uniquePrefix('local') });
+    const b = attach(s, 'l');
+    assert.equal(b.session.onOutcome, undefined);
+  });
+});
+
+describe('redisStore when Redis goes away', { skip: skipNoRedis }, () => {
+  test('degrades once, keeps working locally, re-synchronises after a restart', async () => {
+    const server = await RedisServer.start();
+    const warnings: string[] = [];
+    const logger = { warn: (m: string) => warnings.push(m) };
+    const prefix = uniquePrefix('down');
+    const opts = { url: server.url, prefix, logger, commandTimeoutMs: 100, recheckIntervalMs: 50 };
+    const a = redisStore(opts);
+    const b = redisStore({ ...opts, logger: silent });
+    const events: string[] = [];
+    a.on('degraded', () => events.push('degraded'));
+    a.on('recovered', () => events.push('recovered'));
+    try {
+      assert.equal(await a.ready(), true);
+      assert.equal(await b.ready(), true);
+      const ba = new FakeBreaker('svc');
+      ba.session = a.attach(ba);
+      const bb = new FakeBreaker('svc');
+      bb.session = b.attach(bb);
+      await server.stop();
+      await waitFor(() => events.includes('degraded'), 'degraded event');
+      // while down: transitions are accepted without throwing or waiting, probes are local
+      const t0 = performance.now();
+      ba.go('open', 'failures', 10_000);
+      assert.equal(ba.session.requestProbe?.(), true, 'probe decided locally while degraded');
+      assert.ok(performance.now() - t0 < 20, 'nothing waited for Redis');
+      // several reconnect attempts fail meanwhile: still one report
+      await waitFor(() => a.healthy === false && warnings.length === 1, 'one warning');
+      await server.start();
+      await waitFor(() => events.includes('recovered'), 'recovered event', 8000);
+      // the open made during the outage is published on reconnect (Redis restarted empty)
+      await waitFor(() => bb.state === 'open', 'peer learns the open after the restart', 8000);
+      assert.deepEqual(events, ['degraded', 'recovered']);
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      // and live propagation works again
+      ba.go('isolated', 'manual');
+      await waitFor(() => bb.state === 'isolated', 'propagation after recovery');
+    } finally {
+      await a.close();
+      await b.close();
+      await server.stop();
+    }
+  });
+
+  test('a frozen Redis (no answers) fails commands within commandTimeoutMs', async () => {
+    const server = await RedisServer.start();
+    const store = redisStore({
+      url: server.url,
+      prefix: uniquePrefix('slow'),
+      logger: silent,
+      commandTimeoutMs: 80,
+    });
+    let degraded = 0;
+    store.on('degraded', () => degraded++);
+    try {
+      assert.equal(await store.ready(), true);
+      const br = new FakeBreaker('frozen');
+      br.session = store.attach(br);
+      server.pause();
+      br.go('open', 'failures', 1000);
+      await waitFor(() => degraded === 1, 'degraded after the command timeout', 2000);
+      assert.equal(store.healthy, false);
+    } finally {
+      server.resume();
+      await store.close();
+      await server.stop();
+    }
+  });
+
+  test('redis:// URL with a password; a wrong password degrades instead of throwing', async () => {
+    const server = await RedisServer.start({ password: 's3cret pass' });
+    const good = redisStore({ url: server.url, prefix: uniquePrefix('auth'), logger: silent });
+    const bad = redisStore({
+      url: `redis://:wrong@127.0.0.1:${server.port}`,
+      prefix: uniquePrefix('auth'),
+      logger: silent,
+    });
+    let badDegraded = 0;
+    bad.on('degraded', () => badDegraded++);
+    try {
+      assert.equal(await good.ready(), true, 'authenticated');
+      await waitFor(() => badDegraded === 1, 'wrong password reported');
+      assert.equal(bad.healthy, false);
+    } finally {
+      await good.close();
+      await bad.close();
+      await server.stop();
+    }
+  });
+});
