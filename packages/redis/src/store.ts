@@ -67,7 +67,11 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** Fleet mode: counts are flushed at most this long after the first unflushed outcome. @default 100 */
   flushIntervalMs?: number;
-  /** Fleet mode: flush at once after this many unflushed outcomes. @default 256 */
+  /**
+   * Fleet mode: a batch this large is flushed before `flushIntervalMs` ends (but never sooner than
+   * `flushIntervalMs / 10` after the previous flush, so a hot breaker does not flood Redis).
+   * @default 1000
+   */
   flushMaxOutcomes?: number;
   /** Lifetime of the fleet-wide probe lease; a dead holder frees it after this. @default 10_000 */
   probeLeaseMs?: number;
@@ -266,7 +270,7 @@ class Store implements RedisStore {
     this.mode = mode;
     this.timeoutMs = num('commandTimeoutMs', opts.commandTimeoutMs, 250, { min: 1, max: 60_000 });
     this.flushIntervalMs = num('flushIntervalMs', opts.flushIntervalMs, 100, { min: 1, max: 60_000 });
-    this.flushMax = num('flushMaxOutcomes', opts.flushMaxOutcomes, 256, { min: 1, integer: true });
+    this.flushMax = num('flushMaxOutcomes', opts.flushMaxOutcomes, 1000, { min: 1, integer: true });
     this.leaseMs = num('probeLeaseMs', opts.probeLeaseMs, 10_000, { min: 1, integer: true });
     this.probeRetryMs = num('probeRetryMs', opts.probeRetryMs, 50, { min: 0 });
     this.#recheckMs = num('recheckIntervalMs', opts.recheckIntervalMs, 1000, { min: 1 });
@@ -566,6 +570,7 @@ class Session implements StoreSession {
   #ss = 0;
   #sf = 0;
   #n = 0;
+  #lastFlushAt = Number.NEGATIVE_INFINITY;
   #flushTimer: ReturnType<Clock['setTimeout']> | undefined;
   readonly #flushNow = () => {
     this.#flushTimer = undefined;
@@ -590,10 +595,22 @@ class Session implements StoreSession {
     else if (o === 'failure') this.#f++;
     else if (o === 'slow-success') this.#ss++;
     else this.#sf++;
-    if (++this.#n >= this.#store.flushMax) this.#flush();
-    else if (this.#flushTimer === undefined) {
-      this.#flushTimer = this.#store.clock.setTimeout(this.#flushNow, this.#store.flushIntervalMs).unref();
+    const n = ++this.#n;
+    // One timer per batch, armed by its first outcome; a full batch only brings the timer forward,
+    // and never closer than flushIntervalMs / 10 after the previous flush, so a hot breaker sends
+    // at most ten flushes per interval instead of one per batch.
+    if (n === 1) this.#arm(this.#store.flushIntervalMs);
+    else if (n === this.#store.flushMax) {
+      const wait = this.#lastFlushAt + this.#store.flushIntervalMs / 10 - this.#store.clock.now();
+      if (wait <= 0) this.#flush();
+      else this.#arm(wait);
     }
+  }
+
+  #arm(ms: number): void {
+    const clock = this.#store.clock;
+    if (this.#flushTimer !== undefined) clock.clearTimeout(this.#flushTimer);
+    this.#flushTimer = clock.setTimeout(this.#flushNow, ms).unref();
   }
 
   #flush(): void {
@@ -607,6 +624,7 @@ class Session implements StoreSession {
     const ss = this.#ss;
     const sf = this.#sf;
     this.#s = this.#f = this.#ss = this.#sf = this.#n = 0;
+    this.#lastFlushAt = store.clock.now();
     // Counts made while Redis was away, or while this breaker is not closed, are not fleet
     // evidence any more by the time they could be sent: drop them.
     if (s + f + ss + sf === 0 || !store.connected || this.#handle.state !== 'closed') return;

@@ -1,0 +1,286 @@
+// Several Node processes, each with a real tripswitch breaker on a redisStore, sharing one breaker
+// through a real redis-server: propagation, manual states, fleet-wide probes, both counting modes,
+// a Redis killed and restarted mid-run, and a restarted instance.
+import assert from 'node:assert/strict';
+import { type ChildProcess, fork } from 'node:child_process';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { RedisServer, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
+import type { RedisStoreOptions } from './store.js';
+
+const childPath = fileURLToPath(new URL('./child.test.fixture.js', import.meta.url));
+
+interface CallStats {
+  ok: number;
+  failed: number;
+  rejected: number;
+  started: number;
+  upstream: number;
+}
+interface Ev {
+  ev: string;
+  to?: string;
+  from?: string;
+  reason?: string;
+  at: number;
+  error?: string;
+}
+
+class Instance {
+  readonly proc: ChildProcess;
+  readonly events: Ev[] = [];
+  #next = 1;
+  #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  exited = false;
+
+  constructor() {
+    this.proc = fork(childPath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.proc.on('message', (m: { id?: number; result?: unknown; error?: string } & Ev) => {
+      if (m.id !== undefined) {
+        const w = this.#waiting.get(m.id);
+        this.#waiting.delete(m.id);
+        if (m.error !== undefined) w?.reject(new Error(m.error));
+        else w?.resolve(m.result);
+      } else this.events.push(m);
+    });
+    this.proc.on('exit', () => {
+      this.exited = true;
+      for (const w of this.#waiting.values()) w.reject(new Error('child exited'));
+      this.#waiting.clear();
+    });
+  }
+
+  request<T>(op: string, args: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<T> {
+    const id = this.#next++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id);
+        reject(new Error(`child did not answer ${op} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiting.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.proc.send({ id, op, ...args });
+    });
+  }
+
+  async init(store: RedisStoreOptions, breaker: Record<string, unknown>): Promise<void> {
+    const r = await this.request<{ ready: boolean }>('init', { store, breaker });
+    assert.equal(r.ready, true, 'child store connected');
+  }
+
+  calls(n: number, outcome: 'ok' | 'fail' | 'hang', gapMs = 0): Promise<CallStats> {
+    return this.request<CallStats>('calls', { n, outcome, gapMs });
+  }
+
+  async state(): Promise<string> {
+    return (await this.request<{ state: string }>('state')).state;
+  }
+
+  count(ev: string): number {
+    return this.events.filter((e) => e.ev === ev).length;
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise((r) => this.proc.once('exit', r));
+    await this.request('exit').catch(() => {});
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(t);
+  }
+
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise((r) => this.proc.once('exit', r));
+    this.proc.kill('SIGKILL');
+    await exited;
+  }
+}
+
+describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
+  const servers: RedisServer[] = [];
+  const procs: Instance[] = [];
+  const spawnAll = async (n: number, store: RedisStoreOptions, breaker: Record<string, unknown>) => {
+    const list = Array.from({ length: n }, () => new Instance());
+    procs.push(...list);
+    await Promise.all(list.map((p) => p.init(store, breaker)));
+    return list;
+  };
+  let server: RedisServer | undefined;
+  const redisUrl = async () => {
+    if (!server) {
+      server = await RedisServer.start();
+      servers.push(server);
+    }
+    return server.url;
+  };
+  after(async () => {
+    await Promise.all(procs.map((p) => p.stop()));
+    for (const s of servers) await s.stop();
+    for (const p of procs)
+      assert.equal(p.count('unhandledRejection'), 0, 'no unhandled rejections in children');
+  });
+
+  test('an open in one process is seen by the others, which reject without calling', async (t) => {
+    const url = await redisUrl();
+    const prefix = uniquePrefix('p');
+    const [a, b, c] = await spawnAll(
+      3,
+      { url, prefix },
+      { name: 'pay', trip: { kind: 'consecutive', threshold: 3 }, openDuration: 10_000 },
+    );
+    const r = await a!.calls(3, 'fail');
+    assert.equal(r.failed, 3);
+    assert.equal(await a!.state(), 'open');
+    await waitFor(() => b!.count('state') > 0 && c!.count('state') > 0, 'peers told');
+    const opened = a!.events.find((e) => e.to === 'open')!.at;
+    for (const p of [b!, c!]) {
+      const e = p.events.find((x) => x.to === 'open');
+      assert.ok(e, 'peer opened');
+      assert.match(e.reason ?? '', /^remote:/);
+      // same host, same clock: a diagnostic, not a speed assertion
+      t.diagnostic(`propagation ${(e.at - opened).toFixed(2)} ms`);
+      const s = await p.calls(5, 'ok');
+      assert.deepEqual([s.rejected, s.upstream], [5, 0], 'peer rejects without calling the upstream');
+    }
+    // manual states go fleet-wide
+    await b!.request('isolate');
+    await waitFor(
+      async () => (await a!.state()) === 'isolated' && (await c!.state()) === 'isolated',
+      'isolated',
+    );
+    await c!.request('reset');
+    await waitFor(async () => (await a!.state()) === 'closed' && (await b!.state()) === 'closed', 'reset');
+    await a!.request('close');
+    await waitFor(
+      async () => (await b!.state()) === 'disabled' && (await c!.state()) === 'disabled',
+      'forced',
+    );
+  });
+
+  test('half-open: a recovering upstream gets maxProbes probes in total; a dead holder frees the lease', async () => {
+    const url = await redisUrl();
+    const prefix = uniquePrefix('probe');
+    const list = await spawnAll(
+      3,
+      { url, prefix, probeLeaseMs: 400, probeRetryMs: 5 },
+      {
+        name: 'inv',
+        trip: { kind: 'consecutive', threshold: 1 },
+        openDuration: 150,
+        halfOpen: { maxProbes: 2, successesToClose: 2 },
+      },
+    );
+    await list[0]!.calls(1, 'fail');
+    await waitFor(async () => {
+      const s = await Promise.all(list.map((p) => p.state()));
+      return s.every((x) => x === 'open');
+    }, 'all open');
+    // every process keeps calling (each call would hang in the upstream) through the open period
+    // and well past its end
+    const stats = await Promise.all(list.map((p) => p.calls(60, 'hang', 5)));
+    const upstream = stats.reduce((n, s) => n + s.upstream, 0);
+    assert.equal(upstream, 2, `probes that reached the upstream: ${JSON.stringify(stats)}`);
+    const holders = list.filter((_, i) => stats[i]!.upstream > 0);
+    assert.equal(holders.length, 1, 'one process probes');
+    // the holder dies with its probes hanging: after the lease expires another process probes
+    const holder = holders[0]!;
+    await holder.kill();
+    const rest = list.filter((p) => p !== holder);
+    let second: Instance | undefined;
+    await waitFor(
+      async () => {
+        const s = await Promise.all(rest.map((p) => p.calls(5, 'hang', 2)));
+        const i = s.findIndex((x) => x.upstream > 0);
+        if (i >= 0) second = rest[i];
+        return i >= 0;
+      },
+      'another process probes after the lease expires',
+      5000,
+      10,
+    );
+    // its probes succeed: closed everywhere
+    await second!.request('release', { outcome: 'ok' });
+    await waitFor(async () => {
+      // traffic goes on: a probe slot the lease holder had not used yet takes the next call
+      await second!.calls(1, 'ok');
+      const s = await Promise.all(rest.map((p) => p.state()));
+      return s.every((x) => x === 'closed');
+    }, 'closed fleet-wide after the probes succeeded');
+  });
+
+  test('counting modes: fleet trips on the aggregate, local does not', async () => {
+    const url = await redisUrl();
+    const breaker = { name: 'agg', trip: { kind: 'consecutive', threshold: 1000 }, openDuration: 10_000 };
+    const fleet = { minimumCalls: 12, failureRateThreshold: 0.5, windowMs: 60_000, buckets: 6 };
+    const local = await spawnAll(3, { url, prefix: uniquePrefix('local'), mode: 'local', fleet }, breaker);
+    for (const p of local) await p.calls(5, 'fail');
+    assert.deepEqual(await Promise.all(local.map((p) => p.state())), ['closed', 'closed', 'closed']);
+    const fl = await spawnAll(
+      3,
+      { url, prefix: uniquePrefix('fleet'), mode: 'fleet', flushIntervalMs: 10, fleet },
+      breaker,
+    );
+    for (const p of fl) await p.calls(5, 'fail');
+    await waitFor(async () => {
+      const s = await Promise.all(fl.map((p) => p.state()));
+      return s.every((x) => x === 'open');
+    }, 'the aggregate (15 failures) opens all three');
+    const after = await Promise.all(fl.map((p) => p.calls(3, 'ok')));
+    assert.ok(after.every((s) => s.rejected === 3));
+    // the local-mode processes saw none of it
+    assert.deepEqual(await Promise.all(local.map((p) => p.state())), ['closed', 'closed', 'closed']);
+  });
+
+  test('Redis killed mid-run: calls keep working, degradation reported once, re-sync after restart', async () => {
+    const own = await RedisServer.start();
+    servers.push(own);
+    const prefix = uniquePrefix('kill');
+    const [a, b] = await spawnAll(
+      2,
+      { url: own.url, prefix, commandTimeoutMs: 100, recheckIntervalMs: 50 },
+      { name: 'db', trip: { kind: 'consecutive', threshold: 3 }, openDuration: 20_000 },
+    );
+    await own.stop();
+    await waitFor(() => a!.count('degraded') === 1 && b!.count('degraded') === 1, 'both degraded');
+    // calls run on local state: successes pass, a local trip still happens
+    const ok = await Promise.all([a!.calls(50, 'ok', 1), b!.calls(50, 'ok', 1)]);
+    assert.ok(
+      ok.every((s) => s.ok === 50),
+      'no call failed because of Redis',
+    );
+    await a!.calls(3, 'fail');
+    assert.equal(await a!.state(), 'open');
+    assert.equal(await b!.state(), 'closed', 'no propagation while Redis is down');
+    await own.start();
+    await waitFor(() => a!.count('recovered') === 1 && b!.count('recovered') === 1, 'both recovered', 10_000);
+    await waitFor(
+      async () => (await b!.state()) === 'open',
+      'the open made during the outage reaches b',
+      10_000,
+    );
+    assert.deepEqual([a!.count('degraded'), b!.count('degraded')], [1, 1], 'reported once');
+  });
+
+  test('a restarted instance starts with the shared state', async () => {
+    const url = await redisUrl();
+    const prefix = uniquePrefix('restart');
+    const breaker = { name: 'search', trip: { kind: 'consecutive', threshold: 2 }, openDuration: 30_000 };
+    const [a] = await spawnAll(1, { url, prefix }, breaker);
+    await a!.calls(2, 'fail');
+    assert.equal(await a!.state(), 'open');
+    await a!.kill();
+    const [again] = await spawnAll(1, { url, prefix }, breaker);
+    await waitFor(async () => (await again!.state()) === 'open', 'restarted instance is open');
+    const s = await again!.calls(3, 'ok');
+    assert.deepEqual([s.rejected, s.upstream], [3, 0]);
+  });
+});
