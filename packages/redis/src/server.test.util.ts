@@ -4,7 +4,11 @@
  * @module
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 
 /** Path of redis-server, or undefined when it is not installed. */
 export const redisServerPath: string | undefined = (() => {
@@ -60,36 +64,95 @@ export function answers(port: number): Promise<boolean> {
   });
 }
 
+/** A self-signed certificate for 127.0.0.1 made with openssl, or undefined when openssl is missing. */
+export function selfSignedCert(): { cert: string; key: string; certPem: string } | undefined {
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'tripswitch-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+      ],
+      { stdio: 'ignore', input: '' },
+    );
+    return { cert, key, certPem: readFileSync(cert, 'utf8') };
+  } catch {
+    return undefined;
+  }
+}
+
+function tlsAnswers(port: number, ca: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = tlsConnect({ port, host: '127.0.0.1', ca, checkServerIdentity: () => undefined });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('error', () => done(false));
+    sock.once('secureConnect', () => done(true));
+  });
+}
+
 /** A redis-server child process on its own port; `stop()` and `start()` can be repeated. */
 export class RedisServer {
   readonly port: number;
   readonly password: string | undefined;
+  readonly tls: { cert: string; key: string; certPem: string } | undefined;
   #proc: ChildProcess | undefined;
 
-  private constructor(port: number, password: string | undefined) {
+  private constructor(port: number, password: string | undefined, tls: RedisServer['tls']) {
     this.port = port;
     this.password = password;
+    this.tls = tls;
   }
 
-  static async start(opts: { password?: string } = {}): Promise<RedisServer> {
-    const s = new RedisServer(await freePort(), opts.password);
+  static async start(
+    opts: { password?: string; tls?: { cert: string; key: string; certPem: string } } = {},
+  ): Promise<RedisServer> {
+    const s = new RedisServer(await freePort(), opts.password, opts.tls);
     await s.start();
     return s;
   }
 
   get url(): string {
+    const scheme = this.tls ? 'rediss' : 'redis';
     return this.password
-      ? `redis://:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}`
-      : `redis://127.0.0.1:${this.port}`;
+      ? `${scheme}://:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}`
+      : `${scheme}://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
     if (!redisServerPath) throw new Error('redis-server missing');
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const args = this.tls
+      ? ['--port', '0', '--tls-port', String(this.port), '--tls-cert-file', this.tls.cert]
+      : ['--port', String(this.port)];
+    if (this.tls) args.push('--tls-key-file', this.tls.key, '--tls-auth-clients', 'no');
+    args.push('--bind', '127.0.0.1', '--save', '', '--appendonly', 'no');
     args.push('--daemonize', 'no', '--loglevel', 'warning');
     if (this.password) args.push('--requirepass', this.password);
     this.#proc = spawn(redisServerPath, args, { stdio: 'ignore' });
-    await waitFor(() => answers(this.port), `redis-server on port ${this.port} to answer`, 5000, 10);
+    const tls = this.tls;
+    await waitFor(
+      () => (tls ? tlsAnswers(this.port, tls.certPem) : answers(this.port)),
+      `redis-server on port ${this.port} to answer`,
+      5000,
+      10,
+    );
   }
 
   /** Kills the server (SIGKILL: no goodbye to clients) and waits for the port to stop answering. */

@@ -6,7 +6,14 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { isInvalidOptionError } from 'tripswitch';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
-import { RedisServer, sharedRedis, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
+import {
+  RedisServer,
+  selfSignedCert,
+  sharedRedis,
+  skipNoRedis,
+  uniquePrefix,
+  waitFor,
+} from './server.test.util.js';
 import { type RedisStore, type RedisStoreOptions, redisStore } from './store.js';
 
 class FakeBreaker implements BreakerHandle {
@@ -33,6 +40,9 @@ class FakeBreaker implements BreakerHandle {
 }
 
 const silent = { warn: () => {} };
+const unhandled: unknown[] = [];
+process.on('unhandledRejection', (err) => unhandled.push(err));
+after(() => assert.deepEqual(unhandled, [], 'no unhandled rejections'));
 
 describe('redisStore options', () => {
   test('rejects bad options, naming the option, the range and the value', () => {
@@ -238,6 +248,30 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     }
   });
 
+  test('a caller-supplied ioredis client is used, not closed, and left without our listeners', async () => {
+    const client = new Redis(url);
+    const before = ['error', 'close', 'ready'].map((e) => client.listenerCount(e));
+    const prefix = uniquePrefix('client');
+    const s = redisStore({ client, prefix, logger: silent });
+    const peer = await make({ prefix });
+    try {
+      assert.equal(await s.ready(), true);
+      const b1 = attach(s, 'c');
+      const b2 = attach(peer, 'c');
+      b1.go('isolated', 'manual');
+      await waitFor(() => b2.state === 'isolated', 'propagated through the supplied client');
+      await s.close();
+      assert.equal(client.status, 'ready', 'the caller keeps a working client');
+      assert.equal(await client.hget(`${prefix}:{c}:s`, 'st'), 'isolated');
+      assert.deepEqual(
+        ['error', 'close', 'ready'].map((e) => client.listenerCount(e)),
+        before,
+      );
+    } finally {
+      client.disconnect();
+    }
+  });
+
   test('local mode asks for no per-outcome hook, so the breaker pays nothing per call', async () => {
     const s = await make({ prefix: uniquePrefix('local') });
     const b = attach(s, 'l');
@@ -310,6 +344,35 @@ describe('redisStore when Redis goes away', { skip: skipNoRedis }, () => {
     } finally {
       server.resume();
       await store.close();
+      await server.stop();
+    }
+  });
+
+  test('rediss:// (TLS) URL with a password', async (t) => {
+    const cert = selfSignedCert();
+    if (!cert) return t.skip('openssl is not installed; TLS test skipped');
+    const server = await RedisServer.start({ password: 'tls-pw', tls: cert });
+    assert.match(server.url, /^rediss:\/\/:tls-pw@/);
+    const opts: RedisStoreOptions = {
+      url: server.url,
+      redisOptions: { tls: { ca: cert.certPem, checkServerIdentity: () => undefined } },
+      prefix: uniquePrefix('tls'),
+      logger: silent,
+    };
+    const a = redisStore(opts);
+    const b = redisStore(opts);
+    try {
+      assert.equal(await a.ready(), true, 'connected over TLS');
+      assert.equal(await b.ready(), true);
+      const ba = new FakeBreaker('tls');
+      ba.session = a.attach(ba);
+      const bb = new FakeBreaker('tls');
+      bb.session = b.attach(bb);
+      ba.go('open', 'failures', 1000);
+      await waitFor(() => bb.state === 'open', 'propagated over TLS');
+    } finally {
+      await a.close();
+      await b.close();
       await server.stop();
     }
   });

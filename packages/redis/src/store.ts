@@ -245,6 +245,9 @@ class Store implements RedisStore {
   #recheck: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #readyWaiters = new Set<() => void>();
+  readonly #onCmdError = (err: unknown) => this.markDegraded(err);
+  readonly #onCmdClose = () => this.#lost('command connection closed');
+  readonly #onCmdReady = () => this.#onReady();
 
   constructor(opts: RedisStoreOptions) {
     if (typeof opts !== 'object' || opts === null)
@@ -322,9 +325,9 @@ class Store implements RedisStore {
     this.#cmd.defineCommand('tripswitchProbe', { numberOfKeys: 3, lua: probeScript });
     this.#cmd.defineCommand('tripswitchFlush', { numberOfKeys: 2, lua: flushScript });
 
-    this.#cmd.on('error', (err: unknown) => this.markDegraded(err));
-    this.#cmd.on('close', () => this.#lost('command connection closed'));
-    this.#cmd.on('ready', () => this.#onReady());
+    this.#cmd.on('error', this.#onCmdError);
+    this.#cmd.on('close', this.#onCmdClose);
+    this.#cmd.on('ready', this.#onCmdReady);
     this.#sub.on('error', (err: unknown) => this.markDegraded(err));
     this.#sub.on('close', () => {
       this.#subscribed = false;
@@ -539,6 +542,12 @@ class Store implements RedisStore {
     for (const w of [...this.#readyWaiters]) w();
     this.#sub.disconnect();
     if (this.#ownsCmd) this.#cmd.disconnect();
+    else {
+      // The client stays the caller's: take back only what this store added to it.
+      this.#cmd.off('error', this.#onCmdError);
+      this.#cmd.off('close', this.#onCmdClose);
+      this.#cmd.off('ready', this.#onCmdReady);
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
