@@ -65,7 +65,8 @@ else
   redis.call('DEL', KEYS[2])
 end
 if to == 'closed' then redis.call('HINCRBY', KEYS[1], 'g', 1) end
-if kind == 'manual' then
+if kind == 'manual' or to == 'open' then
+  -- an operator's decision, or a fresh open period: any probe lease is void
   redis.call('DEL', KEYS[3])
 elseif from == 'half-open' and redis.call('GET', KEYS[3]) == instance then
   redis.call('DEL', KEYS[3])

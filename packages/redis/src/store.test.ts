@@ -99,7 +99,7 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     ba.go('open', 'consecutive failures', 5000);
     await waitFor(() => bb.state === 'open' && bc.state === 'open', 'peers open');
     const left = (bb.openUntil ?? 0) - Date.now();
-    assert.ok(left > 4000 && left <= 5000, `remaining open period ${left}`);
+    assert.ok(left > 4000 && left <= 5005, `remaining open period ${left}`);
     assert.equal(other.state, 'closed', 'a breaker with another name is untouched');
     assert.equal(ba.applied.length, 0, 'the opener does not apply its own message');
     // the probe that closes it, by the lease holder, closes everyone
@@ -142,7 +142,7 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     const bb = attach(b, 'inv');
     await waitFor(() => bb.state === 'open', 'new instance starts open');
     const left = (bb.openUntil ?? 0) - Date.now();
-    assert.ok(left > 1500 && left <= 3000, `remaining ${left}`);
+    assert.ok(left > 1500 && left <= 3005, `remaining ${left}`);
   });
 
   test('half-open: one probe lease for the whole fleet; it expires when its holder dies', async () => {
@@ -234,7 +234,7 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
         reasons.join(),
       );
       const left = (bs[0]!.openUntil ?? 0) - Date.now();
-      assert.ok(left > 25_000 && left <= 30_000, `default fleet open period, got ${left}`);
+      assert.ok(left > 25_000 && left <= 30_005, `default fleet open period, got ${left}`);
       // after a close the fleet counts start from zero (a new generation of buckets)
       bs[0]!.state = 'half-open';
       bs[0]!.go('closed', 'reset');

@@ -573,6 +573,7 @@ class Session implements StoreSession {
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #nextAcquireAt = Number.NEGATIVE_INFINITY;
   #acquiring = false;
+  #publishing = 0;
   #detached = false;
   #s = 0;
   #f = 0;
@@ -691,6 +692,7 @@ class Session implements StoreSession {
         ? Math.max(1, (ev.openUntil ?? store.clock.now() + store.rule.openDurationMs) - store.clock.now())
         : -1;
     const kind = isAutomatic(ev.from, ev.to) ? 'auto' : 'manual';
+    this.#publishing++;
     store
       .run(() =>
         store.scripts.tripswitchTransition(
@@ -709,6 +711,7 @@ class Session implements StoreSession {
       )
       .then(
         ([applied, version, state, pttl]) => {
+          this.#publishing--;
           if (this.#detached) return;
           if (applied === 1) {
             this.#version = Math.max(this.#version, Number(version));
@@ -721,6 +724,7 @@ class Session implements StoreSession {
           this.#adopt(state as CircuitState | '', 'shared', Number(pttl));
         },
         (err: unknown) => {
+          this.#publishing--;
           if (this.#detached) return;
           this.#pending = ev;
           store.markDegraded(err);
@@ -836,6 +840,9 @@ class Session implements StoreSession {
       }
     }
     this.#pending = undefined;
+    // A message newer than this read was applied meanwhile, or a publish of ours is on its way
+    // and will reconcile with whatever Redis holds: the read is stale either way.
+    if (v < this.#version || this.#publishing > 0) return;
     this.#version = v;
     this.#adopt(state as CircuitState | '', reason || 'sync', Number(pttl));
   }
