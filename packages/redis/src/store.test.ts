@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { isInvalidOptionError } from 'tripswitch';
+import { TestClock } from 'tripswitch/testing';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
 import {
   RedisServer,
@@ -269,6 +270,41 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
       );
     } finally {
       client.disconnect();
+    }
+  });
+
+  test('fleet counts are batched: one timer per batch, a full batch flushes early but not often', async () => {
+    const clock = new TestClock(1_000_000);
+    const prefix = uniquePrefix('batch');
+    const s = await make({ prefix, mode: 'fleet', clock, flushIntervalMs: 100, flushMaxOutcomes: 5 });
+    const b = attach(s, 'batch');
+    const redis = new Redis(url);
+    const flushed = async () => {
+      let n = 0;
+      for (const k of await redis.keys(`${prefix}:{batch}:c:*`))
+        for (const v of Object.values(await redis.hgetall(k))) n += Number(v);
+      return n;
+    };
+    try {
+      assert.equal(clock.pending, 0, 'idle: no timer');
+      for (let i = 0; i < 4; i++) b.session.onOutcome?.('success');
+      assert.equal(clock.pending, 1, 'one timer for the batch, not one per outcome');
+      b.session.onOutcome?.('failure'); // the 5th: first full batch goes at once
+      assert.equal(clock.pending, 0);
+      await waitFor(async () => (await flushed()) === 5, 'first batch in Redis');
+      for (let i = 0; i < 5; i++) b.session.onOutcome?.('slow-success');
+      // full again, but only 0 ms after the previous flush: it waits until flushIntervalMs / 10
+      assert.equal(clock.pending, 1);
+      clock.advance(9);
+      assert.equal(await flushed(), 5, 'not flushed before the minimum gap');
+      clock.advance(1);
+      await waitFor(async () => (await flushed()) === 10, 'second batch in Redis');
+      assert.equal(clock.pending, 0, 'idle again: no timer');
+      b.session.onOutcome?.('success');
+      clock.advance(100);
+      await waitFor(async () => (await flushed()) === 11, 'a lone outcome goes after flushIntervalMs');
+    } finally {
+      redis.disconnect();
     }
   });
 

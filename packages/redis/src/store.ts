@@ -486,7 +486,8 @@ class Store implements RedisStore {
     Promise.all(all).then(
       () => {
         this.#resyncing = false;
-        if (this.#closed) return;
+        // a connection dropped while re-reading: not recovered yet, the next 'ready' retries
+        if (this.#closed || !this.#subscribed || this.#cmd.status !== 'ready') return;
         this.#synced = true;
         if (this.#degraded) {
           this.#degraded = false;
