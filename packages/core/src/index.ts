@@ -20,3 +20,38 @@ export {
 } from './errors.js';
 export type { Subscription } from './emitter.js';
 export { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
+export {
+  type BreakerContext,
+  type BreakerEvents,
+  type BreakerHandle,
+  type BreakerSnapshot,
+  type BreakerStats,
+  type BreakerStore,
+  type CircuitBreaker,
+  type CircuitBreakerOptions,
+  type CircuitState,
+  circuitBreaker,
+  type ErrorClass,
+  type HalfOpenOptions,
+  type OpenDurationBackoff,
+  type Permit,
+  type StoreSession,
+} from './breaker.js';
+export type {
+  ConsecutiveTripOptions,
+  CountTripOptions,
+  CustomTripOptions,
+  TimeTripOptions,
+  TripCounts,
+  TripOptions,
+  WindowSnapshot,
+} from './trip-rules.js';
+export {
+  type BreakerListing,
+  type BreakerRegistry,
+  type BreakerRegistryEvents,
+  type BreakerRegistryOptions,
+  breakerRegistry,
+} from './registry.js';
+export { type MethodDecorator, withBreaker } from './decorator.js';
+export { breakerChannels } from './diagnostics.js';

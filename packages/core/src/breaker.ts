@@ -1,0 +1,1060 @@
+/**
+ * The circuit breaker.
+ *
+ * Design notes (why it is shaped like this):
+ * - State is a small integer and every count is a running total, so admitting and recording a
+ *   call is a handful of field reads and writes. A successful call in the closed state allocates
+ *   nothing beyond the promise chain of the async function that awaits `fn`.
+ * - No timer exists while a breaker is idle: open -> half-open happens on the first call after the
+ *   open period. The only timers are the opt-in `eagerHalfOpen` timer (one per open period) and
+ *   the half-open deadline (one per half-open period), both unref'd.
+ * - Events and diagnostics payloads are built only when someone listens.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from './clock.js';
+import { withBreaker, type MethodDecorator } from './decorator.js';
+import { channels } from './diagnostics.js';
+import { Emitter, type Subscription } from './emitter.js';
+import { CircuitOpenError } from './errors.js';
+import { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
+import {
+  createTripRule,
+  newCounts,
+  type TripOptions,
+  type TripRule,
+  tripReasons,
+  type WindowSnapshot,
+} from './trip-rules.js';
+import { rejectUnknownKeys, type Validator, validator } from './validate.js';
+
+/** Every state a breaker can be in. `isolated`, `disabled` and `metrics-only` are set by hand. */
+export type CircuitState = 'closed' | 'open' | 'half-open' | 'isolated' | 'disabled' | 'metrics-only';
+
+// Numeric states; the three that admit every call come first so the hot path tests `< HALF`.
+const CLOSED = 0;
+const DISABLED = 1;
+const METRICS = 2;
+const HALF = 3;
+const OPEN = 4;
+const ISOLATED = 5;
+const stateNames: readonly CircuitState[] = [
+  'closed',
+  'disabled',
+  'metrics-only',
+  'half-open',
+  'open',
+  'isolated',
+];
+const stateCodes: Record<CircuitState, number> = {
+  closed: CLOSED,
+  disabled: DISABLED,
+  'metrics-only': METRICS,
+  'half-open': HALF,
+  open: OPEN,
+  isolated: ISOLATED,
+};
+
+// Admission results.
+const REJECT = 0;
+const ADMIT = 1;
+const PROBE = 2;
+
+/** Open duration growing with consecutive openings: `min(max, base * multiplier^(n-1))`, minus jitter. */
+export interface OpenDurationBackoff {
+  /** First open period in ms. */
+  base: number;
+  /** Cap in ms. @default max(base, 300_000) */
+  max?: number;
+  /** Growth factor per consecutive opening (>= 1). @default 2 */
+  multiplier?: number;
+  /** Fraction in [0, 1] of the period removed at random (spreads probes of many instances). @default 0 */
+  jitter?: number;
+}
+
+/** Half-open behaviour. */
+export interface HalfOpenOptions {
+  /** Concurrent probe calls admitted in half-open. @default 1 */
+  maxProbes?: number;
+  /** Successful probes needed to close. @default 1 */
+  successesToClose?: number;
+  /**
+   * A half-open period that has not ended after this many ms reopens the breaker, so a probe
+   * that never settles cannot wedge it. `Infinity` disables it. @default 60_000
+   */
+  deadlineMs?: number;
+  /**
+   * Callers arriving while every probe slot is taken wait for the probes' outcome (and then run,
+   * probe, or are rejected) instead of being rejected at once. Waits stop on abort. @default false
+   */
+  waitForProbes?: boolean;
+}
+
+/** A class of errors, for `isFailure: [TypeError, HttpError]`. */
+// biome-ignore lint/suspicious/noExplicitAny: constructors of any arity
+export type ErrorClass = abstract new (...args: any[]) => unknown;
+
+/** Options of {@link circuitBreaker}. */
+export interface CircuitBreakerOptions {
+  /** Name in events, errors, metrics and the store. @default 'default' */
+  name?: string;
+  /** Source of time and timers. @default systemClock */
+  clock?: Clock;
+  /** When a closed breaker opens. @default { kind: 'consecutive', threshold: 5 } */
+  trip?: TripOptions;
+  /** Open period in ms, or a backoff growing with consecutive openings. @default 30_000 */
+  openDuration?: number | OpenDurationBackoff;
+  /** Half-open behaviour. @default { maxProbes: 1, successesToClose: 1, deadlineMs: 60_000, waitForProbes: false } */
+  halfOpen?: HalfOpenOptions;
+  /** Move to half-open when the open period ends (one unref'd timer) instead of on the next call. @default false */
+  eagerHalfOpen?: boolean;
+  /**
+   * Which thrown errors count as failures: a predicate, or error classes. Other errors are
+   * rethrown but count as successes (the dependency answered). @default every error
+   */
+  isFailure?: ((err: unknown) => boolean) | readonly ErrorClass[];
+  /** Which resolved values count as failures (e.g. `(r) => r.status >= 500`). @default none */
+  isResultFailure?: (result: unknown) => boolean;
+  /**
+   * Errors that count as neither success nor failure; the permit is given back. @default the
+   * caller's own abort: `ctx.signal.aborted` and the error is the signal's reason or an `AbortError`
+   */
+  isNeutral?: (err: unknown, ctx: PolicyContext) => boolean;
+  /** State to start from, from `toJSON()` (a half-open snapshot restores as open). @default closed */
+  initialState?: BreakerSnapshot;
+  /** Shared state (for example `@tripswitch/redis`). @default none */
+  store?: BreakerStore;
+}
+
+/** What `execute` passes to `fn`. */
+export type BreakerContext = PolicyContext;
+
+/**
+ * A two-step call: report how the work went, exactly once. Later reports are ignored.
+ *
+ * @example
+ * ```ts
+ * const permit = breaker.tryAcquire();
+ * if (!permit) return fallback();
+ * try { const r = await work(); permit.success(); return r; }
+ * catch (err) { permit.failure(err); throw err; }
+ * ```
+ */
+export interface Permit {
+  /** The call succeeded. */
+  success(): void;
+  /** The call failed (counts as a failure whatever `isFailure` says). */
+  failure(error?: unknown): void;
+  /** The call counts as neither (e.g. cancelled by the caller); gives the slot back. */
+  neutral(error?: unknown): void;
+  /** True once one of the three was called. */
+  readonly settled: boolean;
+}
+
+/** Counts returned by `stats()`; plain numbers. */
+export interface BreakerStats {
+  state: CircuitState;
+  /** Settled calls (successes + failures + neutral) since creation. */
+  calls: number;
+  successes: number;
+  failures: number;
+  /** Calls rejected without running. */
+  rejections: number;
+  neutral: number;
+  /** Calls slower than the rule's `slowCallDuration`. */
+  slowCalls: number;
+  /** Calls admitted and not settled yet. */
+  inFlight: number;
+  consecutiveFailures: number;
+  /** Failure rate of the trip rule's window (or since the last close for `consecutive`). */
+  failureRate: number;
+  /** Slow-call rate of the trip rule's window. */
+  slowCallRate: number;
+  /** Calls in the trip rule's window. */
+  windowCalls: number;
+  /** Failures in the trip rule's window. */
+  windowFailures: number;
+  openedAt?: number;
+  nextAttemptAt?: number;
+}
+
+/** A JSON-safe picture of a breaker, restorable with `initialState`. */
+export interface BreakerSnapshot {
+  version: 1;
+  name: string;
+  state: CircuitState;
+  /** Clock time the snapshot was taken. */
+  savedAt: number;
+  openedAt?: number;
+  nextAttemptAt?: number;
+  /** Consecutive openings (drives the open-duration backoff). */
+  openings: number;
+  consecutiveFailures: number;
+  /** Failures counted when the breaker last opened. */
+  openFailures?: number;
+  totals: {
+    successes: number;
+    failures: number;
+    rejections: number;
+    neutral: number;
+    slowCalls: number;
+  };
+  window?: WindowSnapshot;
+}
+
+/** Events of a breaker (the same payloads go to `node:diagnostics_channel`). */
+export interface BreakerEvents {
+  stateChange: { name: string; from: CircuitState; to: CircuitState; reason: string; at: number };
+  success: { name: string; duration: number };
+  failure: { name: string; error: unknown; duration: number };
+  rejected: { name: string; state: CircuitState; retryAfter: number | undefined };
+  neutral: { name: string; error: unknown; duration: number };
+  /** In `metrics-only`, the trip rule would have opened the breaker (its window then restarts). */
+  wouldOpen: { name: string; reason: string; at: number };
+}
+
+/** Shared state for breakers (see docs/architecture.md). */
+export interface BreakerStore {
+  attach(handle: BreakerHandle): StoreSession;
+}
+
+/** What a breaker shows its store. */
+export interface BreakerHandle {
+  readonly name: string;
+  readonly state: CircuitState;
+  snapshot(): BreakerSnapshot;
+  /** Applies a state decided elsewhere, without publishing it back to the store. */
+  applyRemote(update: { state: CircuitState; openUntil?: number; reason: string }): void;
+  /** The open period (backoff included) the breaker would use for its next trip. */
+  openDurationMs?(): number;
+}
+
+/** A breaker's link to its store. */
+export interface StoreSession {
+  /** A local transition happened; publish it. `manual` is true for isolate/close/reset/metricsOnly. */
+  onTransition(event: {
+    from: CircuitState;
+    to: CircuitState;
+    reason: string;
+    openUntil?: number;
+    manual?: boolean;
+  }): void;
+  /** Every recorded outcome (for fleet-wide counting); synchronous and cheap. */
+  onOutcome?(outcome: 'success' | 'failure' | 'slow-success' | 'slow-failure'): void;
+  /** Asked before open -> half-open; false keeps the breaker open (asked again on the next call). */
+  requestProbe?(): boolean;
+  detach(): void;
+}
+
+/**
+ * A circuit breaker: a {@link Policy} that stops calling a failing dependency for a while.
+ *
+ * @example
+ * ```ts
+ * const breaker = circuitBreaker({ name: 'payments' });
+ * const receipt = await breaker.execute(({ signal }) => charge(order, signal), req.signal);
+ * ```
+ */
+export interface CircuitBreaker extends Policy<BreakerContext>, BreakerHandle {
+  readonly name: string;
+  readonly state: CircuitState;
+  /** Epoch ms when a probe will be admitted, while open; `undefined` otherwise. */
+  readonly nextAttemptAt: number | undefined;
+  /** Runs `fn(ctx)`, or rejects with `CircuitOpenError` without calling it. */
+  execute<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T>;
+  /** A function with the same parameters that runs `fn` through `execute`. */
+  wrap<A extends unknown[], T>(fn: (...args: A) => PromiseLike<T> | T): (...args: A) => Promise<T>;
+  /** A standard method decorator: `@breaker.protect async call() {}`. */
+  readonly protect: MethodDecorator;
+  /** A permit, or `undefined` when the breaker rejects (no error is allocated). */
+  tryAcquire(): Permit | undefined;
+  /** A permit; throws `CircuitOpenError` when the breaker rejects. */
+  acquire(): Permit;
+  /** Forced open until `reset()` (or another manual state). */
+  isolate(): void;
+  /** Forced closed (`disabled`): admits everything, never opens. */
+  close(): void;
+  /** Back to `closed` with clean counts. */
+  reset(): void;
+  /** Dry run: records and emits events, never rejects; emits `wouldOpen` when it would have opened. */
+  metricsOnly(): void;
+  stats(): BreakerStats;
+  toJSON(): BreakerSnapshot;
+  on<K extends keyof BreakerEvents>(event: K, listener: (e: BreakerEvents[K]) => void): Subscription;
+  /** Detaches from the store and cancels timers. The breaker keeps working locally. */
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+/** Frozen so a function cannot leave state on it for the next caller. */
+const plainContext: BreakerContext = Object.freeze({ signal: neverAbortedSignal });
+
+function defaultIsNeutral(err: unknown, ctx: PolicyContext): boolean {
+  const s = ctx.signal;
+  return (
+    s.aborted &&
+    (err === s.reason ||
+      (typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'AbortError'))
+  );
+}
+
+interface Backoff {
+  base: number;
+  max: number;
+  multiplier: number;
+  jitter: number;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+const OWNER = 'circuitBreaker';
+const KNOWN = [
+  'name',
+  'clock',
+  'trip',
+  'openDuration',
+  'halfOpen',
+  'eagerHalfOpen',
+  'isFailure',
+  'isResultFailure',
+  'isNeutral',
+  'initialState',
+  'store',
+] as const;
+
+class BreakerPermit implements Permit {
+  #b: Breaker | undefined;
+  readonly #start: number;
+  readonly #gen: number;
+  readonly #probe: boolean;
+  constructor(b: Breaker, start: number, gen: number, probe: boolean) {
+    this.#b = b;
+    this.#start = start;
+    this.#gen = gen;
+    this.#probe = probe;
+  }
+  get settled(): boolean {
+    return this.#b === undefined;
+  }
+  success(): void {
+    const b = this.#b;
+    if (b === undefined) return;
+    this.#b = undefined;
+    b._outcome(false, undefined, this.#start, this.#gen, this.#probe);
+  }
+  failure(error?: unknown): void {
+    const b = this.#b;
+    if (b === undefined) return;
+    this.#b = undefined;
+    b._outcome(true, error, this.#start, this.#gen, this.#probe);
+  }
+  neutral(error?: unknown): void {
+    const b = this.#b;
+    if (b === undefined) return;
+    this.#b = undefined;
+    b._neutral(error, this.#start, this.#gen, this.#probe);
+  }
+}
+
+class Breaker implements CircuitBreaker {
+  readonly name: string;
+  readonly #clock: Clock;
+  readonly #rule: TripRule;
+  readonly #open: number | Backoff;
+  readonly #maxProbes: number;
+  readonly #successesToClose: number;
+  readonly #deadlineMs: number;
+  readonly #waitForProbes: boolean;
+  readonly #eager: boolean;
+  readonly #isFailure: ((err: unknown) => boolean) | undefined;
+  readonly #isResultFailure: ((r: unknown) => boolean) | undefined;
+  readonly #isNeutral: ((err: unknown, ctx: PolicyContext) => boolean) | undefined;
+
+  #state = CLOSED;
+  /** Bumped on every transition: outcomes of calls admitted in an earlier period do not drive this one. */
+  #gen = 0;
+  #nextAttemptAt = 0;
+  #openedAt = 0;
+  #openings = 0;
+  #openFailures: number | undefined = undefined;
+  #lastFailure: unknown = undefined;
+  #consecutive = 0;
+  #inFlight = 0;
+  #probes = 0;
+  #probeSuccesses = 0;
+  #successes = 0;
+  #failures = 0;
+  #rejections = 0;
+  #neutral = 0;
+  #slowCalls = 0;
+  #timer: ReturnType<Clock['setTimeout']> | undefined = undefined;
+  #events: Emitter<BreakerEvents> | undefined = undefined;
+  #waiters: Waiter[] | undefined = undefined;
+  #session: StoreSession | undefined = undefined;
+
+  constructor(options: CircuitBreakerOptions | undefined) {
+    const v = validator(OWNER);
+    const o = (options === undefined ? {} : v.object('options', options)) as Record<string, unknown>;
+    rejectUnknownKeys(OWNER, o, KNOWN);
+    this.name = o.name === undefined ? 'default' : v.string('name', o.name);
+    this.#clock = v.clock('clock', o.clock) ?? systemClock;
+    this.#rule = createTripRule(v, OWNER, o.trip);
+    this.#open = parseOpenDuration(v, o.openDuration);
+    const h = v.optionalObject('halfOpen', o.halfOpen) ?? {};
+    rejectUnknownKeys(
+      OWNER,
+      h,
+      ['maxProbes', 'successesToClose', 'deadlineMs', 'waitForProbes'],
+      'halfOpen.',
+    );
+    this.#maxProbes = v.optionalNumber('halfOpen.maxProbes', h.maxProbes, { min: 1, integer: true }) ?? 1;
+    this.#successesToClose =
+      v.optionalNumber('halfOpen.successesToClose', h.successesToClose, { min: 1, integer: true }) ?? 1;
+    this.#deadlineMs = v.optionalNumber('halfOpen.deadlineMs', h.deadlineMs, { min: 1 }) ?? 60_000;
+    this.#waitForProbes = v.optionalBoolean('halfOpen.waitForProbes', h.waitForProbes) ?? false;
+    this.#eager = v.optionalBoolean('eagerHalfOpen', o.eagerHalfOpen) ?? false;
+    this.#isFailure = parseIsFailure(v, o.isFailure);
+    this.#isResultFailure = v.optionalFunction('isResultFailure', o.isResultFailure);
+    this.#isNeutral = v.optionalFunction('isNeutral', o.isNeutral);
+    if (o.initialState !== undefined) this.#restore(v, o.initialState);
+    if (o.store !== undefined) {
+      const store = o.store as BreakerStore;
+      if (typeof store !== 'object' || store === null || typeof store.attach !== 'function')
+        v.fail('store', 'a BreakerStore with attach()', o.store);
+      const session = store.attach(this);
+      if (typeof session !== 'object' || session === null || typeof session.onTransition !== 'function')
+        v.fail('store', 'a BreakerStore whose attach() returns a StoreSession', o.store);
+      this.#session = session;
+    }
+  }
+
+  get state(): CircuitState {
+    return stateNames[this.#state]!;
+  }
+
+  get nextAttemptAt(): number | undefined {
+    return this.#state === OPEN ? this.#nextAttemptAt : undefined;
+  }
+
+  get protect(): MethodDecorator {
+    return withBreaker(this);
+  }
+
+  // ---- calling ---------------------------------------------------------------------------------
+
+  execute<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+    if (typeof fn !== 'function') return Promise.reject(new TypeError('execute: fn must be a function'));
+    if (signal === undefined) {
+      if (this.#state < HALF) return this.#run(fn, plainContext, false);
+    } else if (signal.aborted) return Promise.reject(signal.reason);
+    const a = this.#admit();
+    if (a !== REJECT) {
+      return this.#run(fn, signal === undefined ? plainContext : { signal }, a === PROBE);
+    }
+    if (this.#waitForProbes && this.#state === HALF) return this.#waitThenRun(fn, signal);
+    return Promise.reject(this.#rejected(true)!);
+  }
+
+  async #run<T>(
+    fn: (ctx: BreakerContext) => PromiseLike<T> | T,
+    ctx: BreakerContext,
+    probe: boolean,
+  ): Promise<T> {
+    const gen = this.#gen;
+    this.#inFlight++;
+    // The start time is read only when something needs a duration: slow-call tracking or a listener.
+    const start =
+      this.#rule.slowCallDuration !== undefined || this.#observed() ? this.#clock.now() : Number.NaN;
+    let value: T;
+    try {
+      value = await fn(ctx);
+    } catch (err) {
+      this.#settleError(err, ctx, start, gen, probe);
+      throw err;
+    }
+    if (this.#isResultFailure !== undefined && this.#resultFails(value))
+      this._outcome(true, value, start, gen, probe);
+    else this._outcome(false, undefined, start, gen, probe);
+    return value;
+  }
+
+  #resultFails(value: unknown): boolean {
+    try {
+      return this.#isResultFailure!(value) === true;
+    } catch {
+      // A throwing classifier must not turn a good answer into an exception; count it as a failure.
+      return true;
+    }
+  }
+
+  #settleError(err: unknown, ctx: BreakerContext, start: number, gen: number, probe: boolean): void {
+    let neutral: boolean;
+    let failure = true;
+    try {
+      neutral =
+        this.#isNeutral !== undefined
+          ? this.#isNeutral(err, ctx) === true
+          : ctx !== plainContext && defaultIsNeutral(err, ctx);
+      if (!neutral && this.#isFailure !== undefined) failure = this.#isFailure(err) === true;
+    } catch {
+      neutral = false;
+    }
+    if (neutral) this._neutral(err, start, gen, probe);
+    else this._outcome(failure, failure ? err : undefined, start, gen, probe);
+  }
+
+  async #waitThenRun<T>(
+    fn: (ctx: BreakerContext) => PromiseLike<T> | T,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    for (;;) {
+      await this.#wait(signal);
+      const a = this.#admit();
+      if (a !== REJECT) return this.#run(fn, signal === undefined ? plainContext : { signal }, a === PROBE);
+      if (this.#state !== HALF) throw this.#rejected(true)!;
+    }
+  }
+
+  #wait(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { resolve, reject, signal, onAbort: undefined };
+      if (signal !== undefined) {
+        w.onAbort = () => {
+          const list = this.#waiters;
+          const i = list === undefined ? -1 : list.indexOf(w);
+          if (i >= 0) list!.splice(i, 1);
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', w.onAbort, { once: true });
+      }
+      if (this.#waiters === undefined) this.#waiters = [w];
+      else this.#waiters.push(w);
+    });
+  }
+
+  /** Lets every waiter try again (a probe slot freed up or the state changed). */
+  #wake(): void {
+    const list = this.#waiters;
+    if (list === undefined || list.length === 0) return;
+    this.#waiters = undefined;
+    for (const w of list) {
+      if (w.onAbort !== undefined) w.signal!.removeEventListener('abort', w.onAbort);
+      w.resolve();
+    }
+  }
+
+  wrap<A extends unknown[], T>(fn: (...args: A) => PromiseLike<T> | T): (...args: A) => Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError('wrap: fn must be a function');
+    return (...args: A) => this.execute(() => fn(...args));
+  }
+
+  tryAcquire(): Permit | undefined {
+    const a = this.#admit();
+    if (a === REJECT) {
+      this.#rejected(false);
+      return undefined;
+    }
+    this.#inFlight++;
+    return new BreakerPermit(this, this.#clock.now(), this.#gen, a === PROBE);
+  }
+
+  acquire(): Permit {
+    const a = this.#admit();
+    if (a === REJECT) throw this.#rejected(true)!;
+    this.#inFlight++;
+    return new BreakerPermit(this, this.#clock.now(), this.#gen, a === PROBE);
+  }
+
+  /** Decides whether a call may run (moving open -> half-open when the open period is over). */
+  #admit(): number {
+    switch (this.#state) {
+      case CLOSED:
+      case DISABLED:
+      case METRICS:
+        return ADMIT;
+      case OPEN: {
+        if (this.#clock.now() < this.#nextAttemptAt) return REJECT;
+        if (!this.#probeAllowed()) return REJECT;
+        this.#transition(HALF, 'open-duration-elapsed', false, undefined);
+        break;
+      }
+      case ISOLATED:
+        return REJECT;
+    }
+    // half-open
+    if (this.#probes >= this.#maxProbes) return REJECT;
+    this.#probes++;
+    return PROBE;
+  }
+
+  #probeAllowed(): boolean {
+    const s = this.#session;
+    if (s === undefined || s.requestProbe === undefined) return true;
+    try {
+      return s.requestProbe() !== false;
+    } catch {
+      return true; // a broken store must not keep the breaker open forever
+    }
+  }
+
+  /** Counts a rejection, emits it, and (when `make`) builds the error. */
+  #rejected(make: boolean): CircuitOpenError | undefined {
+    this.#rejections++;
+    const state = this.#state;
+    let retryAt: number | undefined;
+    let now = 0;
+    if (state !== ISOLATED) {
+      now = this.#clock.now();
+      retryAt = state === OPEN && this.#nextAttemptAt > now ? this.#nextAttemptAt : now;
+    }
+    const retryAfter = retryAt === undefined ? undefined : retryAt - now;
+    if (this.#events?.has('rejected') || channels.rejected.hasSubscribers) {
+      const e = { name: this.name, state: stateNames[state]!, retryAfter };
+      this.#events?.emit('rejected', e);
+      if (channels.rejected.hasSubscribers) channels.rejected.publish(e);
+    }
+    if (!make) return undefined;
+    return CircuitOpenError.fast({
+      breakerName: this.name,
+      state: stateNames[state]!,
+      retryAt,
+      retryAfter,
+      failures: this.#openFailures,
+      lastFailure: this.#lastFailure,
+    });
+  }
+
+  #observed(): boolean {
+    return (
+      this.#events !== undefined ||
+      channels.success.hasSubscribers ||
+      channels.failure.hasSubscribers ||
+      channels.neutral.hasSubscribers
+    );
+  }
+
+  // ---- outcomes (internal: called by permits) --------------------------------------------------
+
+  /** @internal Records a success (`failure` false) or failure. */
+  _outcome(failure: boolean, error: unknown, start: number, gen: number, probe: boolean): void {
+    this.#inFlight--;
+    const rule = this.#rule;
+    let now = 0;
+    let duration = 0;
+    if (!Number.isNaN(start)) {
+      now = this.#clock.now();
+      duration = now - start;
+    } else if (rule.usesTime) now = this.#clock.now();
+    const slow = rule.slowCallDuration !== undefined && duration > rule.slowCallDuration;
+    if (slow) this.#slowCalls++;
+    if (failure) {
+      this.#failures++;
+      this.#consecutive++;
+      this.#lastFailure = error;
+    } else {
+      this.#successes++;
+      this.#consecutive = 0;
+    }
+    if (this.#session?.onOutcome !== undefined) this.#publishOutcome(failure, slow);
+    if (failure) {
+      if (this.#events !== undefined || channels.failure.hasSubscribers) this.#emitFailure(error, duration);
+    } else if (this.#events !== undefined || channels.success.hasSubscribers) this.#emitSuccess(duration);
+    if (gen !== this.#gen) return; // admitted in an earlier period: does not drive this one
+    const state = this.#state;
+    if (state === CLOSED) {
+      const code = rule.record(failure, slow, now, this.#consecutive);
+      if (code !== 0) this.#trip(code, now);
+    } else if (state === HALF) {
+      if (!probe) return;
+      this.#probes--;
+      if (failure) {
+        this.#openFailures = 1;
+        this.#transition(OPEN, 'probe-failed', false, undefined);
+      } else if (++this.#probeSuccesses >= this.#successesToClose)
+        this.#transition(CLOSED, 'probe-succeeded', false, undefined);
+      else this.#wake();
+    } else if (state === METRICS) {
+      const code = rule.record(failure, slow, now, this.#consecutive);
+      if (code !== 0) {
+        if (this.#events?.has('wouldOpen'))
+          this.#events.emit('wouldOpen', { name: this.name, reason: tripReasons[code]!, at: now });
+        rule.reset();
+      }
+    }
+  }
+
+  /** @internal Records a neutral outcome: no count but `neutral`, the probe slot is given back. */
+  _neutral(error: unknown, start: number, gen: number, probe: boolean): void {
+    this.#inFlight--;
+    this.#neutral++;
+    if (this.#events !== undefined || channels.neutral.hasSubscribers) {
+      const duration = !Number.isNaN(start) ? this.#clock.now() - start : 0;
+      const e = { name: this.name, error, duration };
+      this.#events?.emit('neutral', e);
+      if (channels.neutral.hasSubscribers) channels.neutral.publish(e);
+    }
+    if (probe && gen === this.#gen && this.#state === HALF) {
+      this.#probes--;
+      this.#wake();
+    }
+  }
+
+  #publishOutcome(failure: boolean, slow: boolean): void {
+    try {
+      this.#session!.onOutcome!(
+        failure ? (slow ? 'slow-failure' : 'failure') : slow ? 'slow-success' : 'success',
+      );
+    } catch {
+      // the store's problem, not the caller's
+    }
+  }
+
+  #emitSuccess(duration: number): void {
+    const e = { name: this.name, duration };
+    this.#events?.emit('success', e);
+    if (channels.success.hasSubscribers) channels.success.publish(e);
+  }
+
+  #emitFailure(error: unknown, duration: number): void {
+    const e = { name: this.name, error, duration };
+    this.#events?.emit('failure', e);
+    if (channels.failure.hasSubscribers) channels.failure.publish(e);
+  }
+
+  #trip(code: number, now: number): void {
+    const c = newCounts();
+    this.#rule.read(now, c);
+    this.#openFailures = code === 1 ? this.#consecutive : c.failures;
+    this.#transition(OPEN, tripReasons[code]!, false, undefined);
+  }
+
+  // ---- transitions -----------------------------------------------------------------------------
+
+  /** The open period for opening number `n` (1-based). */
+  #openDurationFor(n: number): number {
+    const o = this.#open;
+    if (typeof o === 'number') return o;
+    let d = Math.min(o.max, o.base * o.multiplier ** Math.max(0, n - 1));
+    if (o.jitter > 0) d -= d * o.jitter * Math.random();
+    return d;
+  }
+
+  /**
+   * Moves to `to`. `remote` is the store's `openUntil` (or `null` for any remote update): a remote
+   * transition is not published back to the store.
+   */
+  #transition(to: number, reason: string, manual: boolean, remote: number | null | undefined): void {
+    const from = this.#state;
+    if (from === to) return;
+    const now = this.#clock.now();
+    this.#gen++;
+    this.#state = to;
+    if (this.#timer !== undefined) {
+      this.#clock.clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    let openUntil: number | undefined;
+    switch (to) {
+      case OPEN: {
+        this.#openedAt = now;
+        if (remote === undefined) {
+          this.#openings++;
+          openUntil = now + this.#openDurationFor(this.#openings);
+        } else openUntil = remote ?? now + this.#openDurationFor(this.#openings + 1);
+        this.#nextAttemptAt = openUntil;
+        this.#scheduleEager(now);
+        break;
+      }
+      case HALF: {
+        this.#probes = 0;
+        this.#probeSuccesses = 0;
+        if (Number.isFinite(this.#deadlineMs)) {
+          const gen = this.#gen;
+          this.#timer = this.#clock.setTimeout(() => this.#onDeadline(gen), this.#deadlineMs);
+          this.#timer.unref();
+        }
+        break;
+      }
+      default: {
+        // closed, disabled, metrics-only, isolated: a fresh start for the counts.
+        this.#rule.reset();
+        this.#consecutive = 0;
+        if (to === CLOSED || to === DISABLED || to === METRICS) {
+          this.#openings = 0;
+          this.#openFailures = undefined;
+          this.#lastFailure = undefined;
+        }
+      }
+    }
+    if (from === HALF) this.#wake();
+    const name = stateNames[to]!;
+    const fromName = stateNames[from]!;
+    if (remote === undefined && this.#session !== undefined) {
+      try {
+        this.#session.onTransition(
+          openUntil === undefined
+            ? { from: fromName, to: name, reason, manual }
+            : { from: fromName, to: name, reason, openUntil, manual },
+        );
+      } catch {
+        // a failing store must not break the call that caused the transition
+      }
+    }
+    if (this.#events?.has('stateChange') || channels.state.hasSubscribers) {
+      const e = { name: this.name, from: fromName, to: name, reason, at: now };
+      this.#events?.emit('stateChange', e);
+      if (channels.state.hasSubscribers) channels.state.publish(e);
+    }
+  }
+
+  #scheduleEager(now: number): void {
+    if (!this.#eager) return;
+    const gen = this.#gen;
+    this.#timer = this.#clock.setTimeout(() => this.#onEager(gen), Math.max(0, this.#nextAttemptAt - now));
+    this.#timer.unref();
+  }
+
+  #onEager(gen: number): void {
+    this.#timer = undefined;
+    if (gen !== this.#gen || this.#state !== OPEN) return;
+    // A store that says "not yet" leaves the breaker open; the next call asks again.
+    if (this.#probeAllowed()) this.#transition(HALF, 'open-duration-elapsed', false, undefined);
+  }
+
+  #onDeadline(gen: number): void {
+    this.#timer = undefined;
+    if (gen !== this.#gen || this.#state !== HALF) return;
+    this.#transition(OPEN, 'half-open-deadline', false, undefined);
+  }
+
+  isolate(): void {
+    this.#transition(ISOLATED, 'isolated', true, undefined);
+  }
+
+  close(): void {
+    this.#transition(DISABLED, 'forced-closed', true, undefined);
+  }
+
+  metricsOnly(): void {
+    this.#transition(METRICS, 'metrics-only', true, undefined);
+  }
+
+  reset(): void {
+    if (this.#state === CLOSED) {
+      this.#rule.reset();
+      this.#consecutive = 0;
+      this.#openings = 0;
+      this.#openFailures = undefined;
+      this.#lastFailure = undefined;
+      return;
+    }
+    this.#transition(CLOSED, 'reset', true, undefined);
+  }
+
+  applyRemote(update: { state: CircuitState; openUntil?: number; reason: string }): void {
+    const to = stateCodes[update?.state];
+    if (to === undefined) throw new TypeError(`applyRemote: unknown state ${String(update?.state)}`);
+    const reason = typeof update.reason === 'string' ? update.reason : 'remote';
+    const until =
+      typeof update.openUntil === 'number' && Number.isFinite(update.openUntil) ? update.openUntil : null;
+    if (to === OPEN && this.#state === OPEN) {
+      // Another instance restarted the open period: move the deadline, no state change.
+      this.#nextAttemptAt = until ?? this.#clock.now() + this.#openDurationFor(this.#openings + 1);
+      if (this.#timer !== undefined) {
+        this.#clock.clearTimeout(this.#timer);
+        this.#timer = undefined;
+      }
+      this.#scheduleEager(this.#clock.now());
+      return;
+    }
+    this.#transition(to, reason, false, until);
+  }
+
+  openDurationMs(): number {
+    return this.#openDurationFor(this.#openings + 1);
+  }
+
+  // ---- observing -------------------------------------------------------------------------------
+
+  on<K extends keyof BreakerEvents>(event: K, listener: (e: BreakerEvents[K]) => void): Subscription {
+    if (this.#events === undefined) this.#events = new Emitter<BreakerEvents>();
+    return this.#events.on(event, listener);
+  }
+
+  stats(): BreakerStats {
+    const c = newCounts();
+    this.#rule.read(this.#clock.now(), c);
+    const s: BreakerStats = {
+      state: stateNames[this.#state]!,
+      calls: this.#successes + this.#failures + this.#neutral,
+      successes: this.#successes,
+      failures: this.#failures,
+      rejections: this.#rejections,
+      neutral: this.#neutral,
+      slowCalls: this.#slowCalls,
+      inFlight: this.#inFlight,
+      consecutiveFailures: this.#consecutive,
+      failureRate: c.failureRate,
+      slowCallRate: c.slowCallRate,
+      windowCalls: c.calls,
+      windowFailures: c.failures,
+    };
+    if (this.#state === OPEN || this.#state === HALF) s.openedAt = this.#openedAt;
+    if (this.#state === OPEN) s.nextAttemptAt = this.#nextAttemptAt;
+    return s;
+  }
+
+  /** @internal Whether the registry may drop this breaker: closed and nothing in flight. */
+  get _idle(): boolean {
+    return this.#state === CLOSED && this.#inFlight === 0;
+  }
+
+  toJSON(): BreakerSnapshot {
+    const snap: BreakerSnapshot = {
+      version: 1,
+      name: this.name,
+      state: stateNames[this.#state]!,
+      savedAt: this.#clock.now(),
+      openings: this.#openings,
+      consecutiveFailures: this.#consecutive,
+      totals: {
+        successes: this.#successes,
+        failures: this.#failures,
+        rejections: this.#rejections,
+        neutral: this.#neutral,
+        slowCalls: this.#slowCalls,
+      },
+    };
+    if (this.#state === OPEN || this.#state === HALF) snap.openedAt = this.#openedAt;
+    if (this.#state === OPEN) snap.nextAttemptAt = this.#nextAttemptAt;
+    if (this.#openFailures !== undefined) snap.openFailures = this.#openFailures;
+    const w = this.#rule.snapshot();
+    if (w !== undefined) snap.window = w;
+    return snap;
+  }
+
+  snapshot(): BreakerSnapshot {
+    return this.toJSON();
+  }
+
+  #restore(v: Validator, raw: unknown): void {
+    const s = v.object('initialState', raw);
+    if (s.version !== 1) v.fail('initialState.version', '1', s.version);
+    const state = v.oneOf('initialState.state', s.state, stateNames);
+    const count = (k: string, x: unknown) =>
+      x === undefined ? 0 : v.number(`initialState.${k}`, x, { min: 0, integer: true });
+    this.#openings = count('openings', s.openings);
+    this.#consecutive = count('consecutiveFailures', s.consecutiveFailures);
+    if (s.openFailures !== undefined) this.#openFailures = count('openFailures', s.openFailures);
+    const t = v.optionalObject('initialState.totals', s.totals) ?? {};
+    this.#successes = count('totals.successes', t.successes);
+    this.#failures = count('totals.failures', t.failures);
+    this.#rejections = count('totals.rejections', t.rejections);
+    this.#neutral = count('totals.neutral', t.neutral);
+    this.#slowCalls = count('totals.slowCalls', t.slowCalls);
+    const now = this.#clock.now();
+    let code = stateCodes[state];
+    if (code === HALF) {
+      // Nobody is probing any more: come back open, with the next call admitted as a probe.
+      code = OPEN;
+      this.#nextAttemptAt = now;
+      this.#openedAt = typeof s.openedAt === 'number' ? s.openedAt : now;
+    } else if (code === OPEN) {
+      this.#nextAttemptAt = v.number('initialState.nextAttemptAt', s.nextAttemptAt, {});
+      this.#openedAt = typeof s.openedAt === 'number' && Number.isFinite(s.openedAt) ? s.openedAt : now;
+    }
+    this.#state = code;
+    if (code === OPEN) this.#scheduleEager(now);
+    if (s.window !== undefined && code !== OPEN && code !== ISOLATED) {
+      const w = v.object('initialState.window', s.window);
+      this.#rule.restore(w as unknown as WindowSnapshot);
+    }
+  }
+
+  dispose(): void {
+    if (this.#timer !== undefined) {
+      this.#clock.clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const s = this.#session;
+    this.#session = undefined;
+    if (s !== undefined) {
+      try {
+        s.detach();
+      } catch {
+        // ignore: we are leaving
+      }
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function parseOpenDuration(v: Validator, raw: unknown): number | Backoff {
+  if (raw === undefined) return 30_000;
+  if (typeof raw === 'number') return v.number('openDuration', raw, { min: 0 });
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return v.fail('openDuration', 'a number >= 0 or { base, max, multiplier, jitter }', raw);
+  const o = raw as Record<string, unknown>;
+  rejectUnknownKeys(OWNER, o, ['base', 'max', 'multiplier', 'jitter'], 'openDuration.');
+  const base = v.number('openDuration.base', o.base, { min: 0 });
+  if (!Number.isFinite(base)) v.fail('openDuration.base', 'a finite number >= 0', base);
+  const max = v.optionalNumber('openDuration.max', o.max, { min: base }) ?? Math.max(base, 300_000);
+  const multiplier = v.optionalNumber('openDuration.multiplier', o.multiplier, { min: 1 }) ?? 2;
+  if (!Number.isFinite(multiplier)) v.fail('openDuration.multiplier', 'a finite number >= 1', multiplier);
+  const jitter = v.optionalNumber('openDuration.jitter', o.jitter, { min: 0, max: 1 }) ?? 0;
+  return { base, max, multiplier, jitter };
+}
+
+function parseIsFailure(v: Validator, raw: unknown): ((err: unknown) => boolean) | undefined {
+  if (raw === undefined || typeof raw === 'function') return v.optionalFunction('isFailure', raw);
+  if (!Array.isArray(raw) || raw.some((c) => typeof c !== 'function'))
+    return v.fail('isFailure', 'a function or an array of error classes', raw);
+  const classes = raw.slice() as ErrorClass[];
+  return (err) => {
+    for (let i = 0; i < classes.length; i++) if (err instanceof classes[i]!) return true;
+    return false;
+  };
+}
+
+/**
+ * Creates a circuit breaker.
+ *
+ * Throws `InvalidOptionError` (naming the option, the allowed range and the value given) for a
+ * bad option, before anything is built.
+ *
+ * @example
+ * ```ts
+ * import { circuitBreaker, isCircuitOpenError } from 'tripswitch';
+ *
+ * const payments = circuitBreaker({
+ *   name: 'payments',
+ *   trip: { kind: 'count', window: 50, minimumCalls: 10, failureRateThreshold: 0.5 },
+ *   openDuration: { base: 5_000, max: 60_000 },
+ *   isResultFailure: (r) => (r as Response).status >= 500,
+ * });
+ * payments.on('stateChange', (e) => console.log(`${e.name}: ${e.from} -> ${e.to} (${e.reason})`));
+ *
+ * try {
+ *   return await payments.execute(({ signal }) => fetch(url, { signal }), req.signal);
+ * } catch (err) {
+ *   if (isCircuitOpenError(err)) return cachedQuote();
+ *   throw err;
+ * }
+ * ```
+ */
+export function circuitBreaker(options?: CircuitBreakerOptions): CircuitBreaker {
+  return new Breaker(options);
+}
+
+/** @internal For the registry: whether a breaker may be evicted. */
+export function isIdleBreaker(b: CircuitBreaker): boolean {
+  return b instanceof Breaker ? b._idle : b.state === 'closed';
+}
