@@ -1,7 +1,6 @@
 // One "instance" of a service for fleet.test.ts: a real tripswitch breaker on a redisStore, driven
 // over the IPC channel. Not a test file (does not end in .test.js) and not published.
-import { isCircuitOpenError } from 'tripswitch';
-import { circuitBreaker } from './stand-in-breaker.test.util.js';
+import { circuitBreaker, isCircuitOpenError } from 'tripswitch';
 import { type RedisStoreOptions, redisStore } from './store.js';
 
 type Outcome = 'ok' | 'fail' | 'hang';

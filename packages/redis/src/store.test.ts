@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { isInvalidOptionError } from 'tripswitch';
+import { type BreakerSnapshot, isInvalidOptionError } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
 import {
@@ -23,8 +23,9 @@ class FakeBreaker implements BreakerHandle {
   readonly applied: Array<{ state: CircuitState; openUntil?: number; reason: string }> = [];
   session!: StoreSession;
   constructor(readonly name: string) {}
-  snapshot() {
-    return { state: this.state };
+  snapshot(): BreakerSnapshot {
+    // the store never reads snapshots; a real breaker's shape is not needed here
+    return { state: this.state } as unknown as BreakerSnapshot;
   }
   applyRemote(u: { state: CircuitState; openUntil?: number; reason: string }): void {
     this.applied.push(u);

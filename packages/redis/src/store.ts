@@ -33,7 +33,11 @@ export interface FleetRule {
   slowCallRateThreshold: number;
   /** Trip when this many failures are in the window (0 turns it off). @default 0 */
   failureCount: number;
-  /** How long a fleet-wide trip keeps every instance open. @default 30_000 */
+  /**
+   * How long a fleet-wide trip keeps every instance open, for breakers that do not report their
+   * own next open period (`BreakerHandle.openDurationMs()`, backoff included, is used when present).
+   * @default 30_000
+   */
   openDurationMs: number;
 }
 
@@ -557,7 +561,13 @@ class Store implements RedisStore {
 }
 
 type Outcome = 'success' | 'failure' | 'slow-success' | 'slow-failure';
-type Transition = { from: CircuitState; to: CircuitState; reason: string; openUntil?: number };
+type Transition = {
+  from: CircuitState;
+  to: CircuitState;
+  reason: string;
+  openUntil?: number;
+  manual?: boolean;
+};
 
 class Session implements StoreSession {
   readonly #store: Store;
@@ -657,7 +667,7 @@ class Session implements StoreSession {
           r.failureRateThreshold,
           r.slowCallRateThreshold,
           r.failureCount,
-          r.openDurationMs,
+          Math.round(this.#openDuration()),
           store.instanceId,
           store.channel,
           this.#name,
@@ -671,6 +681,17 @@ class Session implements StoreSession {
         },
         (err: unknown) => store.markDegraded(err),
       );
+  }
+
+  /** The breaker's own next open period (backoff included) when it tells, else the fleet rule's. */
+  #openDuration(): number {
+    try {
+      const d = this.#handle.openDurationMs?.();
+      if (typeof d === 'number' && Number.isFinite(d) && d > 0) return d;
+    } catch {
+      // a handle that cannot tell falls back to the configured period
+    }
+    return this.#store.rule.openDurationMs;
   }
 
   onTransition(ev: Transition): void {
@@ -690,9 +711,11 @@ class Session implements StoreSession {
     const store = this.#store;
     const openMs =
       ev.to === 'open'
-        ? Math.max(1, (ev.openUntil ?? store.clock.now() + store.rule.openDurationMs) - store.clock.now())
+        ? Math.max(1, (ev.openUntil ?? store.clock.now() + this.#openDuration()) - store.clock.now())
         : -1;
-    const kind = isAutomatic(ev.from, ev.to) ? 'auto' : 'manual';
+    // Breakers that say so are believed; older ones are classified by the transition itself.
+    const manual = ev.manual ?? !isAutomatic(ev.from, ev.to);
+    const kind = manual ? 'manual' : 'auto';
     this.#publishing++;
     store
       .run(() =>
