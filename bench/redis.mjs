@@ -5,8 +5,9 @@
 //   node bench/redis.mjs [--quick]      prints a Markdown table and one `@@json {rows}` line
 //   import { run } from './redis.mjs'   -> [{ case, value, unit }]
 //
-// Cases, each measured in its own process so no case shares JIT state with another:
-// - per-call cost of a closed breaker: local, on a redisStore (local and fleet mode), and a naive
+// Cases, each variant measured in its own process (5 rounds, interleaved):
+// - per-call cost of a closed breaker: on a redisStore (local and fleet mode) against a plain local
+//   breaker timed in the same process in alternating rounds (the ratio), and a naive
 //   store that asks Redis on every call the way pybreaker's CircuitRedisStorage does (read the
 //   state, then write the counter);
 // - open-state propagation: one of 4 processes trips, the time until each of the 3 others has
@@ -39,8 +40,7 @@ async function perCall(variant, { reps, calls }) {
   let breaker;
   let store;
   let client;
-  if (variant === 'local') breaker = core.circuitBreaker({ name: 'b' });
-  else if (variant === 'redis-local' || variant === 'redis-fleet') {
+  if (variant === 'redis-local' || variant === 'redis-fleet') {
     store = redis.redisStore({
       url,
       prefix,
@@ -70,17 +70,40 @@ async function perCall(variant, { reps, calls }) {
     };
     calls = Math.max(200, Math.floor(calls / 500));
   }
-  const round = async (n) => {
+  const timed = async (b, n) => {
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) await breaker.execute(fn);
+    for (let i = 0; i < n; i++) await b.execute(fn);
     return Number(process.hrtime.bigint() - t0) / n;
   };
-  await round(Math.min(calls, 20_000)); // warm up
+  // A plain local breaker runs in the same process, its rounds interleaved with the variant's, so
+  // the ratio compares the two under the same JIT state and the same neighbours' load.
+  const baseline = variant === 'naive' ? undefined : core.circuitBreaker({ name: 'base' });
+  await timed(breaker, Math.min(calls, 20_000)); // warm up
+  if (baseline) await timed(baseline, Math.min(calls, 20_000));
   const samples = [];
-  for (let r = 0; r < reps; r++) samples.push(await round(calls));
+  const base = [];
+  const ratios = [];
+  for (let r = 0; r < reps; r++) {
+    if (!baseline) {
+      samples.push(await timed(breaker, calls));
+      continue;
+    }
+    const first = r % 2 === 0;
+    const a = first ? await timed(baseline, calls) : undefined;
+    const v = await timed(breaker, calls);
+    const b = first ? a : await timed(baseline, calls);
+    samples.push(v);
+    base.push(b);
+    ratios.push(v / b);
+  }
   await store?.close();
   client?.disconnect();
-  return { nsPerCall: median(samples), samples };
+  return {
+    nsPerCall: median(samples),
+    baseline: base.length ? median(base) : undefined,
+    ratio: ratios.length ? median(ratios) : undefined,
+    samples,
+  };
 }
 
 // ---- child: one instance in the propagation case -------------------------------------------------
@@ -184,21 +207,27 @@ function measureInChild(variant, opts) {
 /** Runs every case; returns rows `{ case, value, unit }`. */
 export async function run({ quick: q = quick } = {}) {
   const opts = { reps: q ? 3 : 7, calls: q ? 50_000 : 200_000 };
-  const rounds = q ? 1 : 3;
-  const variants = ['local', 'redis-local', 'redis-fleet', 'naive'];
-  const ns = Object.fromEntries(variants.map((v) => [v, []]));
+  const rounds = q ? 1 : 5;
+  const variants = ['redis-local', 'redis-fleet', 'naive'];
+  const res = Object.fromEntries(variants.map((v) => [v, []]));
   // interleave the variants across rounds so a noisy neighbour hits all of them alike
-  for (let r = 0; r < rounds; r++)
-    for (const v of variants) ns[v].push((await measureInChild(v, opts)).nsPerCall);
-  const m = Object.fromEntries(variants.map((v) => [v, median(ns[v])]));
+  for (let r = 0; r < rounds; r++) for (const v of variants) res[v].push(await measureInChild(v, opts));
+  const med = (v, k) => median(res[v].map((x) => x[k]));
+  const m = {
+    local: median([...res['redis-local'], ...res['redis-fleet']].map((x) => x.baseline)),
+    'redis-local': med('redis-local', 'nsPerCall'),
+    'redis-fleet': med('redis-fleet', 'nsPerCall'),
+    naive: med('naive', 'nsPerCall'),
+  };
+  const ratio = { local: med('redis-local', 'ratio'), fleet: med('redis-fleet', 'ratio') };
   const lat = await propagation(q ? 30 : 150);
   const rows = [
     { case: 'closed call, local breaker', value: +m.local.toFixed(0), unit: 'ns/call' },
     { case: 'closed call, redisStore local mode', value: +m['redis-local'].toFixed(0), unit: 'ns/call' },
     { case: 'closed call, redisStore fleet mode', value: +m['redis-fleet'].toFixed(0), unit: 'ns/call' },
     { case: 'closed call, naive per-call round trip', value: +m.naive.toFixed(0), unit: 'ns/call' },
-    { case: 'redisStore local mode / local', value: +(m['redis-local'] / m.local).toFixed(3), unit: 'x' },
-    { case: 'redisStore fleet mode / local', value: +(m['redis-fleet'] / m.local).toFixed(3), unit: 'x' },
+    { case: 'redisStore local mode / local (same process)', value: +ratio.local.toFixed(3), unit: 'x' },
+    { case: 'redisStore fleet mode / local (same process)', value: +ratio.fleet.toFixed(3), unit: 'x' },
     { case: 'naive round trip / local', value: +(m.naive / m.local).toFixed(0), unit: 'x' },
     { case: 'open propagation p50 (4 processes)', value: +pct(lat, 50).toFixed(3), unit: 'ms' },
     { case: 'open propagation p99 (4 processes)', value: +pct(lat, 99).toFixed(3), unit: 'ms' },
