@@ -98,8 +98,9 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     const bb = attach(b!, 'pay');
     const bc = attach(c!, 'pay');
     const other = attach(b!, 'other');
+    const twin = attach(a!, 'pay'); // a second breaker of the same name on the same store
     ba.go('open', 'consecutive failures', 5000);
-    await waitFor(() => bb.state === 'open' && bc.state === 'open', 'peers open');
+    await waitFor(() => bb.state === 'open' && bc.state === 'open' && twin.state === 'open', 'peers open');
     const left = (bb.openUntil ?? 0) - Date.now();
     assert.ok(left > 4000 && left <= 5005, `remaining open period ${left}`);
     assert.equal(other.state, 'closed', 'a breaker with another name is untouched');
@@ -107,7 +108,10 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     // the probe that closes it, by the lease holder, closes everyone
     ba.go('half-open', 'probe');
     ba.go('closed', 'probe succeeded');
-    await waitFor(() => bb.state === 'closed' && bc.state === 'closed', 'peers closed');
+    await waitFor(
+      () => bb.state === 'closed' && bc.state === 'closed' && twin.state === 'closed',
+      'peers closed',
+    );
   });
 
   test('manual isolate, close and reset apply fleet-wide; automatic transitions do not override them', async () => {

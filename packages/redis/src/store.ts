@@ -233,6 +233,7 @@ class Store implements RedisStore {
   readonly probeRetryMs: number;
   readonly rule: FleetRule;
   readonly channel: string;
+  sessionSeq = 0;
   readonly #recheckMs: number;
   readonly #logger: StoreLogger | undefined;
   readonly #cmd: Redis & Scripts;
@@ -573,6 +574,7 @@ class Session implements StoreSession {
   readonly #store: Store;
   readonly #handle: BreakerHandle;
   readonly #name: string;
+  readonly #id: string;
   readonly #kState: string;
   readonly #kOpen: string;
   readonly #kProbe: string;
@@ -601,6 +603,9 @@ class Session implements StoreSession {
   onOutcome?: (outcome: Outcome) => void;
 
   constructor(store: Store, handle: BreakerHandle) {
+    // Per session, not per store: two breakers of one name on one store hear each other, and
+    // each holds (or not) the probe lease on its own.
+    this.#id = `${store.instanceId}#${++store.sessionSeq}`;
     this.#store = store;
     this.#handle = handle;
     this.#name = handle.name;
@@ -668,7 +673,7 @@ class Session implements StoreSession {
           r.slowCallRateThreshold,
           r.failureCount,
           Math.round(this.#openDuration()),
-          store.instanceId,
+          this.#id,
           store.channel,
           this.#name,
         ),
@@ -726,7 +731,7 @@ class Session implements StoreSession {
           ev.to,
           ev.reason,
           Math.round(openMs),
-          store.instanceId,
+          this.#id,
           kind,
           store.channel,
           this.#name,
@@ -787,7 +792,7 @@ class Session implements StoreSession {
 
   onMessage(m: Message): void {
     if (this.#detached) return;
-    if (m.i === this.#store.instanceId) {
+    if (m.i === this.#id) {
       if (m.v > this.#version) this.#version = m.v;
       return;
     }
@@ -815,13 +820,7 @@ class Session implements StoreSession {
     this.#acquiring = true;
     store
       .run(() =>
-        store.scripts.tripswitchProbe(
-          this.#kProbe,
-          this.#kState,
-          this.#kOpen,
-          store.instanceId,
-          store.leaseMs,
-        ),
+        store.scripts.tripswitchProbe(this.#kProbe, this.#kState, this.#kOpen, this.#id, store.leaseMs),
       )
       .then(
         ([granted, state, pttl]) => {
