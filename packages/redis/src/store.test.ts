@@ -47,6 +47,13 @@ process.on('unhandledRejection', (err) => unhandled.push(err));
 after(() => assert.deepEqual(unhandled, [], 'no unhandled rejections'));
 
 describe('redisStore options', () => {
+  test('ready() answers false when the store closes first', async () => {
+    const s = redisStore({ url: 'redis://127.0.0.1:1', logger: false });
+    const pending = s.ready(10_000);
+    await s.close();
+    assert.equal(await pending, false);
+  });
+
   test('rejects bad options, naming the option, the range and the value', () => {
     const cases: Array<[RedisStoreOptions, string]> = [
       [{ mode: 'global' as 'local' }, 'mode'],
@@ -129,6 +136,20 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     await waitFor(() => ba.state === 'disabled', 'forced closed everywhere');
     ba.go('closed', 'reset');
     await waitFor(() => bb.state === 'closed', 'reset everywhere');
+  });
+
+  test("a second trip while the fleet is already open keeps the first opener's period", async () => {
+    const prefix = uniquePrefix('second');
+    const [a, b] = await Promise.all([make({ prefix }), make({ prefix })]);
+    const ba = attach(a!, 'q');
+    const bb = attach(b!, 'q');
+    ba.go('open', 'failures', 8000);
+    await waitFor(() => bb.state === 'open', 'peer open');
+    // b had tripped on its own counts before hearing it: Redis refuses, b takes the fleet's period
+    bb.state = 'closed';
+    bb.go('open', 'failures', 500);
+    await waitFor(() => (bb.openUntil ?? 0) - Date.now() > 6000, 'adopted the first period');
+    assert.equal(ba.applied.length, 0, 'the first opener was not disturbed');
   });
 
   test('a breaker attached later (a restarted instance) picks up the shared state at once', async () => {

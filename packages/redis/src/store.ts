@@ -249,7 +249,7 @@ class Store implements RedisStore {
   #resyncing = false;
   #recheck: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
-  #readyWaiters = new Set<() => void>();
+  #readyWaiters = new Set<(ok: boolean) => void>();
   readonly #onCmdError = (err: unknown) => this.markDegraded(err);
   readonly #onCmdClose = () => this.#lost('command connection closed');
   readonly #onCmdReady = () => this.#onReady();
@@ -385,7 +385,10 @@ class Store implements RedisStore {
     }
   }
 
-  /** Runs a command with a hard deadline; the store tracks it so close() can wait for it. */
+  /**
+   * Runs a command with a hard deadline; the store tracks it so close() can wait for it. Network
+   * deadlines run on real time, not on the injected clock: a test clock must not freeze a socket.
+   */
   run<T>(command: () => Promise<T>): Promise<T> {
     const p = new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new RedisCommandTimeoutError(this.timeoutMs)), this.timeoutMs);
@@ -500,7 +503,7 @@ class Store implements RedisStore {
           this.#logger?.info?.('tripswitch/redis: Redis answers again; breaker state re-synchronised');
           this.#emit('recovered', { at, downMs: at - this.#degradedAt });
         }
-        for (const w of this.#readyWaiters) w();
+        for (const w of this.#readyWaiters) w(true);
       },
       (err: unknown) => {
         this.#resyncing = false;
@@ -530,7 +533,7 @@ class Store implements RedisStore {
         this.#readyWaiters.delete(onReady);
         resolve(ok);
       };
-      const onReady = () => done(true);
+      const onReady = (ok: boolean) => done(ok);
       const timer = setTimeout(() => done(false), timeoutMs);
       this.#readyWaiters.add(onReady);
       // A store that is connected but never needed a resync (no breaker attached yet) is ready now.
@@ -545,7 +548,7 @@ class Store implements RedisStore {
     this.#closed = true;
     if (this.#recheck !== undefined) clearTimeout(this.#recheck);
     this.#recheck = undefined;
-    for (const w of [...this.#readyWaiters]) w();
+    for (const w of [...this.#readyWaiters]) w(false);
     this.#sub.disconnect();
     if (this.#ownsCmd) this.#cmd.disconnect();
     else {
