@@ -270,6 +270,32 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     assert.deepEqual([a!.count('degraded'), b!.count('degraded')], [1, 1], 'reported once');
   });
 
+  test('Redis frozen (accepts, never answers): calls never wait, degradation once, convergence after', async () => {
+    const own = await RedisServer.start();
+    servers.push(own);
+    const prefix = uniquePrefix('frozen');
+    const [a, b] = await spawnAll(
+      2,
+      { url: own.url, prefix, commandTimeoutMs: 100, recheckIntervalMs: 50 },
+      { name: 'slow', trip: { kind: 'consecutive', threshold: 3 }, openDuration: 60_000 },
+    );
+    own.pause();
+    try {
+      const [fa, okb] = await Promise.all([a!.calls(3, 'fail'), b!.calls(100, 'ok')]);
+      assert.equal(fa.failed, 3);
+      assert.equal(okb.ok, 100, 'closed-path calls never depend on Redis');
+      assert.equal(await a!.state(), 'open', 'the local trip happens without Redis');
+      const rej = await a!.calls(20, 'ok');
+      assert.deepEqual([rej.rejected, rej.upstream], [20, 0], 'rejections need no Redis either');
+      await waitFor(() => a!.count('degraded') === 1, 'the publish timed out: degraded', 3000);
+    } finally {
+      own.resume();
+    }
+    await waitFor(() => a!.count('recovered') === 1, 'recovered after the freeze', 10_000);
+    await waitFor(async () => (await b!.state()) === 'open', 'the open reaches b after the freeze', 10_000);
+    assert.equal(a!.count('degraded'), 1, 'reported once');
+  });
+
   test('a restarted instance starts with the shared state', async () => {
     const url = await redisUrl();
     const prefix = uniquePrefix('restart');
