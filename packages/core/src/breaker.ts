@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { type Clock, systemClock } from './clock.js';
+import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import { withBreaker, type MethodDecorator } from './decorator.js';
 import { channels } from './diagnostics.js';
 import { Emitter, type Subscription } from './emitter.js';
@@ -305,6 +305,44 @@ interface Backoff {
   jitter: number;
 }
 
+interface ColdConfig {
+  readonly open: number | Backoff;
+  readonly maxProbes: number;
+  readonly successesToClose: number;
+  readonly deadlineMs: number;
+  readonly waitForProbes: boolean;
+  readonly eager: boolean;
+}
+
+const coldConfigs = new Map<string, ColdConfig>();
+
+/** Interns settings so thousands of breakers made from the same options share one object. */
+function coldConfig(c: ColdConfig): ColdConfig {
+  const o = c.open;
+  const key =
+    typeof o === 'number'
+      ? `${o}|${c.maxProbes}|${c.successesToClose}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}`
+      : `${o.base},${o.max},${o.multiplier},${o.jitter}|${c.maxProbes}|${c.successesToClose}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}`;
+  const hit = coldConfigs.get(key);
+  if (hit !== undefined) return hit;
+  const frozen = Object.freeze(c);
+  if (coldConfigs.size < 256) coldConfigs.set(key, frozen);
+  return frozen;
+}
+
+class Episode {
+  openedAt = 0;
+  nextAttemptAt = 0;
+  /** Consecutive openings (drives the backoff); cleared by a close. */
+  openings = 0;
+  openFailures: number | undefined = undefined;
+  probes = 0;
+  probeSuccesses = 0;
+  /** The one timer a breaker may hold: eager half-open, end of the open period, or the half-open deadline. */
+  timer: TimerHandle | undefined = undefined;
+  waiters: Waiter[] | undefined = undefined;
+}
+
 interface Waiter {
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -365,12 +403,8 @@ class Breaker implements CircuitBreaker {
   readonly name: string;
   readonly #clock: Clock;
   readonly #rule: TripRule;
-  readonly #open: number | Backoff;
-  readonly #maxProbes: number;
-  readonly #successesToClose: number;
-  readonly #deadlineMs: number;
-  readonly #waitForProbes: boolean;
-  readonly #eager: boolean;
+  /** Settings read only off the hot path; shared between breakers with equal settings. */
+  readonly #cfg: ColdConfig;
   readonly #isFailure: ((err: unknown) => boolean) | undefined;
   readonly #isResultFailure: ((r: unknown) => boolean) | undefined;
   readonly #isNeutral: ((err: unknown, ctx: PolicyContext) => boolean) | undefined;
@@ -378,24 +412,24 @@ class Breaker implements CircuitBreaker {
   #state = CLOSED;
   /** Bumped on every transition: outcomes of calls admitted in an earlier period do not drive this one. */
   #gen = 0;
-  #nextAttemptAt = 0;
-  #openedAt = 0;
-  #openings = 0;
-  #openFailures: number | undefined = undefined;
   #lastFailure: unknown = undefined;
   #consecutive = 0;
   #inFlight = 0;
-  #probes = 0;
-  #probeSuccesses = 0;
   #successes = 0;
   #failures = 0;
   #rejections = 0;
   #neutral = 0;
   #slowCalls = 0;
-  #timer: ReturnType<Clock['setTimeout']> | undefined = undefined;
   #events: Emitter<BreakerEvents> | undefined = undefined;
-  #waiters: Waiter[] | undefined = undefined;
   #session: StoreSession | undefined = undefined;
+  #lean: { ok: (v: unknown) => unknown; err: (e: unknown) => never } | undefined = undefined;
+  /** Open/half-open bookkeeping, made on first use: a breaker that never opened does not carry it. */
+  #ep: Episode | undefined = undefined;
+
+  #e(): Episode {
+    if (this.#ep === undefined) this.#ep = new Episode();
+    return this.#ep;
+  }
 
   constructor(options: CircuitBreakerOptions | undefined) {
     const v = validator(OWNER);
@@ -404,7 +438,7 @@ class Breaker implements CircuitBreaker {
     this.name = o.name === undefined ? 'default' : v.string('name', o.name);
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
     this.#rule = createTripRule(v, OWNER, o.trip);
-    this.#open = parseOpenDuration(v, o.openDuration);
+    const open = parseOpenDuration(v, o.openDuration);
     const h = v.optionalObject('halfOpen', o.halfOpen) ?? {};
     rejectUnknownKeys(
       OWNER,
@@ -412,12 +446,15 @@ class Breaker implements CircuitBreaker {
       ['maxProbes', 'successesToClose', 'deadlineMs', 'waitForProbes'],
       'halfOpen.',
     );
-    this.#maxProbes = v.optionalNumber('halfOpen.maxProbes', h.maxProbes, { min: 1, integer: true }) ?? 1;
-    this.#successesToClose =
-      v.optionalNumber('halfOpen.successesToClose', h.successesToClose, { min: 1, integer: true }) ?? 1;
-    this.#deadlineMs = v.optionalNumber('halfOpen.deadlineMs', h.deadlineMs, { min: 1 }) ?? 60_000;
-    this.#waitForProbes = v.optionalBoolean('halfOpen.waitForProbes', h.waitForProbes) ?? false;
-    this.#eager = v.optionalBoolean('eagerHalfOpen', o.eagerHalfOpen) ?? false;
+    this.#cfg = coldConfig({
+      open,
+      maxProbes: v.optionalNumber('halfOpen.maxProbes', h.maxProbes, { min: 1, integer: true }) ?? 1,
+      successesToClose:
+        v.optionalNumber('halfOpen.successesToClose', h.successesToClose, { min: 1, integer: true }) ?? 1,
+      deadlineMs: v.optionalNumber('halfOpen.deadlineMs', h.deadlineMs, { min: 1 }) ?? 60_000,
+      waitForProbes: v.optionalBoolean('halfOpen.waitForProbes', h.waitForProbes) ?? false,
+      eager: v.optionalBoolean('eagerHalfOpen', o.eagerHalfOpen) ?? false,
+    });
     this.#isFailure = parseIsFailure(v, o.isFailure);
     this.#isResultFailure = v.optionalFunction('isResultFailure', o.isResultFailure);
     this.#isNeutral = v.optionalFunction('isNeutral', o.isNeutral);
@@ -438,7 +475,7 @@ class Breaker implements CircuitBreaker {
   }
 
   get nextAttemptAt(): number | undefined {
-    return this.#state === OPEN ? this.#nextAttemptAt : undefined;
+    return this.#state === OPEN ? this.#e().nextAttemptAt : undefined;
   }
 
   get protect(): MethodDecorator {
@@ -450,13 +487,17 @@ class Breaker implements CircuitBreaker {
   execute<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
     if (typeof fn !== 'function') return Promise.reject(new TypeError('execute: fn must be a function'));
     if (signal === undefined) {
-      if (this.#state < HALF) return this.#run(fn, plainContext, false);
+      if (this.#state < HALF) {
+        // Nothing needs the call's duration: settle through two handlers made once per breaker.
+        if (this.#rule.slowCallDuration === undefined && !this.#observed()) return this.#runLean(fn);
+        return this.#run(fn, plainContext, false);
+      }
     } else if (signal.aborted) return Promise.reject(signal.reason);
     const a = this.#admit();
     if (a !== REJECT) {
       return this.#run(fn, signal === undefined ? plainContext : { signal }, a === PROBE);
     }
-    if (this.#waitForProbes && this.#state === HALF) return this.#waitThenRun(fn, signal);
+    if (this.#cfg.waitForProbes && this.#state === HALF) return this.#waitThenRun(fn, signal);
     return Promise.reject(this.#rejected(true)!);
   }
 
@@ -481,6 +522,44 @@ class Breaker implements CircuitBreaker {
       this._outcome(true, value, start, gen, probe);
     else this._outcome(false, undefined, start, gen, probe);
     return value;
+  }
+
+  /**
+   * The closed-state path without a duration: no clock read, no closure per call. The outcome is
+   * judged by the state at completion (a call admitted while closed that ends after the breaker
+   * opened is ignored by the state machine, as `_outcome` does for a non-probe in half-open).
+   */
+  #runLean<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T): Promise<T> {
+    this.#inFlight++;
+    let r: PromiseLike<T> | T;
+    try {
+      r = fn(plainContext);
+    } catch (err) {
+      this.#settleError(err, plainContext, Number.NaN, this.#gen, false);
+      return Promise.reject(err);
+    }
+    const h = this.#lean ?? this.#makeLean();
+    return (r instanceof Promise ? (r as Promise<T>) : Promise.resolve(r)).then(
+      h.ok as (v: T) => T,
+      h.err as (e: unknown) => never,
+    );
+  }
+
+  #makeLean(): { ok: (v: unknown) => unknown; err: (e: unknown) => never } {
+    const h = {
+      ok: (v: unknown): unknown => {
+        if (this.#isResultFailure !== undefined && this.#resultFails(v))
+          this._outcome(true, v, Number.NaN, this.#gen, false);
+        else this._outcome(false, undefined, Number.NaN, this.#gen, false);
+        return v;
+      },
+      err: (e: unknown): never => {
+        this.#settleError(e, plainContext, Number.NaN, this.#gen, false);
+        throw e;
+      },
+    };
+    this.#lean = h;
+    return h;
   }
 
   #resultFails(value: unknown): boolean {
@@ -525,23 +604,25 @@ class Breaker implements CircuitBreaker {
       const w: Waiter = { resolve, reject, signal, onAbort: undefined };
       if (signal !== undefined) {
         w.onAbort = () => {
-          const list = this.#waiters;
+          const list = this.#e().waiters;
           const i = list === undefined ? -1 : list.indexOf(w);
           if (i >= 0) list!.splice(i, 1);
           reject(signal.reason);
         };
         signal.addEventListener('abort', w.onAbort, { once: true });
       }
-      if (this.#waiters === undefined) this.#waiters = [w];
-      else this.#waiters.push(w);
+      const ep = this.#e();
+      if (ep.waiters === undefined) ep.waiters = [w];
+      else ep.waiters.push(w);
     });
   }
 
   /** Lets every waiter try again (a probe slot freed up or the state changed). */
   #wake(): void {
-    const list = this.#waiters;
+    const ep = this.#ep;
+    const list = ep?.waiters;
     if (list === undefined || list.length === 0) return;
-    this.#waiters = undefined;
+    ep!.waiters = undefined;
     for (const w of list) {
       if (w.onAbort !== undefined) w.signal!.removeEventListener('abort', w.onAbort);
       w.resolve();
@@ -578,7 +659,15 @@ class Breaker implements CircuitBreaker {
       case METRICS:
         return ADMIT;
       case OPEN: {
-        if (this.#clock.now() < this.#nextAttemptAt) return REJECT;
+        // A pending timer (eager, or the one armed below) means the open period is not over, so
+        // rejections while open need no clock read.
+        const ep = this.#ep!;
+        if (ep.timer !== undefined) return REJECT;
+        const now = this.#clock.now();
+        if (now < ep.nextAttemptAt) {
+          this.#armOpenTimer(now);
+          return REJECT;
+        }
         if (!this.#probeAllowed()) return REJECT;
         this.#transition(HALF, 'open-duration-elapsed', false, undefined);
         break;
@@ -587,9 +676,19 @@ class Breaker implements CircuitBreaker {
         return REJECT;
     }
     // half-open
-    if (this.#probes >= this.#maxProbes) return REJECT;
-    this.#probes++;
+    const ep = this.#ep!;
+    if (ep.probes >= this.#cfg.maxProbes) return REJECT;
+    ep.probes++;
     return PROBE;
+  }
+
+  /** Arms the end-of-open-period timer: it only clears itself, the next call moves to half-open. */
+  #armOpenTimer(now: number): void {
+    const ep = this.#e();
+    ep.timer = this.#clock.setTimeout(() => {
+      ep.timer = undefined;
+    }, ep.nextAttemptAt - now);
+    ep.timer.unref();
   }
 
   #probeAllowed(): boolean {
@@ -605,15 +704,17 @@ class Breaker implements CircuitBreaker {
   /** Counts a rejection, emits it, and (when `make`) builds the error. */
   #rejected(make: boolean): CircuitOpenError | undefined {
     this.#rejections++;
+    const listened = this.#events?.has('rejected') === true || channels.rejected.hasSubscribers;
+    if (!make && !listened) return undefined;
     const state = this.#state;
     let retryAt: number | undefined;
     let now = 0;
     if (state !== ISOLATED) {
       now = this.#clock.now();
-      retryAt = state === OPEN && this.#nextAttemptAt > now ? this.#nextAttemptAt : now;
+      retryAt = state === OPEN && this.#e().nextAttemptAt > now ? this.#e().nextAttemptAt : now;
     }
     const retryAfter = retryAt === undefined ? undefined : retryAt - now;
-    if (this.#events?.has('rejected') || channels.rejected.hasSubscribers) {
+    if (listened) {
       const e = { name: this.name, state: stateNames[state]!, retryAfter };
       this.#events?.emit('rejected', e);
       if (channels.rejected.hasSubscribers) channels.rejected.publish(e);
@@ -624,7 +725,7 @@ class Breaker implements CircuitBreaker {
       state: stateNames[state]!,
       retryAt,
       retryAfter,
-      failures: this.#openFailures,
+      failures: this.#e().openFailures,
       lastFailure: this.#lastFailure,
     });
   }
@@ -671,11 +772,11 @@ class Breaker implements CircuitBreaker {
       if (code !== 0) this.#trip(code, now);
     } else if (state === HALF) {
       if (!probe) return;
-      this.#probes--;
+      this.#e().probes--;
       if (failure) {
-        this.#openFailures = 1;
+        this.#e().openFailures = 1;
         this.#transition(OPEN, 'probe-failed', false, undefined);
-      } else if (++this.#probeSuccesses >= this.#successesToClose)
+      } else if (++this.#e().probeSuccesses >= this.#cfg.successesToClose)
         this.#transition(CLOSED, 'probe-succeeded', false, undefined);
       else this.#wake();
     } else if (state === METRICS) {
@@ -699,7 +800,7 @@ class Breaker implements CircuitBreaker {
       if (channels.neutral.hasSubscribers) channels.neutral.publish(e);
     }
     if (probe && gen === this.#gen && this.#state === HALF) {
-      this.#probes--;
+      this.#e().probes--;
       this.#wake();
     }
   }
@@ -729,7 +830,7 @@ class Breaker implements CircuitBreaker {
   #trip(code: number, now: number): void {
     const c = newCounts();
     this.#rule.read(now, c);
-    this.#openFailures = code === 1 ? this.#consecutive : c.failures;
+    this.#e().openFailures = code === 1 ? this.#consecutive : c.failures;
     this.#transition(OPEN, tripReasons[code]!, false, undefined);
   }
 
@@ -737,7 +838,7 @@ class Breaker implements CircuitBreaker {
 
   /** The open period for opening number `n` (1-based). */
   #openDurationFor(n: number): number {
-    const o = this.#open;
+    const o = this.#cfg.open;
     if (typeof o === 'number') return o;
     let d = Math.min(o.max, o.base * o.multiplier ** Math.max(0, n - 1));
     if (o.jitter > 0) d -= d * o.jitter * Math.random();
@@ -754,29 +855,27 @@ class Breaker implements CircuitBreaker {
     const now = this.#clock.now();
     this.#gen++;
     this.#state = to;
-    if (this.#timer !== undefined) {
-      this.#clock.clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
+    this.#clearTimer();
     let openUntil: number | undefined;
     switch (to) {
       case OPEN: {
-        this.#openedAt = now;
+        this.#e().openedAt = now;
         if (remote === undefined) {
-          this.#openings++;
-          openUntil = now + this.#openDurationFor(this.#openings);
-        } else openUntil = remote ?? now + this.#openDurationFor(this.#openings + 1);
-        this.#nextAttemptAt = openUntil;
+          this.#e().openings++;
+          openUntil = now + this.#openDurationFor(this.#e().openings);
+        } else openUntil = remote ?? now + this.#openDurationFor(this.#e().openings + 1);
+        this.#e().nextAttemptAt = openUntil;
         this.#scheduleEager(now);
         break;
       }
       case HALF: {
-        this.#probes = 0;
-        this.#probeSuccesses = 0;
-        if (Number.isFinite(this.#deadlineMs)) {
+        this.#e().probes = 0;
+        this.#e().probeSuccesses = 0;
+        if (Number.isFinite(this.#cfg.deadlineMs)) {
           const gen = this.#gen;
-          this.#timer = this.#clock.setTimeout(() => this.#onDeadline(gen), this.#deadlineMs);
-          this.#timer.unref();
+          const ep = this.#e();
+          ep.timer = this.#clock.setTimeout(() => this.#onDeadline(gen), this.#cfg.deadlineMs);
+          ep.timer.unref();
         }
         break;
       }
@@ -785,8 +884,8 @@ class Breaker implements CircuitBreaker {
         this.#rule.reset();
         this.#consecutive = 0;
         if (to === CLOSED || to === DISABLED || to === METRICS) {
-          this.#openings = 0;
-          this.#openFailures = undefined;
+          this.#e().openings = 0;
+          this.#e().openFailures = undefined;
           this.#lastFailure = undefined;
         }
       }
@@ -812,22 +911,31 @@ class Breaker implements CircuitBreaker {
     }
   }
 
+  #clearTimer(): void {
+    const ep = this.#ep;
+    if (ep?.timer !== undefined) {
+      this.#clock.clearTimeout(ep.timer);
+      ep.timer = undefined;
+    }
+  }
+
   #scheduleEager(now: number): void {
-    if (!this.#eager) return;
+    if (!this.#cfg.eager) return;
     const gen = this.#gen;
-    this.#timer = this.#clock.setTimeout(() => this.#onEager(gen), Math.max(0, this.#nextAttemptAt - now));
-    this.#timer.unref();
+    const ep = this.#e();
+    ep.timer = this.#clock.setTimeout(() => this.#onEager(gen), Math.max(0, ep.nextAttemptAt - now));
+    ep.timer.unref();
   }
 
   #onEager(gen: number): void {
-    this.#timer = undefined;
+    this.#e().timer = undefined;
     if (gen !== this.#gen || this.#state !== OPEN) return;
     // A store that says "not yet" leaves the breaker open; the next call asks again.
     if (this.#probeAllowed()) this.#transition(HALF, 'open-duration-elapsed', false, undefined);
   }
 
   #onDeadline(gen: number): void {
-    this.#timer = undefined;
+    this.#e().timer = undefined;
     if (gen !== this.#gen || this.#state !== HALF) return;
     this.#transition(OPEN, 'half-open-deadline', false, undefined);
   }
@@ -848,8 +956,8 @@ class Breaker implements CircuitBreaker {
     if (this.#state === CLOSED) {
       this.#rule.reset();
       this.#consecutive = 0;
-      this.#openings = 0;
-      this.#openFailures = undefined;
+      this.#e().openings = 0;
+      this.#e().openFailures = undefined;
       this.#lastFailure = undefined;
       return;
     }
@@ -864,11 +972,8 @@ class Breaker implements CircuitBreaker {
       typeof update.openUntil === 'number' && Number.isFinite(update.openUntil) ? update.openUntil : null;
     if (to === OPEN && this.#state === OPEN) {
       // Another instance restarted the open period: move the deadline, no state change.
-      this.#nextAttemptAt = until ?? this.#clock.now() + this.#openDurationFor(this.#openings + 1);
-      if (this.#timer !== undefined) {
-        this.#clock.clearTimeout(this.#timer);
-        this.#timer = undefined;
-      }
+      this.#e().nextAttemptAt = until ?? this.#clock.now() + this.#openDurationFor(this.#e().openings + 1);
+      this.#clearTimer();
       this.#scheduleEager(this.#clock.now());
       return;
     }
@@ -876,7 +981,7 @@ class Breaker implements CircuitBreaker {
   }
 
   openDurationMs(): number {
-    return this.#openDurationFor(this.#openings + 1);
+    return this.#openDurationFor(this.#e().openings + 1);
   }
 
   // ---- observing -------------------------------------------------------------------------------
@@ -904,8 +1009,8 @@ class Breaker implements CircuitBreaker {
       windowCalls: c.calls,
       windowFailures: c.failures,
     };
-    if (this.#state === OPEN || this.#state === HALF) s.openedAt = this.#openedAt;
-    if (this.#state === OPEN) s.nextAttemptAt = this.#nextAttemptAt;
+    if (this.#state === OPEN || this.#state === HALF) s.openedAt = this.#e().openedAt;
+    if (this.#state === OPEN) s.nextAttemptAt = this.#e().nextAttemptAt;
     return s;
   }
 
@@ -920,7 +1025,7 @@ class Breaker implements CircuitBreaker {
       name: this.name,
       state: stateNames[this.#state]!,
       savedAt: this.#clock.now(),
-      openings: this.#openings,
+      openings: this.#ep?.openings ?? 0,
       consecutiveFailures: this.#consecutive,
       totals: {
         successes: this.#successes,
@@ -930,9 +1035,9 @@ class Breaker implements CircuitBreaker {
         slowCalls: this.#slowCalls,
       },
     };
-    if (this.#state === OPEN || this.#state === HALF) snap.openedAt = this.#openedAt;
-    if (this.#state === OPEN) snap.nextAttemptAt = this.#nextAttemptAt;
-    if (this.#openFailures !== undefined) snap.openFailures = this.#openFailures;
+    if (this.#state === OPEN || this.#state === HALF) snap.openedAt = this.#e().openedAt;
+    if (this.#state === OPEN) snap.nextAttemptAt = this.#e().nextAttemptAt;
+    if (this.#ep?.openFailures !== undefined) snap.openFailures = this.#ep.openFailures;
     const w = this.#rule.snapshot();
     if (w !== undefined) snap.window = w;
     return snap;
@@ -948,9 +1053,9 @@ class Breaker implements CircuitBreaker {
     const state = v.oneOf('initialState.state', s.state, stateNames);
     const count = (k: string, x: unknown) =>
       x === undefined ? 0 : v.number(`initialState.${k}`, x, { min: 0, integer: true });
-    this.#openings = count('openings', s.openings);
+    this.#e().openings = count('openings', s.openings);
     this.#consecutive = count('consecutiveFailures', s.consecutiveFailures);
-    if (s.openFailures !== undefined) this.#openFailures = count('openFailures', s.openFailures);
+    if (s.openFailures !== undefined) this.#e().openFailures = count('openFailures', s.openFailures);
     const t = v.optionalObject('initialState.totals', s.totals) ?? {};
     this.#successes = count('totals.successes', t.successes);
     this.#failures = count('totals.failures', t.failures);
@@ -962,11 +1067,11 @@ class Breaker implements CircuitBreaker {
     if (code === HALF) {
       // Nobody is probing any more: come back open, with the next call admitted as a probe.
       code = OPEN;
-      this.#nextAttemptAt = now;
-      this.#openedAt = typeof s.openedAt === 'number' ? s.openedAt : now;
+      this.#e().nextAttemptAt = now;
+      this.#e().openedAt = typeof s.openedAt === 'number' ? s.openedAt : now;
     } else if (code === OPEN) {
-      this.#nextAttemptAt = v.number('initialState.nextAttemptAt', s.nextAttemptAt, {});
-      this.#openedAt = typeof s.openedAt === 'number' && Number.isFinite(s.openedAt) ? s.openedAt : now;
+      this.#e().nextAttemptAt = v.number('initialState.nextAttemptAt', s.nextAttemptAt, {});
+      this.#e().openedAt = typeof s.openedAt === 'number' && Number.isFinite(s.openedAt) ? s.openedAt : now;
     }
     this.#state = code;
     if (code === OPEN) this.#scheduleEager(now);
@@ -977,10 +1082,7 @@ class Breaker implements CircuitBreaker {
   }
 
   dispose(): void {
-    if (this.#timer !== undefined) {
-      this.#clock.clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
+    this.#clearTimer();
     const s = this.#session;
     this.#session = undefined;
     if (s !== undefined) {

@@ -22,18 +22,6 @@ function hasCode(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }
 
-// Rejections on the hot path (an open breaker answering thousands of calls a second) must not pay
-// for a full stack capture: the stack of a rejection says nothing the breaker name does not.
-function withoutStack<T>(make: () => T): T {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return make();
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
-}
-
 /** Base class of every tripswitch error: a `name` and a stable `code`. */
 export abstract class TripswitchError extends Error {
   abstract readonly code: string;
@@ -95,32 +83,35 @@ export class CircuitOpenError extends TripswitchError {
   readonly retryAfter: number | undefined;
   /** Failures counted when the breaker opened. */
   readonly failures: number | undefined;
-  #message: string | undefined;
+  /** @internal The formatted message, built on first read of `message`. */
+  _message: string | undefined = undefined;
 
   constructor(details: CircuitOpenDetails) {
-    super('', details.lastFailure === undefined ? undefined : { cause: details.lastFailure });
+    // No message argument: Error then defines no own `message`, and the lazy getter installed on
+    // the prototype below answers instead. Formatting a date and a sentence per rejection would
+    // cost more than the rest of the rejection together.
+    super(undefined, details.lastFailure === undefined ? undefined : { cause: details.lastFailure });
     this.breakerName = details.breakerName;
     this.state = details.state;
     this.retryAt = details.retryAt;
     this.retryAfter = details.retryAfter;
     this.failures = details.failures;
-    // `message` is an own property set by Error; replace it with a lazy getter.
-    Object.defineProperty(this, 'message', {
-      configurable: true,
-      enumerable: false,
-      get: () => {
-        this.#message ??= this.#format();
-        return this.#message;
-      },
-    });
   }
 
-  /** Builds an error without capturing a stack trace (used on the hot path). */
+  /**
+   * Builds an error without capturing a stack trace (used on the hot path: the stack of a
+   * rejection says nothing the breaker name does not, and capturing it costs microseconds).
+   */
   static fast(details: CircuitOpenDetails): CircuitOpenError {
-    return withoutStack(() => new CircuitOpenError(details));
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    const e = new CircuitOpenError(details);
+    Error.stackTraceLimit = limit;
+    return e;
   }
 
-  #format(): string {
+  /** @internal */
+  _format(): string {
     const parts: string[] = [];
     if (this.failures !== undefined) parts.push(`${this.failures} failure${this.failures === 1 ? '' : 's'}`);
     if (this.retryAfter !== undefined)
@@ -136,6 +127,18 @@ export class CircuitOpenError extends TripswitchError {
     return `Circuit "${this.breakerName}" ${this.state.toUpperCase()}${until}${detail}${cause}`;
   }
 }
+
+Object.defineProperty(CircuitOpenError.prototype, 'message', {
+  configurable: true,
+  enumerable: false,
+  get(this: CircuitOpenError): string {
+    this._message ??= this._format();
+    return this._message;
+  },
+  set(this: CircuitOpenError, value: string) {
+    this._message = String(value);
+  },
+});
 
 /**
  * True when `err` is a {@link CircuitOpenError} from any copy of tripswitch.
