@@ -123,14 +123,18 @@ function describe(id, r) {
 
 /** Warn when the compiled core is missing or older than its sources: the bench imports dist. */
 function checkBuild() {
-  const dist = join(root, 'packages/core/dist/index.js');
-  if (!existsSync(dist)) {
+  const dist = join(root, 'packages/core/dist');
+  if (!existsSync(join(dist, 'index.js'))) {
     log('packages/core/dist is missing: run `npm run build` first.');
     process.exit(1);
   }
-  const built = statSync(dist).mtimeMs;
+  // tsc -b rewrites only the outputs that changed, so compare each source with its own output.
   const src = join(root, 'packages/core/src');
-  const stale = readdirSync(src).filter((f) => f.endsWith('.ts') && statSync(join(src, f)).mtimeMs > built);
+  const stale = readdirSync(src).filter((f) => {
+    if (!f.endsWith('.ts') || f.endsWith('.d.ts') || f.endsWith('.test.ts')) return false;
+    const out = join(dist, f.replace(/\.ts$/, '.js'));
+    return !existsSync(out) || statSync(join(src, f)).mtimeMs > statSync(out).mtimeMs;
+  });
   if (stale.length)
     log(`warning: packages/core/src is newer than dist (${stale.join(', ')}); run \`npm run build\`.`);
 }
