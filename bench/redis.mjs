@@ -35,7 +35,7 @@ const pct = (xs, p) => {
 // ---- child: per-call cost of one variant --------------------------------------------------------
 async function perCall(variant, { reps, calls }) {
   const { core, redis, Redis } = await libs();
-  const prefix = `bench-${process.pid}`;
+  const prefix = `tripswitch-bench-${process.env.BENCH_RUN ?? process.pid}-${variant}`;
   const fn = () => 1;
   let breaker;
   let store;
@@ -169,7 +169,7 @@ async function until(pred, ms = 5000) {
 }
 
 async function propagation(trials) {
-  const prefix = `bench-prop-${process.pid}`;
+  const prefix = `tripswitch-bench-${process.pid}-prop`;
   const kids = Array.from({ length: 4 }, () => child(['--instance']));
   try {
     for (const k of kids) if (!(await k.req('init', { prefix })).ok) throw new Error('Redis did not answer');
@@ -198,14 +198,39 @@ function measureInChild(variant, opts) {
   return new Promise((resolve, reject) => {
     const p = fork(self, ['--per-call', variant, JSON.stringify(opts)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, BENCH_RUN: String(process.pid) },
     });
     p.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)));
     p.once('exit', (code) => code && reject(new Error(`per-call child exited with ${code}`)));
   });
 }
 
+/** Deletes the keys this run made (prefix `tripswitch-bench-<pid>-`). */
+async function cleanup() {
+  const { Redis } = await libs();
+  const r = new Redis(url);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `tripswitch-bench-${process.pid}-*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
+
 /** Runs every case; returns rows `{ case, value, unit }`. */
 export async function run({ quick: q = quick } = {}) {
+  try {
+    return await measureAll(q);
+  } finally {
+    await cleanup();
+  }
+}
+
+async function measureAll(q) {
   const opts = { reps: q ? 3 : 7, calls: q ? 50_000 : 200_000 };
   const rounds = q ? 1 : 5;
   const variants = ['redis-local', 'redis-fleet', 'naive'];

@@ -182,6 +182,24 @@ export async function sharedRedis(): Promise<{ url: string; stop: () => Promise<
   return { url: s.url, stop: () => s.stop() };
 }
 
+/** Deletes the keys this test process made on a shared server (prefixes from {@link uniquePrefix}). */
+export async function removeTestKeys(url: string): Promise<number> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+  let removed = 0;
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `tstest-*-${process.pid}-*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) removed += await r.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+  return removed;
+}
+
 /** A prefix no other test run uses, so tests sharing a server do not see each other's keys. */
 export function uniquePrefix(tag: string): string {
   return `tstest-${tag}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;

@@ -9,6 +9,7 @@ import { TestClock } from 'tripswitch/testing';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
 import {
   RedisServer,
+  removeTestKeys,
   selfSignedCert,
   sharedRedis,
   skipNoRedis,
@@ -95,6 +96,7 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
   });
   after(async () => {
     await Promise.all(stores.map((s) => s.close()));
+    assert.ok((await removeTestKeys(url)) > 0, 'the tests left keys to clean up');
     await stop();
   });
 
