@@ -19,7 +19,14 @@ import { type Clock, InvalidOptionError, type Subscription, systemClock } from '
 import type { BreakerHandle, BreakerStore, CircuitState, StoreSession } from './contract.js';
 import { flushScript, probeScript, readScript, transitionScript } from './scripts.js';
 
-/** The fleet-wide trip rule used in `mode: 'fleet'`, evaluated atomically on Redis. */
+/**
+ * The fleet-wide trip rule used in `mode: 'fleet'`, evaluated atomically on Redis.
+ *
+ * @example
+ * ```ts
+ * redisStore({ mode: 'fleet', fleet: { windowMs: 30_000, minimumCalls: 50, failureRateThreshold: 0.4 } });
+ * ```
+ */
 export interface FleetRule {
   /** Length of the counting window. @default 10_000 */
   windowMs: number;
@@ -41,13 +48,27 @@ export interface FleetRule {
   openDurationMs: number;
 }
 
-/** Where the store writes its one-line reports. */
+/**
+ * Where the store writes its one-line reports (one warning per outage, one note per recovery).
+ *
+ * @example
+ * ```ts
+ * redisStore({ logger: { warn: (m) => log.warn(m), info: (m) => log.info(m) } });
+ * ```
+ */
 export interface StoreLogger {
   warn(message: string): void;
   info?(message: string): void;
 }
 
-/** Options of {@link redisStore}. */
+/**
+ * Options of {@link redisStore}.
+ *
+ * @example
+ * ```ts
+ * const options: RedisStoreOptions = { url: 'rediss://:secret@redis.internal:6380', prefix: 'shop' };
+ * ```
+ */
 export interface RedisStoreOptions {
   /**
    * An ioredis client to send commands on (it stays yours: `close()` does not quit it). The
@@ -93,7 +114,15 @@ export interface RedisStoreOptions {
   instanceId?: string;
 }
 
-/** Events of a {@link RedisStore}. */
+/**
+ * Events of a {@link RedisStore}.
+ *
+ * @example
+ * ```ts
+ * store.on('degraded', ({ error }) => alerts.raise('breaker state is local only', error));
+ * store.on('recovered', ({ downMs }) => alerts.clear(downMs));
+ * ```
+ */
 export interface RedisStoreEvents {
   /** Redis stopped answering; breakers carry on locally. Emitted once per outage. */
   degraded: { error: unknown; at: number };
@@ -101,7 +130,15 @@ export interface RedisStoreEvents {
   recovered: { at: number; downMs: number };
 }
 
-/** A {@link BreakerStore} on Redis, returned by {@link redisStore}. */
+/**
+ * A {@link BreakerStore} on Redis, returned by {@link redisStore}.
+ *
+ * @example
+ * ```ts
+ * await using store = redisStore({ url: process.env.REDIS_URL });
+ * if (!(await store.ready(2000))) console.warn('starting with local breaker state only');
+ * ```
+ */
 export interface RedisStore extends BreakerStore, AsyncDisposable {
   /** This instance's id. */
   readonly instanceId: string;
