@@ -312,17 +312,30 @@ interface ColdConfig {
   readonly deadlineMs: number;
   readonly waitForProbes: boolean;
   readonly eager: boolean;
+  readonly isFailure: ((err: unknown) => boolean) | undefined;
+  readonly isResultFailure: ((r: unknown) => boolean) | undefined;
+  readonly isNeutral: ((err: unknown, ctx: PolicyContext) => boolean) | undefined;
 }
 
 const coldConfigs = new Map<string, ColdConfig>();
 
+const fnIds = new WeakMap<object, number>();
+let nextFnId = 1;
+function fnId(f: object | undefined): number {
+  if (f === undefined) return 0;
+  let id = fnIds.get(f);
+  if (id === undefined) {
+    id = nextFnId++;
+    fnIds.set(f, id);
+  }
+  return id;
+}
+
 /** Interns settings so thousands of breakers made from the same options share one object. */
 function coldConfig(c: ColdConfig): ColdConfig {
   const o = c.open;
-  const key =
-    typeof o === 'number'
-      ? `${o}|${c.maxProbes}|${c.successesToClose}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}`
-      : `${o.base},${o.max},${o.multiplier},${o.jitter}|${c.maxProbes}|${c.successesToClose}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}`;
+  const open = typeof o === 'number' ? `${o}` : `${o.base},${o.max},${o.multiplier},${o.jitter}`;
+  const key = `${open}|${c.maxProbes}|${c.successesToClose}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}|${fnId(c.isFailure)}|${fnId(c.isResultFailure)}|${fnId(c.isNeutral)}`;
   const hit = coldConfigs.get(key);
   if (hit !== undefined) return hit;
   const frozen = Object.freeze(c);
@@ -405,9 +418,6 @@ class Breaker implements CircuitBreaker {
   readonly #rule: TripRule;
   /** Settings read only off the hot path; shared between breakers with equal settings. */
   readonly #cfg: ColdConfig;
-  readonly #isFailure: ((err: unknown) => boolean) | undefined;
-  readonly #isResultFailure: ((r: unknown) => boolean) | undefined;
-  readonly #isNeutral: ((err: unknown, ctx: PolicyContext) => boolean) | undefined;
 
   #state = CLOSED;
   /** Bumped on every transition: outcomes of calls admitted in an earlier period do not drive this one. */
@@ -437,7 +447,7 @@ class Breaker implements CircuitBreaker {
     rejectUnknownKeys(OWNER, o, KNOWN);
     this.name = o.name === undefined ? 'default' : v.string('name', o.name);
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
-    this.#rule = createTripRule(v, OWNER, o.trip);
+    this.#rule = createTripRule(v, OWNER, o.trip, this.#clock);
     const open = parseOpenDuration(v, o.openDuration);
     const h = v.optionalObject('halfOpen', o.halfOpen) ?? {};
     rejectUnknownKeys(
@@ -454,10 +464,10 @@ class Breaker implements CircuitBreaker {
       deadlineMs: v.optionalNumber('halfOpen.deadlineMs', h.deadlineMs, { min: 1 }) ?? 60_000,
       waitForProbes: v.optionalBoolean('halfOpen.waitForProbes', h.waitForProbes) ?? false,
       eager: v.optionalBoolean('eagerHalfOpen', o.eagerHalfOpen) ?? false,
+      isFailure: parseIsFailure(v, o.isFailure),
+      isResultFailure: v.optionalFunction('isResultFailure', o.isResultFailure),
+      isNeutral: v.optionalFunction('isNeutral', o.isNeutral),
     });
-    this.#isFailure = parseIsFailure(v, o.isFailure);
-    this.#isResultFailure = v.optionalFunction('isResultFailure', o.isResultFailure);
-    this.#isNeutral = v.optionalFunction('isNeutral', o.isNeutral);
     if (o.initialState !== undefined) this.#restore(v, o.initialState);
     if (o.store !== undefined) {
       const store = o.store as BreakerStore;
@@ -518,7 +528,7 @@ class Breaker implements CircuitBreaker {
       this.#settleError(err, ctx, start, gen, probe);
       throw err;
     }
-    if (this.#isResultFailure !== undefined && this.#resultFails(value))
+    if (this.#cfg.isResultFailure !== undefined && this.#resultFails(value))
       this._outcome(true, value, start, gen, probe);
     else this._outcome(false, undefined, start, gen, probe);
     return value;
@@ -548,7 +558,7 @@ class Breaker implements CircuitBreaker {
   #makeLean(): { ok: (v: unknown) => unknown; err: (e: unknown) => never } {
     const h = {
       ok: (v: unknown): unknown => {
-        if (this.#isResultFailure !== undefined && this.#resultFails(v))
+        if (this.#cfg.isResultFailure !== undefined && this.#resultFails(v))
           this._outcome(true, v, Number.NaN, this.#gen, false);
         else this._outcome(false, undefined, Number.NaN, this.#gen, false);
         return v;
@@ -564,7 +574,7 @@ class Breaker implements CircuitBreaker {
 
   #resultFails(value: unknown): boolean {
     try {
-      return this.#isResultFailure!(value) === true;
+      return this.#cfg.isResultFailure!(value) === true;
     } catch {
       // A throwing classifier must not turn a good answer into an exception; count it as a failure.
       return true;
@@ -576,10 +586,10 @@ class Breaker implements CircuitBreaker {
     let failure = true;
     try {
       neutral =
-        this.#isNeutral !== undefined
-          ? this.#isNeutral(err, ctx) === true
+        this.#cfg.isNeutral !== undefined
+          ? this.#cfg.isNeutral(err, ctx) === true
           : ctx !== plainContext && defaultIsNeutral(err, ctx);
-      if (!neutral && this.#isFailure !== undefined) failure = this.#isFailure(err) === true;
+      if (!neutral && this.#cfg.isFailure !== undefined) failure = this.#cfg.isFailure(err) === true;
     } catch {
       neutral = false;
     }
@@ -745,12 +755,7 @@ class Breaker implements CircuitBreaker {
   _outcome(failure: boolean, error: unknown, start: number, gen: number, probe: boolean): void {
     this.#inFlight--;
     const rule = this.#rule;
-    let now = 0;
-    let duration = 0;
-    if (!Number.isNaN(start)) {
-      now = this.#clock.now();
-      duration = now - start;
-    } else if (rule.usesTime) now = this.#clock.now();
+    const duration = Number.isNaN(start) ? 0 : this.#clock.now() - start;
     const slow = rule.slowCallDuration !== undefined && duration > rule.slowCallDuration;
     if (slow) this.#slowCalls++;
     if (failure) {
@@ -768,8 +773,8 @@ class Breaker implements CircuitBreaker {
     if (gen !== this.#gen) return; // admitted in an earlier period: does not drive this one
     const state = this.#state;
     if (state === CLOSED) {
-      const code = rule.record(failure, slow, now, this.#consecutive);
-      if (code !== 0) this.#trip(code, now);
+      const code = rule.record(failure, slow, this.#consecutive);
+      if (code !== 0) this.#trip(code);
     } else if (state === HALF) {
       if (!probe) return;
       this.#e().probes--;
@@ -780,10 +785,14 @@ class Breaker implements CircuitBreaker {
         this.#transition(CLOSED, 'probe-succeeded', false, undefined);
       else this.#wake();
     } else if (state === METRICS) {
-      const code = rule.record(failure, slow, now, this.#consecutive);
+      const code = rule.record(failure, slow, this.#consecutive);
       if (code !== 0) {
         if (this.#events?.has('wouldOpen'))
-          this.#events.emit('wouldOpen', { name: this.name, reason: tripReasons[code]!, at: now });
+          this.#events.emit('wouldOpen', {
+            name: this.name,
+            reason: tripReasons[code]!,
+            at: this.#clock.now(),
+          });
         rule.reset();
       }
     }
@@ -827,9 +836,9 @@ class Breaker implements CircuitBreaker {
     if (channels.failure.hasSubscribers) channels.failure.publish(e);
   }
 
-  #trip(code: number, now: number): void {
+  #trip(code: number): void {
     const c = newCounts();
-    this.#rule.read(now, c);
+    this.#rule.read(this.#clock.now(), c);
     this.#e().openFailures = code === 1 ? this.#consecutive : c.failures;
     this.#transition(OPEN, tripReasons[code]!, false, undefined);
   }
@@ -1083,6 +1092,7 @@ class Breaker implements CircuitBreaker {
 
   dispose(): void {
     this.#clearTimer();
+    this.#rule.dispose();
     const s = this.#session;
     this.#session = undefined;
     if (s !== undefined) {

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { Clock, TimerHandle } from './clock.js';
 import { rejectUnknownKeys, type Validator } from './validate.js';
 
 /** Trip after `threshold` failures in a row (a success resets the run). */
@@ -125,10 +126,8 @@ export type WindowSnapshot =
 export interface TripRule {
   /** Threshold in ms above which a call is slow, or undefined. */
   readonly slowCallDuration: number | undefined;
-  /** True when `record` and `counts` read `now`. */
-  readonly usesTime: boolean;
   /** Records one outcome; returns a {@link Trip} code (0 = stay closed). */
-  record(failure: boolean, slow: boolean, now: number, consecutiveFailures: number): number;
+  record(failure: boolean, slow: boolean, consecutiveFailures: number): number;
   /** Forgets every outcome (on close and reset). */
   reset(): void;
   /** Window totals as of `now`: writes into `out`. */
@@ -136,6 +135,8 @@ export interface TripRule {
   snapshot(): WindowSnapshot | undefined;
   /** Restores window data from a snapshot; ignores data of another kind or size. */
   restore(data: WindowSnapshot): void;
+  /** Cancels the rule's timer, if any. */
+  dispose(): void;
 }
 
 const FAIL = 1;
@@ -152,13 +153,14 @@ function fill(out: TripCounts, calls: number, failures: number, slow: number, co
 }
 
 class ConsecutiveRule implements TripRule {
-  readonly slowCallDuration = undefined;
-  readonly usesTime = false;
   // Totals since the last close, for stats only.
   calls = 0;
   failures = 0;
   constructor(readonly threshold: number) {}
-  record(failure: boolean, _slow: boolean, _now: number, consecutive: number): number {
+  get slowCallDuration(): undefined {
+    return undefined;
+  }
+  record(failure: boolean, _slow: boolean, consecutive: number): number {
     this.calls++;
     if (!failure) return Trip.none;
     this.failures++;
@@ -176,31 +178,56 @@ class ConsecutiveRule implements TripRule {
   }
   restore(d: WindowSnapshot): void {
     if (d.kind !== 'total') return;
-    this.calls = d.calls;
-    this.failures = Math.min(d.failures, d.calls);
+    this.calls = nonNeg(d.calls);
+    this.failures = Math.min(nonNeg(d.failures), this.calls);
   }
+  dispose(): void {}
 }
 
-/** Thresholds shared by count and time windows; `Infinity`/undefined disables a check. */
-interface Thresholds {
-  minimumCalls: number;
-  failureRate: number | undefined;
-  slowRate: number | undefined;
-  failureCount: number | undefined;
-  predicate: ((c: Readonly<TripCounts>) => boolean) | undefined;
+/**
+ * A window rule's settings. Breakers built from equal settings share one (frozen) spec, so a
+ * breaker carries only its counts. `scratch` is shared too: it is filled and handed to the
+ * predicate synchronously, never kept.
+ */
+interface Spec {
+  readonly minimumCalls: number;
+  readonly failureRate: number | undefined;
+  readonly slowRate: number | undefined;
+  readonly failureCount: number | undefined;
+  readonly predicate: ((c: Readonly<TripCounts>) => boolean) | undefined;
+  readonly slowCallDuration: number | undefined;
+  /** Ring size (count rule) or bucket count (time rule). */
+  readonly size: number;
+  /** Time rule: bucket length in ms. */
+  readonly bucketMs: number;
+  readonly scratch: TripCounts;
 }
 
-function judge(
-  t: Thresholds,
-  calls: number,
-  failures: number,
-  slow: number,
-  consecutive: number,
-  scratch: TripCounts | undefined,
-): number {
+const specs = new Map<string, Spec>();
+const fnIds = new WeakMap<object, number>();
+let nextFnId = 1;
+
+function intern(s: Omit<Spec, 'scratch'>): Spec {
+  let fid = 0;
+  if (s.predicate !== undefined) {
+    fid = fnIds.get(s.predicate) ?? 0;
+    if (fid === 0) {
+      fid = nextFnId++;
+      fnIds.set(s.predicate, fid);
+    }
+  }
+  const key = `${s.minimumCalls}|${s.failureRate}|${s.slowRate}|${s.failureCount}|${fid}|${s.slowCallDuration}|${s.size}|${s.bucketMs}`;
+  const hit = specs.get(key);
+  if (hit !== undefined) return hit;
+  const spec: Spec = { ...s, scratch: newCounts() };
+  if (specs.size < 256) specs.set(key, spec);
+  return spec;
+}
+
+function judge(t: Spec, calls: number, failures: number, slow: number, consecutive: number): number {
   if (t.predicate !== undefined) {
-    fill(scratch!, calls, failures, slow, consecutive);
-    return t.predicate(scratch!) ? Trip.predicate : Trip.none;
+    fill(t.scratch, calls, failures, slow, consecutive);
+    return t.predicate(t.scratch) ? Trip.predicate : Trip.none;
   }
   if (t.failureCount !== undefined && failures >= t.failureCount) return Trip.failureCount;
   if (calls < t.minimumCalls) return Trip.none;
@@ -209,30 +236,27 @@ function judge(
   return Trip.none;
 }
 
+/** The last `size` outcomes in a ring of 2-bit codes, with running totals. */
 class CountRule implements TripRule {
-  readonly usesTime = false;
   readonly ring: Uint8Array;
   next = 0;
-  size = 0;
+  filled = 0;
   failures = 0;
   slow = 0;
-  readonly scratch: TripCounts | undefined;
-  constructor(
-    window: number,
-    readonly t: Thresholds,
-    readonly slowCallDuration: number | undefined,
-  ) {
-    this.ring = new Uint8Array(window);
-    this.scratch = t.predicate ? newCounts() : undefined;
+  constructor(readonly t: Spec) {
+    this.ring = new Uint8Array(t.size);
   }
-  record(failure: boolean, slow: boolean, _now: number, consecutive: number): number {
+  get slowCallDuration(): number | undefined {
+    return this.t.slowCallDuration;
+  }
+  record(failure: boolean, slow: boolean, consecutive: number): number {
     const ring = this.ring;
     const i = this.next;
-    if (this.size === ring.length) {
+    if (this.filled === ring.length) {
       const old = ring[i]!;
       if (old & FAIL) this.failures--;
       if (old & SLOW) this.slow--;
-    } else this.size++;
+    } else this.filled++;
     let code = 0;
     if (failure) {
       code = FAIL;
@@ -244,25 +268,25 @@ class CountRule implements TripRule {
     }
     ring[i] = code;
     this.next = i + 1 === ring.length ? 0 : i + 1;
-    // A success can only lower the failure rate, but can raise the slow-call rate.
-    if (!failure && !slow && this.t.predicate === undefined) return Trip.none;
-    return judge(this.t, this.size, this.failures, this.slow, consecutive, this.scratch);
+    // A fast success can only lower both rates; only a predicate may want to see it.
+    if (code === 0 && this.t.predicate === undefined) return Trip.none;
+    return judge(this.t, this.filled, this.failures, this.slow, consecutive);
   }
   reset(): void {
     this.ring.fill(0);
     this.next = 0;
-    this.size = 0;
+    this.filled = 0;
     this.failures = 0;
     this.slow = 0;
   }
   read(_now: number, out: TripCounts): void {
-    fill(out, this.size, this.failures, this.slow, 0);
+    fill(out, this.filled, this.failures, this.slow, 0);
   }
   snapshot(): WindowSnapshot {
     const out: number[] = [];
     const n = this.ring.length;
-    const start = this.size === n ? this.next : 0;
-    for (let k = 0; k < this.size; k++) out.push(this.ring[(start + k) % n]!);
+    const start = this.filled === n ? this.next : 0;
+    for (let k = 0; k < this.filled; k++) out.push(this.ring[(start + k) % n]!);
     return { kind: 'count', outcomes: out };
   }
   restore(d: WindowSnapshot): void {
@@ -271,86 +295,116 @@ class CountRule implements TripRule {
     const from = Math.max(0, d.outcomes.length - this.ring.length);
     for (let k = from; k < d.outcomes.length; k++) {
       const c = d.outcomes[k]! & 3;
-      this.record((c & FAIL) !== 0, (c & SLOW) !== 0, 0, 0);
+      const ring = this.ring;
+      ring[this.next] = c;
+      this.next = this.next + 1 === ring.length ? 0 : this.next + 1;
+      this.filled++;
+      if (c & FAIL) this.failures++;
+      if (c & SLOW) this.slow++;
     }
   }
+  dispose(): void {}
 }
 
+/**
+ * A sliding time window of `size` buckets, with running totals.
+ *
+ * Reading the clock costs tens of nanoseconds on some machines, more than the rest of a call's
+ * bookkeeping, so a call does not read it. Instead the first call in a bucket reads the clock,
+ * rolls the window (clearing buckets that fell out of it: after an idle gap longer than the
+ * window, all of them) and arms one unref'd timer for the bucket's end, which only marks the
+ * bucket ended. Calls until then count in the current bucket with no clock read; a breaker without
+ * traffic arms nothing, so an idle breaker holds no timer once its last bucket has ended.
+ */
 class TimeRule implements TripRule {
-  readonly usesTime = true;
-  readonly bucketMs: number;
-  readonly calls: Float64Array;
-  readonly fails: Float64Array;
-  readonly slows: Float64Array;
-  /** Index (now / bucketMs, floored) of the newest bucket. */
-  epoch = Number.NEGATIVE_INFINITY;
+  /**
+   * Per bucket: calls, failures and (only when slow calls are tracked) slow calls, `stride` numbers
+   * per bucket. Plain small integers: a packed array of them is far smaller than typed arrays.
+   */
+  readonly counts: number[];
+  readonly stride: number;
+  /** Index (time / bucketMs, floored) of the newest bucket; -1 before the first call. */
+  epoch = -1;
+  /** Offset in `counts` of the newest bucket. */
+  cur = 0;
   totalCalls = 0;
   totalFails = 0;
   totalSlow = 0;
-  readonly scratch: TripCounts | undefined;
+  /** Pending while the newest bucket is current; once it fires, the next count reads the clock. */
+  timer: TimerHandle | undefined = undefined;
+  tick: (() => void) | undefined = undefined;
   constructor(
-    windowMs: number,
-    buckets: number,
-    readonly t: Thresholds,
-    readonly slowCallDuration: number | undefined,
+    readonly t: Spec,
+    readonly clock: Clock,
   ) {
-    this.bucketMs = windowMs / buckets;
-    this.calls = new Float64Array(buckets);
-    this.fails = new Float64Array(buckets);
-    this.slows = new Float64Array(buckets);
-    this.scratch = t.predicate ? newCounts() : undefined;
+    this.stride = t.slowCallDuration === undefined ? 2 : 3;
+    this.counts = new Array<number>(t.size * this.stride).fill(0);
+  }
+  get slowCallDuration(): number | undefined {
+    return this.t.slowCallDuration;
   }
   /** Moves the window to `now`, clearing buckets that fell out of it. */
-  roll(now: number): number {
-    const idx = Math.floor(now / this.bucketMs);
+  roll(now: number): void {
+    const idx = Math.floor(now / this.t.bucketMs);
     const epoch = this.epoch;
-    if (idx === epoch) return idx % this.calls.length;
-    const n = this.calls.length;
-    if (idx < epoch) return epoch % n; // a clock that stepped back: count in the newest bucket
-    if (idx - epoch >= n) {
-      this.calls.fill(0);
-      this.fails.fill(0);
-      this.slows.fill(0);
+    if (idx <= epoch) return; // same bucket, or a clock that stepped back: keep counting in the newest
+    const n = this.t.size;
+    const c = this.counts;
+    const st = this.stride;
+    if (epoch < 0 || idx - epoch >= n) {
+      c.fill(0);
       this.totalCalls = 0;
       this.totalFails = 0;
       this.totalSlow = 0;
     } else {
       for (let e = epoch + 1; e <= idx; e++) {
-        const s = e % n;
-        this.totalCalls -= this.calls[s]!;
-        this.totalFails -= this.fails[s]!;
-        this.totalSlow -= this.slows[s]!;
-        this.calls[s] = 0;
-        this.fails[s] = 0;
-        this.slows[s] = 0;
+        const o = (e % n) * st;
+        this.totalCalls -= c[o]!;
+        this.totalFails -= c[o + 1]!;
+        c[o] = 0;
+        c[o + 1] = 0;
+        if (st === 3) {
+          this.totalSlow -= c[o + 2]!;
+          c[o + 2] = 0;
+        }
       }
     }
     this.epoch = idx;
-    return idx % n;
+    this.cur = (idx % n) * st;
   }
-  record(failure: boolean, slow: boolean, now: number, consecutive: number): number {
-    const s = this.roll(now);
-    this.calls[s]!++;
+  #refresh(): void {
+    const now = this.clock.now();
+    this.roll(now);
+    if (this.tick === undefined)
+      this.tick = () => {
+        this.timer = undefined;
+      };
+    const end = (this.epoch + 1) * this.t.bucketMs;
+    this.timer = this.clock.setTimeout(this.tick, Math.max(1, end - now));
+    this.timer.unref();
+  }
+  record(failure: boolean, slow: boolean, consecutive: number): number {
+    if (this.timer === undefined) this.#refresh();
+    const c = this.counts;
+    const o = this.cur;
+    c[o]!++;
     this.totalCalls++;
     if (failure) {
-      this.fails[s]!++;
+      c[o + 1]!++;
       this.totalFails++;
     }
     if (slow) {
-      this.slows[s]!++;
+      c[o + 2]!++;
       this.totalSlow++;
     }
     if (!failure && !slow && this.t.predicate === undefined) return Trip.none;
-    return judge(this.t, this.totalCalls, this.totalFails, this.totalSlow, consecutive, this.scratch);
+    return judge(this.t, this.totalCalls, this.totalFails, this.totalSlow, consecutive);
   }
   reset(): void {
-    this.calls.fill(0);
-    this.fails.fill(0);
-    this.slows.fill(0);
+    this.counts.fill(0);
     this.totalCalls = 0;
     this.totalFails = 0;
     this.totalSlow = 0;
-    this.epoch = Number.NEGATIVE_INFINITY;
   }
   read(now: number, out: TripCounts): void {
     this.roll(now);
@@ -358,53 +412,58 @@ class TimeRule implements TripRule {
   }
   snapshot(): WindowSnapshot {
     const buckets: number[][] = [];
-    const n = this.calls.length;
-    for (let k = 0; k < n; k++) buckets.push([this.calls[k]!, this.fails[k]!, this.slows[k]!]);
-    return {
-      kind: 'time',
-      bucketMs: this.bucketMs,
-      epoch: Number.isFinite(this.epoch) ? this.epoch : -1,
-      buckets,
-    };
+    const c = this.counts;
+    const st = this.stride;
+    for (let k = 0; k < this.t.size; k++)
+      buckets.push([c[k * st]!, c[k * st + 1]!, st === 3 ? c[k * st + 2]! : 0]);
+    return { kind: 'time', bucketMs: this.t.bucketMs, epoch: this.epoch, buckets };
   }
   restore(d: WindowSnapshot): void {
-    if (d.kind !== 'time' || d.bucketMs !== this.bucketMs || !Array.isArray(d.buckets)) return;
-    if (d.buckets.length !== this.calls.length || d.epoch < 0) return;
+    if (d.kind !== 'time' || d.bucketMs !== this.t.bucketMs || !Array.isArray(d.buckets)) return;
+    if (d.buckets.length !== this.t.size || !Number.isInteger(d.epoch) || d.epoch < 0) return;
     this.reset();
+    const c = this.counts;
     for (let k = 0; k < d.buckets.length; k++) {
       const b = d.buckets[k];
       if (!Array.isArray(b)) continue;
-      const c = nonNeg(b[0]);
-      const f = Math.min(c, nonNeg(b[1]));
-      const sl = Math.min(c, nonNeg(b[2]));
-      this.calls[k] = c;
-      this.fails[k] = f;
-      this.slows[k] = sl;
-      this.totalCalls += c;
+      const calls = nonNeg(b[0]);
+      const f = Math.min(calls, nonNeg(b[1]));
+      let sl = Math.min(calls, nonNeg(b[2]));
+      const st = this.stride;
+      c[k * st] = calls;
+      c[k * st + 1] = f;
+      if (st === 3) c[k * st + 2] = sl;
+      else sl = 0;
+      this.totalCalls += calls;
       this.totalFails += f;
       this.totalSlow += sl;
     }
     this.epoch = d.epoch;
+    this.cur = (d.epoch % this.t.size) * this.stride;
+    this.dispose(); // the next count reads the clock
+  }
+  dispose(): void {
+    if (this.timer !== undefined) {
+      this.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+    }
   }
 }
 
 /** A custom predicate over every call since the last close. */
 class TotalRule implements TripRule {
-  readonly usesTime = false;
   calls = 0;
   failures = 0;
   slow = 0;
-  readonly scratch = newCounts();
-  constructor(
-    readonly predicate: (c: Readonly<TripCounts>) => boolean,
-    readonly slowCallDuration: number | undefined,
-  ) {}
-  record(failure: boolean, slow: boolean, _now: number, consecutive: number): number {
+  constructor(readonly t: Spec) {}
+  get slowCallDuration(): number | undefined {
+    return this.t.slowCallDuration;
+  }
+  record(failure: boolean, slow: boolean, consecutive: number): number {
     this.calls++;
     if (failure) this.failures++;
     if (slow) this.slow++;
-    fill(this.scratch, this.calls, this.failures, this.slow, consecutive);
-    return this.predicate(this.scratch) ? Trip.predicate : Trip.none;
+    return judge(this.t, this.calls, this.failures, this.slow, consecutive);
   }
   reset(): void {
     this.calls = 0;
@@ -423,6 +482,7 @@ class TotalRule implements TripRule {
     this.failures = Math.min(this.calls, nonNeg(d.failures));
     this.slow = Math.min(this.calls, nonNeg(d.slowCalls));
   }
+  dispose(): void {}
 }
 
 function nonNeg(v: unknown): number {
@@ -445,7 +505,13 @@ export function newCounts(): TripCounts {
 const RATE = { min: 0, max: 1, exclusiveMin: true } as const;
 
 /** Validates `trip` options and builds the rule. `p` is the option path prefix (`trip`). */
-export function createTripRule(v: Validator, owner: string, raw: unknown, p = 'trip'): TripRule {
+export function createTripRule(
+  v: Validator,
+  owner: string,
+  raw: unknown,
+  clock: Clock,
+  p = 'trip',
+): TripRule {
   if (raw === undefined) return new ConsecutiveRule(5);
   const o = v.object(p, raw);
   const kind = v.oneOf(`${p}.kind`, o.kind, ['consecutive', 'count', 'time', 'custom'] as const);
@@ -476,9 +542,16 @@ export function createTripRule(v: Validator, owner: string, raw: unknown, p = 't
         Math.min(20, window);
       const { failureRate, slowRate, slowCallDuration } = rates(v, p, o);
       return new CountRule(
-        window,
-        { minimumCalls, failureRate, slowRate, failureCount: undefined, predicate: undefined },
-        slowCallDuration,
+        intern({
+          minimumCalls,
+          failureRate,
+          slowRate,
+          failureCount: undefined,
+          predicate: undefined,
+          slowCallDuration,
+          size: window,
+          bucketMs: 0,
+        }),
       );
     }
     case 'time': {
@@ -505,10 +578,17 @@ export function createTripRule(v: Validator, owner: string, raw: unknown, p = 't
       const failureCount = v.optionalNumber(`${p}.failureCount`, o.failureCount, { min: 1, integer: true });
       const { failureRate, slowRate, slowCallDuration } = rates(v, p, o, failureCount !== undefined);
       return new TimeRule(
-        windowMs,
-        buckets,
-        { minimumCalls, failureRate, slowRate, failureCount, predicate: undefined },
-        slowCallDuration,
+        intern({
+          minimumCalls,
+          failureRate,
+          slowRate,
+          failureCount,
+          predicate: undefined,
+          slowCallDuration,
+          size: buckets,
+          bucketMs: windowMs / buckets,
+        }),
+        clock,
       );
     }
     case 'custom': {
@@ -524,12 +604,13 @@ export function createTripRule(v: Validator, owner: string, raw: unknown, p = 't
       );
       if (predicate === undefined) return v.fail(`${p}.predicate`, 'a function', o.predicate);
       const slowCallDuration = v.optionalNumber(`${p}.slowCallDuration`, o.slowCallDuration, { min: 0 });
-      const t: Thresholds = {
+      const base = {
         minimumCalls: 0,
         failureRate: undefined,
         slowRate: undefined,
         failureCount: undefined,
         predicate,
+        slowCallDuration,
       };
       const windowMs = v.optionalNumber(`${p}.windowMs`, o.windowMs, { min: 1 });
       if (windowMs !== undefined) {
@@ -537,12 +618,12 @@ export function createTripRule(v: Validator, owner: string, raw: unknown, p = 't
         if (o.window !== undefined) v.fail(`${p}.window`, 'absent when windowMs is given', o.window);
         const buckets =
           v.optionalNumber(`${p}.buckets`, o.buckets, { min: 1, max: 1000, integer: true }) ?? 10;
-        return new TimeRule(windowMs, buckets, t, slowCallDuration);
+        return new TimeRule(intern({ ...base, size: buckets, bucketMs: windowMs / buckets }), clock);
       }
       if (o.buckets !== undefined) v.fail(`${p}.buckets`, 'absent unless windowMs is given', o.buckets);
       const window = v.optionalNumber(`${p}.window`, o.window, { min: 1, max: 1_000_000, integer: true });
-      if (window !== undefined) return new CountRule(window, t, slowCallDuration);
-      return new TotalRule(predicate, slowCallDuration);
+      if (window !== undefined) return new CountRule(intern({ ...base, size: window, bucketMs: 0 }));
+      return new TotalRule(intern({ ...base, size: 0, bucketMs: 0 }));
     }
   }
 }
