@@ -886,6 +886,7 @@ class Session implements StoreSession {
   /** Reads the shared state and reconciles it with the local one (start-up and reconnect). */
   async sync(): Promise<void> {
     const store = this.#store;
+    const seen = this.#version;
     const [state, reason, version, pttl] = await store.run(() =>
       store.scripts.tripswitchRead(this.#kState, this.#kOpen),
     );
@@ -903,9 +904,11 @@ class Session implements StoreSession {
       }
     }
     this.#pending = undefined;
-    // A message newer than this read was applied meanwhile, or a publish of ours is on its way
-    // and will reconcile with whatever Redis holds: the read is stale either way.
-    if (v < this.#version || this.#publishing > 0) return;
+    // A message was applied while the read was on its way, or a publish of ours is in flight and
+    // will reconcile with whatever Redis holds: the read is stale either way. Otherwise the read is
+    // the truth, even with a lower version than seen before (a server restarted with its clock
+    // set back), so the versions of later messages compare against it.
+    if (this.#version !== seen || this.#publishing > 0) return;
     this.#version = v;
     this.#adopt(state as CircuitState | '', reason || 'sync', Number(pttl));
   }
