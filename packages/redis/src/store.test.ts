@@ -154,6 +154,24 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     assert.equal(ba.applied.length, 0, 'the first opener was not disturbed');
   });
 
+  test('state lost in Redis (FLUSHALL, failover): later messages still apply though versions went back', async () => {
+    const prefix = uniquePrefix('flush');
+    const [a, b] = await Promise.all([make({ prefix }), make({ prefix })]);
+    const ba = attach(a!, 'f');
+    const bb = attach(b!, 'f');
+    const redis = new Redis(url);
+    try {
+      await redis.hset(`${prefix}:{f}:s`, 'v', '90000000000000'); // far ahead of any server clock
+      ba.go('isolated', 'manual');
+      await waitFor(() => bb.state === 'isolated', 'isolated with a huge version');
+      await redis.del(`${prefix}:{f}:s`); // the data is gone; versions restart from the clock
+      ba.go('closed', 'reset');
+      await waitFor(() => bb.state === 'closed', 'the lower-versioned message still applies');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   test('a breaker attached later (a restarted instance) picks up the shared state at once', async () => {
     const prefix = uniquePrefix('restart');
     const a = await make({ prefix });

@@ -621,6 +621,8 @@ class Session implements StoreSession {
   readonly #kCounts: string;
   /** Highest version of the shared state this session has seen (applied or written). */
   #version = 0;
+  /** Bumped whenever a message or a reply tells this session something: detects stale reads. */
+  #moves = 0;
   /** The last local transition that could not be published (Redis away). */
   #pending: Transition | undefined;
   #leaseUntil = Number.NEGATIVE_INFINITY;
@@ -721,7 +723,8 @@ class Session implements StoreSession {
       .then(
         (res) => {
           if (res[0] !== 2 || this.#detached) return;
-          this.#version = Math.max(this.#version, Number(res[4]));
+          this.#version = Number(res[4]);
+          this.#moves++;
           this.#apply('open', 'fleet-trip', Number(res[5]));
         },
         (err: unknown) => store.markDegraded(err),
@@ -783,13 +786,15 @@ class Session implements StoreSession {
           this.#publishing--;
           if (this.#detached) return;
           if (applied === 1) {
-            this.#version = Math.max(this.#version, Number(version));
+            this.#version = Number(version);
+            this.#moves++;
             if (this.#pending === ev) this.#pending = undefined;
             return;
           }
           // Refused: the shared state (a manual state, an earlier trip, another probe holder)
           // wins, and this breaker takes it over.
-          this.#version = Math.max(this.#version, Number(version));
+          this.#version = Number(version);
+          this.#moves++;
           this.#adopt(state as CircuitState | '', 'shared', Number(pttl));
         },
         (err: unknown) => {
@@ -833,11 +838,15 @@ class Session implements StoreSession {
   onMessage(m: Message): void {
     if (this.#detached) return;
     if (m.i === this.#id) {
-      if (m.v > this.#version) this.#version = m.v;
+      this.#version = m.v;
+      this.#moves++;
       return;
     }
-    if (!(m.v > this.#version)) return;
+    // One server executes every publish in order and delivers them in that order on the one
+    // subscriber connection, so arrival order is the order of the state changes: no version
+    // comparison here (a version could go back after a FLUSHALL or a failover).
     this.#version = m.v;
+    this.#moves++;
     this.#pending = undefined;
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     if (m.s === 'open') this.#apply('open', m.r, m.d);
@@ -886,7 +895,7 @@ class Session implements StoreSession {
   /** Reads the shared state and reconciles it with the local one (start-up and reconnect). */
   async sync(): Promise<void> {
     const store = this.#store;
-    const seen = this.#version;
+    const seen = this.#moves;
     const [state, reason, version, pttl] = await store.run(() =>
       store.scripts.tripswitchRead(this.#kState, this.#kOpen),
     );
@@ -908,7 +917,7 @@ class Session implements StoreSession {
     // will reconcile with whatever Redis holds: the read is stale either way. Otherwise the read is
     // the truth, even with a lower version than seen before (a server restarted with its clock
     // set back), so the versions of later messages compare against it.
-    if (this.#version !== seen || this.#publishing > 0) return;
+    if (this.#moves !== seen || this.#publishing > 0) return;
     this.#version = v;
     this.#adopt(state as CircuitState | '', reason || 'sync', Number(pttl));
   }
