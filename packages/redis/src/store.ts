@@ -619,7 +619,7 @@ class Session implements StoreSession {
   readonly #kOpen: string;
   readonly #kProbe: string;
   readonly #kCounts: string;
-  /** Highest version of the shared state this session has seen (applied or written). */
+  /** Version of the shared state as last seen (applied or written); tells a re-read whether Redis moved on. */
   #version = 0;
   /** Bumped whenever a message or a reply tells this session something: detects stale reads. */
   #moves = 0;
