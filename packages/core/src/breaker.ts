@@ -266,6 +266,8 @@ export interface CircuitBreaker extends Policy<BreakerContext>, BreakerHandle {
   wrap<A extends unknown[], T>(fn: (...args: A) => PromiseLike<T> | T): (...args: A) => Promise<T>;
   /** A standard method decorator: `@breaker.protect async call() {}`. */
   readonly protect: MethodDecorator;
+  /** The open period (backoff included) the next trip would use. */
+  openDurationMs(): number;
   /** A permit, or `undefined` when the breaker rejects (no error is allocated). */
   tryAcquire(): Permit | undefined;
   /** A permit; throws `CircuitOpenError` when the breaker rejects. */

@@ -268,8 +268,7 @@ class CountRule implements TripRule {
     }
     ring[i] = code;
     this.next = i + 1 === ring.length ? 0 : i + 1;
-    // A fast success can only lower both rates; only a predicate may want to see it.
-    if (code === 0 && this.t.predicate === undefined) return Trip.none;
+    // Judged on every outcome, a success included: it may be the call that reaches minimumCalls.
     return judge(this.t, this.filled, this.failures, this.slow, consecutive);
   }
   reset(): void {
@@ -397,7 +396,7 @@ class TimeRule implements TripRule {
       c[o + 2]!++;
       this.totalSlow++;
     }
-    if (!failure && !slow && this.t.predicate === undefined) return Trip.none;
+    // Judged on every outcome: buckets that left the window may have raised the rates since the last one.
     return judge(this.t, this.totalCalls, this.totalFails, this.totalSlow, consecutive);
   }
   reset(): void {
