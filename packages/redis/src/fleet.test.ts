@@ -191,6 +191,13 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     assert.equal(upstream, 2, `probes that reached the upstream: ${JSON.stringify(stats)}`);
     const holders = list.filter((_, i) => stats[i]!.upstream > 0);
     assert.equal(holders.length, 1, 'one process probes');
+    // the probes hang for several lease lifetimes: the live holder renews, nobody else probes
+    const later = await Promise.all(list.map((p) => p.calls(100, 'hang', 10)));
+    assert.equal(
+      later.reduce((n, s) => n + s.upstream, 0),
+      0,
+      `no probe after the lease's first lifetime: ${JSON.stringify(later)}`,
+    );
     // the holder dies with its probes hanging: after the lease expires another process probes
     const holder = holders[0]!;
     await holder.kill();

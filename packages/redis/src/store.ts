@@ -98,7 +98,10 @@ export interface RedisStoreOptions {
    * @default 1000
    */
   flushMaxOutcomes?: number;
-  /** Lifetime of the fleet-wide probe lease; a dead holder frees it after this. @default 10_000 */
+  /**
+   * Lifetime of the fleet-wide probe lease. The holder renews it every third of this while its
+   * probes run, so a dead holder frees it after at most this long. @default 5000
+   */
   probeLeaseMs?: number;
   /** Pause between two attempts to take a probe lease held elsewhere. @default 50 */
   probeRetryMs?: number;
@@ -316,7 +319,7 @@ class Store implements RedisStore {
     this.timeoutMs = num('commandTimeoutMs', opts.commandTimeoutMs, 250, { min: 1, max: 60_000 });
     this.flushIntervalMs = num('flushIntervalMs', opts.flushIntervalMs, 100, { min: 1, max: 60_000 });
     this.flushMax = num('flushMaxOutcomes', opts.flushMaxOutcomes, 1000, { min: 1, integer: true });
-    this.leaseMs = num('probeLeaseMs', opts.probeLeaseMs, 10_000, { min: 1, integer: true });
+    this.leaseMs = num('probeLeaseMs', opts.probeLeaseMs, 5000, { min: 1, integer: true });
     this.probeRetryMs = num('probeRetryMs', opts.probeRetryMs, 50, { min: 0 });
     this.#recheckMs = num('recheckIntervalMs', opts.recheckIntervalMs, 1000, { min: 1 });
     const f = opts.fleet ?? {};
@@ -637,6 +640,7 @@ class Session implements StoreSession {
   #n = 0;
   #lastFlushAt = Number.NEGATIVE_INFINITY;
   #flushTimer: ReturnType<Clock['setTimeout']> | undefined;
+  #renewTimer: ReturnType<Clock['setTimeout']> | undefined;
   readonly #flushNow = () => {
     this.#flushTimer = undefined;
     this.#flush();
@@ -747,7 +751,10 @@ class Session implements StoreSession {
     // open -> half-open is this instance's own step; the probe lease already speaks for it.
     if (ev.from === 'open' && ev.to === 'half-open') return;
     if (ev.to !== 'closed') this.#s = this.#f = this.#ss = this.#sf = this.#n = 0;
-    if (ev.from === 'half-open') this.#leaseUntil = Number.NEGATIVE_INFINITY;
+    if (ev.from === 'half-open') {
+      this.#leaseUntil = Number.NEGATIVE_INFINITY;
+      this.#stopRenewal();
+    }
     if (!this.#store.connected) {
       this.#pending = ev;
       return;
@@ -858,10 +865,40 @@ class Session implements StoreSession {
     const now = this.#store.clock.now();
     if (now < this.#leaseUntil) {
       this.#leaseUntil = Number.NEGATIVE_INFINITY;
+      this.#renewLater();
       return true;
     }
     if (!this.#acquiring && now >= this.#nextAcquireAt) this.#acquire(now);
     return false;
+  }
+
+  // While this instance probes, the lease is renewed every third of its life, so a probe slower
+  // than probeLeaseMs keeps its exclusivity; a dead holder renews nothing and the lease expires.
+  #renewLater(): void {
+    const store = this.#store;
+    this.#stopRenewal();
+    this.#renewTimer = store.clock
+      .setTimeout(() => {
+        this.#renewTimer = undefined;
+        if (this.#detached || this.#handle.state !== 'half-open' || !store.connected) return;
+        store
+          .run(() =>
+            store.scripts.tripswitchProbe(this.#kProbe, this.#kState, this.#kOpen, this.#id, store.leaseMs),
+          )
+          .then(
+            ([granted]) => {
+              if (granted === 1 && !this.#detached && this.#handle.state === 'half-open') this.#renewLater();
+            },
+            (err: unknown) => store.markDegraded(err),
+          );
+      }, store.leaseMs / 3)
+      .unref();
+  }
+
+  #stopRenewal(): void {
+    if (this.#renewTimer === undefined) return;
+    this.#store.clock.clearTimeout(this.#renewTimer);
+    this.#renewTimer = undefined;
   }
 
   #acquire(sentAt: number): void {
@@ -925,6 +962,7 @@ class Session implements StoreSession {
   detach(): void {
     if (this.#detached) return;
     this.#flush();
+    this.#stopRenewal();
     this.#detached = true;
     this.#store.removeSession(this, this.#name);
   }
