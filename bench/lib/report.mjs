@@ -7,8 +7,11 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-/** One case's rounds -> { status, value, mean, spread, problems, ... }. */
-export function aggregate(id, rounds) {
+/**
+ * One case's rounds -> { status, value, mean, spread, problems, ... }. `stat` picks the value over
+ * rounds: 'median' (default), or 'min' for a machine under load (interference only adds time).
+ */
+export function aggregate(id, rounds, stat = 'median') {
   const kind = id.split(':')[1].split('.')[0];
   const field = kind === 'heap' ? 'bytes' : 'ns';
   const errors = rounds.filter((r) => r.error);
@@ -23,7 +26,7 @@ export function aggregate(id, rounds) {
   const values = ok.map((r) => r[field]);
   const out = {
     status: problems.length ? 'invalid' : 'ok',
-    value: median(values),
+    value: stat === 'min' ? Math.min(...values) : median(values),
     min: Math.min(...values),
     max: Math.max(...values),
     rounds: values.length,
@@ -111,8 +114,9 @@ export function markdown({ env, results, comparison, redis, options, elapsedMs }
   line(
     `Method: one process per case per round (${options.rounds} rounds, interleaved); mitata batches of ` +
       `${options.batch} calls, ${options.cpuMs} ms of samples after a ${options.warmMs} ms warm-up; the value is ` +
-      'the median over rounds of each process\u2019s median batch. "added" = value minus the section baseline ' +
-      '(same wrapper, no library). Ratios are tripswitch / peer on the added cost. See bench/README.md.',
+      `the ${options.stat === 'min' ? 'lowest' : 'median'} over rounds of each process\u2019s median batch ` +
+      '(baselines run twice per round). "added" = value minus the section baseline (same wrapper, ' +
+      'no library). Ratios are tripswitch / peer on the added cost. See bench/README.md.',
   );
   line();
   line(
