@@ -391,3 +391,387 @@ describe('circuitBreaker: events', () => {
     assert.equal(n, 1);
   });
 });
+
+describe('circuitBreaker: manual states', () => {
+  it('isolate() rejects everything with no retry time; reset() closes with clean counts', async () => {
+    const { b, changes } = make({ name: 'inv' });
+    b.isolate();
+    const err = await b.execute(ok).catch((e: unknown) => e);
+    assert.ok(isCircuitOpenError(err));
+    assert.equal(err.state, 'isolated');
+    assert.equal(err.retryAt, undefined);
+    assert.equal(err.message, 'Circuit "inv" ISOLATED (isolated by an operator)');
+    b.reset();
+    await fail(b, 2);
+    b.isolate();
+    const err2 = await b.execute(ok).catch((e: unknown) => e);
+    assert.match(
+      (err2 as Error).message,
+      /ISOLATED \(isolated by an operator\) \(last failure: Error: boom\)$/,
+    );
+    b.reset();
+    assert.equal(b.state, 'closed');
+    assert.equal(b.stats().consecutiveFailures, 0);
+    assert.deepEqual(changes, [
+      'closed->isolated:isolated',
+      'isolated->closed:reset',
+      'closed->isolated:isolated',
+      'isolated->closed:reset',
+    ]);
+  });
+
+  it('close() forces closed (disabled): admits everything and never opens', async () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 1 } });
+    b.close();
+    await fail(b, 10);
+    assert.equal(b.state, 'disabled');
+    assert.equal(b.stats().failures, 10);
+    await succeed(b);
+  });
+
+  it('metricsOnly() records and emits, never rejects, and reports wouldOpen', async () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 2 } });
+    b.metricsOnly();
+    const would: string[] = [];
+    b.on('wouldOpen', (e) => would.push(e.reason));
+    let failures = 0;
+    b.on('failure', () => failures++);
+    await fail(b, 5);
+    await succeed(b);
+    assert.equal(b.state, 'metrics-only');
+    assert.equal(failures, 5);
+    assert.deepEqual(would, ['consecutive-failures', 'consecutive-failures']);
+  });
+
+  it('reset() of an open breaker forgets the backoff', async () => {
+    const { b, clock } = make({ trip: { kind: 'consecutive', threshold: 1 }, openDuration: { base: 100 } });
+    await fail(b);
+    clock.advance(100);
+    await fail(b);
+    assert.equal(b.nextAttemptAt! - clock.now(), 200);
+    b.reset();
+    await fail(b);
+    assert.equal(b.nextAttemptAt! - clock.now(), 100);
+  });
+});
+
+describe('circuitBreaker: toJSON / initialState', () => {
+  it('round-trips an open breaker, keeping its retry time and counts', async () => {
+    const { b, clock } = make({ name: 'p', trip: { kind: 'consecutive', threshold: 2 }, openDuration: 5000 });
+    await fail(b, 2);
+    const snap = JSON.parse(JSON.stringify(b));
+    assert.equal(snap.state, 'open');
+    const c = circuitBreaker({ name: 'p', clock, initialState: snap });
+    assert.equal(c.state, 'open');
+    assert.equal(c.nextAttemptAt, b.nextAttemptAt);
+    assert.deepEqual(c.stats(), b.stats());
+    clock.advance(5000);
+    await succeed(c);
+    assert.equal(c.state, 'closed');
+  });
+
+  it('a half-open snapshot restores as open, with the next call admitted as a probe', async () => {
+    const { b, clock } = make({ trip: { kind: 'consecutive', threshold: 1 }, openDuration: 5000 });
+    await fail(b);
+    clock.advance(5000);
+    const p = b.acquire();
+    assert.equal(b.state, 'half-open');
+    const c = circuitBreaker({ clock, initialState: b.toJSON() });
+    assert.equal(c.state, 'open');
+    assert.equal(c.nextAttemptAt, clock.now());
+    await succeed(c);
+    assert.equal(c.state, 'closed');
+    p.success();
+  });
+
+  it('restores the count window', () => {
+    const { b, clock } = make({ trip: { kind: 'count', window: 10, minimumCalls: 4 } });
+    for (let i = 0; i < 3; i++) b.acquire().failure();
+    const c = circuitBreaker({
+      clock,
+      trip: { kind: 'count', window: 10, minimumCalls: 4 },
+      initialState: b.toJSON(),
+    });
+    assert.equal(c.stats().windowFailures, 3);
+    c.acquire().failure();
+    assert.equal(c.state, 'open');
+  });
+
+  it('restores the time window, which then slides as usual', () => {
+    const trip = { kind: 'time', windowMs: 1000, buckets: 4, minimumCalls: 4 } as const;
+    const { b, clock } = make({ trip });
+    for (let i = 0; i < 3; i++) b.acquire().failure();
+    const c = circuitBreaker({ clock, trip, initialState: b.toJSON() });
+    assert.equal(c.stats().windowFailures, 3);
+    clock.advance(1000);
+    assert.equal(c.stats().windowFailures, 0);
+  });
+
+  it('rejects a malformed snapshot with a precise message', () => {
+    assert.throws(() => circuitBreaker({ initialState: { version: 2 } as never }), {
+      message: 'circuitBreaker: option "initialState.version" must be 1, got 2',
+    });
+    assert.throws(
+      () => circuitBreaker({ initialState: { version: 1, state: 'ajar' } as never }),
+      /option "initialState.state" must be one of "closed", "disabled", "metrics-only", "half-open", "open", "isolated", got "ajar"/,
+    );
+    assert.throws(
+      () => circuitBreaker({ initialState: { version: 1, state: 'open' } as never }),
+      /option "initialState.nextAttemptAt" must be a finite number, got undefined/,
+    );
+    assert.throws(
+      () =>
+        circuitBreaker({ initialState: { version: 1, state: 'closed', consecutiveFailures: -1 } as never }),
+      /"initialState.consecutiveFailures" must be an integer >= 0, got -1/,
+    );
+  });
+});
+
+describe('circuitBreaker: store hook', () => {
+  function fakeStore(opts: { probe?: () => boolean } = {}) {
+    const log: string[] = [];
+    let handle: import('./index.js').BreakerHandle | undefined;
+    const store: import('./index.js').BreakerStore = {
+      attach(h) {
+        handle = h;
+        log.push(`attach:${h.name}:${h.state}`);
+        return {
+          onTransition: (e) =>
+            log.push(`transition:${e.from}->${e.to}:${e.reason}:${e.manual}:${e.openUntil ?? '-'}`),
+          onOutcome: (o) => log.push(`outcome:${o}`),
+          requestProbe: () => {
+            log.push('requestProbe');
+            return opts.probe ? opts.probe() : true;
+          },
+          detach: () => log.push('detach'),
+        };
+      },
+    };
+    return { store, log, handle: () => handle! };
+  }
+
+  it('attaches, reports outcomes and local transitions, asks before probing, detaches', async () => {
+    const { store, log } = fakeStore();
+    const { b, clock } = make({
+      name: 's',
+      store,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 100,
+    });
+    await succeed(b);
+    await fail(b);
+    clock.advance(100);
+    await succeed(b);
+    b.isolate();
+    b.dispose();
+    assert.deepEqual(log, [
+      'attach:s:closed',
+      'outcome:success',
+      'outcome:failure',
+      `transition:closed->open:consecutive-failures:false:${clock.now()}`,
+      'requestProbe',
+      'transition:open->half-open:open-duration-elapsed:false:-',
+      'outcome:success',
+      'transition:half-open->closed:probe-succeeded:false:-',
+      'transition:closed->isolated:isolated:true:-',
+      'detach',
+    ]);
+  });
+
+  it('requestProbe() false keeps it open without a new period, and it asks again on the next call', async () => {
+    let allow = false;
+    const { store, log } = fakeStore({ probe: () => allow });
+    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 100 });
+    await fail(b);
+    const until = b.nextAttemptAt;
+    clock.advance(100);
+    const err = await b.execute(ok).catch((e: unknown) => e);
+    assert.ok(isCircuitOpenError(err));
+    assert.equal(err.retryAfter, 0);
+    assert.equal(b.state, 'open');
+    assert.equal(b.nextAttemptAt, until);
+    allow = true;
+    await succeed(b);
+    assert.equal(b.state, 'closed');
+    assert.equal(log.filter((l) => l === 'requestProbe').length, 2);
+  });
+
+  it('applyRemote applies a state without publishing it back; open->open moves the deadline silently', async () => {
+    const { store, log, handle } = fakeStore();
+    const { b, clock, changes } = make({ store, openDuration: 100 });
+    const h = handle();
+    h.applyRemote({ state: 'open', openUntil: clock.now() + 5000, reason: 'remote-trip' });
+    assert.equal(b.state, 'open');
+    assert.equal(b.nextAttemptAt, clock.now() + 5000);
+    h.applyRemote({ state: 'open', openUntil: clock.now() + 9000, reason: 'remote-probe-failed' });
+    assert.equal(b.nextAttemptAt, clock.now() + 9000);
+    assert.deepEqual(changes, ['closed->open:remote-trip']);
+    h.applyRemote({ state: 'closed', reason: 'remote-close' });
+    assert.equal(b.state, 'closed');
+    assert.equal(log.filter((l) => l.startsWith('transition')).length, 0);
+    assert.equal(h.snapshot().state, 'closed');
+    assert.equal(b.openDurationMs(), 100);
+  });
+
+  it('a throwing store never breaks a call', async () => {
+    const store = {
+      attach: () => ({
+        onTransition: () => {
+          throw new Error('redis down');
+        },
+        onOutcome: () => {
+          throw new Error('redis down');
+        },
+        requestProbe: () => {
+          throw new Error('redis down');
+        },
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 10 });
+    await fail(b);
+    assert.equal(b.state, 'open');
+    clock.advance(10);
+    await succeed(b);
+    assert.equal(b.state, 'closed');
+  });
+});
+
+describe('circuitBreaker: option validation', () => {
+  const cases: Array<[CircuitBreakerOptions, string]> = [
+    [{ openDuration: -1 }, 'circuitBreaker: option "openDuration" must be a number >= 0, got -1'],
+    [{ name: '' }, 'circuitBreaker: option "name" must be a non-empty string, got ""'],
+    [
+      { trip: { kind: 'consecutive', threshold: 0 } },
+      'circuitBreaker: option "trip.threshold" must be an integer >= 1, got 0',
+    ],
+    [
+      { trip: { kind: 'nope' } as never },
+      'circuitBreaker: option "trip.kind" must be one of "consecutive", "count", "time", "custom", got "nope"',
+    ],
+    [
+      { trip: { kind: 'count', window: 10, minimumCalls: 11 } },
+      'circuitBreaker: option "trip.minimumCalls" must be an integer >= 1 and <= 10, got 11',
+    ],
+    [
+      { trip: { kind: 'count', failureRateThreshold: 1.5 } },
+      'circuitBreaker: option "trip.failureRateThreshold" must be a number > 0 and <= 1, got 1.5',
+    ],
+    [
+      { trip: { kind: 'time', slowCallRateThreshold: 0.5 } },
+      'circuitBreaker: option "trip.slowCallDuration" must be a number >= 0 when slowCallRateThreshold is set, got undefined',
+    ],
+    [
+      { trip: { kind: 'time', buckets: 0 } },
+      'circuitBreaker: option "trip.buckets" must be an integer >= 1 and <= 1000, got 0',
+    ],
+    [
+      { trip: { kind: 'custom' } as never },
+      'circuitBreaker: option "trip.predicate" must be a function, got undefined',
+    ],
+    [
+      { trip: { kind: 'consecutive', treshold: 3 } as never },
+      'circuitBreaker: option "trip.treshold" must be one of the known options (kind, threshold), got 3',
+    ],
+    [
+      { halfOpen: { maxProbes: 0 } },
+      'circuitBreaker: option "halfOpen.maxProbes" must be an integer >= 1, got 0',
+    ],
+    [
+      { halfOpen: { deadlineMs: 0 } },
+      'circuitBreaker: option "halfOpen.deadlineMs" must be a number >= 1, got 0',
+    ],
+    [
+      { openDuration: { base: 10, max: 5 } },
+      'circuitBreaker: option "openDuration.max" must be a number >= 10, got 5',
+    ],
+    [
+      { openDuration: { base: 10, jitter: 2 } },
+      'circuitBreaker: option "openDuration.jitter" must be a number >= 0 and <= 1, got 2',
+    ],
+    [
+      { isFailure: 'yes' as never },
+      'circuitBreaker: option "isFailure" must be a function or an array of error classes, got "yes"',
+    ],
+    [{ eagerHalfOpen: 1 as never }, 'circuitBreaker: option "eagerHalfOpen" must be true or false, got 1'],
+    [
+      { clock: {} as never },
+      'circuitBreaker: option "clock" must be a Clock with now(), setTimeout() and clearTimeout(), got {}',
+    ],
+    [{ store: {} as never }, 'circuitBreaker: option "store" must be a BreakerStore with attach(), got {}'],
+    [
+      { timeout: 5 } as never,
+      'circuitBreaker: option "timeout" must be one of the known options (name, clock, trip, openDuration, halfOpen, eagerHalfOpen, isFailure, isResultFailure, isNeutral, initialState, store), got 5',
+    ],
+  ];
+  for (const [opts, message] of cases)
+    it(message.slice(0, 90), () => {
+      assert.throws(
+        () => circuitBreaker(opts),
+        (err: unknown) => {
+          assert.equal((err as Error).name, 'InvalidOptionError');
+          assert.equal((err as Error).message, message);
+          return true;
+        },
+      );
+    });
+});
+
+describe('circuitBreaker: idle cost', () => {
+  it('10,000 idle breakers hold no timer', async () => {
+    const clock = new TestClock();
+    const all: CircuitBreaker[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      const kind = i % 3;
+      const b = circuitBreaker({
+        clock,
+        trip:
+          kind === 0
+            ? { kind: 'consecutive', threshold: 1 }
+            : kind === 1
+              ? { kind: 'count', window: 10, minimumCalls: 1 }
+              : { kind: 'time', windowMs: 1_000, minimumCalls: 1 },
+        openDuration: 100,
+      });
+      all.push(b);
+      await b.execute(ok);
+      if (i % 2 === 0) await fail(b);
+      await b.execute(ok).catch(() => {}); // a rejection while open arms the end-of-period timer
+    }
+    clock.advance(1_000); // every open period and every time bucket has ended
+    assert.equal(clock.pending, 0);
+    assert.equal(all.filter((b) => b.state === 'open').length, 5_000);
+  });
+
+  it('a process with 10,000 breakers on the system clock exits on its own', async () => {
+    const { spawn } = await import('node:child_process');
+    const index = new URL('./index.js', import.meta.url).href;
+    const script = `
+      import { circuitBreaker } from ${JSON.stringify(index)};
+      const fail = () => Promise.reject(new Error('x'));
+      for (let i = 0; i < 10000; i++) {
+        const b = circuitBreaker({
+          trip: i % 2 ? { kind: 'time', windowMs: 600000, minimumCalls: 1 } : { kind: 'consecutive', threshold: 1 },
+          openDuration: 600000,
+          eagerHalfOpen: i % 4 === 0,
+          halfOpen: { deadlineMs: 600000 },
+        });
+        await b.execute(() => 1);
+        if (i % 3 === 0) { await b.execute(fail).catch(() => {}); await b.execute(() => 1).catch(() => {}); }
+      }
+      console.log('done');
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    clearTimeout(killer);
+    assert.equal(out.trim(), 'done');
+    assert.equal(code, 0, 'the process must exit by itself, long before its 600 s timers');
+  });
+});

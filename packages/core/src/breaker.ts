@@ -796,6 +796,7 @@ class Breaker implements CircuitBreaker {
             at: this.#clock.now(),
           });
         rule.reset();
+        this.#consecutive = 0;
       }
     }
   }
@@ -1086,7 +1087,7 @@ class Breaker implements CircuitBreaker {
     }
     this.#state = code;
     if (code === OPEN) this.#scheduleEager(now);
-    if (s.window !== undefined && code !== OPEN && code !== ISOLATED) {
+    if (s.window !== undefined) {
       const w = v.object('initialState.window', s.window);
       this.#rule.restore(w as unknown as WindowSnapshot);
     }
