@@ -354,6 +354,23 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     }
   });
 
+  test('a breaker that throws in applyRemote costs a log line, not a crash or an unhandled rejection', async () => {
+    const prefix = uniquePrefix('throw');
+    const warnings: string[] = [];
+    const a = await make({ prefix });
+    const b = await make({ prefix, logger: { warn: (m) => warnings.push(m) } });
+    const ba = attach(a, 't');
+    const bad = attach(b, 't');
+    bad.applyRemote = () => {
+      throw new TypeError('nope');
+    };
+    const good = attach(b, 't');
+    ba.go('open', 'failures', 1000);
+    await waitFor(() => good.state === 'open', 'the other breaker still hears it');
+    await waitFor(() => warnings.some((w) => w.includes('nope')), 'logged');
+    assert.equal(b.healthy, true, 'the subscriber connection survived');
+  });
+
   test('local mode asks for no per-outcome hook, so the breaker pays nothing per call', async () => {
     const s = await make({ prefix: uniquePrefix('local') });
     const b = attach(s, 'l');

@@ -498,6 +498,11 @@ class Store implements RedisStore {
     this.#scheduleRecheck();
   }
 
+  /** A one-line warning that is not about Redis (a breaker refusing a remote state). */
+  report(message: string): void {
+    this.#logger?.warn(`tripswitch/redis: ${message}`);
+  }
+
   #lost(reason: string): void {
     if (this.#closed) return;
     this.markDegraded(new Error(reason));
@@ -831,14 +836,20 @@ class Session implements StoreSession {
   }
 
   #apply(state: CircuitState, reason: string, openMs: number): void {
-    if (state === 'open') {
-      this.#handle.applyRemote({
-        state,
-        openUntil: this.#store.clock.now() + Math.max(0, openMs),
-        reason: `remote:${reason}`,
-      });
-    } else {
-      this.#handle.applyRemote({ state, reason: `remote:${reason}` });
+    // Runs inside Redis callbacks and the subscriber's event handler: a throwing handle must
+    // become a log line, not an unhandled rejection or a crashed connection.
+    try {
+      if (state === 'open') {
+        this.#handle.applyRemote({
+          state,
+          openUntil: this.#store.clock.now() + Math.max(0, openMs),
+          reason: `remote:${reason}`,
+        });
+      } else {
+        this.#handle.applyRemote({ state, reason: `remote:${reason}` });
+      }
+    } catch (err) {
+      this.#store.report(`applyRemote(${state}) failed on breaker "${this.#name}": ${String(err)}`);
     }
   }
 
