@@ -79,6 +79,12 @@ export interface HalfOpenOptions {
   /** Successful probes needed to close. @default 1 */
   successesToClose?: number;
   /**
+   * Reopen when the failure rate of this half-open period's probes reaches this value in (0, 1],
+   * instead of on the first failed probe (useful with `successesToClose` > 1, where one stray
+   * failure among many probes should not restart the open period). @default undefined (any failure reopens)
+   */
+  failureRateThreshold?: number;
+  /**
    * A half-open period that has not ended after this many ms reopens the breaker, so a probe
    * that never settles cannot wedge it. `Infinity` disables it. @default 60_000
    */
@@ -313,6 +319,7 @@ interface ColdConfig {
   readonly successesToClose: number;
   readonly deadlineMs: number;
   readonly waitForProbes: boolean;
+  readonly probeFailureRate: number | undefined;
   readonly eager: boolean;
   readonly isFailure: ((err: unknown) => boolean) | undefined;
   readonly isResultFailure: ((r: unknown) => boolean) | undefined;
@@ -337,7 +344,7 @@ function fnId(f: object | undefined): number {
 function coldConfig(c: ColdConfig): ColdConfig {
   const o = c.open;
   const open = typeof o === 'number' ? `${o}` : `${o.base},${o.max},${o.multiplier},${o.jitter}`;
-  const key = `${open}|${c.maxProbes}|${c.successesToClose}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}|${fnId(c.isFailure)}|${fnId(c.isResultFailure)}|${fnId(c.isNeutral)}`;
+  const key = `${open}|${c.maxProbes}|${c.successesToClose}|${c.probeFailureRate}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}|${fnId(c.isFailure)}|${fnId(c.isResultFailure)}|${fnId(c.isNeutral)}`;
   const hit = coldConfigs.get(key);
   if (hit !== undefined) return hit;
   const frozen = Object.freeze(c);
@@ -353,6 +360,7 @@ class Episode {
   openFailures: number | undefined = undefined;
   probes = 0;
   probeSuccesses = 0;
+  probeFailures = 0;
   /** The one timer a breaker may hold: eager half-open, end of the open period, or the half-open deadline. */
   timer: TimerHandle | undefined = undefined;
   waiters: Waiter[] | undefined = undefined;
@@ -455,7 +463,7 @@ class Breaker implements CircuitBreaker {
     rejectUnknownKeys(
       OWNER,
       h,
-      ['maxProbes', 'successesToClose', 'deadlineMs', 'waitForProbes'],
+      ['maxProbes', 'successesToClose', 'failureRateThreshold', 'deadlineMs', 'waitForProbes'],
       'halfOpen.',
     );
     this.#cfg = coldConfig({
@@ -465,6 +473,11 @@ class Breaker implements CircuitBreaker {
         v.optionalNumber('halfOpen.successesToClose', h.successesToClose, { min: 1, integer: true }) ?? 1,
       deadlineMs: v.optionalNumber('halfOpen.deadlineMs', h.deadlineMs, { min: 1 }) ?? 60_000,
       waitForProbes: v.optionalBoolean('halfOpen.waitForProbes', h.waitForProbes) ?? false,
+      probeFailureRate: v.optionalNumber('halfOpen.failureRateThreshold', h.failureRateThreshold, {
+        min: 0,
+        max: 1,
+        exclusiveMin: true,
+      }),
       eager: v.optionalBoolean('eagerHalfOpen', o.eagerHalfOpen) ?? false,
       isFailure: parseIsFailure(v, o.isFailure),
       isResultFailure: v.optionalFunction('isResultFailure', o.isResultFailure),
@@ -779,11 +792,21 @@ class Breaker implements CircuitBreaker {
       if (code !== 0) this.#trip(code);
     } else if (state === HALF) {
       if (!probe) return;
-      this.#e().probes--;
+      const ep = this.#ep!;
+      ep.probes--;
       if (failure) {
-        this.#e().openFailures = 1;
-        this.#transition(OPEN, 'probe-failed', false, undefined);
-      } else if (++this.#e().probeSuccesses >= this.#cfg.successesToClose)
+        ep.probeFailures++;
+        const rate = this.#cfg.probeFailureRate;
+        if (rate === undefined || ep.probeFailures >= rate * (ep.probeFailures + ep.probeSuccesses)) {
+          ep.openFailures = ep.probeFailures;
+          this.#transition(
+            OPEN,
+            rate === undefined ? 'probe-failed' : 'probe-failure-rate',
+            false,
+            undefined,
+          );
+        } else this.#wake();
+      } else if (++ep.probeSuccesses >= this.#cfg.successesToClose)
         this.#transition(CLOSED, 'probe-succeeded', false, undefined);
       else this.#wake();
     } else if (state === METRICS) {
@@ -883,6 +906,7 @@ class Breaker implements CircuitBreaker {
       case HALF: {
         this.#e().probes = 0;
         this.#e().probeSuccesses = 0;
+        this.#e().probeFailures = 0;
         if (Number.isFinite(this.#cfg.deadlineMs)) {
           const gen = this.#gen;
           const ep = this.#e();
