@@ -490,7 +490,8 @@ class Store implements RedisStore {
       this.#degraded = true;
       this.#degradedAt = this.clock.now();
       const msg = error instanceof Error ? error.message : String(error);
-      this.#logger?.warn(
+      this.#log(
+        'warn',
         `tripswitch/redis: Redis unreachable (${msg}); breakers continue on local state and re-synchronise when it answers`,
       );
       this.#emit('degraded', { error, at: this.#degradedAt });
@@ -500,7 +501,16 @@ class Store implements RedisStore {
 
   /** A one-line warning that is not about Redis (a breaker refusing a remote state). */
   report(message: string): void {
-    this.#logger?.warn(`tripswitch/redis: ${message}`);
+    this.#log('warn', `tripswitch/redis: ${message}`);
+  }
+
+  // Called from connection event handlers: a throwing logger must not take the connection down.
+  #log(level: 'warn' | 'info', message: string): void {
+    try {
+      this.#logger?.[level]?.(message);
+    } catch {
+      // nothing sensible left to report to
+    }
   }
 
   #lost(reason: string): void {
@@ -545,7 +555,7 @@ class Store implements RedisStore {
         if (this.#degraded) {
           this.#degraded = false;
           const at = this.clock.now();
-          this.#logger?.info?.('tripswitch/redis: Redis answers again; breaker state re-synchronised');
+          this.#log('info', 'tripswitch/redis: Redis answers again; breaker state re-synchronised');
           this.#emit('recovered', { at, downMs: at - this.#degradedAt });
         }
         for (const w of this.#readyWaiters) w(true);
