@@ -7,9 +7,9 @@
 //
 // Cases, each variant measured in its own process (5 rounds, interleaved):
 // - per-call cost of a closed breaker: on a redisStore (local and fleet mode) against a plain local
-//   breaker timed in the same process in alternating rounds (the ratio), and a naive
-//   store that asks Redis on every call the way pybreaker's CircuitRedisStorage does (read the
-//   state, then write the counter);
+//   breaker timed in the same process in alternating rounds (the ratio), and two naive stores
+//   that go to Redis on every call: pybreaker's CircuitRedisStorage way (read the state, write the
+//   counter) and gobreaker v2's way (read the state, take a lock, write the state, unlock);
 // - open-state propagation: one of 4 processes trips, the time until each of the 3 others has
 //   applied the open (same host, so the processes share one clock), p50 / p99.
 import { fork } from 'node:child_process';
@@ -49,8 +49,30 @@ async function perCall(variant, { reps, calls }) {
     });
     if (!(await store.ready(5000))) throw new Error('Redis did not answer');
     breaker = core.circuitBreaker({ name: 'b', store });
+  } else if (variant === 'naive-lock') {
+    // gobreaker v2's distributed design: read the state, take a lock, run the call holding it,
+    // write the state back, release the lock (4 round trips, calls serialised per breaker name).
+    client = new Redis(url, { enableOfflineQueue: true });
+    const local = core.circuitBreaker({ name: 'b' });
+    const key = `${prefix}:gob`;
+    breaker = {
+      async execute(f) {
+        const state = await client.get(`${key}:state`);
+        if (state === 'open') throw new Error('open');
+        while ((await client.set(`${key}:lock`, '1', 'PX', 5000, 'NX')) !== 'OK');
+        try {
+          const r = await local.execute(f);
+          await client.set(`${key}:state`, 'closed');
+          return r;
+        } finally {
+          await client.del(`${key}:lock`);
+        }
+      },
+    };
+    calls = Math.max(200, Math.floor(calls / 500));
   } else {
-    // The per-call round-trip design: read the shared state before each call, write the counter after.
+    // pybreaker's CircuitRedisStorage design: read the shared state before each call, write the
+    // counter after.
     client = new Redis(url, { enableOfflineQueue: true });
     const local = core.circuitBreaker({ name: 'b' });
     const key = `${prefix}:naive`;
@@ -77,7 +99,7 @@ async function perCall(variant, { reps, calls }) {
   };
   // A plain local breaker runs in the same process, its rounds interleaved with the variant's, so
   // the ratio compares the two under the same JIT state and the same neighbours' load.
-  const baseline = variant === 'naive' ? undefined : core.circuitBreaker({ name: 'base' });
+  const baseline = variant.startsWith('naive') ? undefined : core.circuitBreaker({ name: 'base' });
   await timed(breaker, Math.min(calls, 20_000)); // warm up
   if (baseline) await timed(baseline, Math.min(calls, 20_000));
   const samples = [];
@@ -233,7 +255,7 @@ export async function run({ quick: q = quick } = {}) {
 async function measureAll(q) {
   const opts = { reps: q ? 3 : 7, calls: q ? 50_000 : 200_000 };
   const rounds = q ? 1 : 5;
-  const variants = ['redis-local', 'redis-fleet', 'naive'];
+  const variants = ['redis-local', 'redis-fleet', 'naive', 'naive-lock'];
   const res = Object.fromEntries(variants.map((v) => [v, []]));
   // interleave the variants across rounds so a noisy neighbour hits all of them alike
   for (let r = 0; r < rounds; r++) for (const v of variants) res[v].push(await measureInChild(v, opts));
@@ -243,6 +265,7 @@ async function measureAll(q) {
     'redis-local': med('redis-local', 'nsPerCall'),
     'redis-fleet': med('redis-fleet', 'nsPerCall'),
     naive: med('naive', 'nsPerCall'),
+    lock: med('naive-lock', 'nsPerCall'),
   };
   const ratio = { local: med('redis-local', 'ratio'), fleet: med('redis-fleet', 'ratio') };
   const lat = await propagation(q ? 30 : 150);
@@ -250,10 +273,20 @@ async function measureAll(q) {
     { case: 'closed call, local breaker', value: +m.local.toFixed(0), unit: 'ns/call' },
     { case: 'closed call, redisStore local mode', value: +m['redis-local'].toFixed(0), unit: 'ns/call' },
     { case: 'closed call, redisStore fleet mode', value: +m['redis-fleet'].toFixed(0), unit: 'ns/call' },
-    { case: 'closed call, naive per-call round trip', value: +m.naive.toFixed(0), unit: 'ns/call' },
+    {
+      case: 'closed call, naive store: GET + SET per call (pybreaker)',
+      value: +m.naive.toFixed(0),
+      unit: 'ns/call',
+    },
+    {
+      case: 'closed call, naive store: GET + lock + SET + unlock per call (gobreaker v2)',
+      value: +m.lock.toFixed(0),
+      unit: 'ns/call',
+    },
     { case: 'redisStore local mode / local (same process)', value: +ratio.local.toFixed(3), unit: 'x' },
     { case: 'redisStore fleet mode / local (same process)', value: +ratio.fleet.toFixed(3), unit: 'x' },
-    { case: 'naive round trip / local', value: +(m.naive / m.local).toFixed(0), unit: 'x' },
+    { case: 'naive store (pybreaker) / local', value: +(m.naive / m.local).toFixed(0), unit: 'x' },
+    { case: 'naive store (gobreaker v2) / local', value: +(m.lock / m.local).toFixed(0), unit: 'x' },
     { case: 'open propagation p50 (4 processes)', value: +pct(lat, 50).toFixed(3), unit: 'ms' },
     { case: 'open propagation p99 (4 processes)', value: +pct(lat, 99).toFixed(3), unit: 'ms' },
     { case: 'open propagation max (4 processes)', value: +Math.max(...lat).toFixed(3), unit: 'ms' },
