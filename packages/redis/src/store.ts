@@ -643,6 +643,9 @@ class Session implements StoreSession {
   #moves = 0;
   /** The last local transition that could not be published (Redis away). */
   #pending: Transition | undefined;
+  /** Order of local transitions, so an older failure never replaces a newer pending one. */
+  #seq = 0;
+  #pendingSeq = 0;
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #nextAcquireAt = Number.NEGATIVE_INFINITY;
   #acquiring = false;
@@ -772,6 +775,7 @@ class Session implements StoreSession {
     }
     if (!this.#store.connected) {
       this.#pending = ev;
+      this.#pendingSeq = ++this.#seq;
       return;
     }
     this.#publish(ev);
@@ -786,6 +790,7 @@ class Session implements StoreSession {
     // Breakers that say so are believed; older ones are classified by the transition itself.
     const manual = ev.manual ?? !isAutomatic(ev.from, ev.to);
     const kind = manual ? 'manual' : 'auto';
+    const seq = ++this.#seq;
     this.#publishing++;
     store
       .run(() =>
@@ -810,9 +815,10 @@ class Session implements StoreSession {
           if (applied === 1) {
             this.#version = Number(version);
             this.#moves++;
-            if (this.#pending === ev) this.#pending = undefined;
+            if (this.#pendingSeq <= seq) this.#pending = undefined;
             return;
           }
+          if (this.#pendingSeq <= seq) this.#pending = undefined;
           // Refused: the shared state (a manual state, an earlier trip, another probe holder)
           // wins, and this breaker takes it over.
           this.#version = Number(version);
@@ -822,7 +828,10 @@ class Session implements StoreSession {
         (err: unknown) => {
           this.#publishing--;
           if (this.#detached) return;
-          this.#pending = ev;
+          if (this.#pending === undefined || this.#pendingSeq < seq) {
+            this.#pending = ev;
+            this.#pendingSeq = seq;
+          }
           store.markDegraded(err);
         },
       );
