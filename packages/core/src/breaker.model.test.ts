@@ -12,7 +12,15 @@ import { TestClock } from './test-clock.js';
 interface Config {
   rule:
     | { kind: 'consecutive'; threshold: number }
-    | { kind: 'count'; window: number; minimumCalls: number; rate: number };
+    | { kind: 'count'; window: number; minimumCalls: number; rate: number }
+    | {
+        kind: 'time';
+        bucketMs: number;
+        buckets: number;
+        minimumCalls: number;
+        rate: number | undefined;
+        failureCount: number | undefined;
+      };
   base: number;
   maxProbes: number;
   successesToClose: number;
@@ -37,6 +45,8 @@ class Model {
   probes = 0;
   probeSuccesses = 0;
   window: boolean[] = [];
+  /** Time rule: [bucket index, failure] of every outcome since the last close. */
+  timed: Array<[number, boolean]> = [];
   successes = 0;
   failures = 0;
   rejections = 0;
@@ -60,6 +70,7 @@ class Model {
       this.halfAt = this.now;
     } else if (state === 'closed') {
       this.window = [];
+      this.timed = [];
       this.consecutive = 0;
       this.openings = 0;
     }
@@ -103,6 +114,14 @@ class Model {
       const r = this.c.rule;
       if (r.kind === 'consecutive') {
         if (failure && this.consecutive >= r.threshold) this.to('open');
+      } else if (r.kind === 'time') {
+        const idx = Math.floor(this.now / r.bucketMs);
+        this.timed.push([idx, failure]);
+        const live = this.timed.filter(([i]) => i > idx - r.buckets);
+        const f = live.filter(([, x]) => x).length;
+        if (r.failureCount !== undefined && f >= r.failureCount) this.to('open');
+        else if (live.length >= r.minimumCalls && r.rate !== undefined && f >= r.rate * live.length)
+          this.to('open');
       } else {
         this.window.push(failure);
         if (this.window.length > r.window) this.window.shift();
@@ -128,6 +147,7 @@ class Model {
   reset(): void {
     if (this.state === 'closed') {
       this.window = [];
+      this.timed = [];
       this.consecutive = 0;
       this.openings = 0;
     } else this.to('closed');
@@ -151,6 +171,16 @@ const configArb: fc.Arbitrary<Config> = fc.record({
         rate: fc.constantFrom(0.25, 0.5, 0.75, 1),
       })
       .map((r) => ({ ...r, minimumCalls: Math.min(r.minimumCalls, r.window) })),
+    fc
+      .record({
+        kind: fc.constant('time' as const),
+        bucketMs: fc.constantFrom(5, 10, 20),
+        buckets: fc.integer({ min: 1, max: 4 }),
+        minimumCalls: fc.integer({ min: 1, max: 5 }),
+        rate: fc.constantFrom(0.25, 0.5, 1),
+        failureCount: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }),
+      })
+      .map((r) => ({ ...r, rate: r.failureCount !== undefined && r.rate === 1 ? undefined : r.rate })),
   ),
   base: fc.integer({ min: 1, max: 50 }),
   maxProbes: fc.integer({ min: 1, max: 3 }),
@@ -183,12 +213,21 @@ function run(c: Config, cmds: Cmd[]): void {
     trip:
       c.rule.kind === 'consecutive'
         ? c.rule
-        : {
-            kind: 'count',
-            window: c.rule.window,
-            minimumCalls: c.rule.minimumCalls,
-            failureRateThreshold: c.rule.rate,
-          },
+        : c.rule.kind === 'time'
+          ? {
+              kind: 'time',
+              windowMs: c.rule.bucketMs * c.rule.buckets,
+              buckets: c.rule.buckets,
+              minimumCalls: c.rule.minimumCalls,
+              failureRateThreshold: c.rule.rate,
+              failureCount: c.rule.failureCount,
+            }
+          : {
+              kind: 'count',
+              window: c.rule.window,
+              minimumCalls: c.rule.minimumCalls,
+              failureRateThreshold: c.rule.rate,
+            },
     openDuration: { base: c.base, multiplier: 2, max: 4 * c.base },
     halfOpen: { maxProbes: c.maxProbes, successesToClose: c.successesToClose, deadlineMs: c.deadlineMs },
   });
@@ -228,14 +267,16 @@ function run(c: Config, cmds: Cmd[]): void {
       `counts at ${where}`,
     );
   }
-  // Whatever happened, a breaker holds at most one timer.
-  assert.ok(clock.pending <= 1, `pending timers: ${clock.pending}`);
+  // Whatever happened: at most the breaker's one timer, plus one for a time rule under traffic.
+  assert.ok(clock.pending <= 2, `pending timers: ${clock.pending}`);
 }
 
 describe('circuitBreaker: model-based property test', () => {
   it('agrees with the reference model on 10,000 random sequences', () => {
     fc.assert(
-      fc.property(configArb, fc.array(cmdArb, { minLength: 1, maxLength: 100 }), (c, cmds) => run(c, cmds)),
+      fc.property(configArb, fc.array(cmdArb, { minLength: 1, maxLength: 100, size: 'max' }), (c, cmds) =>
+        run(c, cmds),
+      ),
       { numRuns: 10_000 },
     );
   });
@@ -246,6 +287,7 @@ describe('circuitBreaker: model-based property test', () => {
         fc.integer({ min: 1, max: 4 }),
         fc.array(fc.oneof(fc.constant('ok'), fc.constant('fail'), fc.integer({ min: 1, max: 100 })), {
           maxLength: 40,
+          size: 'max',
         }),
         async (threshold, steps) => {
           const clock = new TestClock();

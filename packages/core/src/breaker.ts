@@ -757,7 +757,8 @@ class Breaker implements CircuitBreaker {
 
   #observed(): boolean {
     return (
-      this.#events !== undefined ||
+      (this.#events !== undefined &&
+        (this.#events.has('success') || this.#events.has('failure') || this.#events.has('neutral'))) ||
       channels.success.hasSubscribers ||
       channels.failure.hasSubscribers ||
       channels.neutral.hasSubscribers
@@ -783,8 +784,10 @@ class Breaker implements CircuitBreaker {
     }
     if (this.#session?.onOutcome !== undefined) this.#publishOutcome(failure, slow);
     if (failure) {
-      if (this.#events !== undefined || channels.failure.hasSubscribers) this.#emitFailure(error, duration);
-    } else if (this.#events !== undefined || channels.success.hasSubscribers) this.#emitSuccess(duration);
+      if (this.#events?.has('failure') === true || channels.failure.hasSubscribers)
+        this.#emitFailure(error, duration);
+    } else if (this.#events?.has('success') === true || channels.success.hasSubscribers)
+      this.#emitSuccess(duration);
     if (gen !== this.#gen) return; // admitted in an earlier period: does not drive this one
     const state = this.#state;
     if (state === CLOSED) {
@@ -828,7 +831,7 @@ class Breaker implements CircuitBreaker {
   _neutral(error: unknown, start: number, gen: number, probe: boolean): void {
     this.#inFlight--;
     this.#neutral++;
-    if (this.#events !== undefined || channels.neutral.hasSubscribers) {
+    if (this.#events?.has('neutral') === true || channels.neutral.hasSubscribers) {
       const duration = !Number.isNaN(start) ? this.#clock.now() - start : 0;
       const e = { name: this.name, error, duration };
       this.#events?.emit('neutral', e);
