@@ -159,3 +159,12 @@ redis.call('SET', KEYS[2], '1', 'PX', d)
 redis.call('PUBLISH', ARGV[14], cjson.encode({n = ARGV[15], s = 'open', r = 'fleet-trip', d = d, i = ARGV[13], v = v}))
 return {2, calls, failures, slow, v, d}
 `;
+
+/**
+ * Gives back a probe lease this instance got but did not use.
+ * KEYS: probe lease. ARGV: holder id. Returns 1 when released.
+ */
+export const releaseScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;

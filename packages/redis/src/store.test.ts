@@ -244,6 +244,29 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     );
   });
 
+  test('a lease fetched for a call that never comes is given back, not held for its lifetime', async () => {
+    const prefix = uniquePrefix('unclaimed');
+    const opts = { prefix, probeLeaseMs: 5000, probeRetryMs: 5 };
+    const [a, b] = await Promise.all([make(opts), make(opts)]);
+    const ba = attach(a!, 'quiet');
+    const bb = attach(b!, 'quiet');
+    ba.go('open', 'failures', 30);
+    await waitFor(() => bb.state === 'open', 'peer open');
+    await waitFor(
+      () => (ba.openUntil ?? 0) <= Date.now() && (bb.openUntil ?? 0) <= Date.now(),
+      'period over',
+    );
+    const redis = new Redis(url);
+    try {
+      assert.equal(ba.session.requestProbe?.(), false, 'the quiet instance asks once');
+      await waitFor(async () => (await redis.get(`${prefix}:{quiet}:p`)) !== null, 'it got the lease');
+      // within 3 s, so before the 5 s lease would have run out on its own
+      await waitFor(() => bb.session.requestProbe?.() === true, 'the busy instance probes', 3000, 5);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   test('fleet mode: failures spread thin across instances trip everyone on the aggregate', async () => {
     const prefix = uniquePrefix('fleet');
     const opts: RedisStoreOptions = {

@@ -17,7 +17,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { type Clock, InvalidOptionError, type Subscription, systemClock } from 'tripswitch';
 import type { BreakerHandle, BreakerStore, CircuitState, StoreSession } from './contract.js';
-import { flushScript, probeScript, readScript, transitionScript } from './scripts.js';
+import { flushScript, probeScript, readScript, releaseScript, transitionScript } from './scripts.js';
 
 /**
  * The fleet-wide trip rule used in `mode: 'fleet'`, evaluated atomically on Redis.
@@ -221,6 +221,8 @@ function unknownKeys(opts: object, known: readonly string[], prefix: string): vo
   }
 }
 
+/** A probe lease nobody used within this long (capped at half the lease) is given back. */
+const UNCLAIMED_LEASE_MS = 250;
 const MANUAL_STATES = new Set<string>(['isolated', 'disabled', 'metrics-only']);
 const ALL_STATES = new Set<string>(['closed', 'open', 'half-open', 'isolated', 'disabled', 'metrics-only']);
 
@@ -248,6 +250,7 @@ interface Scripts {
   tripswitchRead(...args: Array<string | number>): Promise<[string, string, number, number]>;
   tripswitchProbe(...args: Array<string | number>): Promise<[number, string | null, number]>;
   tripswitchFlush(...args: Array<string | number>): Promise<[number, number, number, number, number, number]>;
+  tripswitchRelease(...args: Array<string | number>): Promise<number>;
 }
 
 interface Message {
@@ -369,6 +372,7 @@ class Store implements RedisStore {
     this.#cmd.defineCommand('tripswitchRead', { numberOfKeys: 2, lua: readScript });
     this.#cmd.defineCommand('tripswitchProbe', { numberOfKeys: 3, lua: probeScript });
     this.#cmd.defineCommand('tripswitchFlush', { numberOfKeys: 2, lua: flushScript });
+    this.#cmd.defineCommand('tripswitchRelease', { numberOfKeys: 1, lua: releaseScript });
 
     this.#cmd.on('error', this.#onCmdError);
     this.#cmd.on('close', this.#onCmdClose);
@@ -659,6 +663,7 @@ class Session implements StoreSession {
   #lastFlushAt = Number.NEGATIVE_INFINITY;
   #flushTimer: ReturnType<Clock['setTimeout']> | undefined;
   #renewTimer: ReturnType<Clock['setTimeout']> | undefined;
+  #unclaimedTimer: ReturnType<Clock['setTimeout']> | undefined;
   readonly #flushNow = () => {
     this.#flushTimer = undefined;
     this.#flush();
@@ -895,6 +900,7 @@ class Session implements StoreSession {
     const now = this.#store.clock.now();
     if (now < this.#leaseUntil) {
       this.#leaseUntil = Number.NEGATIVE_INFINITY;
+      this.#stopUnclaimed();
       this.#renewLater();
       return true;
     }
@@ -925,6 +931,32 @@ class Session implements StoreSession {
       .unref();
   }
 
+  // A lease is fetched for the call after the one that asked; if no call comes soon (a quiet
+  // instance, or an eager half-open timer with no traffic), hand it back so a busy instance probes.
+  #giveBackIfUnclaimed(): void {
+    const store = this.#store;
+    this.#stopUnclaimed();
+    this.#unclaimedTimer = store.clock
+      .setTimeout(
+        () => {
+          this.#unclaimedTimer = undefined;
+          if (this.#leaseUntil === Number.NEGATIVE_INFINITY || this.#detached || !store.connected) return;
+          this.#leaseUntil = Number.NEGATIVE_INFINITY;
+          store
+            .run(() => store.scripts.tripswitchRelease(this.#kProbe, this.#id))
+            .catch((err: unknown) => store.markDegraded(err));
+        },
+        Math.min(UNCLAIMED_LEASE_MS, store.leaseMs / 2),
+      )
+      .unref();
+  }
+
+  #stopUnclaimed(): void {
+    if (this.#unclaimedTimer === undefined) return;
+    this.#store.clock.clearTimeout(this.#unclaimedTimer);
+    this.#unclaimedTimer = undefined;
+  }
+
   #stopRenewal(): void {
     if (this.#renewTimer === undefined) return;
     this.#store.clock.clearTimeout(this.#renewTimer);
@@ -945,6 +977,7 @@ class Session implements StoreSession {
           // The lease is counted from when it was asked for, so local time never outlives Redis's.
           if (granted === 1) {
             this.#leaseUntil = sentAt + store.leaseMs;
+            this.#giveBackIfUnclaimed();
             return;
           }
           this.#nextAcquireAt = store.clock.now() + store.probeRetryMs;
@@ -993,6 +1026,7 @@ class Session implements StoreSession {
     if (this.#detached) return;
     this.#flush();
     this.#stopRenewal();
+    this.#stopUnclaimed();
     this.#detached = true;
     this.#store.removeSession(this, this.#name);
   }
