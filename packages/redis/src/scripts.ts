@@ -38,7 +38,7 @@ end
  * first opener's period, and a probe result from an instance that does not hold the probe lease
  * cannot close the breaker for everyone.
  */
-export const transitionScript = `${nextVersion}
+export const transitionScript: string = `${nextVersion}
 local to, reason, instance, kind, from = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[8]
 local cur = redis.call('HGET', KEYS[1], 'st')
 local function current()
@@ -80,7 +80,7 @@ return {1, v, to, d}
  * KEYS: state hash, open marker.
  * Returns { state ('' when unknown), reason, version, remaining open ms (PTTL: -2 when none) }.
  */
-export const readScript = `
+export const readScript: string = `
 local h = redis.call('HMGET', KEYS[1], 'st', 'r', 'v')
 return {h[1] or '', h[2] or '', tonumber(h[3] or '0'), redis.call('PTTL', KEYS[2])}
 `;
@@ -91,7 +91,7 @@ return {h[1] or '', h[2] or '', tonumber(h[3] or '0'), redis.call('PTTL', KEYS[2
  * ARGV: instance, lease ms.
  * Returns { 1 granted | 0 refused, stored state, remaining open ms }.
  */
-export const probeScript = `
+export const probeScript: string = `
 local st = redis.call('HGET', KEYS[2], 'st')
 local pttl = redis.call('PTTL', KEYS[3])
 if st == 'isolated' or st == 'disabled' or st == 'metrics-only' or st == 'closed' then
@@ -116,7 +116,7 @@ return {0, st or '', pttl}
  *       11 failure count (0 = off), 12 open ms, 13 instance, 14 channel, 15 name.
  * Returns { 0 dropped | 1 counted | 2 tripped, calls, failures, slow calls, version, open ms }.
  */
-export const flushScript = `${nextVersion}
+export const flushScript: string = `${nextVersion}
 local st = redis.call('HGET', KEYS[1], 'st')
 if st and st ~= 'closed' then return {0, 0, 0, 0, 0, -1} end
 local g = redis.call('HGET', KEYS[1], 'g') or '0'
@@ -164,7 +164,7 @@ return {2, calls, failures, slow, v, d}
  * Gives back a probe lease this instance got but did not use.
  * KEYS: probe lease. ARGV: holder id. Returns 1 when released.
  */
-export const releaseScript = `
+export const releaseScript: string = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
