@@ -71,26 +71,31 @@ function describeFailure(f: unknown): string {
  * ```
  */
 export class CircuitOpenError extends TripswitchError {
-  override readonly name = 'CircuitOpenError';
-  readonly code = ErrorCodes.circuitOpen;
+  // Fields are declared, not initialised, and `name`/`code` live on the prototype (set below): a
+  // class field is a define-own-property per instance, and rejections are made on the hot path.
+  declare readonly name: 'CircuitOpenError';
+  declare readonly code: typeof ErrorCodes.circuitOpen;
   /** The breaker's name. */
-  readonly breakerName: string;
+  declare readonly breakerName: string;
   /** `open`, `half-open` or `isolated`. */
-  readonly state: string;
+  declare readonly state: string;
   /** Epoch ms when a probe will next be admitted; `undefined` when isolated. */
-  readonly retryAt: number | undefined;
+  declare readonly retryAt: number | undefined;
   /** Milliseconds until `retryAt` when the error was made. */
-  readonly retryAfter: number | undefined;
+  declare readonly retryAfter: number | undefined;
   /** Failures counted when the breaker opened. */
-  readonly failures: number | undefined;
+  declare readonly failures: number | undefined;
   /** @internal The formatted message, built on first read of `message`. */
-  _message: string | undefined = undefined;
+  declare _message: string | undefined;
 
   constructor(details: CircuitOpenDetails) {
     // No message argument: Error then defines no own `message`, and the lazy getter installed on
     // the prototype below answers instead. Formatting a date and a sentence per rejection would
     // cost more than the rest of the rejection together.
-    super(undefined, details.lastFailure === undefined ? undefined : { cause: details.lastFailure });
+    super();
+    // Assigned rather than passed as `{ cause }`: the options bag costs a third of the construction.
+    // (So `cause` is an enumerable own property here, unlike on errors made with the option.)
+    if (details.lastFailure !== undefined) this.cause = details.lastFailure;
     this.breakerName = details.breakerName;
     this.state = details.state;
     this.retryAt = details.retryAt;
@@ -128,6 +133,18 @@ export class CircuitOpenError extends TripswitchError {
   }
 }
 
+Object.defineProperty(CircuitOpenError.prototype, 'name', {
+  configurable: true,
+  writable: true,
+  enumerable: false,
+  value: 'CircuitOpenError',
+});
+Object.defineProperty(CircuitOpenError.prototype, 'code', {
+  configurable: true,
+  writable: true,
+  enumerable: false,
+  value: ErrorCodes.circuitOpen,
+});
 Object.defineProperty(CircuitOpenError.prototype, 'message', {
   configurable: true,
   enumerable: false,
