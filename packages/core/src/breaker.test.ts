@@ -797,3 +797,44 @@ describe('circuitBreaker: half-open failure rate', () => {
     assert.equal(b.state, 'closed');
   });
 });
+
+describe('CircuitOpenError', () => {
+  it('is cheap: no stack frames, message built on first read, still a real Error', async () => {
+    const { b } = make({ name: 'cheap', trip: { kind: 'consecutive', threshold: 1 } });
+    const cause = new Error('refused');
+    await fail(b, 1, cause);
+    const err = await b.execute(ok).catch((e: unknown) => e);
+    assert.ok(err instanceof Error);
+    assert.ok(isCircuitOpenError(err));
+    assert.equal(Object.hasOwn(err, 'message'), false, 'formatted lazily');
+    assert.equal(err.message.startsWith('Circuit "cheap" OPEN until '), true);
+    assert.equal(err.stack!.includes('\n    at '), false, 'no stack frames captured');
+    assert.equal(err.stack!.split('\n')[0], `CircuitOpenError: ${err.message}`);
+    assert.equal(err.cause, cause);
+    assert.equal(String(err), `CircuitOpenError: ${err.message}`);
+    assert.ok(Error.stackTraceLimit > 0, 'the global limit is restored');
+  });
+
+  it('the guard checks the code, so it works across copies of the package', () => {
+    assert.equal(isCircuitOpenError({ code: 'ERR_CIRCUIT_OPEN' }), true);
+    assert.equal(isCircuitOpenError(new Error('x')), false);
+    assert.equal(isCircuitOpenError(null), false);
+  });
+});
+
+describe('circuitBreaker: shared settings', () => {
+  it('breakers with equal numeric settings but different classifiers keep their own classifiers', async () => {
+    const clock = new TestClock();
+    const plain = circuitBreaker({ clock, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 1234 });
+    const picky = circuitBreaker({
+      clock,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 1234,
+      isFailure: (e) => (e as Error).message === 'counts',
+    });
+    await assert.rejects(picky.execute(() => Promise.reject(new Error('ignored'))));
+    assert.equal(picky.state, 'closed');
+    await assert.rejects(plain.execute(() => Promise.reject(new Error('ignored'))));
+    assert.equal(plain.state, 'open');
+  });
+});

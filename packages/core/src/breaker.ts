@@ -328,23 +328,15 @@ interface ColdConfig {
 
 const coldConfigs = new Map<string, ColdConfig>();
 
-const fnIds = new WeakMap<object, number>();
-let nextFnId = 1;
-function fnId(f: object | undefined): number {
-  if (f === undefined) return 0;
-  let id = fnIds.get(f);
-  if (id === undefined) {
-    id = nextFnId++;
-    fnIds.set(f, id);
-  }
-  return id;
-}
-
 /** Interns settings so thousands of breakers made from the same options share one object. */
 function coldConfig(c: ColdConfig): ColdConfig {
+  // Settings holding caller functions are neither looked up nor kept: the cache must not pin
+  // closures (and what they capture) for the life of the process.
+  if (c.isFailure !== undefined || c.isResultFailure !== undefined || c.isNeutral !== undefined)
+    return Object.freeze(c);
   const o = c.open;
   const open = typeof o === 'number' ? `${o}` : `${o.base},${o.max},${o.multiplier},${o.jitter}`;
-  const key = `${open}|${c.maxProbes}|${c.successesToClose}|${c.probeFailureRate}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}|${fnId(c.isFailure)}|${fnId(c.isResultFailure)}|${fnId(c.isNeutral)}`;
+  const key = `${open}|${c.maxProbes}|${c.successesToClose}|${c.probeFailureRate}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}`;
   const hit = coldConfigs.get(key);
   if (hit !== undefined) return hit;
   const frozen = Object.freeze(c);

@@ -185,7 +185,7 @@ class ConsecutiveRule implements TripRule {
 }
 
 /**
- * A window rule's settings. Breakers built from equal settings share one (frozen) spec, so a
+ * A window rule's settings. Breakers built from equal settings (without a predicate) share one spec, so a
  * breaker carries only its counts. `scratch` is shared too: it is filled and handed to the
  * predicate synchronously, never kept.
  */
@@ -204,19 +204,11 @@ interface Spec {
 }
 
 const specs = new Map<string, Spec>();
-const fnIds = new WeakMap<object, number>();
-let nextFnId = 1;
 
 function intern(s: Omit<Spec, 'scratch'>): Spec {
-  let fid = 0;
-  if (s.predicate !== undefined) {
-    fid = fnIds.get(s.predicate) ?? 0;
-    if (fid === 0) {
-      fid = nextFnId++;
-      fnIds.set(s.predicate, fid);
-    }
-  }
-  const key = `${s.minimumCalls}|${s.failureRate}|${s.slowRate}|${s.failureCount}|${fid}|${s.slowCallDuration}|${s.size}|${s.bucketMs}`;
+  // A spec with a predicate is not cached: the cache must not pin caller closures.
+  if (s.predicate !== undefined) return { ...s, scratch: newCounts() };
+  const key = `${s.minimumCalls}|${s.failureRate}|${s.slowRate}|${s.failureCount}|${s.slowCallDuration}|${s.size}|${s.bucketMs}`;
   const hit = specs.get(key);
   if (hit !== undefined) return hit;
   const spec: Spec = { ...s, scratch: newCounts() };
