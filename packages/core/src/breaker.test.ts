@@ -838,3 +838,40 @@ describe('circuitBreaker: shared settings', () => {
     assert.equal(plain.state, 'open');
   });
 });
+
+describe('circuitBreaker: very long periods', () => {
+  it('openDuration: Infinity stays open (timers re-arm instead of firing early) and survives JSON', async () => {
+    const { b, clock } = make({
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: Number.POSITIVE_INFINITY,
+      eagerHalfOpen: true,
+    });
+    await fail(b);
+    clock.advance(3_000_000_000); // longer than a Node timer can wait
+    assert.equal(b.state, 'open');
+    assert.equal(clock.pending, 1);
+    await assert.rejects(b.execute(ok), isCircuitOpenError);
+    const c = circuitBreaker({ clock, initialState: JSON.parse(JSON.stringify(b)) });
+    assert.equal(c.state, 'open');
+    assert.equal(c.nextAttemptAt, Number.POSITIVE_INFINITY);
+  });
+
+  it('a 40-day open period half-opens at its end, not when the capped timer fires', async () => {
+    const day = 86_400_000;
+    const { b, clock } = make({
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 40 * day,
+      eagerHalfOpen: true,
+    });
+    await fail(b);
+    clock.advance(39 * day);
+    assert.equal(b.state, 'open');
+    clock.advance(day);
+    assert.equal(b.state, 'half-open');
+  });
+
+  it('rejects a non-signal passed as the signal', async () => {
+    const { b } = make();
+    await assert.rejects(b.execute(ok, {} as AbortSignal), /signal must be an AbortSignal/);
+  });
+});

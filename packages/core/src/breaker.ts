@@ -353,6 +353,7 @@ class Episode {
   probes = 0;
   probeSuccesses = 0;
   probeFailures = 0;
+  halfOpenUntil = 0;
   /** The one timer a breaker may hold: eager half-open, end of the open period, or the half-open deadline. */
   timer: TimerHandle | undefined = undefined;
   waiters: Waiter[] | undefined = undefined;
@@ -366,6 +367,11 @@ interface Waiter {
 }
 
 const OWNER = 'circuitBreaker';
+
+/** Node timers cannot wait longer than 2^31 - 1 ms (they fire at once instead); callers re-arm. */
+function timerDelay(ms: number): number {
+  return ms > 2_147_483_647 ? 2_147_483_647 : ms > 0 ? ms : 0;
+}
 const KNOWN = [
   'name',
   'clock',
@@ -510,6 +516,8 @@ class Breaker implements CircuitBreaker {
         return this.#run(fn, plainContext, false);
       }
     } else if (signal.aborted) return Promise.reject(signal.reason);
+    else if (typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')
+      return Promise.reject(new TypeError('execute: signal must be an AbortSignal'));
     const a = this.#admit();
     if (a !== REJECT) {
       return this.#run(fn, signal === undefined ? plainContext : { signal }, a === PROBE);
@@ -702,9 +710,12 @@ class Breaker implements CircuitBreaker {
   /** Arms the end-of-open-period timer: it only clears itself, the next call moves to half-open. */
   #armOpenTimer(now: number): void {
     const ep = this.#e();
-    ep.timer = this.#clock.setTimeout(() => {
-      ep.timer = undefined;
-    }, ep.nextAttemptAt - now);
+    ep.timer = this.#clock.setTimeout(
+      () => {
+        ep.timer = undefined;
+      },
+      timerDelay(ep.nextAttemptAt - now),
+    );
     ep.timer.unref();
   }
 
@@ -905,7 +916,8 @@ class Breaker implements CircuitBreaker {
         if (Number.isFinite(this.#cfg.deadlineMs)) {
           const gen = this.#gen;
           const ep = this.#e();
-          ep.timer = this.#clock.setTimeout(() => this.#onDeadline(gen), this.#cfg.deadlineMs);
+          ep.halfOpenUntil = now + this.#cfg.deadlineMs;
+          ep.timer = this.#clock.setTimeout(() => this.#onDeadline(gen), timerDelay(this.#cfg.deadlineMs));
           ep.timer.unref();
         }
         break;
@@ -954,20 +966,31 @@ class Breaker implements CircuitBreaker {
     if (!this.#cfg.eager) return;
     const gen = this.#gen;
     const ep = this.#e();
-    ep.timer = this.#clock.setTimeout(() => this.#onEager(gen), Math.max(0, ep.nextAttemptAt - now));
+    ep.timer = this.#clock.setTimeout(() => this.#onEager(gen), timerDelay(ep.nextAttemptAt - now));
     ep.timer.unref();
   }
 
   #onEager(gen: number): void {
-    this.#e().timer = undefined;
+    const ep = this.#e();
+    ep.timer = undefined;
     if (gen !== this.#gen || this.#state !== OPEN) return;
+    // A timer can fire early (a period longer than a timer can wait, or a coarse timer clock).
+    const now = this.#clock.now();
+    if (now < ep.nextAttemptAt) return this.#scheduleEager(now);
     // A store that says "not yet" leaves the breaker open; the next call asks again.
     if (this.#probeAllowed()) this.#transition(HALF, 'open-duration-elapsed', false, undefined);
   }
 
   #onDeadline(gen: number): void {
-    this.#e().timer = undefined;
+    const ep = this.#e();
+    ep.timer = undefined;
     if (gen !== this.#gen || this.#state !== HALF) return;
+    const now = this.#clock.now();
+    if (now < ep.halfOpenUntil) {
+      ep.timer = this.#clock.setTimeout(() => this.#onDeadline(gen), timerDelay(ep.halfOpenUntil - now));
+      ep.timer.unref();
+      return;
+    }
     this.#transition(OPEN, 'half-open-deadline', false, undefined);
   }
 
@@ -1101,7 +1124,11 @@ class Breaker implements CircuitBreaker {
       this.#e().nextAttemptAt = now;
       this.#e().openedAt = typeof s.openedAt === 'number' ? s.openedAt : now;
     } else if (code === OPEN) {
-      this.#e().nextAttemptAt = v.number('initialState.nextAttemptAt', s.nextAttemptAt, {});
+      // JSON turns an endless open period (openDuration: Infinity) into null.
+      this.#e().nextAttemptAt =
+        s.nextAttemptAt === null
+          ? Number.POSITIVE_INFINITY
+          : v.number('initialState.nextAttemptAt', s.nextAttemptAt, {});
       this.#e().openedAt = typeof s.openedAt === 'number' && Number.isFinite(s.openedAt) ? s.openedAt : now;
     }
     this.#state = code;

@@ -371,7 +371,8 @@ class TimeRule implements TripRule {
         this.timer = undefined;
       };
     const end = (this.epoch + 1) * this.t.bucketMs;
-    this.timer = this.clock.setTimeout(this.tick, Math.max(1, end - now));
+    // (capped: Node timers cannot wait longer than 2^31 - 1 ms; firing early only re-reads the clock)
+    this.timer = this.clock.setTimeout(this.tick, Math.min(2_147_483_647, Math.max(1, end - now)));
     this.timer.unref();
   }
   record(failure: boolean, slow: boolean, consecutive: number): number {
