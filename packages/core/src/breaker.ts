@@ -976,7 +976,10 @@ class Breaker implements CircuitBreaker {
     if (gen !== this.#gen || this.#state !== OPEN) return;
     // A timer can fire early (a period longer than a timer can wait, or a coarse timer clock).
     const now = this.#clock.now();
-    if (now < ep.nextAttemptAt) return this.#scheduleEager(now);
+    if (now < ep.nextAttemptAt) {
+      this.#scheduleEager(now);
+      return;
+    }
     // A store that says "not yet" leaves the breaker open; the next call asks again.
     if (this.#probeAllowed()) this.#transition(HALF, 'open-duration-elapsed', false, undefined);
   }
