@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type CircuitState, circuitBreaker, type Permit } from './index.js';
+import { type CircuitState, circuitBreaker, type Permit, type TripOptions } from './index.js';
 import { TestClock } from './test-clock.js';
 
 interface Config {
@@ -289,9 +289,18 @@ describe('circuitBreaker: model-based property test', () => {
           maxLength: 40,
           size: 'max',
         }),
-        async (threshold, steps) => {
+        fc.constantFrom('consecutive', 'count', 'time', 'custom'),
+        async (threshold, steps, kind) => {
           const clock = new TestClock();
-          const opts = { clock, trip: { kind: 'consecutive', threshold } as const, openDuration: 50 };
+          const trip: TripOptions =
+            kind === 'consecutive'
+              ? { kind, threshold }
+              : kind === 'count'
+                ? { kind, window: 5, minimumCalls: threshold }
+                : kind === 'time'
+                  ? { kind, windowMs: 100, buckets: 4, minimumCalls: threshold }
+                  : { kind, windowMs: 100, predicate: (c) => c.failures >= threshold };
+          const opts = { clock, trip, openDuration: 50 };
           const viaExecute = circuitBreaker(opts);
           const viaPermit = circuitBreaker(opts);
           for (const s of steps) {

@@ -573,6 +573,21 @@ class Breaker implements CircuitBreaker {
   #makeLean(): { ok: (v: unknown) => unknown; err: (e: unknown) => never } {
     const h = {
       ok: (v: unknown): unknown => {
+        // The common case in full: closed, no classifier, no store, nobody listening.
+        if (
+          this.#state === CLOSED &&
+          this.#cfg.isResultFailure === undefined &&
+          this.#session === undefined &&
+          this.#events === undefined &&
+          !channels.success.hasSubscribers
+        ) {
+          this.#inFlight--;
+          this.#successes++;
+          this.#consecutive = 0;
+          const code = this.#rule.record(false, false, 0);
+          if (code !== 0) this.#trip(code);
+          return v;
+        }
         if (this.#cfg.isResultFailure !== undefined && this.#resultFails(v))
           this._outcome(true, v, Number.NaN, this.#gen, false);
         else this._outcome(false, undefined, Number.NaN, this.#gen, false);
