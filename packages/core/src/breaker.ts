@@ -28,7 +28,14 @@ import {
 } from './trip-rules.js';
 import { rejectUnknownKeys, type Validator, validator } from './validate.js';
 
-/** Every state a breaker can be in. `isolated`, `disabled` and `metrics-only` are set by hand. */
+/**
+ * Every state a breaker can be in. `isolated`, `disabled` and `metrics-only` are set by hand.
+ *
+ * @example
+ * ```ts
+ * if (breaker.state === 'open') console.warn(`retry after ${breaker.nextAttemptAt}`);
+ * ```
+ */
 export type CircuitState = 'closed' | 'open' | 'half-open' | 'isolated' | 'disabled' | 'metrics-only';
 
 // Numeric states; the three that admit every call come first so the hot path tests `< HALF`.
@@ -60,7 +67,14 @@ const REJECT = 0;
 const ADMIT = 1;
 const PROBE = 2;
 
-/** Open duration growing with consecutive openings: `min(max, base * multiplier^(n-1))`, minus jitter. */
+/**
+ * Open duration growing with consecutive openings: `min(max, base * multiplier^(n-1))`, minus jitter.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ openDuration: { base: 5_000, multiplier: 2, max: 120_000, jitter: 0.2 } });
+ * ```
+ */
 export interface OpenDurationBackoff {
   /** First open period in ms. */
   base: number;
@@ -72,7 +86,14 @@ export interface OpenDurationBackoff {
   jitter?: number;
 }
 
-/** Half-open behaviour. */
+/**
+ * Half-open behaviour.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ halfOpen: { maxProbes: 3, successesToClose: 3, deadlineMs: 10_000 } });
+ * ```
+ */
 export interface HalfOpenOptions {
   /** Concurrent probe calls admitted in half-open. @default 1 */
   maxProbes?: number;
@@ -96,11 +117,25 @@ export interface HalfOpenOptions {
   waitForProbes?: boolean;
 }
 
-/** A class of errors, for `isFailure: [TypeError, HttpError]`. */
+/**
+ * A class of errors, for `isFailure: [TypeError, HttpError]`.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ isFailure: [TimeoutError, HttpServerError] });
+ * ```
+ */
 // biome-ignore lint/suspicious/noExplicitAny: constructors of any arity
 export type ErrorClass = abstract new (...args: any[]) => unknown;
 
-/** Options of {@link circuitBreaker}. */
+/**
+ * Options of {@link circuitBreaker}.
+ *
+ * @example
+ * ```ts
+ * const opts: CircuitBreakerOptions = { name: 'search', trip: { kind: 'time', windowMs: 30_000, failureCount: 5 } };
+ * ```
+ */
 export interface CircuitBreakerOptions {
   /** Name in events, errors, metrics and the store. @default 'default' */
   name?: string;
@@ -132,7 +167,14 @@ export interface CircuitBreakerOptions {
   store?: BreakerStore;
 }
 
-/** What `execute` passes to `fn`. */
+/**
+ * What `execute` passes to `fn`.
+ *
+ * @example
+ * ```ts
+ * await breaker.execute(({ signal }) => fetch(url, { signal }), AbortSignal.timeout(2_000));
+ * ```
+ */
 export type BreakerContext = PolicyContext;
 
 /**
@@ -157,7 +199,14 @@ export interface Permit {
   readonly settled: boolean;
 }
 
-/** Counts returned by `stats()`; plain numbers. */
+/**
+ * Counts returned by `stats()`; plain numbers.
+ *
+ * @example
+ * ```ts
+ * const { state, failureRate, rejections } = breaker.stats();
+ * ```
+ */
 export interface BreakerStats {
   state: CircuitState;
   /** Settled calls (successes + failures + neutral) since creation. */
@@ -184,7 +233,15 @@ export interface BreakerStats {
   nextAttemptAt?: number;
 }
 
-/** A JSON-safe picture of a breaker, restorable with `initialState`. */
+/**
+ * A JSON-safe picture of a breaker, restorable with `initialState`.
+ *
+ * @example
+ * ```ts
+ * await fs.writeFile('breaker.json', JSON.stringify(breaker));
+ * const restored = circuitBreaker({ initialState: JSON.parse(await fs.readFile('breaker.json', 'utf8')) });
+ * ```
+ */
 export interface BreakerSnapshot {
   version: 1;
   name: string;
@@ -208,7 +265,14 @@ export interface BreakerSnapshot {
   window?: WindowSnapshot;
 }
 
-/** Events of a breaker (the same payloads go to `node:diagnostics_channel`). */
+/**
+ * Events of a breaker (the same payloads go to `node:diagnostics_channel`).
+ *
+ * @example
+ * ```ts
+ * breaker.on('stateChange', ({ name, from, to, reason }) => log.info({ name, from, to, reason }));
+ * ```
+ */
 export interface BreakerEvents {
   stateChange: { name: string; from: CircuitState; to: CircuitState; reason: string; at: number };
   success: { name: string; duration: number };
@@ -219,12 +283,27 @@ export interface BreakerEvents {
   wouldOpen: { name: string; reason: string; at: number };
 }
 
-/** Shared state for breakers (see docs/architecture.md). */
+/**
+ * Shared state for breakers (see docs/architecture.md).
+ *
+ * @example
+ * ```ts
+ * const payments = circuitBreaker({ name: 'payments', store: redisStore({ url }) });
+ * ```
+ */
 export interface BreakerStore {
   attach(handle: BreakerHandle): StoreSession;
 }
 
-/** What a breaker shows its store. */
+/**
+ * What a breaker shows its store.
+ *
+ * @example
+ * ```ts
+ * // inside a store
+ * attach(handle) { handle.applyRemote({ state: 'open', openUntil: Date.now() + 30_000, reason: 'remote' }); }
+ * ```
+ */
 export interface BreakerHandle {
   readonly name: string;
   readonly state: CircuitState;
@@ -235,7 +314,14 @@ export interface BreakerHandle {
   openDurationMs?(): number;
 }
 
-/** A breaker's link to its store. */
+/**
+ * A breaker's link to its store.
+ *
+ * @example
+ * ```ts
+ * attach: (h) => ({ onTransition: (e) => publish(h.name, e), detach: () => {} })
+ * ```
+ */
 export interface StoreSession {
   /** A local transition happened; publish it. `manual` is true for isolate/close/reset/metricsOnly. */
   onTransition(event: {

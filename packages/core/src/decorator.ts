@@ -6,7 +6,14 @@
  */
 import type { Policy } from './policy.js';
 
-/** The decorator returned by {@link withBreaker} (and by `breaker.protect`). */
+/**
+ * The decorator returned by {@link withBreaker} (and by `breaker.protect`).
+ *
+ * @example
+ * ```ts
+ * class Api { @breaker.protect async get(): Promise<string> { return 'x'; } }
+ * ```
+ */
 export type MethodDecorator = <This, Args extends unknown[], T>(
   target: (this: This, ...args: Args) => Promise<T>,
   context: ClassMethodDecoratorContext<This, (this: This, ...args: Args) => Promise<T>>,

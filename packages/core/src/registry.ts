@@ -20,7 +20,14 @@ import { type Clock, systemClock } from './clock.js';
 import { Emitter, type Subscription } from './emitter.js';
 import { rejectUnknownKeys, validator } from './validate.js';
 
-/** Options of {@link breakerRegistry}. */
+/**
+ * Options of {@link breakerRegistry}.
+ *
+ * @example
+ * ```ts
+ * breakerRegistry({ defaults: { openDuration: 10_000 }, maxSize: 500, idleEvictMs: 600_000 });
+ * ```
+ */
 export interface BreakerRegistryOptions {
   /** Options every breaker starts from. @default {} */
   defaults?: Omit<CircuitBreakerOptions, 'name' | 'initialState'>;
@@ -34,20 +41,41 @@ export interface BreakerRegistryOptions {
   clock?: Clock;
 }
 
-/** One line of {@link BreakerRegistry.list}. */
+/**
+ * One line of {@link BreakerRegistry.list}.
+ *
+ * @example
+ * ```ts
+ * for (const { name, state, stats } of registry.list()) console.log(name, state, stats.failureRate);
+ * ```
+ */
 export interface BreakerListing {
   name: string;
   state: CircuitState;
   stats: BreakerStats;
 }
 
-/** Registry events. */
+/**
+ * Registry events.
+ *
+ * @example
+ * ```ts
+ * registry.on('added', ({ name, breaker }) => breaker.on('stateChange', (e) => metrics.state(name, e.to)));
+ * ```
+ */
 export interface BreakerRegistryEvents {
   added: { name: string; breaker: CircuitBreaker };
   removed: { name: string; breaker: CircuitBreaker; reason: 'deleted' | 'evicted' | 'idle' };
 }
 
-/** See {@link breakerRegistry}. */
+/**
+ * See {@link breakerRegistry}.
+ *
+ * @example
+ * ```ts
+ * const b = registry.get(new URL(url).host);
+ * ```
+ */
 export interface BreakerRegistry extends Iterable<CircuitBreaker> {
   /**
    * The breaker called `name`, created on first use from defaults, the override for `name` and

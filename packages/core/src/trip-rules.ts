@@ -13,14 +13,28 @@
 import type { Clock, TimerHandle } from './clock.js';
 import { rejectUnknownKeys, type Validator } from './validate.js';
 
-/** Trip after `threshold` failures in a row (a success resets the run). */
+/**
+ * Trip after `threshold` failures in a row (a success resets the run).
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ trip: { kind: 'consecutive', threshold: 5 } });
+ * ```
+ */
 export interface ConsecutiveTripOptions {
   kind: 'consecutive';
   /** Failures in a row that open the breaker. @default 5 */
   threshold?: number;
 }
 
-/** Trip on the failure (or slow-call) rate over the last `window` calls. */
+/**
+ * Trip on the failure (or slow-call) rate over the last `window` calls.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ trip: { kind: 'count', window: 100, minimumCalls: 20, failureRateThreshold: 0.5 } });
+ * ```
+ */
 export interface CountTripOptions {
   kind: 'count';
   /** Number of most recent calls judged. @default 100 */
@@ -38,7 +52,14 @@ export interface CountTripOptions {
   slowCallDuration?: number;
 }
 
-/** Trip on the counts of a sliding time window kept in `buckets` buckets. */
+/**
+ * Trip on the counts of a sliding time window kept in `buckets` buckets.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ trip: { kind: 'time', windowMs: 30_000, failureCount: 5 } }); // 5 failures in 30 s
+ * ```
+ */
 export interface TimeTripOptions {
   kind: 'time';
   /** Window length in ms. @default 30_000 */
@@ -60,7 +81,14 @@ export interface TimeTripOptions {
   slowCallDuration?: number;
 }
 
-/** The counts a custom predicate sees. The object is reused between calls: read it, do not keep it. */
+/**
+ * The counts a custom predicate sees. The object is reused between calls: read it, do not keep it.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ trip: { kind: 'custom', windowMs: 10_000, predicate: (c) => c.calls >= 10 && c.failureRate > 0.2 } });
+ * ```
+ */
 export interface TripCounts {
   /** Calls (successes + failures) in the window. */
   calls: number;
@@ -79,6 +107,11 @@ export interface TripCounts {
 /**
  * Trip when `predicate(counts)` returns true. Counts cover a time window (`windowMs`), the last
  * `window` calls, or (neither given) every call since the breaker last closed.
+ *
+ * @example
+ * ```ts
+ * circuitBreaker({ trip: { kind: 'custom', predicate: (c) => c.consecutiveFailures >= 3 || c.failures >= 10 } });
+ * ```
  */
 export interface CustomTripOptions {
   kind: 'custom';
@@ -93,7 +126,14 @@ export interface CustomTripOptions {
   slowCallDuration?: number;
 }
 
-/** Any trip rule. */
+/**
+ * Any trip rule.
+ *
+ * @example
+ * ```ts
+ * const trip: TripOptions = { kind: 'count', window: 50, slowCallDuration: 2_000, slowCallRateThreshold: 0.8 };
+ * ```
+ */
 export type TripOptions = ConsecutiveTripOptions | CountTripOptions | TimeTripOptions | CustomTripOptions;
 
 /** Why a rule tripped (0: it did not). */
@@ -116,7 +156,14 @@ export const tripReasons = [
   'predicate',
 ] as const;
 
-/** Window data in a snapshot. */
+/**
+ * Window data in a snapshot.
+ *
+ * @example
+ * ```ts
+ * const { window } = breaker.toJSON();
+ * ```
+ */
 export type WindowSnapshot =
   | { kind: 'count'; outcomes: number[] }
   | { kind: 'time'; bucketMs: number; epoch: number; buckets: number[][] }
