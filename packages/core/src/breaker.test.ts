@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import util from 'node:util';
 import {
   type BreakerEvents,
   type CircuitBreaker,
   type CircuitBreakerOptions,
+  CircuitOpenError,
   circuitBreaker,
   isCircuitOpenError,
 } from './index.js';
@@ -799,7 +801,7 @@ describe('circuitBreaker: half-open failure rate', () => {
 });
 
 describe('CircuitOpenError', () => {
-  it('is cheap: no stack frames, message built on first read, still a real Error', async () => {
+  it('is cheap: no Error constructor, no stack frames, message built on first read, yet an Error', async () => {
     const { b } = make({ name: 'cheap', trip: { kind: 'consecutive', threshold: 1 } });
     const cause = new Error('refused');
     await fail(b, 1, cause);
@@ -812,7 +814,17 @@ describe('CircuitOpenError', () => {
     assert.equal(err.stack!.split('\n')[0], `CircuitOpenError: ${err.message}`);
     assert.equal(err.cause, cause);
     assert.equal(String(err), `CircuitOpenError: ${err.message}`);
-    assert.ok(Error.stackTraceLimit > 0, 'the global limit is restored');
+    assert.equal(util.types.isNativeError(err), false, 'made without the Error constructor');
+    assert.equal(JSON.parse(JSON.stringify(err)).breakerName, 'cheap');
+    assert.match(util.inspect(err), /^\[CircuitOpenError: Circuit "cheap" OPEN until /);
+    err.stack = 'replaced';
+    assert.equal(err.stack, 'replaced');
+    const native = new CircuitOpenError({ breakerName: 'n', state: 'open', retryAt: 0, retryAfter: 0 });
+    assert.equal(util.types.isNativeError(native), true);
+    assert.match(
+      native.stack!,
+      /^CircuitOpenError: Circuit "n" OPEN until 1970-01-01T00:00:00.000Z \(0 s remaining\)\n {4}at /,
+    );
   });
 
   it('the guard checks the code, so it works across copies of the package', () => {
