@@ -31,7 +31,8 @@ end
 /**
  * Publishes one transition.
  * KEYS: state hash, open marker, probe lease.
- * ARGV: to, reason, openMs, instance, kind ('auto' | 'manual'), channel, name, from.
+ * ARGV: to, reason, openMs, instance, kind ('auto' | 'manual'), channel, name, from, sequence
+ * (the sender's count of local transitions, echoed in the message).
  * Returns { applied (1|0), version, state now stored, remaining open ms (-1 when none) }.
  *
  * Automatic transitions never override a manual state set elsewhere, a second trip keeps the
@@ -71,7 +72,7 @@ if kind == 'manual' or to == 'open' then
 elseif from == 'half-open' and redis.call('GET', KEYS[3]) == instance then
   redis.call('DEL', KEYS[3])
 end
-redis.call('PUBLISH', ARGV[6], cjson.encode({n = ARGV[7], s = to, r = reason, d = d, i = instance, v = v}))
+redis.call('PUBLISH', ARGV[6], cjson.encode({n = ARGV[7], s = to, r = reason, d = d, i = instance, v = v, q = tonumber(ARGV[9])}))
 return {1, v, to, d}
 `;
 
@@ -113,7 +114,7 @@ return {0, st or '', pttl}
  * KEYS: state hash, open marker.
  * ARGV: 1 bucket key prefix, 2 bucket ms, 3 buckets, 4 successes, 5 failures, 6 slow successes,
  *       7 slow failures, 8 minimum calls, 9 failure rate threshold, 10 slow call rate threshold,
- *       11 failure count (0 = off), 12 open ms, 13 instance, 14 channel, 15 name.
+ *       11 failure count (0 = off), 12 open ms, 13 instance, 14 channel, 15 name, 16 sequence.
  * Returns { 0 dropped | 1 counted | 2 tripped, calls, failures, slow calls, version, open ms }.
  */
 export const flushScript: string = `${nextVersion}
@@ -156,7 +157,7 @@ local v = next_version(KEYS[1])
 local d = math.max(1, math.floor(tonumber(ARGV[12])))
 redis.call('HSET', KEYS[1], 'st', 'open', 'r', 'fleet-trip', 'i', ARGV[13])
 redis.call('SET', KEYS[2], '1', 'PX', d)
-redis.call('PUBLISH', ARGV[14], cjson.encode({n = ARGV[15], s = 'open', r = 'fleet-trip', d = d, i = ARGV[13], v = v}))
+redis.call('PUBLISH', ARGV[14], cjson.encode({n = ARGV[15], s = 'open', r = 'fleet-trip', d = d, i = ARGV[13], v = v, q = tonumber(ARGV[16])}))
 return {2, calls, failures, slow, v, d}
 `;
 

@@ -3,6 +3,7 @@
 // breaker are in fleet.test.ts).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { type BreakerSnapshot, isInvalidOptionError } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
@@ -392,6 +393,55 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     await waitFor(() => good.state === 'open', 'the other breaker still hears it');
     await waitFor(() => warnings.some((w) => w.includes('nope')), 'logged');
     assert.equal(b.healthy, true, 'the subscriber connection survived');
+  });
+
+  test('converges: after any interleaving of transitions every instance holds the stored state', async () => {
+    const targets = ['closed', 'open', 'isolated', 'disabled', 'metrics-only'] as const;
+    const redis = new Redis(url);
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(
+            fc.record({
+              who: fc.integer({ min: 0, max: 2 }),
+              to: fc.constantFrom(...targets),
+              pause: fc.boolean(),
+            }),
+            { minLength: 1, maxLength: 12 },
+          ),
+          async (ops) => {
+            const prefix = uniquePrefix('conv');
+            const trio = await Promise.all([make({ prefix }), make({ prefix }), make({ prefix })]);
+            const bs = trio.map((st) => attach(st, 'c'));
+            try {
+              for (const op of ops) {
+                const b = bs[op.who]!;
+                if (b.state !== op.to) b.go(op.to, 'op', op.to === 'open' ? 60_000 : undefined);
+                // some operations race with the messages of the previous ones, some do not
+                if (op.pause) await new Promise((r) => setImmediate(r));
+              }
+              const stored = async () => (await redis.hget(`${prefix}:{c}:s`, 'st')) ?? 'closed';
+              await waitFor(
+                async () => {
+                  const st = await stored();
+                  return bs.every((b) => b.state === st);
+                },
+                'every instance on the stored state',
+                3000,
+              ).catch(async (err: Error) => {
+                const st = await stored();
+                throw new Error(`${err.message}: stored ${st}, local ${bs.map((b) => b.state).join(',')}`);
+              });
+            } finally {
+              await Promise.all(trio.map((st) => st.close()));
+            }
+          },
+        ),
+        { numRuns: 25 },
+      );
+    } finally {
+      redis.disconnect();
+    }
   });
 
   test('local mode asks for no per-outcome hook, so the breaker pays nothing per call', async () => {

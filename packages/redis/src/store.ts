@@ -260,6 +260,8 @@ interface Message {
   d: number;
   i: string;
   v: number;
+  /** The sender session's count of local transitions when it published (its own echo check). */
+  q?: number;
 }
 
 type Listener = (e: never) => void;
@@ -476,7 +478,7 @@ class Store implements RedisStore {
     set.add(session);
     // A restarted instance picks up the shared state now; before the connection is ready the
     // 'ready' handler does it for every attached breaker.
-    if (this.connected) session.sync().catch((err: unknown) => this.markDegraded(err));
+    if (this.connected) session.refresh();
     return session;
   }
 
@@ -548,8 +550,9 @@ class Store implements RedisStore {
   #onReady(): void {
     if (this.#closed || this.#resyncing || !this.#subscribed || this.#cmd.status !== 'ready') return;
     this.#resyncing = true;
-    const all: Promise<void>[] = [];
-    for (const set of this.#sessions.values()) for (const s of set) all.push(s.sync());
+    const all: Promise<unknown>[] = [];
+    for (const set of this.#sessions.values())
+      for (const s of set) all.push(s.sync().then((fresh) => fresh || s.refresh()));
     Promise.all(all).then(
       () => {
         this.#resyncing = false;
@@ -745,17 +748,11 @@ class Session implements StoreSession {
           this.#id,
           store.channel,
           this.#name,
+          this.#seq,
         ),
       )
-      .then(
-        (res) => {
-          if (res[0] !== 2 || this.#detached) return;
-          this.#version = Number(res[4]);
-          this.#moves++;
-          this.#apply('open', 'fleet-trip', Number(res[5]));
-        },
-        (err: unknown) => store.markDegraded(err),
-      );
+      // A fleet trip reaches this instance as its own message, in order with everyone else's.
+      .catch((err: unknown) => store.markDegraded(err));
   }
 
   /** The breaker's own next open period (backoff included) when it tells, else the fleet rule's. */
@@ -771,6 +768,7 @@ class Session implements StoreSession {
 
   onTransition(ev: Transition): void {
     if (this.#detached) return;
+    this.#seq++;
     // open -> half-open is this instance's own step; the probe lease already speaks for it.
     if (ev.from === 'open' && ev.to === 'half-open') return;
     if (ev.to !== 'closed') this.#s = this.#f = this.#ss = this.#sf = this.#n = 0;
@@ -780,7 +778,7 @@ class Session implements StoreSession {
     }
     if (!this.#store.connected) {
       this.#pending = ev;
-      this.#pendingSeq = ++this.#seq;
+      this.#pendingSeq = this.#seq;
       return;
     }
     this.#publish(ev);
@@ -795,7 +793,8 @@ class Session implements StoreSession {
     // Breakers that say so are believed; older ones are classified by the transition itself.
     const manual = ev.manual ?? !isAutomatic(ev.from, ev.to);
     const kind = manual ? 'manual' : 'auto';
-    const seq = ++this.#seq;
+    const seq = this.#seq;
+    const movesAtSend = this.#moves;
     this.#publishing++;
     store
       .run(() =>
@@ -811,21 +810,22 @@ class Session implements StoreSession {
           store.channel,
           this.#name,
           ev.from,
+          seq,
         ),
       )
       .then(
         ([applied, version, state, pttl]) => {
           this.#publishing--;
           if (this.#detached) return;
-          if (applied === 1) {
-            this.#version = Number(version);
-            this.#moves++;
-            if (this.#pendingSeq <= seq) this.#pending = undefined;
+          if (this.#pendingSeq <= seq) this.#pending = undefined;
+          if (applied === 1) return; // its own message (in order with the others) confirms it
+          // Refused: the shared state (a manual state, an earlier trip, another probe holder)
+          // wins, and this breaker takes it over, unless messages arrived meanwhile: they are
+          // newer than this answer, and a fresh read settles it.
+          if (this.#moves !== movesAtSend || this.#seq !== seq) {
+            this.refresh();
             return;
           }
-          if (this.#pendingSeq <= seq) this.#pending = undefined;
-          // Refused: the shared state (a manual state, an earlier trip, another probe holder)
-          // wins, and this breaker takes it over.
           this.#version = Number(version);
           this.#moves++;
           this.#adopt(state as CircuitState | '', 'shared', Number(pttl));
@@ -882,6 +882,13 @@ class Session implements StoreSession {
     if (m.i === this.#id) {
       this.#version = m.v;
       this.#moves++;
+      // Our own write, echoed in its place in the order. If another instance's message was
+      // applied after our local transition but was ordered before our write, the local state is
+      // now behind Redis: put it back, unless this instance moved on since (a later transition).
+      if (m.q === this.#seq && m.s !== this.#handle.state) {
+        if (m.s === 'open') this.#apply('open', m.r, m.d);
+        else this.#apply(m.s, m.r, -1);
+      }
       return;
     }
     // One server executes every publish in order and delivers them in that order on the one
@@ -992,14 +999,29 @@ class Session implements StoreSession {
       );
   }
 
-  /** Reads the shared state and reconciles it with the local one (start-up and reconnect). */
-  async sync(): Promise<void> {
+  /** Reads until a read is not overtaken by messages (bounded: messages keep it fresh too). */
+  refresh(attempt = 0): void {
+    if (this.#detached || !this.#store.connected) return;
+    this.sync().then(
+      (fresh) => {
+        if (!fresh && attempt < 5) this.refresh(attempt + 1);
+      },
+      (err: unknown) => this.#store.markDegraded(err),
+    );
+  }
+
+  /**
+   * Reads the shared state and reconciles it with the local one (start-up, reconnect, after a
+   * refused write). Resolves false when the read was overtaken and nothing was applied.
+   */
+  async sync(): Promise<boolean> {
     const store = this.#store;
     const seen = this.#moves;
+    const seq = this.#seq;
     const [state, reason, version, pttl] = await store.run(() =>
       store.scripts.tripswitchRead(this.#kState, this.#kOpen),
     );
-    if (this.#detached) return;
+    if (this.#detached) return true;
     const v = Number(version);
     const pending = this.#pending;
     // A transition made while Redis was away is newer than what Redis holds, unless another
@@ -1009,7 +1031,7 @@ class Session implements StoreSession {
       const stillOpen = pending.to !== 'open' || (pending.openUntil ?? 0) > store.clock.now();
       if (this.#handle.state === pending.to && stillOpen) {
         this.#publish(pending);
-        return;
+        return true;
       }
     }
     this.#pending = undefined;
@@ -1017,9 +1039,12 @@ class Session implements StoreSession {
     // will reconcile with whatever Redis holds: the read is stale either way. Otherwise the read is
     // the truth, even with a lower version than seen before (a server restarted with its clock
     // set back), so the versions of later messages compare against it.
-    if (this.#moves !== seen || this.#publishing > 0) return;
+    if (this.#publishing > 0) return true;
+    if (this.#moves !== seen || this.#seq !== seq) return false;
     this.#version = v;
+    this.#moves++;
     this.#adopt(state as CircuitState | '', reason || 'sync', Number(pttl));
+    return true;
   }
 
   detach(): void {
