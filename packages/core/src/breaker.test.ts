@@ -887,3 +887,64 @@ describe('circuitBreaker: very long periods', () => {
     await assert.rejects(b.execute(ok, {} as AbortSignal), /signal must be an AbortSignal/);
   });
 });
+
+describe('circuitBreaker: waitForProbes with several probes', () => {
+  it('a waiter takes a probe slot freed by a successful probe while more successes are needed', async () => {
+    const { b, clock } = make({
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 10,
+      halfOpen: { waitForProbes: true, successesToClose: 2 },
+    });
+    await fail(b);
+    clock.advance(10);
+    let release!: () => void;
+    const first = b.execute(() => new Promise<string>((r) => (release = () => r('first'))));
+    const order: string[] = [];
+    const second = b.execute(() => {
+      order.push(`second runs in ${b.state}`);
+      return 'second';
+    });
+    const third = b.execute(() => {
+      order.push(`third runs in ${b.state}`);
+      return 'third';
+    });
+    await Promise.resolve();
+    assert.deepEqual(order, []);
+    release();
+    assert.deepEqual(await Promise.all([first, second, third]), ['first', 'second', 'third']);
+    // second became the second probe (half-open); its success closed the breaker; third ran closed
+    assert.deepEqual(order, ['second runs in half-open', 'third runs in closed']);
+    assert.equal(b.state, 'closed');
+  });
+
+  it('an aborted waiter leaves no listener behind', async () => {
+    const { b, clock } = make({
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 10,
+      halfOpen: { waitForProbes: true },
+    });
+    await fail(b);
+    clock.advance(10);
+    let release!: () => void;
+    const probe = b.execute(() => new Promise<void>((r) => (release = r)));
+    const ac = new AbortController();
+    let added = 0;
+    let removed = 0;
+    const add = ac.signal.addEventListener.bind(ac.signal);
+    const remove = ac.signal.removeEventListener.bind(ac.signal);
+    ac.signal.addEventListener = ((...a: Parameters<typeof add>) => {
+      added++;
+      return add(...a);
+    }) as typeof add;
+    ac.signal.removeEventListener = ((...a: Parameters<typeof remove>) => {
+      removed++;
+      return remove(...a);
+    }) as typeof remove;
+    const waiter = b.execute(() => 'ran', ac.signal);
+    release();
+    await probe;
+    assert.equal(await waiter, 'ran');
+    assert.equal(added, 1);
+    assert.equal(removed, 1, 'the abort listener is removed once the wait ends');
+  });
+});
