@@ -512,6 +512,8 @@ class Breaker implements CircuitBreaker {
   readonly #rule: TripRule;
   /** Settings read only off the hot path; shared between breakers with equal settings. */
   readonly #cfg: ColdConfig;
+  /** The rule tracks slow calls, so every call needs its duration. */
+  readonly #timed: boolean;
 
   #state = CLOSED;
   /** Bumped on every transition: outcomes of calls admitted in an earlier period do not drive this one. */
@@ -542,6 +544,7 @@ class Breaker implements CircuitBreaker {
     this.name = o.name === undefined ? 'default' : v.string('name', o.name);
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
     this.#rule = createTripRule(v, OWNER, o.trip, this.#clock);
+    this.#timed = this.#rule.slowCallDuration !== undefined;
     const open = parseOpenDuration(v, o.openDuration);
     const h = v.optionalObject('halfOpen', o.halfOpen) ?? {};
     rejectUnknownKeys(
@@ -598,7 +601,7 @@ class Breaker implements CircuitBreaker {
     if (signal === undefined) {
       if (this.#state < HALF) {
         // Nothing needs the call's duration: settle through two handlers made once per breaker.
-        if (this.#rule.slowCallDuration === undefined && !this.#observed()) return this.#runLean(fn);
+        if (!this.#timed && !this.#observed()) return this.#runLean(fn);
         return this.#run(fn, plainContext, false);
       }
     } else if (signal.aborted) return Promise.reject(signal.reason);
@@ -620,8 +623,7 @@ class Breaker implements CircuitBreaker {
     const gen = this.#gen;
     this.#inFlight++;
     // The start time is read only when something needs a duration: slow-call tracking or a listener.
-    const start =
-      this.#rule.slowCallDuration !== undefined || this.#observed() ? this.#clock.now() : Number.NaN;
+    const start = this.#timed || this.#observed() ? this.#clock.now() : Number.NaN;
     let value: T;
     try {
       value = await fn(ctx);
