@@ -581,7 +581,16 @@ class Store implements RedisStore {
     } catch {
       return;
     }
-    if (typeof m !== 'object' || m === null || !ALL_STATES.has(m.s)) return;
+    if (
+      typeof m !== 'object' ||
+      m === null ||
+      !ALL_STATES.has(m.s) ||
+      typeof m.n !== 'string' ||
+      typeof m.i !== 'string' ||
+      typeof m.d !== 'number' ||
+      typeof m.v !== 'number'
+    )
+      return; // not ours (another writer on the channel): ignored
     const set = this.#sessions.get(m.n);
     if (!set) return;
     for (const s of set) s.onMessage(m);
