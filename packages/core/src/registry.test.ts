@@ -120,3 +120,115 @@ describe('breakerRegistry', () => {
     assert.throws(() => breakerRegistry().get(''), /get\(name\)/);
   });
 });
+
+describe('breakerRegistry: model-based property test', () => {
+  it('keeps exactly the breakers a reference model keeps, in use order, never dropping a busy or open one', async () => {
+    const fc = (await import('fast-check')).default;
+    const names = ['a', 'b', 'c', 'd', 'e', 'f'];
+    type Op =
+      | { op: 'get' | 'delete' | 'hold' | 'release' | 'trip' | 'reset'; name: string }
+      | { op: 'advance'; ms: number };
+    const opArb: import('fast-check').Arbitrary<Op> = fc.oneof(
+      fc.record({
+        op: fc.constantFrom('get', 'get', 'get', 'delete', 'hold', 'release', 'trip', 'reset'),
+        name: fc.constantFrom(...names),
+      }),
+      fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 50 }) }),
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 10, max: 100 }),
+        fc.array(opArb, { maxLength: 60, size: 'max' }),
+        (maxSize, idleEvictMs, ops) => {
+          const clock = new TestClock();
+          const reg = breakerRegistry({
+            clock,
+            maxSize,
+            idleEvictMs,
+            defaults: { trip: { kind: 'consecutive', threshold: 1 }, openDuration: 1e9 },
+          });
+          // model: name -> { lastUsed, held, open }, Map order = use order
+          const m = new Map<string, { lastUsed: number; held: number; open: boolean }>();
+          const held = new Map<string, import('./index.js').Permit[]>();
+          const idle = (e: { held: number; open: boolean }) => e.held === 0 && !e.open;
+          const evictIdle = () => {
+            const limit = clock.now() - idleEvictMs;
+            for (const [k, e] of [...m]) {
+              if (e.lastUsed > limit) break;
+              if (idle(e)) m.delete(k);
+            }
+          };
+          const get = (name: string) => {
+            evictIdle();
+            const e = m.get(name);
+            if (e) {
+              m.delete(name);
+              e.lastUsed = clock.now();
+              m.set(name, e);
+              return;
+            }
+            if (m.size >= maxSize) {
+              for (const [k, x] of m)
+                if (idle(x)) {
+                  m.delete(k);
+                  break;
+                }
+            }
+            m.set(name, { lastUsed: clock.now(), held: 0, open: false });
+          };
+          for (const o of ops) {
+            if (o.op === 'advance') {
+              clock.advance(o.ms);
+              continue;
+            }
+            const { name } = o;
+            const present = reg.has(name);
+            assert.equal(present, m.has(name));
+            switch (o.op) {
+              case 'get':
+                reg.get(name);
+                get(name);
+                break;
+              case 'delete':
+                for (const p of held.get(name) ?? []) p.neutral();
+                held.delete(name);
+                assert.equal(reg.delete(name), m.delete(name));
+                break;
+              case 'hold':
+                if (!present || m.get(name)!.open) break;
+                held.set(name, [...(held.get(name) ?? []), reg.get(name).acquire()]);
+                get(name);
+                m.get(name)!.held++;
+                break;
+              case 'release': {
+                const list = held.get(name);
+                if (!present || !list?.length) break;
+                list.pop()!.success();
+                m.get(name)!.held--;
+                break;
+              }
+              case 'trip':
+                if (!present || m.get(name)!.open) break;
+                reg.get(name).acquire().failure();
+                get(name);
+                m.get(name)!.open = true;
+                break;
+              case 'reset':
+                if (!present) break;
+                reg.get(name).reset();
+                get(name);
+                m.get(name)!.open = false;
+                break;
+            }
+            assert.deepEqual(
+              [...reg].map((b) => b.name),
+              [...m.keys()],
+            );
+          }
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+});
