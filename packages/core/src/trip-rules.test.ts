@@ -269,3 +269,45 @@ describe('open duration', () => {
     }
   });
 });
+
+describe('trip rules: judging restored windows', () => {
+  it('a restored window over the threshold trips on the next outcome, even a success', () => {
+    for (const trip of [
+      { kind: 'count', window: 10, minimumCalls: 4, failureRateThreshold: 0.9 },
+      { kind: 'time', windowMs: 10_000, minimumCalls: 4, failureRateThreshold: 0.9 },
+    ] as const) {
+      const { b, clock } = make(trip);
+      record(b, clock, 4, true); // trips at 4 of 4
+      assert.equal(b.state, 'open');
+      const snap = b.toJSON();
+      // Restored as closed under a stricter rule: 4 failures of 4 is over 50%.
+      const c = circuitBreaker({
+        clock,
+        trip: { ...trip, failureRateThreshold: 0.5 },
+        initialState: { ...snap, state: 'closed', nextAttemptAt: undefined },
+      });
+      assert.equal(c.state, 'closed');
+      record(c, clock, 1, false);
+      assert.equal(c.state, 'open', `${trip.kind}: 4 of 5 failed`);
+    }
+  });
+});
+
+describe('trip rules: time window after buckets leave', () => {
+  it('a success trips when expired buckets took the successes away', () => {
+    const { b, clock } = make({
+      kind: 'time',
+      windowMs: 1_000,
+      buckets: 2,
+      minimumCalls: 2,
+      failureRateThreshold: 0.5,
+    });
+    record(b, clock, 4, false); // bucket 1: S S S S
+    clock.advance(500);
+    record(b, clock, 2, true); // bucket 2: F F -> 2 of 6
+    assert.equal(b.state, 'closed');
+    clock.advance(500); // bucket 1 leaves: F F
+    record(b, clock, 1, false); // F F S -> 2 of 3 = 67%
+    assert.equal(b.state, 'open');
+  });
+});

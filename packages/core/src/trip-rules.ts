@@ -278,6 +278,8 @@ function judge(t: Spec, calls: number, failures: number, slow: number, consecuti
 /** The last `size` outcomes in a ring of 2-bit codes, with running totals. */
 class CountRule implements TripRule {
   readonly ring: Uint8Array;
+  /** Restored counts have not been judged under this rule's thresholds yet. */
+  unjudged = false;
   next = 0;
   filled = 0;
   failures = 0;
@@ -307,7 +309,11 @@ class CountRule implements TripRule {
     }
     ring[i] = code;
     this.next = i + 1 === ring.length ? 0 : i + 1;
-    // Judged on every outcome, a success included: it may be the call that reaches minimumCalls.
+    // A fast success cannot raise a rate (it may replace an old failure, never add one), so after a
+    // judgement that did not trip, only the success that brings the window to minimumCalls needs one.
+    if (code === 0 && !this.unjudged && this.filled !== this.t.minimumCalls && this.t.predicate === undefined)
+      return Trip.none;
+    this.unjudged = false;
     return judge(this.t, this.filled, this.failures, this.slow, consecutive);
   }
   reset(): void {
@@ -340,6 +346,7 @@ class CountRule implements TripRule {
       if (c & FAIL) this.failures++;
       if (c & SLOW) this.slow++;
     }
+    this.unjudged = true;
   }
   dispose(): void {}
 }
@@ -368,6 +375,8 @@ class TimeRule implements TripRule {
   totalCalls = 0;
   totalFails = 0;
   totalSlow = 0;
+  /** Buckets left the window since the last judgement (which may have raised a rate). */
+  rolled = false;
   /** Pending while the newest bucket is current; once it fires, the next count reads the clock. */
   timer: TimerHandle | undefined = undefined;
   tick: (() => void) | undefined = undefined;
@@ -409,6 +418,7 @@ class TimeRule implements TripRule {
     }
     this.epoch = idx;
     this.cur = (idx % n) * st;
+    this.rolled = true;
   }
   #refresh(): void {
     const now = this.clock.now();
@@ -436,7 +446,17 @@ class TimeRule implements TripRule {
       c[o + 2]!++;
       this.totalSlow++;
     }
-    // Judged on every outcome: buckets that left the window may have raised the rates since the last one.
+    // A fast success lowers both rates, unless buckets left the window since the last judgement
+    // (they may have taken successes with them) or it brings the window to minimumCalls.
+    if (
+      !failure &&
+      !slow &&
+      !this.rolled &&
+      this.totalCalls !== this.t.minimumCalls &&
+      this.t.predicate === undefined
+    )
+      return Trip.none;
+    this.rolled = false;
     return judge(this.t, this.totalCalls, this.totalFails, this.totalSlow, consecutive);
   }
   reset(): void {
@@ -479,6 +499,7 @@ class TimeRule implements TripRule {
     }
     this.epoch = d.epoch;
     this.cur = (d.epoch % this.t.size) * this.stride;
+    this.rolled = true;
     this.dispose(); // the next count reads the clock
   }
   dispose(): void {
