@@ -682,6 +682,24 @@ class Breaker implements CircuitBreaker {
         return v;
       },
       err: (e: unknown): never => {
+        // The common failure in full, like `ok` (a failure path runs too rarely to be optimised,
+        // so fewer calls matter here).
+        const cfg = this.#cfg;
+        if (
+          this.#state === CLOSED &&
+          cfg.isFailure === undefined &&
+          cfg.isNeutral === undefined &&
+          this.#session === undefined &&
+          this.#events === undefined &&
+          !channels.failure.hasSubscribers
+        ) {
+          this.#inFlight--;
+          this.#failures++;
+          this.#lastFailure = e;
+          const code = this.#rule.record(true, false, ++this.#consecutive);
+          if (code !== 0) this.#trip(code);
+          throw e;
+        }
         this.#settleError(e, plainContext, Number.NaN, this.#gen, false);
         throw e;
       },
