@@ -107,6 +107,7 @@ class Registry implements BreakerRegistry {
   readonly #maxSize: number;
   readonly #idleMs: number;
   readonly #clock: Clock;
+  readonly #unbounded: boolean;
   // Map order is use order (a used entry is moved to the end), so the front is least recently used.
   readonly #map = new Map<string, Entry>();
   readonly #events = new Emitter<BreakerRegistryEvents>();
@@ -125,6 +126,7 @@ class Registry implements BreakerRegistry {
       v.optionalNumber('maxSize', o.maxSize, { min: 1, integer: true }) ?? Number.POSITIVE_INFINITY;
     this.#idleMs = v.optionalNumber('idleEvictMs', o.idleEvictMs, { min: 1 }) ?? Number.POSITIVE_INFINITY;
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
+    this.#unbounded = this.#maxSize === Number.POSITIVE_INFINITY && this.#idleMs === Number.POSITIVE_INFINITY;
     // Build one breaker from the defaults now, so bad defaults fail here rather than on first use.
     // (without the store: attaching a throwaway breaker to shared state would be a side effect).
     circuitBreaker({ ...this.#merge('registry-defaults-check', undefined), store: undefined }).dispose();
@@ -153,6 +155,11 @@ class Registry implements BreakerRegistry {
   get(name: string, options?: Omit<CircuitBreakerOptions, 'name'>): CircuitBreaker {
     if (typeof name !== 'string' || name.length === 0)
       validator(OWNER).fail('get(name)', 'a non-empty string', name);
+    if (this.#unbounded) {
+      // No eviction configured: no use order or time to keep, so a hit is one map lookup.
+      const hit = this.#map.get(name);
+      if (hit !== undefined) return hit.breaker;
+    }
     const now = this.#clock.now();
     this.#evictIdle(now);
     const hit = this.#map.get(name);
