@@ -311,3 +311,29 @@ describe('trip rules: time window after buckets leave', () => {
     assert.equal(b.state, 'open');
   });
 });
+
+describe('slow calls through execute', () => {
+  it('measures each call from admission and counts it slow past slowCallDuration', async () => {
+    const { b, clock, reasons } = make({ kind: 'count', window: 4, minimumCalls: 2, slowCallDuration: 100 });
+    const slowCall = () =>
+      b.execute(async () => {
+        clock.advance(150);
+        return 'late';
+      });
+    assert.equal(await slowCall(), 'late');
+    assert.equal(b.stats().slowCalls, 1);
+    assert.equal(b.state, 'closed', 'below minimumCalls');
+    await slowCall();
+    assert.equal(b.state, 'open');
+    assert.deepEqual(reasons, ['slow-call-rate']);
+  });
+
+  it('stats totals never go backwards (reset clears the window, not the counters)', async () => {
+    const { b, clock } = make({ kind: 'count', window: 4, minimumCalls: 4 });
+    record(b, clock, 2, true);
+    record(b, clock, 1, false);
+    b.reset();
+    const s = b.stats();
+    assert.deepEqual([s.calls, s.failures, s.successes, s.windowCalls, s.failureRate], [3, 2, 1, 0, 0]);
+  });
+});
