@@ -337,3 +337,22 @@ describe('slow calls through execute', () => {
     assert.deepEqual([s.calls, s.failures, s.successes, s.windowCalls, s.failureRate], [3, 2, 1, 0, 0]);
   });
 });
+
+describe('time windows share one bucket timer', () => {
+  it('1,000 busy time-window breakers on one clock hold one timer, and none once traffic stops', () => {
+    const clock = new TestClock();
+    const all = Array.from({ length: 1_000 }, () =>
+      circuitBreaker({ clock, trip: { kind: 'time', windowMs: 10_000, buckets: 10 } }),
+    );
+    for (const b of all) record(b, clock, 3, false);
+    assert.equal(clock.pending, 1);
+    clock.advance(1_000);
+    assert.equal(clock.pending, 0);
+    for (const b of all) record(b, clock, 1, true);
+    assert.equal(clock.pending, 1);
+    assert.ok(all.every((b) => b.stats().windowCalls === 4));
+    clock.advance(10_000);
+    assert.ok(all.every((b) => b.stats().windowCalls === 0));
+    assert.equal(clock.pending, 0);
+  });
+});

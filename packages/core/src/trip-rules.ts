@@ -3,10 +3,11 @@
  * the package through `breaker.ts`.
  *
  * Every rule keeps running totals, so recording an outcome is O(1) (a time window touches at most
- * `buckets` slots when time has moved on, amortised O(1)); no rule ever starts a timer. Time
- * windows clear stale buckets lazily, when an outcome or a read finds the clock has moved on, so a
- * breaker idle for longer than its window starts from an empty window rather than from counts that
- * are hours old.
+ * `buckets` slots when time has moved on, amortised O(1)). Time windows clear stale buckets
+ * lazily, when an outcome or a read finds a newer bucket index, so a breaker idle for longer than
+ * its window starts from an empty window rather than from counts that are hours old; no timer
+ * rotates buckets. The only timer is the shared bucket ticker (see `BucketTicker`): under traffic,
+ * one per clock and bucket length, whatever the number of breakers; none without traffic.
  *
  * @module
  */
@@ -182,7 +183,7 @@ export interface TripRule {
   snapshot(): WindowSnapshot | undefined;
   /** Restores window data from a snapshot; ignores data of another kind or size. */
   restore(data: WindowSnapshot): void;
-  /** Cancels the rule's timer, if any. */
+  /** Releases what the rule holds (nothing today: the bucket ticker is shared and self-expiring). */
   dispose(): void;
 }
 
@@ -352,14 +353,58 @@ class CountRule implements TripRule {
 }
 
 /**
- * A sliding time window of `size` buckets, with running totals.
+ * The current bucket index for one (clock, bucket length), shared by every time window using them.
  *
  * Reading the clock costs tens of nanoseconds on some machines, more than the rest of a call's
- * bookkeeping, so a call does not read it. Instead the first call in a bucket reads the clock,
- * rolls the window (clearing buckets that fell out of it: after an idle gap longer than the
- * window, all of them) and arms one unref'd timer for the bucket's end, which only marks the
- * bucket ended. Calls until then count in the current bucket with no clock read; a breaker without
- * traffic arms nothing, so an idle breaker holds no timer once its last bucket has ended.
+ * bookkeeping, so a call does not read it. Instead the first call in a bucket reads the clock and
+ * arms one unref'd timer for the bucket's end, which only marks the index stale; calls until then
+ * use the index as is. One timer serves every breaker with that bucket length, and nothing is armed
+ * without traffic, so idle breakers hold no timer.
+ */
+class BucketTicker {
+  /** Current bucket index (time / bucketMs, floored); meaningful while `valid`. */
+  index = 0;
+  valid = false;
+  readonly #tick = () => {
+    this.valid = false;
+  };
+  constructor(
+    readonly clock: Clock,
+    readonly bucketMs: number,
+  ) {}
+  current(): number {
+    if (this.valid) return this.index;
+    const now = this.clock.now();
+    const idx = Math.floor(now / this.bucketMs);
+    this.index = idx;
+    this.valid = true;
+    // Capped: Node timers cannot wait longer than 2^31 - 1 ms; firing early only re-reads the clock.
+    const wait = Math.min(2_147_483_647, Math.max(1, (idx + 1) * this.bucketMs - now));
+    this.clock.setTimeout(this.#tick, wait).unref();
+    return idx;
+  }
+}
+
+const tickers = new WeakMap<Clock, Map<number, BucketTicker>>();
+
+function tickerFor(clock: Clock, bucketMs: number): BucketTicker {
+  let byLength = tickers.get(clock);
+  if (byLength === undefined) {
+    byLength = new Map();
+    tickers.set(clock, byLength);
+  }
+  let t = byLength.get(bucketMs);
+  if (t === undefined) {
+    t = new BucketTicker(clock, bucketMs);
+    byLength.set(bucketMs, t);
+  }
+  return t;
+}
+
+/**
+ * A sliding time window of `size` buckets, with running totals. Buckets are aligned on multiples
+ * of the bucket length; a bucket that left the window is cleared lazily, when a count or a read
+ * finds a newer bucket index (after an idle gap longer than the window, all of them).
  */
 class TimeRule implements TripRule {
   /**
@@ -368,6 +413,7 @@ class TimeRule implements TripRule {
    */
   readonly counts: number[];
   readonly stride: number;
+  readonly ticker: BucketTicker;
   /** Index (time / bucketMs, floored) of the newest bucket; -1 before the first call. */
   epoch = -1;
   /** Offset in `counts` of the newest bucket. */
@@ -377,22 +423,23 @@ class TimeRule implements TripRule {
   totalSlow = 0;
   /** Buckets left the window since the last judgement (which may have raised a rate). */
   rolled = false;
-  /** Pending while the newest bucket is current; once it fires, the next count reads the clock. */
-  timer: TimerHandle | undefined = undefined;
-  tick: (() => void) | undefined = undefined;
   constructor(
     readonly t: Spec,
-    readonly clock: Clock,
+    clock: Clock,
   ) {
     this.stride = t.slowCallDuration === undefined ? 2 : 3;
     this.counts = new Array<number>(t.size * this.stride).fill(0);
+    this.ticker = tickerFor(clock, t.bucketMs);
   }
   get slowCallDuration(): number | undefined {
     return this.t.slowCallDuration;
   }
-  /** Moves the window to `now`, clearing buckets that fell out of it. */
+  /** Moves the window to `now`. */
   roll(now: number): void {
-    const idx = Math.floor(now / this.t.bucketMs);
+    this.rollTo(Math.floor(now / this.t.bucketMs));
+  }
+  /** Moves the window to bucket `idx`, clearing buckets that fell out of it. */
+  rollTo(idx: number): void {
     const epoch = this.epoch;
     if (idx <= epoch) return; // same bucket, or a clock that stepped back: keep counting in the newest
     const n = this.t.size;
@@ -420,20 +467,9 @@ class TimeRule implements TripRule {
     this.cur = (idx % n) * st;
     this.rolled = true;
   }
-  #refresh(): void {
-    const now = this.clock.now();
-    this.roll(now);
-    if (this.tick === undefined)
-      this.tick = () => {
-        this.timer = undefined;
-      };
-    const end = (this.epoch + 1) * this.t.bucketMs;
-    // (capped: Node timers cannot wait longer than 2^31 - 1 ms; firing early only re-reads the clock)
-    this.timer = this.clock.setTimeout(this.tick, Math.min(2_147_483_647, Math.max(1, end - now)));
-    this.timer.unref();
-  }
   record(failure: boolean, slow: boolean, consecutive: number): number {
-    if (this.timer === undefined) this.#refresh();
+    const idx = this.ticker.current();
+    if (idx !== this.epoch) this.rollTo(idx);
     const c = this.counts;
     const o = this.cur;
     c[o]!++;
@@ -500,14 +536,8 @@ class TimeRule implements TripRule {
     this.epoch = d.epoch;
     this.cur = (d.epoch % this.t.size) * this.stride;
     this.rolled = true;
-    this.dispose(); // the next count reads the clock
   }
-  dispose(): void {
-    if (this.timer !== undefined) {
-      this.clock.clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-  }
+  dispose(): void {}
 }
 
 /** A custom predicate over every call since the last close. */
