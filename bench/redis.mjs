@@ -5,7 +5,7 @@
 //   node bench/redis.mjs [--quick]      prints a Markdown table and one `@@json {rows}` line
 //   import { run } from './redis.mjs'   -> [{ case, value, unit }]
 //
-// Cases, each variant measured in its own process (5 rounds, interleaved):
+// Cases, each variant measured in its own process (7 rounds, interleaved):
 // - per-call cost of a closed breaker: on a redisStore (local and fleet mode) against a plain local
 //   breaker timed in the same process in alternating rounds (the ratio), and two naive stores
 //   that go to Redis on every call: pybreaker's CircuitRedisStorage way (read the state, write the
@@ -254,7 +254,7 @@ export async function run({ quick: q = quick } = {}) {
 
 async function measureAll(q) {
   const opts = { reps: q ? 3 : 7, calls: q ? 50_000 : 200_000 };
-  const rounds = q ? 1 : 5;
+  const rounds = q ? 1 : 7;
   const variants = ['redis-local', 'redis-fleet', 'naive', 'naive-lock'];
   const res = Object.fromEntries(variants.map((v) => [v, []]));
   // interleave the variants across rounds so a noisy neighbour hits all of them alike

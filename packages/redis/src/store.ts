@@ -694,24 +694,27 @@ class Session implements StoreSession {
     this.#kOpen = store.key(handle.name, 'o');
     this.#kProbe = store.key(handle.name, 'p');
     this.#kCounts = store.key(handle.name, 'c:');
-    if (store.mode === 'fleet') this.onOutcome = (o) => this.#count(o);
+    if (store.mode === 'fleet') {
+      // Inlined on purpose: this runs on every call of a fleet-mode breaker.
+      this.onOutcome = (o) => {
+        if (o === 'success') this.#s++;
+        else if (o === 'failure') this.#f++;
+        else if (o === 'slow-success') this.#ss++;
+        else this.#sf++;
+        const n = ++this.#n;
+        if (n === 1) this.#arm(this.#store.flushIntervalMs);
+        else if (n === this.#store.flushMax) this.#batchFull();
+      };
+    }
   }
 
-  #count(o: Outcome): void {
-    if (o === 'success') this.#s++;
-    else if (o === 'failure') this.#f++;
-    else if (o === 'slow-success') this.#ss++;
-    else this.#sf++;
-    const n = ++this.#n;
-    // One timer per batch, armed by its first outcome; a full batch only brings the timer forward,
-    // and never closer than flushIntervalMs / 10 after the previous flush, so a hot breaker sends
-    // at most ten flushes per interval instead of one per batch.
-    if (n === 1) this.#arm(this.#store.flushIntervalMs);
-    else if (n === this.#store.flushMax) {
-      const wait = this.#lastFlushAt + this.#store.flushIntervalMs / 10 - this.#store.clock.now();
-      if (wait <= 0) this.#flush();
-      else this.#arm(wait);
-    }
+  // One timer per batch, armed by its first outcome; a full batch only brings the timer forward,
+  // and never closer than flushIntervalMs / 10 after the previous flush, so a hot breaker sends at
+  // most ten flushes per interval instead of one per batch.
+  #batchFull(): void {
+    const wait = this.#lastFlushAt + this.#store.flushIntervalMs / 10 - this.#store.clock.now();
+    if (wait <= 0) this.#flush();
+    else this.#arm(wait);
   }
 
   #arm(ms: number): void {
