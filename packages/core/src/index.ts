@@ -55,3 +55,4 @@ export {
 } from './registry.js';
 export { type MethodDecorator, withBreaker } from './decorator.js';
 export { breakerChannels } from './diagnostics.js';
+export { type TimeoutEvents, type TimeoutOptions, type TimeoutPolicy, timeout } from './timeout.js';

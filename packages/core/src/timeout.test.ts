@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { describe, it } from 'node:test';
+import { isInvalidOptionError, isTimeoutError, timeout } from './index.js';
+import { TestClock } from './test-clock.js';
+
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+describe('timeout', () => {
+  it('validates options, naming the option', () => {
+    assert.throws(
+      () => timeout({ ms: 0 }),
+      (e: unknown) =>
+        isInvalidOptionError(e) && /option "ms" must be a number > 0.*got 0/.test((e as Error).message),
+    );
+    assert.throws(
+      () => timeout({ ms: 10, strategy: 'brutal' as 'aggressive' }),
+      /option "strategy" must be one of/,
+    );
+    assert.throws(() => timeout({ ms: 10, msec: 1 } as never), /option "msec"/);
+  });
+
+  it('cooperative: aborts the signal at the deadline and rejects with TimeoutError when fn rejects', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, clock });
+    let seen: AbortSignal | undefined;
+    const p = t.execute(
+      ({ signal }) =>
+        new Promise((_, reject) => {
+          seen = signal;
+          signal.addEventListener('abort', () => reject(signal.reason));
+        }),
+    );
+    clock.advance(99);
+    assert.equal(seen!.aborted, false);
+    clock.advance(1);
+    assert.equal(seen!.aborted, true);
+    await assert.rejects(
+      p,
+      (e: unknown) => isTimeoutError(e) && (e as { timeoutMs: number }).timeoutMs === 100,
+    );
+    assert.equal(t.pending, 0);
+  });
+
+  it('cooperative: a result that arrives after the deadline is still returned', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 10, clock });
+    const d = deferred<string>();
+    const p = t.execute(() => d.promise);
+    clock.advance(50);
+    d.resolve('late');
+    assert.equal(await p, 'late');
+  });
+
+  it('aggressive: rejects at the deadline even if fn ignores the signal', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, strategy: 'aggressive', clock });
+    const d = deferred<string>();
+    let fired = 0;
+    t.on('timeout', () => fired++);
+    const p = t.execute(() => d.promise);
+    clock.advance(100);
+    await assert.rejects(p, isTimeoutError);
+    d.resolve('ignored');
+    assert.equal(fired, 1);
+    assert.equal(t.pending, 0);
+  });
+
+  it('resolves before the deadline and leaves nothing behind', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, clock });
+    assert.equal(await t.execute(async () => 7), 7);
+    assert.equal(await t.execute(() => 8), 8);
+    assert.equal(t.pending, 0);
+    // At most the policy's one shared timer is left; it does not re-arm once the list is empty.
+    assert.ok(clock.pending <= 1);
+    clock.advance(100);
+    assert.equal(clock.pending, 0);
+  });
+
+  it('one timer serves many concurrent calls, firing each at its own deadline', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, strategy: 'aggressive', clock });
+    const outcomes: string[] = [];
+    const never = new Promise<never>(() => {});
+    const ps: Promise<unknown>[] = [];
+    for (let i = 0; i < 5; i++) {
+      ps.push(t.execute(() => never).catch((e) => outcomes.push(`${i}:${isTimeoutError(e)}@${clock.now()}`)));
+      clock.advance(10);
+    }
+    assert.equal(clock.pending, 1);
+    await clock.advanceAsync(100);
+    await Promise.all(ps);
+    const start = clock.now() - 150;
+    assert.deepEqual(
+      outcomes,
+      [0, 1, 2, 3, 4].map((i) => `${i}:true@${start + 100 + i * 10}`),
+    );
+    assert.equal(clock.pending, 0);
+  });
+
+  it('does not make an AbortController unless fn reads ctx.signal', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, clock });
+    const original = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends original {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      await t.execute(async () => 1);
+      assert.equal(made, 0);
+      await t.execute(async ({ signal }) => signal.aborted);
+      assert.equal(made, 1);
+    } finally {
+      globalThis.AbortController = original;
+    }
+  });
+
+  it('composes the caller signal: abort propagates to ctx.signal with the caller reason', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, clock });
+    const ac = new AbortController();
+    const p = t.execute(
+      ({ signal }) =>
+        new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+      ac.signal,
+    );
+    ac.abort(new Error('caller gone'));
+    await assert.rejects(p, /caller gone/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+  });
+
+  it('aggressive: the caller abort rejects at once', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, strategy: 'aggressive', clock });
+    const ac = new AbortController();
+    const p = t.execute(() => new Promise(() => {}), ac.signal);
+    ac.abort(new Error('stop'));
+    await assert.rejects(p, /stop/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+  });
+
+  it('an already-aborted caller signal rejects without calling fn', async () => {
+    const t = timeout({ ms: 100, clock: new TestClock() });
+    let called = false;
+    await assert.rejects(
+      t.execute(
+        () => {
+          called = true;
+        },
+        AbortSignal.abort(new Error('pre')),
+      ),
+      /pre/,
+    );
+    assert.equal(called, false);
+  });
+
+  it('100,000 calls sharing one long-lived signal leave no listeners on it', async () => {
+    const clock = new TestClock();
+    const coop = timeout({ ms: 1_000, clock });
+    const aggr = timeout({ ms: 1_000, strategy: 'aggressive', clock });
+    const ac = new AbortController();
+    for (let i = 0; i < 50_000; i++) {
+      await coop.execute(async ({ signal }) => signal.aborted, ac.signal);
+      await aggr.execute(async ({ signal }) => signal.aborted, ac.signal);
+      if (i % 10_000 === 0) assert.ok(getEventListeners(ac.signal, 'abort').length === 0);
+    }
+    // Also with failures and timeouts.
+    const pending = aggr.execute(() => new Promise(() => {}), ac.signal);
+    clock.advance(1_000);
+    await assert.rejects(pending, isTimeoutError);
+    await assert.rejects(
+      coop.execute(async () => Promise.reject(new Error('x')), ac.signal),
+      /x/,
+    );
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    assert.equal(coop.pending + aggr.pending, 0);
+  });
+
+  it('a synchronous throw rejects and unlinks', async () => {
+    const t = timeout({ ms: 100, clock: new TestClock() });
+    await assert.rejects(
+      t.execute(() => {
+        throw new Error('sync');
+      }),
+      /sync/,
+    );
+    assert.equal(t.pending, 0);
+  });
+});
