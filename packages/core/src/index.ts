@@ -56,3 +56,21 @@ export {
 export { type MethodDecorator, withBreaker } from './decorator.js';
 export { breakerChannels } from './diagnostics.js';
 export { type TimeoutEvents, type TimeoutOptions, type TimeoutPolicy, timeout } from './timeout.js';
+export {
+  type Backoff,
+  constantBackoff,
+  decorrelatedJitterBackoff,
+  type ExponentialBackoffOptions,
+  exponentialBackoff,
+  fullJitterBackoff,
+} from './backoff.js';
+export {
+  type RetryBudget,
+  type RetryBudgetOptions,
+  type RetryContext,
+  type RetryEvents,
+  type RetryOptions,
+  type RetryPolicy,
+  retry,
+  retryBudget,
+} from './retry.js';

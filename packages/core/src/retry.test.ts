@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { describe, it } from 'node:test';
+import {
+  CircuitOpenError,
+  circuitBreaker,
+  constantBackoff,
+  decorrelatedJitterBackoff,
+  exponentialBackoff,
+  fullJitterBackoff,
+  isInvalidOptionError,
+  type RetryEvents,
+  retry,
+  retryBudget,
+} from './index.js';
+import { TestClock } from './test-clock.js';
+
+const seq = (...xs: number[]) => {
+  let i = 0;
+  return () => xs[i++ % xs.length]!;
+};
+
+describe('backoff', () => {
+  it('constant, exponential with cap, full jitter, decorrelated jitter', () => {
+    const r = seq(0.5);
+    assert.deepEqual(
+      [1, 2, 3].map((n) => constantBackoff(7).delay(n, 0, r)),
+      [7, 7, 7],
+    );
+    const e = exponentialBackoff({ initialDelay: 100, multiplier: 2, maxDelay: 350 });
+    assert.deepEqual(
+      [1, 2, 3, 4].map((n) => e.delay(n, 0, r)),
+      [100, 200, 350, 350],
+    );
+    const f = fullJitterBackoff({ initialDelay: 100, maxDelay: 1000 });
+    assert.deepEqual(
+      [1, 2, 3].map((n) => f.delay(n, 0, r)),
+      [50, 100, 200],
+    );
+    const d = decorrelatedJitterBackoff({ initialDelay: 100, maxDelay: 1000 });
+    assert.equal(
+      d.delay(1, 0, () => 0.5),
+      100,
+    );
+    assert.equal(
+      d.delay(2, 200, () => 0.5),
+      100 + 0.5 * (600 - 100),
+    );
+    assert.equal(
+      d.delay(3, 900, () => 0.99),
+      1000,
+    );
+    assert.throws(
+      () => exponentialBackoff({ initialDelay: 100, maxDelay: 50 }),
+      /option "maxDelay" must be a number >= 100, got 50/,
+    );
+    assert.throws(() => constantBackoff(-1), /option "ms"/);
+  });
+});
+
+describe('retry', () => {
+  it('validates options', () => {
+    assert.throws(
+      () => retry({ maxAttempts: 0 }),
+      (e: unknown) =>
+        isInvalidOptionError(e) && /"maxAttempts" must be an integer >= 1, got 0/.test(String(e)),
+    );
+    assert.throws(() => retry({ backoff: 5 as never }), /option "backoff"/);
+    assert.throws(() => retry({ retries: 3 } as never), /option "retries"/);
+    assert.throws(() => retry({ budget: { percent: -1 } }), /retryBudget: option "percent"/);
+  });
+
+  it('retries with the backoff delays and hands ctx.attempt', async () => {
+    const clock = new TestClock();
+    const r = retry({ maxAttempts: 4, backoff: exponentialBackoff({ initialDelay: 100 }), clock });
+    const events: RetryEvents['retry'][] = [];
+    r.on('retry', (e) => events.push(e));
+    const attempts: number[] = [];
+    const p = r.execute(async ({ attempt }) => {
+      attempts.push(attempt);
+      if (attempt < 4) throw new Error(`fail ${attempt}`);
+      return 'ok';
+    });
+    await clock.advanceAsync(99);
+    assert.deepEqual(attempts, [1]);
+    await clock.advanceAsync(1);
+    assert.deepEqual(attempts, [1, 2]);
+    await clock.advanceAsync(200 + 400);
+    assert.equal(await p, 'ok');
+    assert.deepEqual(attempts, [1, 2, 3, 4]);
+    assert.deepEqual(
+      events.map((e) => [e.attempt, e.delay, (e.error as Error).message]),
+      [
+        [1, 100, 'fail 1'],
+        [2, 200, 'fail 2'],
+        [3, 400, 'fail 3'],
+      ],
+    );
+    assert.equal(clock.pending, 0);
+  });
+
+  it('gives up after maxAttempts, rethrowing the last error', async () => {
+    const clock = new TestClock();
+    const r = retry({ maxAttempts: 2, backoff: constantBackoff(10), clock });
+    const gave: RetryEvents['giveUp'][] = [];
+    r.on('giveUp', (e) => gave.push(e));
+    let n = 0;
+    const p = r.execute(() => {
+      throw new Error(`e${++n}`);
+    });
+    await clock.advanceAsync(10);
+    await assert.rejects(p, /e2/);
+    assert.equal(gave[0]!.reason, 'max-attempts');
+    assert.equal(gave[0]!.attempts, 2);
+  });
+
+  it('shouldRetry false stops at once', async () => {
+    const r = retry({
+      maxAttempts: 5,
+      shouldRetry: (e) => (e as Error).message !== 'fatal',
+      clock: new TestClock(),
+    });
+    let n = 0;
+    await assert.rejects(
+      r.execute(() => {
+        n++;
+        throw new Error('fatal');
+      }),
+      /fatal/,
+    );
+    assert.equal(n, 1);
+  });
+
+  it('handleResult retries failed results and returns the last one', async () => {
+    const clock = new TestClock();
+    const r = retry({
+      maxAttempts: 3,
+      backoff: constantBackoff(5),
+      handleResult: (v) => (v as number) >= 500,
+      clock,
+    });
+    let n = 0;
+    const p = r.execute(async () => [503, 500, 502][n++]!);
+    await clock.advanceAsync(10);
+    assert.equal(await p, 502);
+    assert.equal(n, 3);
+    n = 0;
+    const q = r.execute(async () => [503, 200][n++]!);
+    await clock.advanceAsync(5);
+    assert.equal(await q, 200);
+  });
+
+  it('honours retryAfter on the error, capped by maxDelay', async () => {
+    const clock = new TestClock();
+    const r = retry({ maxAttempts: 3, backoff: constantBackoff(1), maxDelay: 5_000, clock });
+    const delays: number[] = [];
+    r.on('retry', (e) => delays.push(e.delay));
+    let n = 0;
+    const p = r.execute(async () => {
+      n++;
+      if (n === 1) throw Object.assign(new Error('busy'), { retryAfter: 2_000 });
+      if (n === 2) throw Object.assign(new Error('busy'), { retryAfter: 60_000 });
+      return n;
+    });
+    await clock.advanceAsync(1_999);
+    assert.equal(n, 1);
+    await clock.advanceAsync(1);
+    assert.equal(n, 2);
+    await clock.advanceAsync(5_000);
+    assert.equal(await p, 3);
+    assert.deepEqual(delays, [2_000, 5_000]);
+  });
+
+  it('never retries CircuitOpenError unless retryOnCircuitOpen, then waits its retryAfter', async () => {
+    const clock = new TestClock();
+    const breaker = circuitBreaker({
+      clock,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 1_000,
+    });
+    breaker.acquire().failure(new Error('down'));
+    let n = 0;
+    const gave: string[] = [];
+    const r1 = retry({ maxAttempts: 5, clock });
+    r1.on('giveUp', (e) => gave.push(e.reason));
+    await assert.rejects(
+      r1.execute(() => breaker.execute(() => ++n)),
+      (e: unknown) => e instanceof CircuitOpenError,
+    );
+    assert.deepEqual(gave, ['circuit-open']);
+    assert.equal(n, 0);
+    const r2 = retry({ maxAttempts: 2, retryOnCircuitOpen: true, backoff: constantBackoff(1), clock });
+    const p = r2.execute(() => breaker.execute(() => ++n));
+    await clock.advanceAsync(1_000);
+    assert.equal(await p, 1);
+  });
+
+  it('abort during the backoff sleep rejects with the reason, clears the timer and the listener', async () => {
+    const clock = new TestClock();
+    const r = retry({ maxAttempts: 3, backoff: constantBackoff(10_000), clock });
+    const ac = new AbortController();
+    let n = 0;
+    const p = r.execute(() => {
+      n++;
+      throw new Error('x');
+    }, ac.signal);
+    await clock.advanceAsync(0);
+    assert.equal(clock.pending, 1);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+    ac.abort(new Error('cancelled'));
+    await assert.rejects(p, /cancelled/);
+    assert.equal(clock.pending, 0);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    assert.equal(n, 1);
+  });
+
+  it('a caller abort is not retried', async () => {
+    const r = retry({ maxAttempts: 5, clock: new TestClock() });
+    const ac = new AbortController();
+    let n = 0;
+    await assert.rejects(
+      r.execute(() => {
+        n++;
+        ac.abort(new Error('gone'));
+        throw ac.signal.reason;
+      }, ac.signal),
+      /gone/,
+    );
+    assert.equal(n, 1);
+  });
+
+  it('the retry budget caps retries at percent of calls plus the minimum, and ages out', async () => {
+    const clock = new TestClock(0);
+    const budget = retryBudget({
+      percent: 10,
+      minRetriesPerSecond: 0.2,
+      windowMs: 10_000,
+      buckets: 10,
+      clock,
+    });
+    // min = 0.2 * 10 = 2 retries per window.
+    const r = retry({ maxAttempts: 2, backoff: constantBackoff(0), budget, clock });
+    const gave: string[] = [];
+    r.on('giveUp', (e) => gave.push(e.reason));
+    const fail = () => r.execute(() => Promise.reject(new Error('down'))).catch(() => {});
+    for (let i = 0; i < 10; i++) await fail();
+    // 10 calls: allowed = 2 + 1 = 3 retries.
+    assert.equal(budget.stats().retries, 3);
+    assert.equal(gave.filter((g) => g === 'budget').length, 7);
+    assert.deepEqual(budget.stats(), { calls: 10, retries: 3, allowed: 3 });
+    clock.advance(10_000);
+    assert.deepEqual(budget.stats(), { calls: 0, retries: 0, allowed: 2 });
+    assert.equal(budget.tryRetry(), true);
+  });
+});
