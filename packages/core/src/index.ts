@@ -74,3 +74,31 @@ export {
   retry,
   retryBudget,
 } from './retry.js';
+export {
+  type BulkheadEvents,
+  type BulkheadOptions,
+  type BulkheadPolicy,
+  type BulkheadStats,
+  bulkhead,
+} from './bulkhead.js';
+export {
+  type RateLimiterEvents,
+  type RateLimiterOptions,
+  type RateLimiterPolicy,
+  rateLimiter,
+} from './rate-limiter.js';
+export {
+  type FallbackEvents,
+  type FallbackOptions,
+  type FallbackOutcome,
+  type FallbackPolicy,
+  fallback,
+} from './fallback.js';
+export {
+  type AnyPolicy,
+  type ContextOf,
+  type FallbackResultOf,
+  type WrappedContext,
+  type WrappedPolicy,
+  wrap,
+} from './wrap.js';

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { describe, it } from 'node:test';
+import { bulkhead, isBulkheadRejectedError, isInvalidOptionError } from './index.js';
+import { TestClock } from './test-clock.js';
+
+function gate() {
+  let open!: () => void;
+  const promise = new Promise<void>((res) => {
+    open = res;
+  });
+  return { promise, open };
+}
+
+describe('bulkhead', () => {
+  it('validates options', () => {
+    assert.throws(
+      () => bulkhead({ maxConcurrent: 0 }),
+      (e: unknown) =>
+        isInvalidOptionError(e) && /"maxConcurrent" must be an integer >= 1, got 0/.test(String(e)),
+    );
+    assert.throws(
+      () => bulkhead({ maxConcurrent: 1, maxQueue: 1.5 }),
+      /"maxQueue" must be an integer >= 0, got 1.5/,
+    );
+    assert.throws(() => bulkhead({ maxConcurrent: 1, queueTimeoutMs: -1 }), /"queueTimeoutMs"/);
+  });
+
+  it('runs up to maxConcurrent, queues FIFO up to maxQueue, rejects the rest', async () => {
+    const b = bulkhead({ maxConcurrent: 2, maxQueue: 2, clock: new TestClock() });
+    const gates = [gate(), gate(), gate(), gate()];
+    const order: number[] = [];
+    const ps = gates.map((g, i) =>
+      b.execute(async () => {
+        order.push(i);
+        await g.promise;
+        return i;
+      }),
+    );
+    await assert.rejects(
+      b.execute(() => 99),
+      (e: unknown) => isBulkheadRejectedError(e) && (e as { reason: string }).reason === 'full',
+    );
+    assert.deepEqual(b.stats(), {
+      running: 2,
+      queued: 2,
+      maxConcurrent: 2,
+      maxQueue: 2,
+      executed: 2,
+      rejected: 1,
+    });
+    gates[1]!.open();
+    await ps[1];
+    await Promise.resolve();
+    assert.deepEqual(order, [0, 1, 2]);
+    for (const g of gates) g.open();
+    assert.deepEqual(await Promise.all(ps), [0, 1, 2, 3]);
+    assert.equal(b.stats().running, 0);
+    assert.equal(b.stats().executed, 4);
+  });
+
+  it('a failing call frees its slot', async () => {
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 1 });
+    const first = b.execute(async () => {
+      throw new Error('boom');
+    });
+    const second = b.execute(() => 'next');
+    await assert.rejects(first, /boom/);
+    assert.equal(await second, 'next');
+    await assert.rejects(
+      b.execute(() => {
+        throw new Error('sync');
+      }),
+      /sync/,
+    );
+    assert.equal(b.stats().running, 0);
+  });
+
+  it('queue timeout rejects waiters in order with one shared timer', async () => {
+    const clock = new TestClock();
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 10, queueTimeoutMs: 100, clock });
+    const g = gate();
+    const running = b.execute(() => g.promise);
+    const waits: Promise<unknown>[] = [];
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      waits.push(
+        b.execute(() => 'ran').catch((e) => (isBulkheadRejectedError(e) ? times.push(clock.now()) : 0)),
+      );
+      clock.advance(10);
+    }
+    assert.equal(clock.pending, 1);
+    await clock.advanceAsync(100);
+    await Promise.all(waits);
+    const t0 = clock.now() - 130;
+    assert.deepEqual(times, [t0 + 100, t0 + 110, t0 + 120]);
+    assert.equal(b.stats().queued, 0);
+    assert.equal(clock.pending, 0);
+    g.open();
+    await running;
+  });
+
+  it('abort while queued leaves the queue, rejects with the reason, removes the listener', async () => {
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 5, clock: new TestClock() });
+    const g = gate();
+    const running = b.execute(() => g.promise);
+    const ac = new AbortController();
+    let ran = false;
+    const waiting = b.execute(() => {
+      ran = true;
+    }, ac.signal);
+    const after = b.execute(() => 'after');
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+    ac.abort(new Error('user left'));
+    await assert.rejects(waiting, /user left/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    assert.equal(b.stats().queued, 1);
+    g.open();
+    await running;
+    assert.equal(await after, 'after');
+    assert.equal(ran, false);
+  });
+
+  it('a long queue is served in O(1) per step', async () => {
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 50_000 });
+    const ps: Promise<number>[] = [];
+    for (let i = 0; i < 50_000; i++) ps.push(b.execute(async () => i));
+    const out = await Promise.all(ps);
+    assert.equal(out[49_999], 49_999);
+    assert.equal(b.stats().queued, 0);
+  });
+});

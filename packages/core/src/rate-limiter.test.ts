@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { describe, it } from 'node:test';
+import { isInvalidOptionError, isRateLimitedError, rateLimiter } from './index.js';
+import { TestClock } from './test-clock.js';
+
+describe('rateLimiter', () => {
+  it('validates options', () => {
+    assert.throws(
+      () => rateLimiter({ rate: 0 }),
+      (e: unknown) => isInvalidOptionError(e) && /"rate" must be a number > 0/.test(String(e)),
+    );
+    assert.throws(() => rateLimiter({ rate: 1, burst: 0 }), /"burst" must be a number >= 1/);
+  });
+
+  it('allows a burst, then rate per period, rejecting with retryAfter', async () => {
+    const clock = new TestClock();
+    const l = rateLimiter({ rate: 10, per: 1_000, burst: 3, clock });
+    for (let i = 0; i < 3; i++) assert.equal(await l.execute(() => i), i);
+    await assert.rejects(
+      l.execute(() => 'no'),
+      (e: unknown) =>
+        isRateLimitedError(e) && Math.abs((e as { retryAfter: number }).retryAfter - 100) < 1e-9,
+    );
+    clock.advance(100);
+    assert.equal(await l.execute(() => 'yes'), 'yes');
+    assert.equal(l.tryAcquire(), false);
+    clock.advance(10_000);
+    assert.equal(l.tokens, 3);
+  });
+
+  it('waits for a token when maxWaitMs allows, in order, and the wait stops on abort', async () => {
+    const clock = new TestClock();
+    const l = rateLimiter({ rate: 1, per: 100, burst: 1, maxWaitMs: 250, clock });
+    const got: string[] = [];
+    await l.execute(() => got.push('a'));
+    const b = l.execute(() => got.push('b'));
+    const ac = new AbortController();
+    const c = l.execute(() => got.push('c'), ac.signal);
+    await assert.rejects(
+      l.execute(() => got.push('x')),
+      isRateLimitedError,
+    ); // would wait 300 ms
+    ac.abort(new Error('stop'));
+    await assert.rejects(c, /stop/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    await clock.advanceAsync(100);
+    await b;
+    assert.deepEqual(got, ['a', 'b']);
+    assert.equal(clock.pending, 0);
+  });
+});
