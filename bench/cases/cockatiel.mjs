@@ -86,7 +86,8 @@ export const scenarios = {
   'composite.retry-breaker-timeout': () => {
     const b = consecutive();
     const p = wrap(
-      retry(handleAll, { maxAttempts: config.attempts, backoff: new ExponentialBackoff() }),
+      // cockatiel's maxAttempts counts retries after the first attempt; tripswitch's counts attempts.
+      retry(handleAll, { maxAttempts: config.attempts - 1, backoff: new ExponentialBackoff() }),
       b,
       timeout(config.timeoutMs, TimeoutStrategy.Cooperative),
     );

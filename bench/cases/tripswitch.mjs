@@ -107,7 +107,7 @@ export const scenarios = {
 
   'composite.retry-breaker-timeout': () => {
     const b = consecutive();
-    const p = wrap(retry({ attempts: config.attempts }), b, timeout({ ms: config.timeoutMs }));
+    const p = wrap(retry({ maxAttempts: config.attempts }), b, timeout({ ms: config.timeoutMs }));
     return { call: () => p.execute(work), check: closed(b) };
   },
 };

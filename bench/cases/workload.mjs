@@ -32,7 +32,7 @@ export const ignore = () => {};
  * - time: failure rate >= 50% over 10 s in 10 buckets of 1 s, at least 5 calls in the window.
  * - openMs: how long the breaker stays open; long enough that no case ever sees a probe.
  * - timeoutMs: the timeout in the composite cases; never reached (`work` resolves at once).
- * - attempts: retry attempts in the composite case (never used: `work` succeeds).
+ * - attempts: attempts in total, the first included, in the retry composite (never retried: `work` succeeds).
  */
 export const config = {
   consecutive: { threshold: 5 },
