@@ -1,0 +1,195 @@
+/**
+ * Reads a sidecar YAML file: parse, validate against {@link configSchema} with ajv, then check what a
+ * schema cannot (route targets exist, names are unique). Every problem names the JSON path and the
+ * line:column of the offending YAML node.
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { type SidecarConfig, configSchema } from './schema.js';
+
+/** One problem in a configuration file. */
+export interface ConfigProblem {
+  /** JSON-pointer-like path, e.g. `/clusters/0/outlier_detection/consecutive_5xx`. */
+  path: string;
+  /** 1-based line of the offending node (0 when unknown). */
+  line: number;
+  /** 1-based column. */
+  col: number;
+  message: string;
+}
+
+/**
+ * Thrown by {@link loadConfig} / {@link parseConfig}; `problems` lists every error found.
+ *
+ * @example
+ * ```ts
+ * try { loadConfig('tripswitch.yaml'); } catch (e) { if (isConfigError(e)) console.error(e.message); }
+ * ```
+ */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'ERR_SIDECAR_CONFIG';
+  constructor(
+    readonly file: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(
+      `invalid config ${file}:\n${problems.map((p) => `  ${file}:${p.line}:${p.col} ${p.path || '/'}: ${p.message}`).join('\n')}`,
+    );
+  }
+}
+
+/**
+ * True for a {@link ConfigError} (checked by code).
+ * @example
+ * ```ts
+ * if (isConfigError(err)) for (const p of err.problems) console.log(p.line, p.message);
+ * ```
+ */
+export function isConfigError(err: unknown): err is ConfigError {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ERR_SIDECAR_CONFIG';
+}
+
+let compiled: ReturnType<Ajv['compile']> | undefined;
+function validator() {
+  compiled ??= new Ajv({ allErrors: true, strict: false }).compile(configSchema);
+  return compiled;
+}
+
+/** Finds the YAML node at a path; `key` asks for the map key instead of its value. */
+function locate(
+  root: Node | null | undefined,
+  segments: string[],
+  key: boolean,
+): [number, number] | undefined {
+  let node: unknown = root;
+  let last: [number, number] | undefined;
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i]!;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === seg);
+      if (!pair) return last;
+      if (key && i === segments.length - 1 && isScalar(pair.key) && pair.key.range)
+        return [pair.key.range[0], 0];
+      node = pair.value;
+      if (isScalar(pair.key) && pair.key.range) last = [pair.key.range[0], 0];
+    } else if (isSeq(node)) {
+      node = node.items[Number(seg)];
+    } else return last;
+    const r = (node as { range?: [number, number] } | undefined)?.range;
+    if (r) last = [r[0], 0];
+  }
+  return last ?? (root?.range ? [root.range[0], 0] : undefined);
+}
+
+function describe(e: ErrorObject): { segments: string[]; key: boolean; message: string } {
+  const segments = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (e.keyword === 'additionalProperties') {
+    const extra = String((e.params as { additionalProperty: string }).additionalProperty);
+    return { segments: [...segments, extra], key: true, message: `unknown field "${extra}"` };
+  }
+  if (e.keyword === 'required') {
+    return {
+      segments,
+      key: false,
+      message: `missing required field "${(e.params as { missingProperty: string }).missingProperty}"`,
+    };
+  }
+  if (e.keyword === 'enum') {
+    const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v));
+    return { segments, key: false, message: `must be one of ${allowed.join(', ')}` };
+  }
+  return { segments, key: false, message: e.message ?? e.keyword };
+}
+
+/**
+ * Parses and validates YAML text. Throws {@link ConfigError}.
+ *
+ * @example
+ * ```ts
+ * const cfg = parseConfig(readFileSync('tripswitch.yaml', 'utf8'), 'tripswitch.yaml');
+ * ```
+ */
+export function parseConfig(text: string, file = '<config>'): SidecarConfig {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const pos = (offset: number | undefined) => {
+    if (offset === undefined) return { line: 0, col: 0 };
+    const p = lc.linePos(offset);
+    return { line: p.line, col: p.col };
+  };
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({ path: '', ...pos(e.pos[0]), message: e.message.split('\n')[0]! })),
+    );
+  }
+  const value = doc.toJS() as unknown;
+  const validate = validator();
+  const problems: ConfigProblem[] = [];
+  if (!validate(value)) {
+    const seen = new Set<string>();
+    for (const e of validate.errors ?? []) {
+      // oneOf/anyOf repeat each branch's complaint; the branch errors are enough.
+      if (e.keyword === 'oneOf' || e.keyword === 'anyOf' || e.keyword === 'if') continue;
+      const d = describe(e);
+      const path = `/${d.segments.join('/')}`;
+      const k = `${path} ${d.message}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      const at = locate(doc.contents as Node, d.segments, d.key);
+      problems.push({ path, ...pos(at?.[0]), message: d.message });
+    }
+    throw new ConfigError(file, problems);
+  }
+  const cfg = value as SidecarConfig;
+  const at = (segments: (string | number)[], message: string) => {
+    const s = segments.map(String);
+    problems.push({ path: `/${s.join('/')}`, ...pos(locate(doc.contents as Node, s, false)?.[0]), message });
+  };
+  const names = new Set<string>();
+  cfg.clusters.forEach((c, i) => {
+    if (names.has(c.name)) at(['clusters', i, 'name'], `duplicate cluster name "${c.name}"`);
+    names.add(c.name);
+    const pr = new Set<string>();
+    c.circuit_breakers?.thresholds?.forEach((t, j) => {
+      if (pr.has(t.priority))
+        at(
+          ['clusters', i, 'circuit_breakers', 'thresholds', j, 'priority'],
+          `duplicate priority "${t.priority}"`,
+        );
+      pr.add(t.priority);
+      if (t.retry_budget && t.max_retries !== undefined)
+        at(['clusters', i, 'circuit_breakers', 'thresholds', j], 'set max_retries or retry_budget, not both');
+    });
+  });
+  const ports = new Set<string>();
+  cfg.listeners.forEach((l, i) => {
+    const key = `${l.address ?? '127.0.0.1'}:${l.port}`;
+    if (l.port !== 0 && ports.has(key)) at(['listeners', i, 'port'], `duplicate listener ${key}`);
+    ports.add(key);
+    l.routes.forEach((r, j) => {
+      if (!names.has(r.cluster))
+        at(['listeners', i, 'routes', j, 'cluster'], `unknown cluster "${r.cluster}"`);
+    });
+  });
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return cfg;
+}
+
+/**
+ * Reads and validates a YAML file. Throws {@link ConfigError} (or the fs error).
+ *
+ * @example
+ * ```ts
+ * const cfg = loadConfig('examples/tripswitch.yaml');
+ * ```
+ */
+export function loadConfig(file: string): SidecarConfig {
+  return parseConfig(readFileSync(file, 'utf8'), file);
+}

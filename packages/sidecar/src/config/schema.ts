@@ -1,0 +1,370 @@
+/**
+ * The sidecar's configuration schema: the one source of truth. ajv validates YAML against it and
+ * `schema/tripswitch.schema.json` (for editors) is this object written out (a test keeps them equal).
+ * @module
+ */
+
+const ms = { type: 'integer', minimum: 0 } as const;
+const count = { type: 'integer', minimum: 0 } as const;
+
+const threshold = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    priority: { enum: ['default', 'high'], description: 'Which traffic class these limits apply to.' },
+    max_connections: {
+      ...count,
+      description: 'Upstream connections (one request each on HTTP/1.1). @default 1024',
+    },
+    max_pending_requests: { ...count, description: 'Requests waiting for a connection. @default 1024' },
+    max_requests: { ...count, description: 'Requests in flight to the cluster. @default 1024' },
+    max_retries: { ...count, description: 'Retries in flight to the cluster. @default 3' },
+    retry_budget: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Retries in flight limited to a share of active requests (replaces max_retries).',
+      properties: {
+        budget_percent: { type: 'number', minimum: 0, maximum: 100, description: '@default 20' },
+        min_retry_concurrency: { ...count, description: '@default 3' },
+      },
+    },
+  },
+  required: ['priority'],
+} as const;
+
+const tripRule = {
+  type: 'object',
+  required: ['kind'],
+  properties: {
+    kind: { enum: ['consecutive', 'count', 'time'] },
+    threshold: { type: 'integer', minimum: 1 },
+    window: { type: 'integer', minimum: 1 },
+    windowMs: { type: 'integer', minimum: 1 },
+    buckets: { type: 'integer', minimum: 1 },
+    minimumCalls: { type: 'integer', minimum: 1 },
+    failureRateThreshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    failureCount: { type: 'integer', minimum: 1 },
+    slowCallRateThreshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    slowCallDuration: { type: 'integer', minimum: 1 },
+  },
+  additionalProperties: false,
+} as const;
+
+const breaker = {
+  type: 'object',
+  additionalProperties: false,
+  description:
+    "The cluster's circuit breaker: the same option names and meaning as tripswitch's circuitBreaker().",
+  properties: {
+    enabled: { type: 'boolean', description: '@default true' },
+    trip: tripRule,
+    openDuration: {
+      oneOf: [
+        ms,
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['base'],
+          properties: {
+            base: ms,
+            max: ms,
+            multiplier: { type: 'number', minimum: 1 },
+            jitter: { type: 'number', minimum: 0, maximum: 1 },
+          },
+        },
+      ],
+    },
+    halfOpen: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxProbes: { type: 'integer', minimum: 1 },
+        successesToClose: { type: 'integer', minimum: 1 },
+        failureRateThreshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+        deadlineMs: ms,
+        waitForProbes: { type: 'boolean' },
+      },
+    },
+    eagerHalfOpen: { type: 'boolean' },
+    failureStatuses: {
+      type: 'array',
+      items: { type: 'integer', minimum: 100, maximum: 599 },
+      description: 'Upstream statuses that count as failures. @default every 5xx',
+    },
+  },
+} as const;
+
+const outlier = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    consecutive_5xx: { ...count, description: '5xx in a row that eject a host; 0 disables. @default 5' },
+    consecutive_gateway_failure: {
+      ...count,
+      description: '502/503/504 or connection errors in a row that eject a host; 0 disables. @default 5',
+    },
+    failure_percentage_threshold: {
+      type: 'number',
+      minimum: 0,
+      maximum: 100,
+      description: 'Failure percentage over an interval that ejects a host. @default off',
+    },
+    failure_percentage_request_volume: {
+      ...count,
+      description: 'Requests needed in the interval. @default 50',
+    },
+    interval_ms: { type: 'integer', minimum: 1, description: 'Failure-percentage interval. @default 10000' },
+    base_ejection_time_ms: { type: 'integer', minimum: 1, description: '@default 30000' },
+    max_ejection_time_ms: { type: 'integer', minimum: 1, description: '@default 300000' },
+    max_ejection_percent: { type: 'number', minimum: 0, maximum: 100, description: '@default 10' },
+  },
+} as const;
+
+const retry = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    attempts: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 10,
+      description: 'Retries after the first try. @default 0',
+    },
+    retry_on: {
+      type: 'array',
+      items: {
+        anyOf: [{ type: 'integer', minimum: 500, maximum: 599 }, { enum: ['connect-failure', 'reset'] }],
+      },
+      description: '@default [502, 503, 504, connect-failure, reset]',
+    },
+    backoff_base_ms: { ...ms, description: '@default 25' },
+    backoff_max_ms: { ...ms, description: '@default 250' },
+    retry_non_idempotent: {
+      type: 'boolean',
+      description: 'Also retry POST/PATCH (only requests without a body). @default false',
+    },
+  },
+} as const;
+
+const fallback = {
+  oneOf: [
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['status'],
+      properties: {
+        status: { type: 'integer', minimum: 100, maximum: 599 },
+        headers: { type: 'object', additionalProperties: { type: 'string' } },
+        body: { type: 'string' },
+      },
+    },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['last_good'],
+      properties: {
+        last_good: { const: true },
+        max_body_bytes: { ...count, description: '@default 1048576' },
+      },
+    },
+  ],
+} as const;
+
+const route = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['cluster'],
+  properties: {
+    prefix: { type: 'string', pattern: '^/', description: 'Path prefix. @default /' },
+    host: {
+      type: 'string',
+      minLength: 1,
+      description: 'Host header (port ignored); "*.x" matches subdomains.',
+    },
+    cluster: { type: 'string', minLength: 1 },
+    priority: { enum: ['default', 'high'], description: '@default default' },
+    timeout_ms: { ...ms, description: 'Overrides the cluster request timeout.' },
+    retry,
+    fallback,
+  },
+} as const;
+
+/** The JSON Schema (draft 2020-12 subset ajv understands) of a tripswitch sidecar YAML file. */
+export const configSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://tripswitch.dev/schema/tripswitch.schema.json',
+  title: 'tripswitch sidecar configuration',
+  type: 'object',
+  additionalProperties: false,
+  required: ['listeners', 'clusters'],
+  properties: {
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        address: { type: 'string', description: '@default 127.0.0.1' },
+        port: { type: 'integer', minimum: 0, maximum: 65535, description: '@default 9901' },
+        token: {
+          type: 'string',
+          minLength: 16,
+          description: 'Bearer token; required off loopback (or env TRIPSWITCH_ADMIN_TOKEN).',
+        },
+      },
+    },
+    drain_timeout_ms: {
+      ...ms,
+      description: 'Longest wait for in-flight requests on shutdown. @default 10000',
+    },
+    listeners: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['port', 'routes'],
+        properties: {
+          name: { type: 'string' },
+          address: { type: 'string', description: '@default 127.0.0.1' },
+          port: { type: 'integer', minimum: 0, maximum: 65535 },
+          max_header_bytes: { type: 'integer', minimum: 1024, description: '@default 16384' },
+          priority_header: {
+            type: 'string',
+            description:
+              'Request header that picks the priority (value "high"). @default x-tripswitch-priority',
+          },
+          routes: { type: 'array', minItems: 1, items: route },
+        },
+      },
+    },
+    clusters: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'hosts'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9_.-]+$' },
+          hosts: {
+            type: 'array',
+            minItems: 1,
+            items: { type: 'string', pattern: '^(https?://)?[^/\\s]+:[0-9]{1,5}$' },
+            description: 'host:port or http://host:port',
+          },
+          lb_policy: { enum: ['round_robin', 'least_request'], description: '@default round_robin' },
+          connect_timeout_ms: { type: 'integer', minimum: 1, description: '@default 5000' },
+          request_timeout_ms: {
+            ...ms,
+            description: 'Headers and body idle time; 0 disables. @default 15000',
+          },
+          idle_timeout_ms: {
+            type: 'integer',
+            minimum: 1,
+            description: 'Keep-alive of idle upstream connections. @default 60000',
+          },
+          circuit_breakers: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { thresholds: { type: 'array', maxItems: 2, items: threshold } },
+          },
+          breaker,
+          outlier_detection: outlier,
+        },
+      },
+    },
+  },
+} as const;
+
+/** Limits of one priority, as in Envoy's `circuit_breakers.thresholds[]`. */
+export interface ThresholdConfig {
+  priority: 'default' | 'high';
+  max_connections?: number;
+  max_pending_requests?: number;
+  max_requests?: number;
+  max_retries?: number;
+  retry_budget?: { budget_percent?: number; min_retry_concurrency?: number };
+}
+
+/** The breaker block: circuitBreaker() options plus `enabled` and `failureStatuses`. */
+export interface BreakerConfig {
+  enabled?: boolean;
+  trip?: Record<string, unknown> & { kind: 'consecutive' | 'count' | 'time' };
+  openDuration?: number | { base: number; max?: number; multiplier?: number; jitter?: number };
+  halfOpen?: {
+    maxProbes?: number;
+    successesToClose?: number;
+    failureRateThreshold?: number;
+    deadlineMs?: number;
+    waitForProbes?: boolean;
+  };
+  eagerHalfOpen?: boolean;
+  failureStatuses?: number[];
+}
+
+/** Per-host outlier detection, named as in Envoy. */
+export interface OutlierConfig {
+  consecutive_5xx?: number;
+  consecutive_gateway_failure?: number;
+  failure_percentage_threshold?: number;
+  failure_percentage_request_volume?: number;
+  interval_ms?: number;
+  base_ejection_time_ms?: number;
+  max_ejection_time_ms?: number;
+  max_ejection_percent?: number;
+}
+
+/** Retry policy of a route. */
+export interface RetryConfig {
+  attempts?: number;
+  retry_on?: (number | 'connect-failure' | 'reset')[];
+  backoff_base_ms?: number;
+  backoff_max_ms?: number;
+  retry_non_idempotent?: boolean;
+}
+
+/** A static response or the last good response of a GET. */
+export type FallbackConfig =
+  | { status: number; headers?: Record<string, string>; body?: string }
+  | { last_good: true; max_body_bytes?: number };
+
+/** One route: match on path prefix and host, send to a cluster. */
+export interface RouteConfig {
+  prefix?: string;
+  host?: string;
+  cluster: string;
+  priority?: 'default' | 'high';
+  timeout_ms?: number;
+  retry?: RetryConfig;
+  fallback?: FallbackConfig;
+}
+
+/** A listening socket and its routes (first match wins). */
+export interface ListenerConfig {
+  name?: string;
+  address?: string;
+  port: number;
+  max_header_bytes?: number;
+  priority_header?: string;
+  routes: RouteConfig[];
+}
+
+/** A named group of upstream hosts with its limits, breaker and outlier detection. */
+export interface ClusterConfig {
+  name: string;
+  hosts: string[];
+  lb_policy?: 'round_robin' | 'least_request';
+  connect_timeout_ms?: number;
+  request_timeout_ms?: number;
+  idle_timeout_ms?: number;
+  circuit_breakers?: { thresholds?: ThresholdConfig[] };
+  breaker?: BreakerConfig;
+  outlier_detection?: OutlierConfig;
+}
+
+/** A whole sidecar configuration file. */
+export interface SidecarConfig {
+  admin?: { address?: string; port?: number; token?: string };
+  drain_timeout_ms?: number;
+  listeners: ListenerConfig[];
+  clusters: ClusterConfig[];
+}

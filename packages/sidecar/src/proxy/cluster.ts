@@ -1,0 +1,160 @@
+/**
+ * Runtime of one cluster: an undici Pool per host (keep-alive), the limiters per priority, the
+ * tripswitch breaker, outlier detection and the balancer, plus plain counters for /metrics.
+ * @module
+ */
+import { type CircuitBreaker, type CircuitBreakerOptions, type Clock, circuitBreaker } from 'tripswitch';
+import { Pool } from 'undici';
+import { Balancer } from '../lb/balancer.js';
+import { OutlierDetector, type OutlierHost, outlierSettings } from '../outlier/outlier.js';
+import type { BreakerConfig, ClusterConfig } from '../config/schema.js';
+import { Limiter } from './limits.js';
+
+/** An upstream host with its connection pool. */
+export interface UpstreamHost extends OutlierHost {
+  readonly origin: string;
+  readonly pool: Pool;
+}
+
+/** Plain counters of a cluster (monotonic). */
+export interface ClusterCounters {
+  requests: number;
+  responses2xx: number;
+  responses3xx: number;
+  responses4xx: number;
+  responses5xx: number;
+  circuitOpen: number;
+  retries: number;
+  timeouts: number;
+  resets: number;
+  connectFailures: number;
+  fallbacks: number;
+  clientAborts: number;
+}
+
+/** Options of a breaker from the config, in tripswitch's own names. */
+export function breakerOptions(
+  name: string,
+  b: BreakerConfig | undefined,
+  clock: Clock,
+): CircuitBreakerOptions {
+  const opts: CircuitBreakerOptions = { name, clock };
+  if (b?.trip) opts.trip = b.trip as CircuitBreakerOptions['trip'];
+  if (b?.openDuration !== undefined) opts.openDuration = b.openDuration;
+  if (b?.halfOpen) opts.halfOpen = b.halfOpen;
+  if (b?.eagerHalfOpen !== undefined) opts.eagerHalfOpen = b.eagerHalfOpen;
+  return opts;
+}
+
+/** Cluster settings that, when unchanged on reload, let a pool be reused. */
+function poolKey(c: ClusterConfig): string {
+  const max = Math.max(...(c.circuit_breakers?.thresholds ?? []).map((t) => t.max_connections ?? 1024), 1024);
+  return JSON.stringify([c.connect_timeout_ms, c.idle_timeout_ms, max]);
+}
+
+/**
+ * One cluster's runtime.
+ * @example
+ * ```ts
+ * const c = new Cluster({ name: 'api', hosts: ['127.0.0.1:3000'] }, systemClock);
+ * ```
+ */
+export class Cluster {
+  readonly name: string;
+  readonly hosts: UpstreamHost[];
+  readonly breaker: CircuitBreaker | undefined;
+  readonly failureStatuses: Set<number> | undefined;
+  readonly limits: { default: Limiter; high: Limiter };
+  readonly outlier: OutlierDetector;
+  readonly balancer: Balancer<UpstreamHost>;
+  readonly requestTimeoutMs: number;
+  readonly counters: ClusterCounters = {
+    requests: 0,
+    responses2xx: 0,
+    responses3xx: 0,
+    responses4xx: 0,
+    responses5xx: 0,
+    circuitOpen: 0,
+    retries: 0,
+    timeouts: 0,
+    resets: 0,
+    connectFailures: 0,
+    fallbacks: 0,
+    clientAborts: 0,
+  };
+  readonly poolKey: string;
+  readonly breakerKey: string;
+
+  /**
+   * @param previous - the same-named cluster of the config being replaced: its pools (same
+   * host and pool settings) and breaker (same breaker options) carry over.
+   */
+  constructor(
+    readonly config: ClusterConfig,
+    readonly clock: Clock,
+    previous?: Cluster,
+  ) {
+    this.name = config.name;
+    this.poolKey = poolKey(config);
+    this.breakerKey = JSON.stringify(config.breaker ?? {});
+    const th = config.circuit_breakers?.thresholds ?? [];
+    this.limits = {
+      default: new Limiter(th.find((t) => t.priority === 'default')),
+      high: new Limiter(th.find((t) => t.priority === 'high')),
+    };
+    const maxConn = Math.max(this.limits.default.maxConnections, this.limits.high.maxConnections);
+    const reuse = previous && previous.poolKey === this.poolKey ? previous : undefined;
+    const now = clock.now();
+    this.hosts = config.hosts.map((h) => {
+      const origin = h.startsWith('http') ? h.replace(/\/$/, '') : `http://${h}`;
+      const old = reuse?.hosts.find((x) => x.origin === origin);
+      const pool =
+        old?.pool ??
+        new Pool(origin, {
+          connections: maxConn,
+          pipelining: 1,
+          keepAliveTimeout: config.idle_timeout_ms ?? 60_000,
+          keepAliveMaxTimeout: Math.max(config.idle_timeout_ms ?? 60_000, 600_000),
+          connect: { timeout: config.connect_timeout_ms ?? 5000 },
+          headersTimeout: 0,
+          bodyTimeout: 0,
+        });
+      return {
+        address: origin.replace(/^https?:\/\//, ''),
+        origin,
+        pool,
+        active: 0,
+        consecutive5xx: old?.consecutive5xx ?? 0,
+        consecutiveGateway: old?.consecutiveGateway ?? 0,
+        ejectedUntil: old?.ejectedUntil ?? 0,
+        ejections: old?.ejections ?? 0,
+        windowStart: now,
+        windowTotal: 0,
+        windowFailures: 0,
+      };
+    });
+    const b = config.breaker;
+    if (b?.enabled === false) this.breaker = undefined;
+    else if (previous?.breaker && previous.breakerKey === this.breakerKey) this.breaker = previous.breaker;
+    else this.breaker = circuitBreaker(breakerOptions(this.name, b, clock));
+    this.failureStatuses = b?.failureStatuses ? new Set(b.failureStatuses) : undefined;
+    this.outlier = new OutlierDetector(outlierSettings(config.outlier_detection), clock, this.hosts);
+    this.balancer = new Balancer(config.lb_policy ?? 'round_robin', this.hosts);
+    this.requestTimeoutMs = config.request_timeout_ms ?? 15_000;
+  }
+
+  /** True when `status` counts as a failure for the breaker. */
+  isFailureStatus(status: number): boolean {
+    return this.failureStatuses ? this.failureStatuses.has(status) : status >= 500;
+  }
+
+  /** Pools not carried over into `next` (to close once their requests finish). */
+  poolsNotIn(next: Cluster | undefined): Pool[] {
+    return this.hosts.filter((h) => !next?.hosts.some((x) => x.pool === h.pool)).map((h) => h.pool);
+  }
+
+  /** Total requests in flight across both priorities. */
+  get active(): number {
+    return this.limits.default.active + this.limits.high.active;
+  }
+}

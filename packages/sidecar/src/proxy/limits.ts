@@ -1,0 +1,124 @@
+/**
+ * Envoy-style circuit-breaking thresholds of one cluster and priority. A request runs when fewer than
+ * min(max_connections, max_requests) are active (HTTP/1.1: one connection per request), waits while
+ * fewer than max_pending_requests wait, and is refused at once beyond that (the 503 overflow).
+ * Counting is O(1); the wait queue is a FIFO with lazy removal of cancelled waiters.
+ * @module
+ */
+import type { ThresholdConfig } from '../config/schema.js';
+
+/** A queued request; `cancel()` gives its place back. */
+export interface Waiter {
+  cancel(): void;
+}
+
+interface Entry {
+  grant: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * Admission for one cluster and priority.
+ * @example
+ * ```ts
+ * const lim = new Limiter({ priority: 'default', max_requests: 100 });
+ * if (lim.tryEnter()) { try { await call(); } finally { lim.release(); } }
+ * ```
+ */
+export class Limiter {
+  readonly maxConnections: number;
+  readonly maxPending: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+  readonly budgetPercent: number | undefined;
+  readonly minRetryConcurrency: number;
+  readonly #concurrency: number;
+  active = 0;
+  pending = 0;
+  retries = 0;
+  /** Requests refused because the pending queue was full. */
+  pendingOverflow = 0;
+  /** Retries skipped because max_retries / the retry budget was reached. */
+  retryOverflow = 0;
+  #queue: Entry[] = [];
+  #head = 0;
+
+  constructor(t: ThresholdConfig | undefined) {
+    this.maxConnections = t?.max_connections ?? 1024;
+    this.maxPending = t?.max_pending_requests ?? 1024;
+    this.maxRequests = t?.max_requests ?? 1024;
+    this.maxRetries = t?.max_retries ?? 3;
+    this.budgetPercent = t?.retry_budget ? (t.retry_budget.budget_percent ?? 20) : undefined;
+    this.minRetryConcurrency = t?.retry_budget?.min_retry_concurrency ?? 3;
+    this.#concurrency = Math.min(this.maxConnections, this.maxRequests);
+  }
+
+  /** Takes an active slot if one is free. */
+  tryEnter(): boolean {
+    if (this.active < this.#concurrency) {
+      this.active++;
+      return true;
+    }
+    return false;
+  }
+
+  /** Queues for a slot; undefined when the queue is full (overflow, counted). */
+  wait(grant: () => void): Waiter | undefined {
+    if (this.pending >= this.maxPending) {
+      this.pendingOverflow++;
+      return undefined;
+    }
+    const e: Entry = { grant, cancelled: false };
+    this.#queue.push(e);
+    this.pending++;
+    return {
+      cancel: () => {
+        if (e.cancelled) return;
+        e.cancelled = true;
+        this.pending--;
+      },
+    };
+  }
+
+  /** Frees an active slot, handing it to the oldest waiter if there is one. */
+  release(): void {
+    const q = this.#queue;
+    while (this.#head < q.length) {
+      const e = q[this.#head]!;
+      q[this.#head++] = undefined as unknown as Entry;
+      if (this.#head > 1024 && this.#head * 2 > q.length) {
+        q.splice(0, this.#head);
+        this.#head = 0;
+      }
+      if (e.cancelled) continue;
+      e.cancelled = true;
+      this.pending--;
+      e.grant();
+      return;
+    }
+    if (this.#head > 0) {
+      q.length = 0;
+      this.#head = 0;
+    }
+    this.active--;
+  }
+
+  /** Takes a retry slot if max_retries (or the budget) allows. */
+  tryRetry(): boolean {
+    const limit =
+      this.budgetPercent === undefined
+        ? this.maxRetries
+        : Math.max(this.minRetryConcurrency, Math.floor((this.active * this.budgetPercent) / 100));
+    if (this.retries < limit) {
+      this.retries++;
+      return true;
+    }
+    this.retryOverflow++;
+    return false;
+  }
+
+  /** Gives a retry slot back. */
+  retryDone(): void {
+    this.retries--;
+  }
+}

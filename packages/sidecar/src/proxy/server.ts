@@ -1,0 +1,737 @@
+/**
+ * The sidecar proxy: HTTP/1.1 listeners, routing, per-cluster limits, breaker, outlier detection,
+ * retries, fallbacks, hot reload and graceful drain. Upstream requests go through undici's
+ * `Pool.stream()` straight into the client's response (no per-request `stream.pipeline()`).
+ * @module
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { PassThrough, Writable } from 'node:stream';
+import { type Clock, type Permit, systemClock } from 'tripswitch';
+import type { Dispatcher } from 'undici';
+import type { FallbackConfig, ListenerConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
+import { Cluster, type UpstreamHost } from './cluster.js';
+import type { Limiter } from './limits.js';
+
+/** Where the sidecar reports what it does. */
+export interface Logger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+const line = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+  process.stderr.write(`${JSON.stringify({ level, msg, ...fields })}\n`);
+/** JSON lines on stderr. */
+export const stderrLogger: Logger = { info: line('info'), warn: line('warn'), error: line('error') };
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'trailers',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'http2-settings',
+]);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+interface CompiledRetry {
+  attempts: number;
+  statuses: Set<number>;
+  connectFailure: boolean;
+  reset: boolean;
+  baseMs: number;
+  maxMs: number;
+  nonIdempotent: boolean;
+}
+
+interface CachedResponse {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+}
+
+interface CompiledRoute {
+  prefix: string;
+  host: string | undefined;
+  cluster: Cluster;
+  high: boolean;
+  timeoutMs: number;
+  retry: CompiledRetry | undefined;
+  fallback: FallbackConfig | undefined;
+  /** Last good GET responses by URL, when the fallback is `last_good`. */
+  lastGood: Map<string, CachedResponse> | undefined;
+  maxCacheBody: number;
+}
+
+interface ListenerSlot {
+  key: string;
+  config: ListenerConfig;
+  server: Server;
+  routes: CompiledRoute[];
+  priorityHeader: string;
+}
+
+/** Options of {@link Sidecar}. */
+export interface SidecarOptions {
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default stderrLogger */
+  logger?: Logger;
+  /** Randomness for backoff jitter. @default Math.random */
+  random?: () => number;
+}
+
+function compileRoute(
+  r: RouteConfig,
+  clusters: Map<string, Cluster>,
+  previous?: CompiledRoute,
+): CompiledRoute {
+  const cluster = clusters.get(r.cluster)!;
+  const rt = r.retry;
+  const on = rt?.retry_on ?? [502, 503, 504, 'connect-failure', 'reset'];
+  const lastGood = r.fallback && 'last_good' in r.fallback;
+  return {
+    prefix: r.prefix ?? '/',
+    host: r.host?.toLowerCase(),
+    cluster,
+    high: r.priority === 'high',
+    timeoutMs: r.timeout_ms ?? cluster.requestTimeoutMs,
+    retry:
+      rt && (rt.attempts ?? 0) > 0
+        ? {
+            attempts: rt.attempts ?? 0,
+            statuses: new Set(on.filter((x): x is number => typeof x === 'number')),
+            connectFailure: on.includes('connect-failure'),
+            reset: on.includes('reset'),
+            baseMs: rt.backoff_base_ms ?? 25,
+            maxMs: rt.backoff_max_ms ?? 250,
+            nonIdempotent: rt.retry_non_idempotent ?? false,
+          }
+        : undefined,
+    fallback: r.fallback,
+    lastGood: lastGood ? (previous?.lastGood ?? new Map()) : undefined,
+    maxCacheBody: r.fallback && 'last_good' in r.fallback ? (r.fallback.max_body_bytes ?? 1 << 20) : 0,
+  };
+}
+
+function hostMatches(pattern: string, hostHeader: string | undefined): boolean {
+  if (!hostHeader) return false;
+  let h = hostHeader.toLowerCase();
+  const colon = h.lastIndexOf(':');
+  if (colon > 0 && !h.endsWith(']')) h = h.slice(0, colon);
+  if (pattern.startsWith('*.')) return h.endsWith(pattern.slice(1));
+  return h === pattern;
+}
+
+const sink = () =>
+  new Writable({
+    write(_c, _e, cb) {
+      cb();
+    },
+  });
+
+/** Writes to the client and keeps a bounded copy for the last-good cache. */
+class Tee extends Writable {
+  chunks: Buffer[] | undefined = [];
+  size = 0;
+  constructor(
+    readonly res: ServerResponse,
+    readonly limit: number,
+    readonly done: (body: Buffer) => void,
+  ) {
+    super();
+    res.on('drain', () => this.emit('drain'));
+  }
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.chunks) {
+      this.size += chunk.length;
+      if (this.size > this.limit) this.chunks = undefined;
+      else this.chunks.push(chunk);
+    }
+    if (this.res.write(chunk)) cb();
+    else this.res.once('drain', () => cb());
+  }
+  override _final(cb: (err?: Error | null) => void): void {
+    this.res.end(() => {
+      if (this.chunks) this.done(Buffer.concat(this.chunks));
+      cb();
+    });
+  }
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (err) this.res.destroy(err);
+    cb(err);
+  }
+}
+
+type FailKind = 'connect-failure' | 'timeout' | 'reset';
+function classify(err: unknown): FailKind {
+  const code = (err as { code?: string })?.code;
+  if (
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'ECONNREFUSED' ||
+    code === 'ENOTFOUND' ||
+    code === 'EHOSTUNREACH' ||
+    code === 'ENETUNREACH' ||
+    code === 'EAI_AGAIN'
+  )
+    return 'connect-failure';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'timeout';
+  return 'reset';
+}
+
+function plain(res: ServerResponse, status: number, text: string, extra?: Record<string, string>): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, {
+    'content-type': 'text/plain',
+    'content-length': Buffer.byteLength(text),
+    ...extra,
+  });
+  res.end(text);
+}
+
+function streamFactory(data: Dispatcher.StreamFactoryData<Exchange>): Writable {
+  return data.opaque.onHeaders(data.statusCode, data.headers as Record<string, string | string[]>);
+}
+
+/** One client request and its upstream attempts. */
+class Exchange {
+  permit: Permit | undefined;
+  waiter: { cancel(): void } | undefined;
+  host: UpstreamHost | undefined;
+  ac: AbortController | undefined;
+  status = 0;
+  attempt = 0;
+  retrying = false;
+  retryHeld = false;
+  fallingBack = false;
+  closed = false;
+  clientGone = false;
+  holdsSlot = false;
+  readonly hasBody: boolean;
+  headers: string[] | undefined;
+
+  constructor(
+    readonly proxy: Sidecar,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly route: CompiledRoute,
+    readonly lim: Limiter,
+  ) {
+    const cl = req.headers['content-length'];
+    this.hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
+    res.once('close', () => this.onClose());
+  }
+
+  start(): void {
+    const cluster = this.route.cluster;
+    const b = cluster.breaker;
+    if (b) {
+      const p = b.tryAcquire();
+      if (!p) {
+        cluster.counters.circuitOpen++;
+        this.respondLocal(503, 'circuit-open');
+        return;
+      }
+      this.permit = p;
+    }
+    if (this.lim.tryEnter()) {
+      this.holdsSlot = true;
+      this.send();
+      return;
+    }
+    this.waiter = this.lim.wait(() => {
+      this.waiter = undefined;
+      this.holdsSlot = true;
+      this.send();
+    });
+    if (!this.waiter) {
+      this.permit?.neutral();
+      this.permit = undefined;
+      this.respondLocal(503, 'overloaded');
+    }
+  }
+
+  send(): void {
+    if (this.closed) {
+      this.settle(undefined, undefined);
+      return;
+    }
+    const { route, req } = this;
+    const cluster = route.cluster;
+    const host = cluster.balancer.pick(cluster.clock.now());
+    this.host = host;
+    host.active++;
+    this.headers ??= this.proxy.upstreamHeaders(req);
+    this.ac ??= new AbortController();
+    const t = route.timeoutMs;
+    host.pool
+      .stream(
+        {
+          path: req.url ?? '/',
+          method: req.method as Dispatcher.HttpMethod,
+          headers: this.headers,
+          body: this.hasBody ? req.pipe(new PassThrough()) : null,
+          signal: this.ac.signal,
+          headersTimeout: t,
+          bodyTimeout: t,
+          opaque: this,
+        },
+        streamFactory,
+      )
+      .then(
+        () => this.onDone(),
+        (err: unknown) => this.onError(err),
+      );
+  }
+
+  retryable(): boolean {
+    const r = this.route.retry;
+    return (
+      r !== undefined &&
+      this.attempt < r.attempts &&
+      !this.hasBody &&
+      (r.nonIdempotent || IDEMPOTENT.has(this.req.method!)) &&
+      !this.closed
+    );
+  }
+
+  onHeaders(status: number, headers: Record<string, string | string[]>): Writable {
+    this.status = status;
+    const { route, res } = this;
+    if (this.retryable() && route.retry!.statuses.has(status) && this.lim.tryRetry()) {
+      this.retrying = true;
+      return sink();
+    }
+    if (status >= 500 && route.fallback && this.hasFallback()) {
+      this.fallingBack = true;
+      return sink();
+    }
+    const out: Record<string, string | string[]> = {};
+    const conn = headers.connection;
+    const listed =
+      conn === undefined
+        ? undefined
+        : String(conn)
+            .toLowerCase()
+            .split(/\s*,\s*/);
+    for (const k in headers) {
+      if (HOP_BY_HOP.has(k)) continue;
+      if (listed?.includes(k)) continue;
+      out[k] = headers[k]!;
+    }
+    if (res.destroyed) return sink();
+    res.writeHead(status, out);
+    if (route.lastGood && status === 200 && this.req.method === 'GET') {
+      const url = this.req.url!;
+      const cache = route.lastGood;
+      return new Tee(res, route.maxCacheBody, (body) => {
+        if (cache.size >= 1000 && !cache.has(url)) cache.delete(cache.keys().next().value!);
+        cache.set(url, { status, headers: out, body });
+      });
+    }
+    return res;
+  }
+
+  hasFallback(): boolean {
+    const f = this.route.fallback;
+    if (!f) return false;
+    if ('status' in f) return true;
+    return this.req.method === 'GET' && this.route.lastGood!.has(this.req.url!);
+  }
+
+  releaseAttempt(): void {
+    this.host!.active--;
+    if (this.retryHeld) {
+      this.retryHeld = false;
+      this.lim.retryDone();
+    }
+  }
+
+  onDone(): void {
+    this.releaseAttempt();
+    const status = this.status;
+    const cluster = this.route.cluster;
+    cluster.outlier.record(
+      this.host!,
+      status < 500 ? 'success' : status === 502 || status === 503 || status === 504 ? 'gateway' : 'error-5xx',
+    );
+    if (this.retrying) {
+      this.retrying = false;
+      this.retryHeld = true;
+      this.scheduleRetry();
+      return;
+    }
+    this.settle(status, undefined);
+    if (this.fallingBack) this.fallback(`upstream-${status}`);
+  }
+
+  onError(err: unknown): void {
+    this.releaseAttempt();
+    const cluster = this.route.cluster;
+    if (this.clientGone) {
+      cluster.counters.clientAborts++;
+      this.settle(undefined, undefined);
+      return;
+    }
+    const kind = classify(err);
+    cluster.outlier.record(this.host!, 'gateway');
+    if (kind === 'timeout') cluster.counters.timeouts++;
+    else if (kind === 'reset') cluster.counters.resets++;
+    else cluster.counters.connectFailures++;
+    const r = this.route.retry;
+    if (
+      !this.res.headersSent &&
+      this.retryable() &&
+      (kind === 'connect-failure' ? r!.connectFailure : kind === 'reset' && r!.reset) &&
+      this.lim.tryRetry()
+    ) {
+      this.retrying = false;
+      this.retryHeld = true;
+      this.scheduleRetry();
+      return;
+    }
+    const status = kind === 'connect-failure' ? 503 : kind === 'timeout' ? 504 : 502;
+    this.settle(status, err ?? new Error(kind));
+    if (this.res.headersSent) {
+      this.res.destroy();
+      return;
+    }
+    if (this.route.fallback && this.hasFallback()) this.fallback(kind);
+    else plain(this.res, status, `upstream ${kind}\n`, { 'x-tripswitch-upstream-error': kind });
+  }
+
+  scheduleRetry(): void {
+    const r = this.route.retry!;
+    this.attempt++;
+    this.route.cluster.counters.retries++;
+    this.fallingBack = false;
+    const exp = Math.min(r.maxMs, r.baseMs * 2 ** (this.attempt - 1));
+    const delay = exp * (0.5 + this.proxy.random() / 2);
+    if (delay < 1) this.send();
+    else this.route.cluster.clock.setTimeout(() => this.send(), delay);
+  }
+
+  /** Ends the exchange's hold on limits and the breaker; `status` undefined = neutral. */
+  settle(status: number | undefined, err: unknown): void {
+    if (this.retryHeld) {
+      this.retryHeld = false;
+      this.lim.retryDone();
+    }
+    if (this.holdsSlot) {
+      this.holdsSlot = false;
+      this.lim.release();
+    }
+    const c = this.route.cluster;
+    const p = this.permit;
+    this.permit = undefined;
+    if (status === undefined) {
+      p?.neutral();
+      return;
+    }
+    if (status < 300) c.counters.responses2xx++;
+    else if (status < 400) c.counters.responses3xx++;
+    else if (status < 500) c.counters.responses4xx++;
+    else c.counters.responses5xx++;
+    if (!p) return;
+    if (err !== undefined || c.isFailureStatus(status))
+      p.failure(err ?? new Error(`upstream status ${status}`));
+    else p.success();
+  }
+
+  respondLocal(status: number, kind: 'circuit-open' | 'overloaded'): void {
+    if (this.route.fallback && this.hasFallback()) {
+      this.fallback(kind);
+      return;
+    }
+    this.route.cluster.counters.responses5xx++;
+    plain(
+      this.res,
+      status,
+      kind === 'overloaded' ? 'upstream overflow\n' : 'circuit open\n',
+      kind === 'overloaded' ? { 'x-tripswitch-overloaded': 'true' } : { 'x-tripswitch-circuit-open': 'true' },
+    );
+  }
+
+  fallback(reason: string): void {
+    const f = this.route.fallback!;
+    this.route.cluster.counters.fallbacks++;
+    if ('status' in f) {
+      const body = f.body ?? '';
+      if (this.res.headersSent || this.res.destroyed) return;
+      this.res.writeHead(f.status, {
+        'content-length': Buffer.byteLength(body),
+        ...f.headers,
+        'x-tripswitch-fallback': reason,
+      });
+      this.res.end(body);
+      return;
+    }
+    const hit = this.route.lastGood!.get(this.req.url!);
+    if (!hit) return;
+    if (this.res.headersSent || this.res.destroyed) return;
+    this.res.writeHead(hit.status, {
+      ...hit.headers,
+      'content-length': hit.body.length,
+      'x-tripswitch-fallback': `last-good;${reason}`,
+    });
+    this.res.end(hit.body);
+  }
+
+  onClose(): void {
+    this.closed = true;
+    this.proxy.inflight--;
+    if (!this.res.writableFinished) {
+      this.clientGone = true;
+      if (this.waiter) {
+        this.waiter.cancel();
+        this.waiter = undefined;
+        this.settle(undefined, undefined);
+      }
+      this.ac?.abort();
+    }
+    this.proxy.onRequestClosed();
+  }
+}
+
+interface State {
+  config: SidecarConfig;
+  clusters: Map<string, Cluster>;
+}
+
+/**
+ * The proxy process: owns listeners and cluster runtimes; {@link Sidecar.reload} swaps them.
+ *
+ * @example
+ * ```ts
+ * const sidecar = new Sidecar(loadConfig('tripswitch.yaml'));
+ * await sidecar.start();
+ * process.on('SIGTERM', () => sidecar.shutdown().then(() => process.exit(0)));
+ * ```
+ */
+export class Sidecar {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly random: () => number;
+  #state: State;
+  #slots = new Map<string, ListenerSlot>();
+  inflight = 0;
+  #drainWaiters: (() => void)[] = [];
+  #stopping = false;
+  /** Requests that matched no route. */
+  noRoute = 0;
+
+  constructor(config: SidecarConfig, options: SidecarOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? stderrLogger;
+    this.random = options.random ?? Math.random;
+    this.#state = this.#build(config, undefined);
+  }
+
+  /** The configuration in force. */
+  get config(): SidecarConfig {
+    return this.#state.config;
+  }
+
+  /** The clusters in force, by name. */
+  get clusters(): ReadonlyMap<string, Cluster> {
+    return this.#state.clusters;
+  }
+
+  #build(config: SidecarConfig, previous: State | undefined): State {
+    const clusters = new Map<string, Cluster>();
+    for (const c of config.clusters)
+      clusters.set(c.name, new Cluster(c, this.clock, previous?.clusters.get(c.name)));
+    return { config, clusters };
+  }
+
+  #compile(l: ListenerConfig, clusters: Map<string, Cluster>, old?: ListenerSlot): CompiledRoute[] {
+    return l.routes.map((r, i) => compileRoute(r, clusters, old?.routes[i]));
+  }
+
+  static #key(l: ListenerConfig): string {
+    return `${l.address ?? '127.0.0.1'}:${l.port}`;
+  }
+
+  /** Opens the listeners. */
+  async start(): Promise<void> {
+    for (const l of this.#state.config.listeners) await this.#open(l);
+  }
+
+  async #open(l: ListenerConfig): Promise<void> {
+    const key = Sidecar.#key(l);
+    const slot: ListenerSlot = {
+      key,
+      config: l,
+      routes: this.#compile(l, this.#state.clusters),
+      priorityHeader: (l.priority_header ?? 'x-tripswitch-priority').toLowerCase(),
+      server: createServer(
+        { maxHeaderSize: l.max_header_bytes ?? 16_384, keepAliveTimeout: 5000 },
+        (req, res) => this.#handle(slot, req, res),
+      ),
+    };
+    slot.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const why = String(err.code ?? 'bad request');
+      const body = `bad request: ${why}\n`;
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+    });
+    this.#slots.set(key, slot);
+    await new Promise<void>((resolve, reject) => {
+      slot.server.once('error', reject);
+      slot.server.listen(l.port, l.address ?? '127.0.0.1', () => {
+        slot.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.logger.info('listening', { listener: l.name ?? key, address: this.address(key) });
+  }
+
+  /** The bound address of each listener, in config order (port 0 resolved). */
+  addresses(): { address: string; port: number }[] {
+    return [...this.#slots.values()].map((s) => {
+      const a = s.server.address() as AddressInfo;
+      return { address: a.address, port: a.port };
+    });
+  }
+
+  address(key: string): string | undefined {
+    const a = this.#slots.get(key)?.server.address() as AddressInfo | null | undefined;
+    return a ? `${a.address}:${a.port}` : undefined;
+  }
+
+  /** Builds the upstream request headers: hop-by-hop removed, X-Forwarded-* added. */
+  upstreamHeaders(req: IncomingMessage): string[] {
+    const raw = req.rawHeaders;
+    const out: string[] = [];
+    const conn = req.headers.connection;
+    const listed = conn
+      ? conn
+          .toLowerCase()
+          .split(',')
+          .map((s) => s.trim())
+      : undefined;
+    let xff: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!;
+      const lk = k.toLowerCase();
+      if (HOP_BY_HOP.has(lk) || listed?.includes(lk)) continue;
+      if (lk === 'x-forwarded-for') {
+        xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1];
+        continue;
+      }
+      if (lk === 'x-forwarded-proto' || lk === 'x-forwarded-host') continue;
+      out.push(k, raw[i + 1]!);
+    }
+    const remote = req.socket.remoteAddress ?? 'unknown';
+    out.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote, 'x-forwarded-proto', 'http');
+    if (req.headers.host) out.push('x-forwarded-host', req.headers.host);
+    return out;
+  }
+
+  #handle(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void {
+    this.inflight++;
+    if (this.#stopping) res.shouldKeepAlive = false;
+    const url = req.url ?? '/';
+    let route: CompiledRoute | undefined;
+    for (const r of slot.routes) {
+      if (r.host !== undefined && !hostMatches(r.host, req.headers.host)) continue;
+      if (!url.startsWith(r.prefix)) continue;
+      route = r;
+      break;
+    }
+    if (!route) {
+      this.noRoute++;
+      res.once('close', () => {
+        this.inflight--;
+        this.onRequestClosed();
+      });
+      plain(res, 404, 'no route\n');
+      return;
+    }
+    route.cluster.counters.requests++;
+    const high = route.high || req.headers[slot.priorityHeader] === 'high';
+    const lim = high ? route.cluster.limits.high : route.cluster.limits.default;
+    new Exchange(this, req, res, route, lim).start();
+  }
+
+  /** @internal */
+  onRequestClosed(): void {
+    if (this.inflight === 0 && this.#drainWaiters.length > 0) {
+      for (const w of this.#drainWaiters.splice(0)) w();
+    }
+  }
+
+  /**
+   * Applies a new (already validated) config: routes and clusters swap at once; requests in flight
+   * finish on the objects they started with; pools and breakers carry over where unchanged.
+   */
+  async reload(config: SidecarConfig): Promise<void> {
+    const old = this.#state;
+    const next = this.#build(config, old);
+    this.#state = next;
+    const keys = new Set<string>();
+    for (const l of config.listeners) {
+      const key = Sidecar.#key(l);
+      keys.add(key);
+      const slot = this.#slots.get(key);
+      if (slot) {
+        slot.routes = this.#compile(l, next.clusters, slot);
+        slot.config = l;
+        slot.priorityHeader = (l.priority_header ?? 'x-tripswitch-priority').toLowerCase();
+      } else await this.#open(l);
+    }
+    for (const [key, slot] of this.#slots) {
+      if (keys.has(key)) continue;
+      this.#slots.delete(key);
+      slot.server.close();
+    }
+    for (const [name, c] of old.clusters) {
+      const n = next.clusters.get(name);
+      for (const pool of c.poolsNotIn(n)) void pool.close().catch(() => {});
+      if (c.breaker && c.breaker !== n?.breaker) c.breaker.dispose();
+    }
+    this.logger.info('config reloaded', { clusters: [...next.clusters.keys()] });
+  }
+
+  /**
+   * Stops accepting, waits up to `drainMs` for requests in flight, then closes everything.
+   * Resolves true when everything drained in time.
+   */
+  async shutdown(drainMs = this.#state.config.drain_timeout_ms ?? 10_000): Promise<boolean> {
+    this.#stopping = true;
+    for (const s of this.#slots.values()) {
+      s.server.close();
+      s.server.closeIdleConnections();
+    }
+    let drained = true;
+    if (this.inflight > 0) {
+      drained = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), drainMs);
+        t.unref();
+        this.#drainWaiters.push(() => {
+          clearTimeout(t);
+          resolve(true);
+        });
+      });
+    }
+    for (const s of this.#slots.values()) s.server.closeAllConnections();
+    this.#slots.clear();
+    for (const c of this.#state.clusters.values()) {
+      c.breaker?.dispose();
+      await Promise.all(c.hosts.map((h) => (drained ? h.pool.close() : h.pool.destroy()).catch(() => {})));
+    }
+    return drained;
+  }
+}
