@@ -1,0 +1,507 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { after, describe, test } from 'node:test';
+import { TestClock } from 'tripswitch/testing';
+import { startAdmin } from '../admin/admin.js';
+import { proxy, raw, send, until, upstream } from './test-helpers.js';
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+describe('routing and headers', () => {
+  test('routes by host and prefix, strips hop-by-hop headers, adds X-Forwarded-*', async () => {
+    let seen: Record<string, string | string[] | undefined> = {};
+    const a = await upstream((req, res) => {
+      seen = req.headers;
+      res.writeHead(200, { 'x-from': 'a', 'keep-alive': 'timeout=5', 'x-drop': '1', connection: 'x-drop' });
+      res.end('a');
+    });
+    const b = await upstream((_req, res) => res.end('b'));
+    const p = await proxy(
+      [
+        { name: 'a', hosts: [a.host] },
+        { name: 'b', hosts: [b.host] },
+      ],
+      [
+        { host: 'api.example', prefix: '/v1', cluster: 'a' },
+        { prefix: '/v1', cluster: 'b' },
+      ],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), a.close, b.close);
+    const r = await send(p.port, '/v1/x', {
+      headers: {
+        host: 'api.example:8080',
+        connection: 'keep-alive, x-secret',
+        'x-secret': 'no',
+        'proxy-authorization': 'Basic abc',
+        te: 'trailers',
+        'x-forwarded-for': '10.0.0.1',
+        'x-keep': 'yes',
+      },
+    });
+    assert.equal(r.body.toString(), 'a');
+    assert.equal(r.headers['x-from'], 'a');
+    assert.equal(r.headers['x-drop'], undefined);
+    assert.equal(seen['x-secret'], undefined);
+    assert.equal(seen['proxy-authorization'], undefined);
+    assert.equal(seen.te, undefined);
+    assert.equal(seen['x-keep'], 'yes');
+    assert.equal(seen['x-forwarded-for'], '10.0.0.1, 127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'http');
+    assert.equal(seen['x-forwarded-host'], 'api.example:8080');
+    assert.equal(seen.host, 'api.example:8080');
+    assert.equal((await send(p.port, '/v1/y', { headers: { host: 'other' } })).body.toString(), 'b');
+    assert.equal((await send(p.port, '/nope')).status, 404);
+  });
+});
+
+describe('circuit-breaking thresholds', () => {
+  test('max_requests + max_pending_requests: waiters run in order, overflow is an immediate counted 503', async () => {
+    const held: ServerResponse[] = [];
+    const u = await upstream((_req, res) => held.push(res));
+    const p = await proxy(
+      [
+        {
+          name: 'c',
+          hosts: [u.host],
+          breaker: { enabled: false },
+          circuit_breakers: {
+            thresholds: [
+              { priority: 'default', max_requests: 1, max_pending_requests: 1 },
+              { priority: 'high', max_requests: 5 },
+            ],
+          },
+        },
+      ],
+      [{ prefix: '/', cluster: 'c' }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const first = send(p.port, '/1');
+    await until(() => held.length === 1);
+    const second = send(p.port, '/2');
+    const lim = p.sidecar.clusters.get('c')!.limits.default;
+    await until(() => lim.pending === 1);
+    const third = await send(p.port, '/3');
+    assert.equal(third.status, 503);
+    assert.equal(third.headers['x-tripswitch-overloaded'], 'true');
+    assert.equal(lim.pendingOverflow, 1);
+    // high priority has its own limits
+    const high = send(p.port, '/h', { headers: { 'x-tripswitch-priority': 'high' } });
+    await until(() => held.length === 2);
+    held[1]!.end('high');
+    assert.equal((await high).body.toString(), 'high');
+    held[0]!.end('one');
+    assert.equal((await first).body.toString(), 'one');
+    await until(() => held.length === 3);
+    held[2]!.end('two');
+    assert.equal((await second).body.toString(), 'two');
+    assert.equal(u.hits, 3);
+    await until(() => lim.active === 0);
+  });
+});
+
+describe('breaker', () => {
+  test('opens on a failing upstream, then answers fast 503s without calling it; admin reset closes it', async () => {
+    const u = await upstream((_req, res) => {
+      res.statusCode = 500;
+      res.end('boom');
+    });
+    const p = await proxy(
+      [
+        {
+          name: 'flaky',
+          hosts: [u.host],
+          breaker: { trip: { kind: 'consecutive', threshold: 3 }, openDuration: 60_000 },
+          outlier_detection: { consecutive_5xx: 0, consecutive_gateway_failure: 0 },
+        },
+      ],
+      [{ prefix: '/', cluster: 'flaky' }],
+    );
+    const admin = await startAdmin(p.sidecar, { port: 0 });
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close, admin.close);
+    for (let i = 0; i < 3; i++) assert.equal((await send(p.port, '/')).status, 500);
+    for (let i = 0; i < 5; i++) {
+      const r = await send(p.port, '/');
+      assert.equal(r.status, 503);
+      assert.equal(r.headers['x-tripswitch-circuit-open'], 'true');
+    }
+    assert.equal(u.hits, 3);
+    const c = p.sidecar.clusters.get('flaky')!;
+    assert.equal(c.breaker!.state, 'open');
+    assert.equal(c.counters.circuitOpen, 5);
+    const listing = JSON.parse((await send(admin.port, '/breakers')).body.toString());
+    assert.equal(listing[0].state, 'open');
+    const metrics = (await send(admin.port, '/metrics')).body.toString();
+    assert.match(metrics, /tripswitch_proxy_circuit_open_total\{cluster="flaky"\} 5/);
+    assert.match(metrics, /tripswitch_breaker_state\{breaker="flaky"\} 1/);
+    assert.equal((await send(admin.port, '/breakers/flaky/reset', { method: 'POST' })).status, 200);
+    assert.equal(c.breaker!.state, 'closed');
+    assert.equal((await send(p.port, '/')).status, 500);
+    assert.equal(u.hits, 4);
+    assert.equal((await send(admin.port, '/breakers/flaky/open', { method: 'POST' })).status, 200);
+    assert.equal((await send(p.port, '/')).status, 503);
+    assert.equal((await send(admin.port, '/breakers/nope/open', { method: 'POST' })).status, 404);
+  });
+
+  test('seed 002 flood: ab -n 100 -c 20 against a failing upstream gets 503s once the breaker opens', async (t) => {
+    if (spawnSync('ab', ['-V']).error) {
+      t.skip('ab not installed (apt-get install -y apache2-utils)');
+      return;
+    }
+    const u = await upstream((_req, res) => {
+      res.statusCode = 500;
+      res.end('down');
+    });
+    const p = await proxy(
+      [
+        {
+          name: 'down',
+          hosts: [u.host],
+          breaker: { trip: { kind: 'consecutive', threshold: 5 }, openDuration: 60_000 },
+        },
+      ],
+      [{ prefix: '/', cluster: 'down' }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const { spawn } = await import('node:child_process');
+    const out = await new Promise<string>((resolve, reject) => {
+      const ab = spawn('ab', ['-n', '100', '-c', '20', '-s', '10', `http://127.0.0.1:${p.port}/`]);
+      let s = '';
+      ab.stdout.on('data', (d) => {
+        s += d;
+      });
+      ab.on('error', reject);
+      ab.on('close', () => resolve(s));
+    });
+    assert.match(out, /Complete requests:\s+100/);
+    assert.match(out, /Non-2xx responses:\s+100/);
+    const c = p.sidecar.clusters.get('down')!;
+    // At most the 5 that tripped it plus those already in flight (concurrency 20) reached the upstream.
+    assert.ok(u.hits <= 25, `upstream hits ${u.hits}`);
+    assert.equal(c.counters.circuitOpen + u.hits, 100);
+    assert.ok(c.counters.circuitOpen >= 75);
+  });
+});
+
+describe('outlier detection', () => {
+  test('ejects a 5xx host for base x count, returns it after the ejection time (TestClock)', async () => {
+    const clock = new TestClock();
+    const good = await upstream((_req, res) => res.end('good'));
+    const bad = await upstream((_req, res) => {
+      res.statusCode = 500;
+      res.end('bad');
+    });
+    const p = await proxy(
+      [
+        {
+          name: 'pool',
+          hosts: [good.host, bad.host],
+          breaker: { enabled: false },
+          outlier_detection: {
+            consecutive_5xx: 2,
+            base_ejection_time_ms: 1000,
+            max_ejection_time_ms: 1500,
+            max_ejection_percent: 50,
+          },
+        },
+      ],
+      [{ prefix: '/', cluster: 'pool' }],
+      { clock },
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), good.close, bad.close);
+    for (let i = 0; i < 4; i++) await send(p.port, '/');
+    assert.equal(bad.hits, 2);
+    const c = p.sidecar.clusters.get('pool')!;
+    assert.equal(c.outlier.ejectionsTotal, 1);
+    for (let i = 0; i < 6; i++) assert.equal((await send(p.port, '/')).body.toString(), 'good');
+    assert.equal(bad.hits, 2);
+    clock.advance(1000);
+    for (let i = 0; i < 6; i++) await send(p.port, '/');
+    assert.equal(bad.hits, 4);
+    assert.equal(c.outlier.ejectionsTotal, 2);
+    // second ejection: min(1000 x 2, 1500) = 1500 ms
+    clock.advance(1499);
+    for (let i = 0; i < 4; i++) await send(p.port, '/');
+    assert.equal(bad.hits, 4);
+    clock.advance(1);
+    for (let i = 0; i < 4; i++) await send(p.port, '/');
+    assert.ok(bad.hits > 4);
+  });
+});
+
+describe('retries and fallbacks', () => {
+  test('retries idempotent requests on retriable statuses, never a POST unless configured', async () => {
+    let fails = 0;
+    const u = await upstream((_req, res) => {
+      if (fails > 0) {
+        fails--;
+        res.statusCode = 503;
+        res.end('no');
+        return;
+      }
+      res.end('ok');
+    });
+    const p = await proxy(
+      [
+        {
+          name: 'r',
+          hosts: [u.host],
+          breaker: { enabled: false },
+          outlier_detection: { consecutive_5xx: 0, consecutive_gateway_failure: 0 },
+        },
+      ],
+      [
+        {
+          prefix: '/post-ok',
+          cluster: 'r',
+          retry: { attempts: 2, backoff_base_ms: 1, retry_non_idempotent: true },
+        },
+        { prefix: '/', cluster: 'r', retry: { attempts: 2, backoff_base_ms: 1, backoff_max_ms: 2 } },
+      ],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    fails = 2;
+    const r = await send(p.port, '/x');
+    assert.equal(r.status, 200);
+    assert.equal(u.hits, 3);
+    fails = 1;
+    const post = await send(p.port, '/x', { method: 'POST' });
+    assert.equal(post.status, 503);
+    assert.equal(u.hits, 4);
+    fails = 1;
+    assert.equal((await send(p.port, '/post-ok', { method: 'POST' })).status, 200);
+    assert.equal(u.hits, 6);
+    fails = 5;
+    assert.equal((await send(p.port, '/x')).status, 503);
+    assert.equal(u.hits, 9);
+    assert.equal(p.sidecar.clusters.get('r')!.counters.retries, 5);
+  });
+
+  test('static fallback and last good GET response', async () => {
+    let fail = false;
+    let version = 1;
+    const u = await upstream((_req, res) => {
+      if (fail) {
+        res.statusCode = 500;
+        res.end('err');
+      } else res.end(`v${version}`);
+    });
+    const p = await proxy(
+      [
+        {
+          name: 'f',
+          hosts: [u.host],
+          breaker: { enabled: false },
+          outlier_detection: { consecutive_5xx: 0 },
+        },
+      ],
+      [
+        { prefix: '/static', cluster: 'f', fallback: { status: 200, body: '{"cached":false}' } },
+        { prefix: '/', cluster: 'f', fallback: { last_good: true } },
+      ],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    assert.equal((await send(p.port, '/item')).body.toString(), 'v1');
+    version = 2;
+    fail = true;
+    const r = await send(p.port, '/item');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'v1');
+    assert.match(String(r.headers['x-tripswitch-fallback']), /last-good/);
+    assert.equal((await send(p.port, '/other')).status, 500);
+    const s = await send(p.port, '/static');
+    assert.equal(s.body.toString(), '{"cached":false}');
+    assert.equal(s.headers['x-tripswitch-fallback'], 'upstream-500');
+  });
+});
+
+describe('upstream errors', () => {
+  test('reset -> 502, timeout -> 504, connect failure -> 503', async () => {
+    const u = await upstream((req, res) => {
+      if (req.url === '/reset') req.socket.destroy();
+      else if (req.url === '/slow') setTimeout(() => res.end('late'), 2000).unref();
+      else res.end('ok');
+    });
+    const dead = await upstream(() => {});
+    const deadHost = dead.host;
+    await dead.close();
+    const p = await proxy(
+      [
+        { name: 'u', hosts: [u.host], breaker: { enabled: false } },
+        { name: 'dead', hosts: [deadHost], breaker: { enabled: false } },
+      ],
+      [
+        { prefix: '/dead', cluster: 'dead' },
+        { prefix: '/', cluster: 'u', timeout_ms: 100 },
+      ],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const r = await send(p.port, '/reset');
+    assert.equal(r.status, 502);
+    assert.equal(r.headers['x-tripswitch-upstream-error'], 'reset');
+    assert.equal((await send(p.port, '/slow')).status, 504);
+    assert.equal((await send(p.port, '/dead')).status, 503);
+    assert.equal((await send(p.port, '/fine')).status, 200);
+  });
+
+  test('a client abort cancels the upstream request', async () => {
+    let upstreamClosed = false;
+    let arrived = false;
+    const u = await upstream((req, res) => {
+      arrived = true;
+      res.on('close', () => {
+        upstreamClosed = !res.writableFinished;
+      });
+      void req;
+    });
+    const p = await proxy([{ name: 'u', hosts: [u.host] }], [{ prefix: '/', cluster: 'u' }]);
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const pending = raw(p.port, 'GET /hang HTTP/1.1\r\nhost: x\r\n\r\n', 200);
+    await until(() => arrived);
+    await pending; // the client gives up (its socket is destroyed)
+    await until(() => upstreamClosed);
+    await until(() => p.sidecar.inflight === 0);
+    assert.equal(p.sidecar.clusters.get('u')!.counters.clientAborts, 1);
+  });
+});
+
+describe('bodies', () => {
+  test('10 MB random bodies stream byte-exact both ways (sha256)', async () => {
+    const down = randomBytes(10 * 1024 * 1024);
+    const downSum = createHash('sha256').update(down).digest('hex');
+    const u = await upstream((req, res) => {
+      const h = createHash('sha256');
+      let n = 0;
+      req.on('data', (c: Buffer) => {
+        h.update(c);
+        n += c.length;
+      });
+      req.on('end', () => {
+        res.writeHead(200, { 'x-got-sha256': h.digest('hex'), 'x-got-bytes': String(n) });
+        // chunked, in uneven pieces
+        for (let i = 0; i < down.length; i += 65_537) res.write(down.subarray(i, i + 65_537));
+        res.end();
+      });
+    });
+    const p = await proxy([{ name: 'u', hosts: [u.host] }], [{ prefix: '/', cluster: 'u' }]);
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const up = randomBytes(10 * 1024 * 1024 + 17);
+    const r = await send(p.port, '/upload', { method: 'POST', body: up, timeoutMs: 30_000 });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-got-bytes'], String(up.length));
+    assert.equal(r.headers['x-got-sha256'], createHash('sha256').update(up).digest('hex'));
+    assert.equal(r.body.length, down.length);
+    assert.equal(createHash('sha256').update(r.body).digest('hex'), downSum);
+  });
+});
+
+describe('request smuggling and malformed requests (raw sockets)', () => {
+  const cases: [string, string][] = [
+    [
+      'Content-Length with Transfer-Encoding',
+      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ],
+    [
+      'conflicting Content-Length',
+      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd',
+    ],
+    [
+      'duplicate Content-Length',
+      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd',
+    ],
+    ['invalid header name', 'GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n'],
+    ['invalid header value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n'],
+    ['oversized headers', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
+    ['obsolete line folding', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n'],
+    [
+      'bad chunk size',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n',
+    ],
+    [
+      'Transfer-Encoding not ending in chunked',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n',
+    ],
+  ];
+  for (const [name, text] of cases) {
+    test(`${name} -> 400 and close, nothing sent upstream`, async () => {
+      const u = await upstream((_req, res) => res.end('reached'));
+      const p = await proxy([{ name: 'u', hosts: [u.host] }], [{ prefix: '/', cluster: 'u' }]);
+      try {
+        const r = await raw(p.port, text);
+        assert.match(r.data, /^HTTP\/1\.1 400 /);
+        assert.ok(r.closed, 'connection closed');
+        assert.equal(u.hits, 0);
+      } finally {
+        await p.sidecar.shutdown(1000);
+        await u.close();
+      }
+    });
+  }
+});
+
+describe('operations', () => {
+  test('reload swaps routes without dropping in-flight requests', async () => {
+    const held: ServerResponse[] = [];
+    const a = await upstream((_req, res) => held.push(res));
+    const b = await upstream((_req, res) => res.end('b'));
+    const p = await proxy([{ name: 'a', hosts: [a.host] }], [{ prefix: '/', cluster: 'a' }]);
+    cleanups.push(() => p.sidecar.shutdown(1000), a.close, b.close);
+    const inflight = send(p.port, '/slow');
+    await until(() => held.length === 1);
+    await p.sidecar.reload({
+      listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'b' }] }],
+      clusters: [{ name: 'b', hosts: [b.host] }],
+    });
+    assert.equal((await send(p.port, '/new')).body.toString(), 'b');
+    held[0]!.end('a-done');
+    const r = await inflight;
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'a-done');
+  });
+
+  test('shutdown stops accepting, drains in-flight, then resolves', async () => {
+    const held: ServerResponse[] = [];
+    const u = await upstream((_req, res) => held.push(res));
+    const p = await proxy([{ name: 'u', hosts: [u.host] }], [{ prefix: '/', cluster: 'u' }]);
+    cleanups.push(u.close);
+    const inflight = send(p.port, '/x');
+    await until(() => held.length === 1);
+    const done = p.sidecar.shutdown(5000);
+    await assert.rejects(send(p.port, '/after', { timeoutMs: 2000 }));
+    held[0]!.end('drained');
+    assert.equal((await inflight).body.toString(), 'drained');
+    assert.equal(await done, true);
+  });
+
+  test('admin: a non-loopback address needs a token; with a token requests need Bearer auth', async () => {
+    const u = await upstream((_req, res) => res.end());
+    const p = await proxy([{ name: 'u', hosts: [u.host] }], [{ prefix: '/', cluster: 'u' }]);
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const saved = process.env.TRIPSWITCH_ADMIN_TOKEN;
+    delete process.env.TRIPSWITCH_ADMIN_TOKEN;
+    try {
+      await assert.rejects(startAdmin(p.sidecar, { address: '0.0.0.0', port: 0 }), /needs a token/);
+    } finally {
+      if (saved !== undefined) process.env.TRIPSWITCH_ADMIN_TOKEN = saved;
+    }
+    const admin = await startAdmin(p.sidecar, { address: '0.0.0.0', port: 0, token: 'sixteen-chars-token' });
+    cleanups.push(admin.close);
+    assert.equal((await send(admin.port, '/healthz')).status, 401);
+    assert.equal(
+      (await send(admin.port, '/healthz', { headers: { authorization: 'Bearer wrong' } })).status,
+      401,
+    );
+    const ok = await send(admin.port, '/healthz', {
+      headers: { authorization: 'Bearer sixteen-chars-token' },
+    });
+    assert.equal(ok.status, 200);
+    const ready = await send(admin.port, '/ready', {
+      headers: { authorization: 'Bearer sixteen-chars-token' },
+    });
+    assert.equal(ready.status, 200);
+  });
+});

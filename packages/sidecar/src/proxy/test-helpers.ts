@@ -1,0 +1,132 @@
+/**
+ * Test helpers (real sockets on 127.0.0.1, port 0). Not exported from the package.
+ * @module
+ */
+import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Clock } from 'tripswitch';
+import type { ClusterConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
+import { type Logger, Sidecar } from './server.js';
+
+/** A logger that keeps lines for assertions. */
+export function memoryLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const f = (msg: string, fields?: Record<string, unknown>) => {
+    lines.push(`${msg} ${JSON.stringify(fields ?? {})}`);
+  };
+  return { lines, info: f, warn: f, error: f };
+}
+
+/** An upstream server on 127.0.0.1:0. */
+export async function upstream(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; port: number; host: string; hits: number; close(): Promise<void> }> {
+  const u = {
+    server: undefined as unknown as Server,
+    port: 0,
+    host: '',
+    hits: 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        u.server.close(() => resolve());
+        u.server.closeAllConnections();
+      }),
+  };
+  u.server = createServer((req, res) => {
+    u.hits++;
+    handler(req, res);
+  });
+  await new Promise<void>((r) => u.server.listen(0, '127.0.0.1', r));
+  u.port = (u.server.address() as AddressInfo).port;
+  u.host = `127.0.0.1:${u.port}`;
+  return u;
+}
+
+/** Starts a sidecar with one listener on port 0. */
+export async function proxy(
+  clusters: ClusterConfig[],
+  routes: RouteConfig[],
+  opts: { clock?: Clock; extra?: Partial<SidecarConfig> } = {},
+): Promise<{
+  sidecar: Sidecar;
+  port: number;
+  config: SidecarConfig;
+  logger: ReturnType<typeof memoryLogger>;
+}> {
+  const config: SidecarConfig = { listeners: [{ port: 0, routes }], clusters, ...opts.extra };
+  const logger = memoryLogger();
+  const sidecar = new Sidecar(config, { logger, ...(opts.clock ? { clock: opts.clock } : {}) });
+  await sidecar.start();
+  return { sidecar, port: sidecar.addresses()[0]!.port, config, logger };
+}
+
+/** The response of {@link send}. */
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** One HTTP request on a fresh connection; rejects after `timeoutMs`. */
+export function send(
+  port: number,
+  path: string,
+  init: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: Buffer | string;
+    timeoutMs?: number;
+  } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers: init.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(init.timeoutMs ?? 10_000, () => req.destroy(new Error('client timeout')));
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+/** Writes raw bytes and returns everything read until the server closes (or `timeoutMs`). */
+export function raw(
+  port: number,
+  text: string,
+  timeoutMs = 3000,
+): Promise<{ data: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let data = '';
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve({ data, closed: false });
+    }, timeoutMs);
+    s.on('data', (c) => {
+      data += c.toString('latin1');
+    });
+    s.on('close', () => {
+      clearTimeout(t);
+      resolve({ data, closed: true });
+    });
+    s.on('error', () => {});
+    s.write(text);
+  });
+}
+
+/** Resolves when `cond()` holds, polling every 5 ms, rejecting after `ms`. */
+export async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
