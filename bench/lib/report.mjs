@@ -181,8 +181,10 @@ export function markdown({ env, results, comparison, redis, options, elapsedMs }
       } else {
         const added = id === s.baseline || !base?.value ? '' : fmtNs(r.value - base.value);
         const extra = single ? `${fmtNs(r.firstNs)} | ${fmtNs(r.successNs)}` : fmtNs(r.mean);
+        // Rounds that differ by more than 30% mean the machine was busy during some of them.
+        const noisy = r.rounds > 1 && r.max > 1.3 * r.min ? ' (noisy)' : '';
         line(
-          `| ${label}${flag} | ${fmtNs(r.value)} | ${extra} | ${fmtNs(r.min)} .. ${fmtNs(r.max)} | ${added} |`,
+          `| ${label}${flag} | ${fmtNs(r.value)} | ${extra} | ${fmtNs(r.min)} .. ${fmtNs(r.max)}${noisy} | ${added} |`,
         );
       }
     }
