@@ -286,25 +286,44 @@ class Retry implements RetryPolicy {
     return this.#events.on(event, listener);
   }
 
-  async execute<T>(fn: (ctx: RetryContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
-    if (typeof fn !== 'function') throw new TypeError('execute: fn must be a function');
+  execute<T>(fn: (ctx: RetryContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+    if (typeof fn !== 'function') return Promise.reject(new TypeError('execute: fn must be a function'));
     const sig = signal ?? neverAbortedSignal;
-    if (sig.aborted) throw sig.reason;
+    if (sig.aborted) return Promise.reject(sig.reason);
     this.budget?.recordCall();
+    // The first attempt runs without an async function: most calls succeed on it, and the loop
+    // (with its awaits) is only entered after a failure.
+    const ctx: RetryContext = { signal: sig, attempt: 1 };
+    let r: PromiseLike<T> | T;
+    try {
+      r = fn(ctx);
+    } catch (err) {
+      return this.#again(fn, signal, sig, ctx, err, false, undefined);
+    }
+    const handle = this.#handleResult;
+    if (handle === undefined)
+      return Promise.resolve(r).then(undefined, (err) =>
+        this.#again(fn, signal, sig, ctx, err, false, undefined),
+      );
+    return Promise.resolve(r).then(
+      (v) => (handle(v, ctx) ? this.#again(fn, signal, sig, ctx, undefined, true, v) : v),
+      (err) => this.#again(fn, signal, sig, ctx, err, false, undefined),
+    );
+  }
+
+  /** After a failed attempt: decide, sleep, try again, until success or giving up. */
+  async #again<T>(
+    fn: (ctx: RetryContext) => PromiseLike<T> | T,
+    signal: AbortSignal | undefined,
+    sig: AbortSignal,
+    ctx: RetryContext,
+    error: unknown,
+    failedResult: boolean,
+    result: T | undefined,
+  ): Promise<T> {
     let previous = 0;
-    for (let attempt = 1; ; attempt++) {
-      const ctx: RetryContext = { signal: sig, attempt };
-      let error: unknown;
-      let result: T | undefined;
-      let failedResult = false;
-      try {
-        result = await fn(ctx);
-        if (this.#handleResult === undefined || !this.#handleResult(result, ctx)) return result;
-        failedResult = true;
-      } catch (err) {
-        error = err;
-      }
-      // Decide whether to try again.
+    for (;;) {
+      const attempt = ctx.attempt;
       let reason: RetryEvents['giveUp']['reason'] | undefined;
       let hint: number | undefined;
       if (sig.aborted) reason = 'aborted';
@@ -334,6 +353,17 @@ class Retry implements RetryPolicy {
           failedResult ? { attempt, delay, error, result } : { attempt, delay, error },
         );
       if (delay > 0) await sleep(this.#clock, delay, signal);
+      ctx = { signal: sig, attempt: attempt + 1 };
+      error = undefined;
+      result = undefined;
+      failedResult = false;
+      try {
+        result = await fn(ctx);
+        if (this.#handleResult === undefined || !this.#handleResult(result, ctx)) return result;
+        failedResult = true;
+      } catch (err) {
+        error = err;
+      }
     }
   }
 }

@@ -101,6 +101,10 @@ class Wrapped<P extends readonly AnyPolicy[]> implements WrappedPolicy<P> {
   readonly contextKeys: readonly string[] | undefined;
   readonly #merge: boolean;
   readonly #keys: (readonly string[] | undefined)[];
+  /** Without context merging: the layers composed once, innermost first, into one function. */
+  readonly #chain:
+    | ((fn: (ctx: unknown) => unknown, signal: AbortSignal | undefined) => Promise<unknown>)
+    | undefined;
 
   constructor(policies: P) {
     this.policies = policies;
@@ -119,10 +123,21 @@ class Wrapped<P extends readonly AnyPolicy[]> implements WrappedPolicy<P> {
       if (k === undefined || k.length > 0) outerAdds = true;
     }
     this.#merge = outerAdds;
+    if (!outerAdds) {
+      const last = policies[policies.length - 1]!;
+      let run = (fn: (ctx: unknown) => unknown, s: AbortSignal | undefined) => last.execute(fn, s);
+      for (let i = policies.length - 2; i >= 0; i--) {
+        const p = policies[i]!;
+        const next = run;
+        run = (fn, s) => p.execute((ctx: PolicyContext) => next(fn, inner(ctx.signal)), s);
+      }
+      this.#chain = run;
+    }
   }
 
   execute<T>(fn: (ctx: WrappedContext<P>) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
     if (typeof fn !== 'function') return Promise.reject(new TypeError('execute: fn must be a function'));
+    if (this.#chain !== undefined) return this.#chain(fn as (ctx: unknown) => unknown, signal) as Promise<T>;
     return this.#run(0, fn as (ctx: unknown) => PromiseLike<T> | T, signal, undefined);
   }
 
