@@ -32,6 +32,8 @@ const cases = [
   ['tripswitch', 'composite.breaker-timeout'],
   ['cockatiel', 'composite.breaker-timeout'],
   ['opossum', 'composite.breaker-timeout'],
+  ['tripswitch', 'composite.retry-breaker-timeout'],
+  ['cockatiel', 'composite.retry-breaker-timeout'],
 ];
 const baselineFor = (scenario) =>
   scenario.startsWith('permit.')
