@@ -200,3 +200,108 @@ describe('timeout', () => {
     assert.equal(t.pending, 0);
   });
 });
+
+describe('timeout (property)', () => {
+  it('every call expires exactly at start + ms unless it settled before, whatever the interleaving', async () => {
+    const fc = await import('fast-check');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 50 }),
+        fc.array(
+          fc.record({
+            gap: fc.integer({ min: 0, max: 30 }),
+            life: fc.integer({ min: 0, max: 80 }),
+            reads: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 25 },
+        ),
+        fc.constantFrom('cooperative' as const, 'aggressive' as const),
+        async (ms, calls, strategy) => {
+          const clock = new TestClock(0);
+          const t = timeout({ ms, strategy, clock });
+          const outcomes: {
+            start: number;
+            life: number;
+            at: number;
+            timedOut: boolean;
+            aborted?: boolean;
+          }[] = [];
+          const settles: { at: number; run: () => void }[] = [];
+          const done: Promise<unknown>[] = [];
+          let now = 0;
+          for (const c of calls) {
+            now += c.gap;
+            settles.push({
+              at: now,
+              run: () => {
+                const start = clock.now();
+                let finish!: () => void;
+                let signal: AbortSignal | undefined;
+                const p = t.execute((ctx) => {
+                  if (c.reads) signal = ctx.signal;
+                  return new Promise<void>((resolve, reject) => {
+                    finish = () => (signal?.aborted ? reject(signal.reason) : resolve());
+                  });
+                });
+                const rec = {
+                  start,
+                  life: c.life,
+                  at: -1,
+                  timedOut: false,
+                  aborted: undefined as boolean | undefined,
+                };
+                outcomes.push(rec);
+                done.push(
+                  p.then(
+                    () => {
+                      rec.at = clock.now();
+                    },
+                    (e) => {
+                      rec.at = clock.now();
+                      rec.timedOut = isTimeoutError(e);
+                    },
+                  ),
+                );
+                settles.push({
+                  at: start + c.life,
+                  run: () => {
+                    rec.aborted = signal?.aborted;
+                    finish();
+                  },
+                });
+              },
+            });
+          }
+          // Drive time in 1 ms steps, running scheduled starts/settles at their instants.
+          for (let time = 0; time <= now + 200; time++) {
+            if (time > 0) await clock.advanceAsync(1);
+            for (let i = 0; i < settles.length; i++) {
+              if (settles[i]!.at === time) settles[i]!.run();
+            }
+            await Promise.resolve();
+          }
+          await Promise.all(done);
+          for (let i = 0; i < outcomes.length; i++) {
+            const o = outcomes[i]!;
+            const expired = o.life >= ms; // the deadline timer runs before a settle at the same instant
+            if (strategy === 'aggressive') {
+              assert.equal(o.timedOut, expired);
+              assert.equal(o.at, o.start + (expired ? ms : o.life));
+            } else {
+              assert.equal(o.at, o.start + o.life);
+              // A function that read the signal saw it aborted iff the deadline passed, and then failed with TimeoutError.
+              if (calls[i]!.reads) {
+                assert.equal(o.aborted, expired);
+                assert.equal(o.timedOut, expired);
+              } else assert.equal(o.timedOut, false);
+            }
+          }
+          assert.equal(t.pending, 0);
+          clock.advance(ms);
+          assert.equal(clock.pending, 0);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
