@@ -6,7 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { type Clock, type Permit, systemClock } from 'tripswitch';
 import type { Dispatcher } from 'undici';
 import type { FallbackConfig, ListenerConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
@@ -53,7 +53,8 @@ interface CompiledRetry {
 
 interface CachedResponse {
   status: number;
-  headers: Record<string, string | string[]>;
+  /** Flat name/value list, as given to writeHead. */
+  headers: string[];
   body: Buffer;
 }
 
@@ -130,46 +131,6 @@ function hostMatches(pattern: string, hostHeader: string | undefined): boolean {
   return h === pattern;
 }
 
-const sink = () =>
-  new Writable({
-    write(_c, _e, cb) {
-      cb();
-    },
-  });
-
-/** Writes to the client and keeps a bounded copy for the last-good cache. */
-class Tee extends Writable {
-  chunks: Buffer[] | undefined = [];
-  size = 0;
-  constructor(
-    readonly res: ServerResponse,
-    readonly limit: number,
-    readonly done: (body: Buffer) => void,
-  ) {
-    super();
-    res.on('drain', () => this.emit('drain'));
-  }
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.chunks) {
-      this.size += chunk.length;
-      if (this.size > this.limit) this.chunks = undefined;
-      else this.chunks.push(chunk);
-    }
-    if (this.res.write(chunk)) cb();
-    else this.res.once('drain', () => cb());
-  }
-  override _final(cb: (err?: Error | null) => void): void {
-    this.res.end(() => {
-      if (this.chunks) this.done(Buffer.concat(this.chunks));
-      cb();
-    });
-  }
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (err) this.res.destroy(err);
-    cb(err);
-  }
-}
-
 type FailKind = 'connect-failure' | 'timeout' | 'reset';
 function classify(err: unknown): FailKind {
   const code = (err as { code?: string })?.code;
@@ -196,24 +157,60 @@ function plain(res: ServerResponse, status: number, text: string, extra?: Record
   res.end(text);
 }
 
-function streamFactory(data: Dispatcher.StreamFactoryData<Exchange>): Writable {
-  return data.opaque.onHeaders(data.statusCode, data.headers as Record<string, string | string[]>);
+/** Response headers from undici's raw list: hop-by-hop and Connection-listed ones removed. */
+function responseHeaders(raw: Buffer[]): string[] {
+  const out: string[] = [];
+  let listed: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toString('latin1');
+    const lk = k.toLowerCase();
+    if (HOP_BY_HOP.has(lk)) {
+      if (lk === 'connection') {
+        const tokens = raw[i + 1]!.toString('latin1').toLowerCase().split(',');
+        for (const t of tokens) {
+          const tt = t.trim();
+          if (tt !== 'close' && tt !== 'keep-alive' && tt !== '') (listed ??= []).push(tt);
+        }
+      }
+      continue;
+    }
+    out.push(k, raw[i + 1]!.toString('latin1'));
+  }
+  if (listed) {
+    const kept: string[] = [];
+    for (let i = 0; i < out.length; i += 2)
+      if (!listed.includes(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+    return kept;
+  }
+  return out;
 }
 
-/** One client request and its upstream attempts. */
+/**
+ * One client request and its upstream attempts. It is also the undici dispatch handler (the
+ * legacy onConnect/onHeaders/onData/onComplete/onError shape, which undici calls without an
+ * adapter): response bytes go straight to `res.write` with backpressure through `resume`, with
+ * no intermediate stream, promise or AbortController.
+ */
 class Exchange {
   permit: Permit | undefined;
   waiter: { cancel(): void } | undefined;
   host: UpstreamHost | undefined;
-  ac: AbortController | undefined;
+  abortUpstream: ((err?: Error) => void) | undefined;
+  resume: (() => void) | undefined;
   status = 0;
   attempt = 0;
   retrying = false;
   retryHeld = false;
   fallingBack = false;
+  /** The current attempt's body is not for the client (a retry or a fallback follows). */
+  discard = false;
   closed = false;
   clientGone = false;
   holdsSlot = false;
+  drainHooked = false;
+  cache: Buffer[] | undefined;
+  cacheSize = 0;
+  cacheHeaders: string[] | undefined;
   readonly hasBody: boolean;
   headers: string[] | undefined;
 
@@ -265,30 +262,29 @@ class Exchange {
     }
     const { route, req } = this;
     const cluster = route.cluster;
-    const host = cluster.balancer.pick(cluster.clock.now());
+    const host = cluster.hosts.length === 1 ? cluster.hosts[0]! : cluster.balancer.pick(cluster.clock.now());
     this.host = host;
     host.active++;
     this.headers ??= this.proxy.upstreamHeaders(req);
-    this.ac ??= new AbortController();
+    this.status = 0;
+    this.discard = false;
+    this.retrying = false;
+    this.fallingBack = false;
+    this.abortUpstream = undefined;
     const t = route.timeoutMs;
-    host.pool
-      .stream(
-        {
-          path: req.url ?? '/',
-          method: req.method as Dispatcher.HttpMethod,
-          headers: this.headers,
-          body: this.hasBody ? req.pipe(new PassThrough()) : null,
-          signal: this.ac.signal,
-          headersTimeout: t,
-          bodyTimeout: t,
-          opaque: this,
-        },
-        streamFactory,
-      )
-      .then(
-        () => this.onDone(),
-        (err: unknown) => this.onError(err),
-      );
+    host.pool.dispatch(
+      {
+        path: req.url ?? '/',
+        method: req.method as Dispatcher.HttpMethod,
+        headers: this.headers,
+        // A pass-through so that undici destroying the body on an upstream error does not take the
+        // client's socket with it (the client still gets its 502/503).
+        body: this.hasBody ? req.pipe(new PassThrough()) : null,
+        headersTimeout: t,
+        bodyTimeout: t,
+      },
+      this as unknown as Dispatcher.DispatchHandler,
+    );
   }
 
   retryable(): boolean {
@@ -302,42 +298,77 @@ class Exchange {
     );
   }
 
-  onHeaders(status: number, headers: Record<string, string | string[]>): Writable {
+  // --- undici dispatch handler -------------------------------------------------------------
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.clientGone) abort(new Error('client closed'));
+    else this.abortUpstream = abort;
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status < 200) return true;
     this.status = status;
     const { route, res } = this;
     if (this.retryable() && route.retry!.statuses.has(status) && this.lim.tryRetry()) {
       this.retrying = true;
-      return sink();
+      this.discard = true;
+      return true;
     }
     if (status >= 500 && route.fallback && this.hasFallback()) {
       this.fallingBack = true;
-      return sink();
+      this.discard = true;
+      return true;
     }
-    const out: Record<string, string | string[]> = {};
-    const conn = headers.connection;
-    const listed =
-      conn === undefined
-        ? undefined
-        : String(conn)
-            .toLowerCase()
-            .split(/\s*,\s*/);
-    for (const k in headers) {
-      if (HOP_BY_HOP.has(k)) continue;
-      if (listed?.includes(k)) continue;
-      out[k] = headers[k]!;
+    if (res.destroyed) {
+      this.discard = true;
+      return true;
     }
-    if (res.destroyed) return sink();
-    res.writeHead(status, out);
+    const headers = responseHeaders(raw);
+    res.writeHead(status, headers);
+    this.resume = resume;
     if (route.lastGood && status === 200 && this.req.method === 'GET') {
-      const url = this.req.url!;
-      const cache = route.lastGood;
-      return new Tee(res, route.maxCacheBody, (body) => {
-        if (cache.size >= 1000 && !cache.has(url)) cache.delete(cache.keys().next().value!);
-        cache.set(url, { status, headers: out, body });
-      });
+      this.cache = [];
+      this.cacheHeaders = headers;
     }
-    return res;
+    return true;
   }
+
+  onData(chunk: Buffer): boolean {
+    if (this.discard) return true;
+    if (this.clientGone) return false;
+    if (this.cache) {
+      this.cacheSize += chunk.length;
+      if (this.cacheSize > this.route.maxCacheBody) this.cache = undefined;
+      else this.cache.push(chunk);
+    }
+    if (this.res.write(chunk)) return true;
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      this.res.on('drain', () => this.resume?.());
+    }
+    return false;
+  }
+
+  onComplete(): void {
+    if (!this.discard && !this.res.destroyed) {
+      this.res.end();
+      if (this.cache) {
+        const body = Buffer.concat(this.cache);
+        const cache = this.route.lastGood!;
+        const url = this.req.url!;
+        if (cache.size >= 1000 && !cache.has(url)) cache.delete(cache.keys().next().value!);
+        cache.set(url, { status: this.status, headers: this.cacheHeaders!, body });
+        this.cache = undefined;
+      }
+    }
+    this.done();
+  }
+
+  onError(err: Error): void {
+    this.failed(err);
+  }
+
+  // -----------------------------------------------------------------------------------------
 
   hasFallback(): boolean {
     const f = this.route.fallback;
@@ -347,6 +378,7 @@ class Exchange {
   }
 
   releaseAttempt(): void {
+    this.abortUpstream = undefined;
     this.host!.active--;
     if (this.retryHeld) {
       this.retryHeld = false;
@@ -354,7 +386,7 @@ class Exchange {
     }
   }
 
-  onDone(): void {
+  done(): void {
     this.releaseAttempt();
     const status = this.status;
     const cluster = this.route.cluster;
@@ -363,7 +395,6 @@ class Exchange {
       status < 500 ? 'success' : status === 502 || status === 503 || status === 504 ? 'gateway' : 'error-5xx',
     );
     if (this.retrying) {
-      this.retrying = false;
       this.retryHeld = true;
       this.scheduleRetry();
       return;
@@ -372,7 +403,7 @@ class Exchange {
     if (this.fallingBack) this.fallback(`upstream-${status}`);
   }
 
-  onError(err: unknown): void {
+  failed(err: unknown): void {
     this.releaseAttempt();
     const cluster = this.route.cluster;
     if (this.clientGone) {
@@ -392,7 +423,6 @@ class Exchange {
       (kind === 'connect-failure' ? r!.connectFailure : kind === 'reset' && r!.reset) &&
       this.lim.tryRetry()
     ) {
-      this.retrying = false;
       this.retryHeld = true;
       this.scheduleRetry();
       return;
@@ -411,7 +441,6 @@ class Exchange {
     const r = this.route.retry!;
     this.attempt++;
     this.route.cluster.counters.retries++;
-    this.fallingBack = false;
     const exp = Math.min(r.maxMs, r.baseMs * 2 ** (this.attempt - 1));
     const delay = exp * (0.5 + this.proxy.random() / 2);
     if (delay < 1) this.send();
@@ -462,9 +491,9 @@ class Exchange {
   fallback(reason: string): void {
     const f = this.route.fallback!;
     this.route.cluster.counters.fallbacks++;
+    if (this.res.headersSent || this.res.destroyed) return;
     if ('status' in f) {
       const body = f.body ?? '';
-      if (this.res.headersSent || this.res.destroyed) return;
       this.res.writeHead(f.status, {
         'content-length': Buffer.byteLength(body),
         ...f.headers,
@@ -475,12 +504,14 @@ class Exchange {
     }
     const hit = this.route.lastGood!.get(this.req.url!);
     if (!hit) return;
-    if (this.res.headersSent || this.res.destroyed) return;
-    this.res.writeHead(hit.status, {
-      ...hit.headers,
-      'content-length': hit.body.length,
-      'x-tripswitch-fallback': `last-good;${reason}`,
-    });
+    const headers: string[] = [];
+    for (let i = 0; i < hit.headers.length; i += 2) {
+      const lk = hit.headers[i]!.toLowerCase();
+      if (lk !== 'content-length' && lk !== 'x-tripswitch-fallback')
+        headers.push(hit.headers[i]!, hit.headers[i + 1]!);
+    }
+    headers.push('content-length', String(hit.body.length), 'x-tripswitch-fallback', `last-good;${reason}`);
+    this.res.writeHead(hit.status, headers);
     this.res.end(hit.body);
   }
 
@@ -494,7 +525,7 @@ class Exchange {
         this.waiter = undefined;
         this.settle(undefined, undefined);
       }
-      this.ac?.abort();
+      this.abortUpstream?.(new Error('client closed'));
     }
     this.proxy.onRequestClosed();
   }

@@ -1,0 +1,178 @@
+/**
+ * `npm run bench:proxy`: throughput and latency on 127.0.0.1 of a node backend reached directly,
+ * through tripswitch, through nginx (1 worker, upstream keepalive) and through the npm http-proxy
+ * package (keep-alive agent). Load from wrk (-t1 -c50) when installed, else autocannon.
+ * Each target runs in its own process; BENCH_SECONDS sets the duration (default 10).
+ * @module
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const dir = mkdtempSync(join(tmpdir(), 'tripswitch-bench-'));
+const here = dirname(fileURLToPath(import.meta.url));
+const children: ChildProcess[] = [];
+const BASE = 20_000 + Math.floor(Math.random() * 20_000);
+const ports = { backend: BASE, tripswitch: BASE + 1, nginx: BASE + 2, httpProxy: BASE + 3, admin: BASE + 4 };
+
+function start(cmd: string, args: string[]): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  c.stderr?.on('data', () => {});
+  children.push(c);
+  return c;
+}
+
+async function waitPort(port: number, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`port ${port} did not open`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface Result {
+  name: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function parseMs(s: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(s);
+  if (!m) return Number.NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+const hasWrk = !spawnSync('wrk', ['--version']).error;
+
+async function load(name: string, port: number): Promise<Result> {
+  const url = `http://127.0.0.1:${port}/`;
+  if (hasWrk) {
+    // a short warm-up so JITs and pools are hot
+    spawnSync('wrk', ['-t1', `-c${connections}`, '-d1s', url]);
+    const r = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], {
+      encoding: 'utf8',
+    });
+    const out = r.stdout;
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
+    const p50 = parseMs(/50%\s+(\S+)/.exec(out)?.[1] ?? '');
+    const p99 = parseMs(/99%\s+(\S+)/.exec(out)?.[1] ?? '');
+    const errors =
+      Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0) +
+      Number(/Socket errors:.*?(\d+)/.exec(out)?.[1] ?? 0);
+    return { name, rps, p50, p99, errors };
+  }
+  const { default: autocannon } = (await import('autocannon' as string)) as {
+    default: (o: unknown) => Promise<{
+      requests: { average: number };
+      latency: { p50: number; p99: number };
+      non2xx: number;
+      errors: number;
+    }>;
+  };
+  await autocannon({ url, connections, duration: 1 });
+  const r = await autocannon({ url, connections, duration: seconds });
+  return {
+    name,
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    errors: r.non2xx + r.errors,
+  };
+}
+
+const backendSrc = `require('node:http').createServer((q,s)=>{s.writeHead(200,{'content-type':'text/plain','content-length':12});s.end('hello world\\n')}).listen(${ports.backend},'127.0.0.1')`;
+const httpProxySrc = `const http=require('node:http');const hp=require(${JSON.stringify(join(process.cwd(), 'node_modules/http-proxy'))});
+const p=hp.createProxyServer({target:'http://127.0.0.1:${ports.backend}',agent:new http.Agent({keepAlive:true,maxSockets:256})});
+p.on('error',(e,q,s)=>{s.statusCode=502;s.end()});http.createServer((q,s)=>p.web(q,s)).listen(${ports.httpProxy},'127.0.0.1')`;
+
+async function main(): Promise<void> {
+  console.log(
+    `bench:proxy ${seconds}s per target, ${connections} connections, load from ${hasWrk ? 'wrk -t1' : 'autocannon'}`,
+  );
+  start(process.execPath, ['-e', backendSrc]);
+  await waitPort(ports.backend);
+  const results: Result[] = [];
+  results.push(await load('direct', ports.backend));
+
+  const cfg = join(dir, 'tripswitch.yaml');
+  writeFileSync(
+    cfg,
+    `admin: { port: ${ports.admin} }
+listeners:
+  - port: ${ports.tripswitch}
+    routes: [{ prefix: /, cluster: backend }]
+clusters:
+  - name: backend
+    hosts: [127.0.0.1:${ports.backend}]
+    circuit_breakers: { thresholds: [{ priority: default, max_connections: 256, max_requests: 1024 }] }
+`,
+  );
+  const ts = start(process.execPath, [join(here, '..', 'cli.js'), 'proxy', '--config', cfg, '--no-watch']);
+  await waitPort(ports.tripswitch);
+  results.push(await load('tripswitch', ports.tripswitch));
+  ts.kill('SIGTERM');
+
+  if (!spawnSync('nginx', ['-v']).error) {
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(
+      conf,
+      `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir};
+  upstream backend { server 127.0.0.1:${ports.backend}; keepalive 64; }
+  server { listen 127.0.0.1:${ports.nginx};
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+    );
+    start('nginx', ['-p', dir, '-c', conf]);
+    await waitPort(ports.nginx);
+    results.push(await load('nginx', ports.nginx));
+  } else console.log('nginx not installed (apt-get install -y nginx): skipped');
+
+  start(process.execPath, ['-e', httpProxySrc]);
+  await waitPort(ports.httpProxy);
+  results.push(await load('http-proxy', ports.httpProxy));
+
+  const by = (n: string) => results.find((r) => r.name === n);
+  const direct = by('direct')!;
+  console.log('\n| target | req/s | p50 ms | p99 ms | % of direct | errors |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of results)
+    console.log(
+      `| ${r.name} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${Math.round((r.rps / direct.rps) * 100)} | ${r.errors} |`,
+    );
+  const t = by('tripswitch')!;
+  const ng = by('nginx');
+  const hp = by('http-proxy')!;
+  console.log(`\ntripswitch / http-proxy throughput: ${(t.rps / hp.rps).toFixed(2)}x (target >= 2)`);
+  if (ng) {
+    console.log(`tripswitch / nginx throughput: ${(t.rps / ng.rps).toFixed(2)}x (target >= 0.6)`);
+    const added = (x: Result) => x.p99 - direct.p99;
+    console.log(
+      `p99 added: tripswitch ${added(t).toFixed(2)} ms, nginx ${added(ng).toFixed(2)} ms (target tripswitch <= 2x nginx)`,
+    );
+  }
+}
+
+try {
+  await main();
+} finally {
+  for (const c of children) c.kill('SIGTERM');
+}
