@@ -130,3 +130,84 @@ describe('bulkhead', () => {
     assert.equal(b.stats().queued, 0);
   });
 });
+
+describe('bulkhead (model)', () => {
+  it('matches a simple model over random submit / finish / abort / time steps', async () => {
+    const fc = await import('fast-check');
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('submit' as const), abortable: fc.boolean() }),
+      fc.record({ kind: fc.constant('finish' as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant('abort' as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 60 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.array(op, { maxLength: 60 }),
+        async (maxConcurrent, maxQueue, ops) => {
+          const clock = new TestClock(0);
+          const b = bulkhead({ maxConcurrent, maxQueue, queueTimeoutMs: 100, clock });
+          // Model
+          const running: number[] = [];
+          const queue: { id: number; at: number }[] = [];
+          const finishers = new Map<number, () => void>();
+          const aborters = new Map<number, AbortController>();
+          const started: number[] = [];
+          const expectStarted: number[] = [];
+          let id = 0;
+          const promote = () => {
+            while (running.length < maxConcurrent && queue.length) {
+              const w = queue.shift()!;
+              running.push(w.id);
+              expectStarted.push(w.id);
+            }
+          };
+          for (const o of ops) {
+            if (o.kind === 'submit') {
+              const me = id++;
+              const ac = o.abortable ? new AbortController() : undefined;
+              if (ac) aborters.set(me, ac);
+              const p = b.execute(
+                () =>
+                  new Promise<void>((res) => {
+                    started.push(me);
+                    finishers.set(me, res);
+                  }),
+                ac?.signal,
+              );
+              p.catch(() => {});
+              if (running.length < maxConcurrent) {
+                running.push(me);
+                expectStarted.push(me);
+              } else if (queue.length < maxQueue) queue.push({ id: me, at: clock.now() });
+              else await assert.rejects(p, isBulkheadRejectedError);
+            } else if (o.kind === 'finish' && running.length) {
+              const victim = running.splice(o.pick % running.length, 1)[0]!;
+              finishers.get(victim)!();
+              await new Promise((r) => setImmediate(r));
+              promote();
+            } else if (o.kind === 'abort') {
+              const qa = queue.filter((w) => aborters.has(w.id));
+              if (qa.length) {
+                const w = qa[o.pick % qa.length]!;
+                aborters.get(w.id)!.abort(new Error('abort'));
+                queue.splice(queue.indexOf(w), 1);
+              }
+            } else if (o.kind === 'tick') {
+              clock.advance(o.ms);
+              while (queue.length && queue[0]!.at + 100 <= clock.now()) queue.shift();
+            }
+            await new Promise((r) => setImmediate(r));
+            const s = b.stats();
+            assert.equal(s.running, running.length);
+            assert.equal(s.queued, queue.length);
+            assert.deepEqual(started, expectStarted);
+          }
+          for (const f of finishers.values()) f();
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+});
