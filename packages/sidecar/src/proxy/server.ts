@@ -169,7 +169,9 @@ function responseHeaders(raw: Buffer[]): string[] {
         const tokens = raw[i + 1]!.toString('latin1').toLowerCase().split(',');
         for (const t of tokens) {
           const tt = t.trim();
-          if (tt !== 'close' && tt !== 'keep-alive' && tt !== '') (listed ??= []).push(tt);
+          if (tt === 'close' || tt === 'keep-alive' || tt === '') continue;
+          listed ??= [];
+          listed.push(tt);
         }
       }
       continue;

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { isConfigError, loadConfig, parseConfig } from './load.js';
+import { configSchema } from './schema.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function problems(text: string) {
+  try {
+    parseConfig(text, 't.yaml');
+  } catch (err) {
+    assert.ok(isConfigError(err));
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('the example config is valid', () => {
+  const cfg = loadConfig(join(root, '..', '..', 'examples', 'tripswitch.yaml'));
+  assert.equal(cfg.clusters[0]!.name, 'payments');
+});
+
+test('schema/tripswitch.schema.json is the ajv schema, written out', () => {
+  const file = JSON.parse(readFileSync(join(root, 'schema', 'tripswitch.schema.json'), 'utf8'));
+  assert.deepEqual(file, JSON.parse(JSON.stringify(configSchema)));
+});
+
+test('errors give the path and the line:column of the bad field', () => {
+  const text = [
+    'listeners:', //                        1
+    '  - port: 8080', //                    2
+    '    routes:', //                       3
+    '      - prefix: /x', //                4
+    '        cluster: a', //                5
+    'clusters:', //                         6
+    '  - name: a', //                       7
+    '    hosts: [127.0.0.1:3000]', //       8
+    '    lb_policy: random', //             9
+    '    outlier_detection:', //            10
+    '      consecutive_5xx: -1', //         11
+    '    colour: blue', //                  12
+  ].join('\n');
+  const ps = problems(text);
+  const by = (path: string) => ps.find((p) => p.path === path);
+  assert.deepEqual(
+    { line: by('/clusters/0/lb_policy')?.line, col: by('/clusters/0/lb_policy')?.col },
+    { line: 9, col: 16 },
+  );
+  assert.match(by('/clusters/0/lb_policy')!.message, /round_robin/);
+  assert.equal(by('/clusters/0/outlier_detection/consecutive_5xx')?.line, 11);
+  assert.equal(by('/clusters/0/colour')?.line, 12);
+  assert.equal(by('/clusters/0/colour')?.col, 5);
+  assert.match(by('/clusters/0/colour')!.message, /unknown field "colour"/);
+});
+
+test('cross-references and duplicates are checked with lines too', () => {
+  const ps = problems(
+    [
+      'listeners:',
+      '  - port: 8080',
+      '    routes:',
+      '      - cluster: missing',
+      'clusters:',
+      '  - name: a',
+      '    hosts: [127.0.0.1:1]',
+      '  - name: a',
+      '    hosts: [127.0.0.1:2]',
+      '    circuit_breakers:',
+      '      thresholds:',
+      '        - { priority: default, max_retries: 1, retry_budget: { budget_percent: 10 } }',
+    ].join('\n'),
+  );
+  assert.deepEqual(
+    ps.map((p) => [p.path, p.line]),
+    [
+      ['/clusters/1/name', 8],
+      ['/clusters/1/circuit_breakers/thresholds/0', 12],
+      ['/listeners/0/routes/0/cluster', 4],
+    ],
+  );
+});
+
+test('YAML syntax errors and a missing section are reported with positions', () => {
+  const syntax = problems('listeners: [\n  - port: 1\n');
+  assert.ok(syntax[0]!.line >= 1);
+  const missing = problems('listeners:\n  - port: 1\n    routes: [{ cluster: a }]\n');
+  assert.ok(missing.some((p) => /missing required field "clusters"/.test(p.message)));
+});
+
+test('the message lists file:line:col for every problem', () => {
+  try {
+    parseConfig('listeners: []\nclusters: []\n', 'x.yaml');
+    assert.fail('expected an error');
+  } catch (err) {
+    assert.ok(isConfigError(err));
+    assert.match(err.message, /x\.yaml:1:12 \/listeners:/);
+  }
+});
