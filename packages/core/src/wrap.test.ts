@@ -103,6 +103,27 @@ describe('wrap', () => {
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
 
+  it('nests, and a fallback widens the result type', async () => {
+    const clock = new TestClock();
+    const innerPolicy = wrap(
+      retry({ maxAttempts: 2, backoff: constantBackoff(0), clock }),
+      timeout({ ms: 10, clock }),
+    );
+    const outer = wrap(fallback({ value: 'none' as const }), innerPolicy);
+    let n = 0;
+    const ok: number | 'none' = await outer.execute(({ attempt }) => {
+      n++;
+      if (attempt < 2) throw new Error('once');
+      return attempt;
+    });
+    assert.equal(ok, 2);
+    const failed: number | 'none' = await outer.execute(async (): Promise<number> => {
+      throw new Error('always');
+    });
+    assert.equal(failed, 'none');
+    assert.equal(n, 2);
+  });
+
   it('rejects non-policies', () => {
     assert.throws(() => wrap(), /at least one/);
     assert.throws(() => wrap({} as never), /argument 0 is not a policy/);
