@@ -4,6 +4,7 @@
  * @module
  */
 import { watch } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import { type AdminServer, startAdmin } from './admin/admin.js';
 import { isConfigError, loadConfig } from './config/load.js';
@@ -96,7 +97,11 @@ program
     process.on('SIGHUP', () => reload('SIGHUP'));
     if (opts.watch) {
       let timer: NodeJS.Timeout | undefined;
-      watch(opts.config, () => {
+      // The directory, not the file: editors that save by rename would leave a file watcher on a
+      // deleted inode.
+      const file = resolve(opts.config);
+      watch(dirname(file), (_event, name) => {
+        if (name !== null && name !== basename(file)) return;
         clearTimeout(timer);
         timer = setTimeout(() => reload('file changed'), 200);
         timer.unref();

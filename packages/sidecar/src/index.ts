@@ -1,2 +1,27 @@
-/** @module */
-export {};
+/**
+ * @tripswitch/sidecar: the Envoy-style circuit-breaking proxy behind the `tripswitch` CLI, usable
+ * as a library too.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig, Sidecar, startAdmin } from '@tripswitch/sidecar';
+ * const sidecar = new Sidecar(loadConfig('tripswitch.yaml'));
+ * await sidecar.start();
+ * await startAdmin(sidecar);
+ * ```
+ * @module
+ */
+export {
+  type AdminHandler,
+  type AdminOptions,
+  type AdminServer,
+  breakersJson,
+  isLoopback,
+  sidecarRegistry,
+  startAdmin,
+} from './admin/admin.js';
+export { type ConfigProblem, ConfigError, isConfigError, loadConfig, parseConfig } from './config/load.js';
+export * from './config/schema.js';
+export { toEnvoy, toIstio } from './export/export.js';
+export { Cluster, type ClusterCounters } from './proxy/cluster.js';
+export { type Logger, Sidecar, type SidecarOptions, stderrLogger } from './proxy/server.js';
