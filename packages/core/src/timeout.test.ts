@@ -152,6 +152,20 @@ describe('timeout', () => {
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
 
+  it('aggressive: a caller abort during the synchronous part of fn rejects at once', async () => {
+    const clock = new TestClock();
+    const t = timeout({ ms: 100, strategy: 'aggressive', clock });
+    const ac = new AbortController();
+    const p = t.execute(({ signal }) => {
+      ac.abort(new Error('early'));
+      assert.equal(signal.aborted, true);
+      return new Promise(() => {});
+    }, ac.signal);
+    await assert.rejects(p, /early/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    assert.equal(t.pending, 0);
+  });
+
   it('an already-aborted caller signal rejects without calling fn', async () => {
     const t = timeout({ ms: 100, clock: new TestClock() });
     let called = false;

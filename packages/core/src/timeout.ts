@@ -223,6 +223,12 @@ class Timeout implements TimeoutPolicy {
           reject(expired ? this.error() : caller?.reason);
           return;
         }
+        if (caller?.aborted) {
+          // The caller aborted while fn ran synchronously: do not wait for fn.
+          call.finish();
+          reject(caller.reason);
+          return;
+        }
         call.resolve = resolve as (v: unknown) => void;
         call.reject = reject;
         if (caller !== undefined && !call.listening) {
