@@ -68,20 +68,8 @@ export class Cluster {
   readonly outlier: OutlierDetector;
   readonly balancer: Balancer<UpstreamHost>;
   readonly requestTimeoutMs: number;
-  readonly counters: ClusterCounters = {
-    requests: 0,
-    responses2xx: 0,
-    responses3xx: 0,
-    responses4xx: 0,
-    responses5xx: 0,
-    circuitOpen: 0,
-    retries: 0,
-    timeouts: 0,
-    resets: 0,
-    connectFailures: 0,
-    fallbacks: 0,
-    clientAborts: 0,
-  };
+  /** Carried over from the same-named cluster on reload, so Prometheus counters never go back. */
+  readonly counters: ClusterCounters;
   readonly poolKey: string;
   readonly breakerKey: string;
 
@@ -95,6 +83,20 @@ export class Cluster {
     previous?: Cluster,
   ) {
     this.name = config.name;
+    this.counters = previous?.counters ?? {
+      requests: 0,
+      responses2xx: 0,
+      responses3xx: 0,
+      responses4xx: 0,
+      responses5xx: 0,
+      circuitOpen: 0,
+      retries: 0,
+      timeouts: 0,
+      resets: 0,
+      connectFailures: 0,
+      fallbacks: 0,
+      clientAborts: 0,
+    };
     this.poolKey = poolKey(config);
     this.breakerKey = JSON.stringify(config.breaker ?? {});
     const th = config.circuit_breakers?.thresholds ?? [];
@@ -139,6 +141,10 @@ export class Cluster {
     else this.breaker = circuitBreaker(breakerOptions(this.name, b, clock));
     this.failureStatuses = b?.failureStatuses ? new Set(b.failureStatuses) : undefined;
     this.outlier = new OutlierDetector(outlierSettings(config.outlier_detection), clock, this.hosts);
+    if (previous) {
+      this.outlier.ejectionsTotal = previous.outlier.ejectionsTotal;
+      this.outlier.ejectionsOverflow = previous.outlier.ejectionsOverflow;
+    }
     this.balancer = new Balancer(config.lb_policy ?? 'round_robin', this.hosts);
     this.requestTimeoutMs = config.request_timeout_ms ?? 15_000;
   }

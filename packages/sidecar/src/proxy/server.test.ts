@@ -463,6 +463,35 @@ describe('operations', () => {
     assert.equal(r.body.toString(), 'a-done');
   });
 
+  test('reload keeps an unchanged breaker (state included) and the counters; a changed breaker starts closed', async () => {
+    const u = await upstream((_req, res) => {
+      res.statusCode = 500;
+      res.end();
+    });
+    const cluster = {
+      name: 'x',
+      hosts: [u.host],
+      breaker: { trip: { kind: 'consecutive' as const, threshold: 1 }, openDuration: 60_000 },
+    };
+    const p = await proxy([cluster], [{ prefix: '/', cluster: 'x' }]);
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    assert.equal((await send(p.port, '/')).status, 500);
+    assert.equal((await send(p.port, '/')).status, 503);
+    const before = p.sidecar.clusters.get('x')!;
+    await p.sidecar.reload({ ...p.config, clusters: [{ ...cluster, lb_policy: 'least_request' }] });
+    const after1 = p.sidecar.clusters.get('x')!;
+    assert.notEqual(after1, before);
+    assert.equal(after1.breaker, before.breaker);
+    assert.equal((await send(p.port, '/')).status, 503);
+    assert.equal(after1.counters.requests, 3);
+    await p.sidecar.reload({
+      ...p.config,
+      clusters: [{ ...cluster, breaker: { ...cluster.breaker, openDuration: 1000 } }],
+    });
+    assert.equal(p.sidecar.clusters.get('x')!.breaker!.state, 'closed');
+    assert.equal(before.breaker!.state, 'open');
+  });
+
   test('shutdown stops accepting, drains in-flight, then resolves', async () => {
     const held: ServerResponse[] = [];
     const u = await upstream((_req, res) => held.push(res));

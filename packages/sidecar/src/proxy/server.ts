@@ -187,6 +187,12 @@ function responseHeaders(raw: Buffer[]): string[] {
   return out;
 }
 
+const kExchange = Symbol('tripswitch.exchange');
+// One shared listener instead of a closure per request.
+function onResponseClose(this: ServerResponse & { [kExchange]?: Exchange }): void {
+  this[kExchange]!.onClose();
+}
+
 /**
  * One client request and its upstream attempts. It is also the undici dispatch handler (the
  * legacy onConnect/onHeaders/onData/onComplete/onError shape, which undici calls without an
@@ -225,7 +231,8 @@ class Exchange {
   ) {
     const cl = req.headers['content-length'];
     this.hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
-    res.once('close', () => this.onClose());
+    (res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
+    res.once('close', onResponseClose);
   }
 
   start(): void {
@@ -529,7 +536,7 @@ class Exchange {
       }
       this.abortUpstream?.(new Error('client closed'));
     }
-    this.proxy.onRequestClosed();
+    if (this.proxy.inflight === 0) this.proxy.onRequestClosed();
   }
 }
 
@@ -678,7 +685,9 @@ export class Sidecar {
     if (this.#stopping) res.shouldKeepAlive = false;
     const url = req.url ?? '/';
     let route: CompiledRoute | undefined;
-    for (const r of slot.routes) {
+    const routes = slot.routes;
+    for (let i = 0; i < routes.length; i++) {
+      const r = routes[i]!;
       if (r.host !== undefined && !hostMatches(r.host, req.headers.host)) continue;
       if (!url.startsWith(r.prefix)) continue;
       route = r;
