@@ -281,6 +281,31 @@ describe('retries and fallbacks', () => {
     assert.equal(p.sidecar.clusters.get('r')!.counters.retries, 5);
   });
 
+  test('a connect failure on one host is retried on another; the dead host is ejected', async () => {
+    const dead = await upstream(() => {});
+    const deadHost = dead.host;
+    await dead.close();
+    const live = await upstream((_req, res) => res.end('live'));
+    const p = await proxy(
+      [
+        {
+          name: 'two',
+          hosts: [deadHost, live.host],
+          breaker: { enabled: false },
+          outlier_detection: { consecutive_gateway_failure: 1, max_ejection_percent: 50 },
+        },
+      ],
+      [{ prefix: '/', cluster: 'two', retry: { attempts: 1, backoff_base_ms: 0 } }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), live.close);
+    for (let i = 0; i < 4; i++) assert.equal((await send(p.port, '/')).body.toString(), 'live');
+    const c = p.sidecar.clusters.get('two')!;
+    assert.equal(c.counters.connectFailures, 1);
+    assert.equal(c.counters.retries, 1);
+    assert.equal(c.outlier.ejectionsTotal, 1);
+    assert.equal(live.hits, 4);
+  });
+
   test('static fallback and last good GET response', async () => {
     let fail = false;
     let version = 1;
