@@ -621,10 +621,12 @@ export class Sidecar {
         socket.destroy();
         return;
       }
-      const why = String(err.code ?? 'bad request');
-      const body = `bad request: ${why}\n`;
+      // Node would answer 431 for oversized headers; every malformed request gets 400 here, and
+      // the connection always closes (a desynchronised parser must not read another request).
+      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const body = timeout ? 'request timeout\n' : `bad request: ${String(err.code ?? 'malformed')}\n`;
       socket.end(
-        `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
       );
     });
     this.#slots.set(key, slot);
