@@ -158,12 +158,17 @@ function plain(res: ServerResponse, status: number, text: string, extra?: Record
 }
 
 /** Response headers from undici's raw list: hop-by-hop and Connection-listed ones removed. */
+// Set by responseHeaders (no tuple allocation): the Content-Length it saw, or -1.
+let seenContentLength = -1;
+
 function responseHeaders(raw: Buffer[]): string[] {
   const out: string[] = [];
   let listed: string[] | undefined;
+  seenContentLength = -1;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!.toString('latin1');
     const lk = k.toLowerCase();
+    if (lk === 'content-length') seenContentLength = Number(raw[i + 1]!.toString('latin1'));
     if (HOP_BY_HOP.has(lk)) {
       if (lk === 'connection') {
         const tokens = raw[i + 1]!.toString('latin1').toLowerCase().split(',');
@@ -216,6 +221,9 @@ class Exchange {
   clientGone = false;
   holdsSlot = false;
   drainHooked = false;
+  /** Body bytes still expected when the upstream sent Content-Length, else -1. */
+  remaining = -1;
+  tail: Buffer | undefined;
   cache: Buffer[] | undefined;
   cacheSize = 0;
   cacheHeaders: string[] | undefined;
@@ -333,6 +341,7 @@ class Exchange {
       return true;
     }
     const headers = responseHeaders(raw);
+    this.remaining = seenContentLength;
     res.writeHead(status, headers);
     this.resume = resume;
     if (route.lastGood && status === 200 && this.req.method === 'GET') {
@@ -350,6 +359,14 @@ class Exchange {
       if (this.cacheSize > this.route.maxCacheBody) this.cache = undefined;
       else this.cache.push(chunk);
     }
+    // The chunk that completes a known Content-Length is sent with end(): one write instead of
+    // write() + end() (most small responses arrive as one chunk).
+    if (chunk.length === this.remaining) {
+      this.tail = chunk;
+      this.remaining = 0;
+      return true;
+    }
+    if (this.remaining > 0) this.remaining -= chunk.length;
     if (this.res.write(chunk)) return true;
     if (!this.drainHooked) {
       this.drainHooked = true;
@@ -360,7 +377,9 @@ class Exchange {
 
   onComplete(): void {
     if (!this.discard && !this.res.destroyed) {
-      this.res.end();
+      const tail = this.tail;
+      this.tail = undefined;
+      this.res.end(tail);
       if (this.cache) {
         const body = Buffer.concat(this.cache);
         const cache = this.route.lastGood!;
