@@ -2,7 +2,8 @@
  * `npm run bench:proxy`: throughput and latency on 127.0.0.1 of a node backend reached directly,
  * through tripswitch, through nginx (1 worker, upstream keepalive) and through the npm http-proxy
  * package (keep-alive agent). Load from wrk (-t1 -c50) when installed, else autocannon.
- * Each target runs in its own process; BENCH_SECONDS sets the duration (default 10).
+ * Each target runs in its own process; BENCH_SECONDS sets the duration (default 10), BENCH_ROUNDS
+ * the rounds per target (median reported, default 1).
  * @module
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 1));
 const dir = mkdtempSync(join(tmpdir(), 'tripswitch-bench-'));
 const here = dirname(fileURLToPath(import.meta.url));
 const children: ChildProcess[] = [];
@@ -61,11 +63,19 @@ function parseMs(s: string): number {
 
 const hasWrk = !spawnSync('wrk', ['--version']).error;
 
+/** The median round by throughput (BENCH_ROUNDS, default 1). */
 async function load(name: string, port: number): Promise<Result> {
+  const rs: Result[] = [];
+  for (let i = 0; i < rounds; i++) rs.push(await loadOnce(name, port, i === 0));
+  rs.sort((a, b) => a.rps - b.rps);
+  return rs[Math.floor(rs.length / 2)]!;
+}
+
+async function loadOnce(name: string, port: number, warm: boolean): Promise<Result> {
   const url = `http://127.0.0.1:${port}/`;
   if (hasWrk) {
     // a short warm-up so JITs and pools are hot
-    spawnSync('wrk', ['-t1', `-c${connections}`, '-d1s', url]);
+    if (warm) spawnSync('wrk', ['-t1', `-c${connections}`, '-d1s', url]);
     const r = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], {
       encoding: 'utf8',
     });
@@ -86,7 +96,7 @@ async function load(name: string, port: number): Promise<Result> {
       errors: number;
     }>;
   };
-  await autocannon({ url, connections, duration: 1 });
+  if (warm) await autocannon({ url, connections, duration: 1 });
   const r = await autocannon({ url, connections, duration: seconds });
   return {
     name,
