@@ -227,6 +227,11 @@ export const configSchema = {
           address: { type: 'string', description: '@default 127.0.0.1' },
           port: { type: 'integer', minimum: 0, maximum: 65535 },
           max_header_bytes: { type: 'integer', minimum: 1024, description: '@default 16384' },
+          idle_timeout_ms: {
+            type: 'integer',
+            minimum: 1,
+            description: 'How long an idle client keep-alive connection stays open. @default 5000',
+          },
           priority_header: {
             type: 'string',
             description:
@@ -344,6 +349,7 @@ export interface ListenerConfig {
   address?: string;
   port: number;
   max_header_bytes?: number;
+  idle_timeout_ms?: number;
   priority_header?: string;
   routes: RouteConfig[];
 }
