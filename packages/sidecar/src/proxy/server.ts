@@ -631,7 +631,7 @@ export class Sidecar {
       routes: this.#compile(l, this.#state.clusters),
       priorityHeader: (l.priority_header ?? 'x-tripswitch-priority').toLowerCase(),
       server: createServer(
-        { maxHeaderSize: l.max_header_bytes ?? 16_384, keepAliveTimeout: 5000 },
+        { maxHeaderSize: l.max_header_bytes ?? 16_384, keepAliveTimeout: l.idle_timeout_ms ?? 5000 },
         (req, res) => this.#handle(slot, req, res),
       ),
     };
