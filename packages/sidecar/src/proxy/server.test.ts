@@ -488,6 +488,26 @@ describe('operations', () => {
     assert.equal(r.body.toString(), 'a-done');
   });
 
+  test('a reload whose new listener cannot bind changes nothing', async () => {
+    const a = await upstream((_req, res) => res.end('a'));
+    const b = await upstream((_req, res) => res.end('b'));
+    const p = await proxy([{ name: 'a', hosts: [a.host] }], [{ prefix: '/', cluster: 'a' }]);
+    cleanups.push(() => p.sidecar.shutdown(1000), a.close, b.close);
+    await assert.rejects(
+      p.sidecar.reload({
+        listeners: [
+          { port: 0, routes: [{ prefix: '/', cluster: 'b' }] },
+          { port: b.port, routes: [{ prefix: '/', cluster: 'b' }] },
+        ],
+        clusters: [{ name: 'b', hosts: [b.host] }],
+      }),
+      /EADDRINUSE/,
+    );
+    assert.equal((await send(p.port, '/')).body.toString(), 'a');
+    assert.deepEqual([...p.sidecar.clusters.keys()], ['a']);
+    assert.equal(p.sidecar.addresses().length, 1);
+  });
+
   test('reload keeps an unchanged breaker (state included) and the counters; a changed breaker starts closed', async () => {
     const u = await upstream((_req, res) => {
       res.statusCode = 500;

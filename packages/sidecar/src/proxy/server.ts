@@ -620,15 +620,19 @@ export class Sidecar {
 
   /** Opens the listeners. */
   async start(): Promise<void> {
-    for (const l of this.#state.config.listeners) await this.#open(l);
+    for (const l of this.#state.config.listeners) {
+      const slot = await this.#open(l, this.#state.clusters);
+      this.#slots.set(slot.key, slot);
+    }
   }
 
-  async #open(l: ListenerConfig): Promise<void> {
+  /** Binds a listener (not yet registered); rejects on a listen error. */
+  async #open(l: ListenerConfig, clusters: Map<string, Cluster>): Promise<ListenerSlot> {
     const key = Sidecar.#key(l);
     const slot: ListenerSlot = {
       key,
       config: l,
-      routes: this.#compile(l, this.#state.clusters),
+      routes: this.#compile(l, clusters),
       priorityHeader: (l.priority_header ?? 'x-tripswitch-priority').toLowerCase(),
       server: createServer(
         { maxHeaderSize: l.max_header_bytes ?? 16_384, keepAliveTimeout: l.idle_timeout_ms ?? 5000 },
@@ -648,7 +652,6 @@ export class Sidecar {
         `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
       );
     });
-    this.#slots.set(key, slot);
     await new Promise<void>((resolve, reject) => {
       slot.server.once('error', reject);
       slot.server.listen(l.port, l.address ?? '127.0.0.1', () => {
@@ -656,7 +659,9 @@ export class Sidecar {
         resolve();
       });
     });
-    this.logger.info('listening', { listener: l.name ?? key, address: this.address(key) });
+    const a = slot.server.address() as AddressInfo;
+    this.logger.info('listening', { listener: l.name ?? key, address: `${a.address}:${a.port}` });
+    return slot;
   }
 
   /** The bound address of each listener, in config order (port 0 resolved). */
@@ -665,11 +670,6 @@ export class Sidecar {
       const a = s.server.address() as AddressInfo;
       return { address: a.address, port: a.port };
     });
-  }
-
-  address(key: string): string | undefined {
-    const a = this.#slots.get(key)?.server.address() as AddressInfo | null | undefined;
-    return a ? `${a.address}:${a.port}` : undefined;
   }
 
   /** Builds the upstream request headers: hop-by-hop removed, X-Forwarded-* added. */
@@ -743,17 +743,32 @@ export class Sidecar {
   async reload(config: SidecarConfig): Promise<void> {
     const old = this.#state;
     const next = this.#build(config, old);
+    // New listeners are bound before anything changes, so a port in use leaves the old config
+    // fully in force.
+    const opened: ListenerSlot[] = [];
+    try {
+      for (const l of config.listeners)
+        if (!this.#slots.has(Sidecar.#key(l))) opened.push(await this.#open(l, next.clusters));
+    } catch (err) {
+      for (const s of opened) s.server.close();
+      for (const [name, c] of next.clusters) {
+        const o = old.clusters.get(name);
+        for (const pool of c.poolsNotIn(o)) void pool.destroy().catch(() => {});
+        if (c.breaker && c.breaker !== o?.breaker) c.breaker.dispose();
+      }
+      throw err;
+    }
     this.#state = next;
+    for (const s of opened) this.#slots.set(s.key, s);
     const keys = new Set<string>();
     for (const l of config.listeners) {
       const key = Sidecar.#key(l);
       keys.add(key);
-      const slot = this.#slots.get(key);
-      if (slot) {
-        slot.routes = this.#compile(l, next.clusters, slot);
-        slot.config = l;
-        slot.priorityHeader = (l.priority_header ?? 'x-tripswitch-priority').toLowerCase();
-      } else await this.#open(l);
+      const slot = this.#slots.get(key)!;
+      if (opened.includes(slot)) continue;
+      slot.routes = this.#compile(l, next.clusters, slot);
+      slot.config = l;
+      slot.priorityHeader = (l.priority_header ?? 'x-tripswitch-priority').toLowerCase();
     }
     for (const [key, slot] of this.#slots) {
       if (keys.has(key)) continue;
