@@ -83,6 +83,31 @@ test('cross-references and duplicates are checked with lines too', () => {
   );
 });
 
+test('breaker options are judged by the library itself, reported at the breaker block', () => {
+  const ps = problems(
+    [
+      'listeners: [{ port: 1, routes: [{ cluster: a }] }]',
+      'clusters:',
+      '  - name: a',
+      '    hosts: [127.0.0.1:1]',
+      '    breaker:',
+      '      trip: { kind: count, window: 10, minimumCalls: 20, failureRateThreshold: 0.5 }',
+    ].join('\n'),
+  );
+  assert.equal(ps.length, 1);
+  assert.equal(ps[0]!.path, '/clusters/0/breaker');
+  assert.equal(ps[0]!.line, 6);
+  assert.match(ps[0]!.message, /minimumCalls/);
+});
+
+test('the example config builds a running sidecar (breakers accepted by the library)', async () => {
+  const { Sidecar } = await import('../proxy/server.js');
+  const s = new Sidecar(loadConfig(join(root, '..', '..', 'examples', 'tripswitch.yaml')));
+  assert.equal(s.clusters.get('payments')!.breaker!.state, 'closed');
+  assert.equal(s.clusters.get('payments')!.limits.high.budgetPercent, 20);
+  await s.shutdown(100);
+});
+
 test('YAML syntax errors and a missing section are reported with positions', () => {
   const syntax = problems('listeners: [\n  - port: 1\n');
   assert.ok(syntax[0]!.line >= 1);

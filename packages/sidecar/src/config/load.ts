@@ -7,6 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { circuitBreaker, systemClock } from 'tripswitch';
+import { breakerOptions } from '../proxy/cluster.js';
 import { type SidecarConfig, configSchema } from './schema.js';
 
 /** One problem in a configuration file. */
@@ -167,6 +169,15 @@ export function parseConfig(text: string, file = '<config>'): SidecarConfig {
       if (t.retry_budget && t.max_retries !== undefined)
         at(['clusters', i, 'circuit_breakers', 'thresholds', j], 'set max_retries or retry_budget, not both');
     });
+    // The breaker block is circuitBreaker()'s options: let the library judge them, so the rules
+    // (e.g. minimumCalls <= window) live in one place.
+    if (c.breaker && c.breaker.enabled !== false) {
+      try {
+        circuitBreaker(breakerOptions(c.name, c.breaker, systemClock)).dispose();
+      } catch (err) {
+        at(['clusters', i, 'breaker'], err instanceof Error ? err.message : String(err));
+      }
+    }
   });
   const ports = new Set<string>();
   cfg.listeners.forEach((l, i) => {
