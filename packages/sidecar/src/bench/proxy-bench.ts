@@ -114,7 +114,7 @@ p.on('error',(e,q,s)=>{s.statusCode=502;s.end()});http.createServer((q,s)=>p.web
 
 async function main(): Promise<void> {
   console.log(
-    `bench:proxy ${seconds}s per target, ${connections} connections, load from ${hasWrk ? 'wrk -t1' : 'autocannon'}`,
+    `bench:proxy ${seconds}s x ${rounds} round(s) per target (median), ${connections} connections, load from ${hasWrk ? 'wrk -t1' : 'autocannon'}`,
   );
   start(process.execPath, ['-e', backendSrc]);
   await waitPort(ports.backend);
