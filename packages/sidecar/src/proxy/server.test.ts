@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { TestClock } from 'tripswitch/testing';
 import { startAdmin } from '../admin/admin.js';
@@ -385,9 +386,11 @@ describe('upstream errors', () => {
     });
     const p = await proxy([{ name: 'u', hosts: [u.host] }], [{ prefix: '/', cluster: 'u' }]);
     cleanups.push(() => p.sidecar.shutdown(1000), u.close);
-    const pending = raw(p.port, 'GET /hang HTTP/1.1\r\nhost: x\r\n\r\n', 200);
+    const client = connect(p.port, '127.0.0.1');
+    client.on('error', () => {});
+    client.write('GET /hang HTTP/1.1\r\nhost: x\r\n\r\n');
     await until(() => arrived);
-    await pending; // the client gives up (its socket is destroyed)
+    client.destroy(); // the client gives up before any response
     await until(() => upstreamClosed);
     await until(() => p.sidecar.inflight === 0);
     assert.equal(p.sidecar.clusters.get('u')!.counters.clientAborts, 1);
