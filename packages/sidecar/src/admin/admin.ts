@@ -238,7 +238,7 @@ export async function startAdmin(sidecar: Sidecar, options: AdminOptions = {}): 
         return;
       }
       if (req.method === 'GET' && path === '/ready') {
-        const ready = sidecar.addresses().length > 0;
+        const ready = !sidecar.stopping && sidecar.addresses().length > 0;
         send(res, ready ? 200 : 503, ready ? 'ready\n' : 'not ready\n', 'text/plain');
         return;
       }

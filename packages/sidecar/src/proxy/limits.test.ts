@@ -58,3 +58,15 @@ test('max_retries and the retry budget', () => {
   assert.ok(small.tryRetry() && small.tryRetry());
   assert.equal(small.tryRetry(), false);
 });
+
+test('cancelled waiters do not pile up in the queue', () => {
+  const l = new Limiter({ priority: 'default', max_requests: 1, max_pending_requests: 10 });
+  l.tryEnter();
+  for (let i = 0; i < 10_000; i++) l.wait(() => {})!.cancel();
+  let granted = 0;
+  l.wait(() => granted++);
+  assert.equal(l.pending, 1);
+  l.release();
+  assert.equal(granted, 1);
+  assert.equal(l.active, 1);
+});

@@ -69,6 +69,12 @@ export class Limiter {
       return undefined;
     }
     const e: Entry = { grant, cancelled: false };
+    // Cancelled waiters are removed lazily; compact when they dominate, so clients that keep giving
+    // up while the cluster is stuck cannot grow the queue without bound.
+    if (this.#queue.length - this.#head > 2 * this.pending + 64) {
+      this.#queue = this.#queue.slice(this.#head).filter((x) => !x.cancelled);
+      this.#head = 0;
+    }
     this.#queue.push(e);
     this.pending++;
     return {

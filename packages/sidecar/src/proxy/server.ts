@@ -593,6 +593,11 @@ export class Sidecar {
     this.#state = this.#build(config, undefined);
   }
 
+  /** True once {@link Sidecar.shutdown} started (readiness turns false). */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
   /** The configuration in force. */
   get config(): SidecarConfig {
     return this.#state.config;
