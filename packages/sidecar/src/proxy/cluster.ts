@@ -116,7 +116,8 @@ export class Cluster {
           connections: maxConn,
           pipelining: 1,
           keepAliveTimeout: config.idle_timeout_ms ?? 60_000,
-          keepAliveMaxTimeout: Math.max(config.idle_timeout_ms ?? 60_000, 600_000),
+          // Caps the server's Keep-Alive hint too (undici prefers the hint over keepAliveTimeout).
+          keepAliveMaxTimeout: config.idle_timeout_ms ?? 60_000,
           connect: { timeout: config.connect_timeout_ms ?? 5000 },
           headersTimeout: 0,
           bodyTimeout: 0,

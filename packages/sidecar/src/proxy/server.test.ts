@@ -374,6 +374,20 @@ describe('upstream errors', () => {
     assert.equal((await send(p.port, '/fine')).status, 200);
   });
 
+  test('idle upstream connections close after idle_timeout_ms', async () => {
+    let closed = 0;
+    const u = await upstream((_req, res) => res.end('x'));
+    u.server.on('connection', (sock) => sock.on('close', () => closed++));
+    const p = await proxy(
+      [{ name: 'u', hosts: [u.host], idle_timeout_ms: 50 }],
+      [{ prefix: '/', cluster: 'u' }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    assert.equal((await send(p.port, '/')).status, 200);
+    // Node upstreams hint "Keep-Alive: timeout=5", which undici would keep ~3 s: 50 ms must win.
+    await until(() => closed === 1, 2000);
+  });
+
   test('a client abort cancels the upstream request', async () => {
     let upstreamClosed = false;
     let arrived = false;

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { proxy, send, upstream } from '../proxy/test-helpers.js';
+import { isLoopback, startAdmin } from './admin.js';
+
+test('loopback detection', () => {
+  for (const a of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.ok(isLoopback(a), a);
+  for (const a of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1']) assert.ok(!isLoopback(a), a);
+});
+
+test('/metrics counts requests by class and passes promtool check metrics', async (t) => {
+  const u = await upstream((req, res) => {
+    res.statusCode = req.url === '/bad' ? 500 : 200;
+    res.end();
+  });
+  const p = await proxy(
+    [{ name: 'api', hosts: [u.host], breaker: { trip: { kind: 'consecutive', threshold: 100 } } }],
+    [{ prefix: '/', cluster: 'api' }],
+  );
+  const admin = await startAdmin(p.sidecar, { port: 0 });
+  try {
+    for (let i = 0; i < 3; i++) await send(p.port, '/ok');
+    await send(p.port, '/bad');
+    const r = await send(admin.port, '/metrics');
+    assert.equal(r.status, 200);
+    const text = r.body.toString();
+    assert.match(text, /tripswitch_proxy_requests_total\{cluster="api"\} 4/);
+    assert.match(text, /tripswitch_proxy_responses_total\{cluster="api",class="2xx"\} 3/);
+    assert.match(text, /tripswitch_proxy_responses_total\{cluster="api",class="5xx"\} 1/);
+    assert.match(text, /tripswitch_breaker_state\{breaker="api"\} 0/);
+    const breakers = JSON.parse((await send(admin.port, '/breakers')).body.toString());
+    assert.equal(breakers[0].stats.failures, 1);
+    assert.equal(breakers[0].stats.successes, 3);
+    assert.equal((await send(admin.port, '/breakers/api/reset')).status, 405);
+    assert.equal((await send(admin.port, '/nope')).status, 404);
+    if (spawnSync('promtool', ['--version']).error) {
+      t.diagnostic('promtool not installed: exposition format not checked');
+      return;
+    }
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+  } finally {
+    await admin.close();
+    await p.sidecar.shutdown(1000);
+    await u.close();
+  }
+});
