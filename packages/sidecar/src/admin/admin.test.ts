@@ -16,12 +16,13 @@ test('/metrics counts requests by class and passes promtool check metrics', asyn
   });
   const p = await proxy(
     [{ name: 'api', hosts: [u.host], breaker: { trip: { kind: 'consecutive', threshold: 100 } } }],
-    [{ prefix: '/', cluster: 'api' }],
+    [{ prefix: '/', cluster: 'api', host: '127.0.0.1' }],
   );
   const admin = await startAdmin(p.sidecar, { port: 0 });
   try {
     for (let i = 0; i < 3; i++) await send(p.port, '/ok');
     await send(p.port, '/bad');
+    await send(p.port, '/x', { headers: { host: 'unrouted' } });
     const r = await send(admin.port, '/metrics');
     assert.equal(r.status, 200);
     const text = r.body.toString();
@@ -29,6 +30,7 @@ test('/metrics counts requests by class and passes promtool check metrics', asyn
     assert.match(text, /tripswitch_proxy_responses_total\{cluster="api",class="2xx"\} 3/);
     assert.match(text, /tripswitch_proxy_responses_total\{cluster="api",class="5xx"\} 1/);
     assert.match(text, /tripswitch_breaker_state\{breaker="api"\} 0/);
+    assert.match(text, /tripswitch_proxy_no_route_total 1/);
     const breakers = JSON.parse((await send(admin.port, '/breakers')).body.toString());
     assert.equal(breakers[0].stats.failures, 1);
     assert.equal(breakers[0].stats.successes, 3);

@@ -132,6 +132,15 @@ export function sidecarRegistry(sidecar: Sidecar): Registry {
     (c) => c.counters.clientAborts,
   );
   counter('tripswitch_proxy_outlier_ejections_total', 'Host ejections.', (c) => c.outlier.ejectionsTotal);
+  new Counter({
+    name: 'tripswitch_proxy_no_route_total',
+    help: 'Requests that matched no route (404).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sidecar.noRoute);
+    },
+  });
   new Gauge({
     name: 'tripswitch_proxy_hosts_ejected',
     help: 'Hosts currently ejected.',
