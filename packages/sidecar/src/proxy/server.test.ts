@@ -458,6 +458,8 @@ describe('request smuggling and malformed requests (raw sockets)', () => {
     ['invalid header name', 'GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n'],
     ['invalid header value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n'],
     ['oversized headers', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
+    ['missing Host on HTTP/1.1', 'GET / HTTP/1.1\r\nX-A: 1\r\n\r\n'],
+    ['space before the header colon', 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 0\r\n\r\n'],
     ['obsolete line folding', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n'],
     [
       'bad chunk size',
