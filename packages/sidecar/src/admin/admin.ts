@@ -26,7 +26,13 @@ export interface AdminOptions {
   dashboard?: AdminHandler;
 }
 
-/** True for 127.0.0.0/8, ::1 and localhost. */
+/**
+ * True for 127.0.0.0/8, ::1 and localhost.
+ * @example
+ * ```ts
+ * isLoopback('127.0.0.1'); // true
+ * ```
+ */
 export function isLoopback(address: string): boolean {
   return (
     address === 'localhost' ||
@@ -171,7 +177,13 @@ function send(res: ServerResponse, status: number, body: string, type = 'applica
   res.end(body);
 }
 
-/** The JSON served at /breakers. */
+/**
+ * The JSON served at /breakers: per cluster, breaker state and stats, limits, counters, hosts.
+ * @example
+ * ```ts
+ * console.log(JSON.stringify(breakersJson(sidecar), null, 2));
+ * ```
+ */
 export function breakersJson(sidecar: Sidecar): unknown[] {
   const now = sidecar.clock.now();
   return [...sidecar.clusters.values()].map((c) => ({

@@ -32,7 +32,13 @@ export interface ClusterCounters {
   clientAborts: number;
 }
 
-/** Options of a breaker from the config, in tripswitch's own names. */
+/**
+ * The config's breaker block as tripswitch circuitBreaker() options (the same names).
+ * @example
+ * ```ts
+ * const breaker = circuitBreaker(breakerOptions('payments', { trip: { kind: 'consecutive', threshold: 5 } }, systemClock));
+ * ```
+ */
 export function breakerOptions(
   name: string,
   b: BreakerConfig | undefined,

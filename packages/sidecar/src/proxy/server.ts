@@ -22,7 +22,13 @@ export interface Logger {
 
 const line = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
   process.stderr.write(`${JSON.stringify({ level, msg, ...fields })}\n`);
-/** JSON lines on stderr. */
+/**
+ * JSON lines on stderr.
+ * @example
+ * ```ts
+ * stderrLogger.info('listening', { port: 8080 });
+ * ```
+ */
 export const stderrLogger: Logger = { info: line('info'), warn: line('warn'), error: line('error') };
 
 const HOP_BY_HOP = new Set([
