@@ -102,3 +102,4 @@ export {
   type WrappedPolicy,
   wrap,
 } from './wrap.js';
+export { logStateChanges, type StateChangeLogger } from './logging.js';
