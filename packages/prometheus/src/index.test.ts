@@ -22,3 +22,18 @@ test('exposes state, calls and transitions of breakers added later', async () =>
   m.dispose();
   assert.equal((await register.metrics()).trim(), '');
 });
+
+test('promtool check metrics accepts the exposition', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  if (spawnSync('promtool', ['--version']).error) {
+    t.skip('promtool missing (apt-get install -y prometheus)');
+    return;
+  }
+  const registry = breakerRegistry();
+  const register = new Registry();
+  const m = prometheusMetrics({ registry, register });
+  await registry.get('a').execute(async () => 1);
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: await register.metrics(), timeout: 10_000 });
+  m.dispose();
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+});
