@@ -1,5 +1,16 @@
 import { Counter, Gauge, Histogram, type Registry, register as defaultRegister } from 'prom-client';
-import type { BreakerRegistry, CircuitBreaker, CircuitState } from 'tripswitch';
+import type {
+  BreakerRegistry,
+  BulkheadPolicy,
+  CircuitBreaker,
+  CircuitState,
+  FallbackOutcome,
+  FallbackPolicy,
+  RateLimiterPolicy,
+  RetryEvents,
+  RetryPolicy,
+  TimeoutPolicy,
+} from 'tripswitch';
 
 /** Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only. */
 export const stateValue: Record<CircuitState, number> = {
@@ -13,132 +24,431 @@ export const stateValue: Record<CircuitState, number> = {
 
 /** Options of {@link prometheusMetrics}. */
 export interface PrometheusMetricsOptions {
-  /** Breakers to follow, including ones added later. */
-  registry: BreakerRegistry;
+  /**
+   * Breakers to follow, including ones added later. Without it no `circuit_breaker_*` metric is
+   * registered (for policy metrics through `instrument()` alone).
+   */
+  registry?: BreakerRegistry;
   /** @default prom-client's global register */
   register?: Registry;
   /** @default '' */
   prefix?: string;
 }
 
+/** Policies {@link PrometheusMetrics.instrument} accepts: one of these, or a `wrap()` of them. */
+export type InstrumentablePolicy =
+  | RetryPolicy
+  | TimeoutPolicy
+  | BulkheadPolicy
+  | RateLimiterPolicy
+  | FallbackPolicy<unknown>
+  | { readonly policies: readonly unknown[] };
+
+/** A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op. */
+export interface MetricsHandle {
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+/** What {@link prometheusMetrics} returns. */
+export interface PrometheusMetrics extends MetricsHandle {
+  /**
+   * Registers metrics for a retry, timeout, bulkhead, rate limiter or fallback under the label
+   * `policy="<name>"`. The kind is recognised from the policy's shape. A `wrap()` instruments each
+   * policy in it (breakers inside are skipped: they are followed through `registry`). One name per
+   * kind: a second policy of the same kind under the same name throws. Returns a handle whose
+   * `dispose()` detaches the listeners and drops the policy's series.
+   */
+  instrument(name: string, policy: InstrumentablePolicy): MetricsHandle;
+}
+
+/** The kinds of policy `instrument()` recognises. */
+export type PolicyKind = 'retry' | 'timeout' | 'bulkhead' | 'rateLimiter' | 'fallback';
+
 /**
- * Exposes breaker metrics of a registry through prom-client. Returns a disposable.
+ * Recognises a policy from its shape (tripswitch policies carry no kind tag): `'breaker'` for a
+ * circuit breaker, `'wrap'` for a `wrap()`, undefined for anything else.
+ */
+export function policyKind(p: unknown): PolicyKind | 'breaker' | 'wrap' | undefined {
+  if (typeof p !== 'object' || p === null) return undefined;
+  const o = p as Record<string, unknown>;
+  if (typeof o.execute !== 'function') return undefined;
+  if (Array.isArray(o.policies)) return 'wrap';
+  if (typeof o.on !== 'function') return undefined;
+  if (typeof o.name === 'string' && typeof o.state === 'string') return 'breaker';
+  if (typeof o.forKey === 'function') return 'fallback';
+  if (typeof o.maxAttempts === 'number') return 'retry';
+  if (typeof o.ms === 'number' && typeof o.strategy === 'string') return 'timeout';
+  if (typeof o.tryAcquire === 'function' && typeof o.tokens === 'number') return 'rateLimiter';
+  if (typeof o.stats === 'function') {
+    const s = (o.stats as () => unknown)() as Record<string, unknown> | null;
+    if (typeof s?.running === 'number' && typeof s.queued === 'number') return 'bulkhead';
+  }
+  return undefined;
+}
+
+const GIVE_UP_REASONS: readonly RetryEvents['giveUp']['reason'][] = [
+  'max-attempts',
+  'not-retryable',
+  'budget',
+  'circuit-open',
+  'aborted',
+];
+const BULKHEAD_REASONS = ['full', 'queue-timeout'] as const;
+interface PolicyOf {
+  retry: RetryPolicy;
+  timeout: TimeoutPolicy;
+  bulkhead: BulkheadPolicy;
+  rateLimiter: RateLimiterPolicy;
+  fallback: FallbackPolicy<unknown>;
+}
+const FALLBACK_OUTCOMES: readonly FallbackOutcome[] = [
+  'open',
+  'timeout',
+  'bulkhead',
+  'rateLimited',
+  'failure',
+];
+
+/**
+ * Exposes breaker metrics of a registry through prom-client, and policy metrics through
+ * `instrument()`. Returns a disposable.
  *
  * @example
  * const m = prometheusMetrics({ registry });
+ * m.instrument('payments', retry({ maxAttempts: 3 }));
  * m.dispose();
  */
-export function prometheusMetrics(options: PrometheusMetricsOptions): {
-  dispose(): void;
-  [Symbol.dispose](): void;
-} {
+export function prometheusMetrics(options: PrometheusMetricsOptions): PrometheusMetrics {
   const reg = options.register ?? defaultRegister;
   const p = options.prefix ?? '';
-  const breakers = options.registry;
   const names: string[] = [];
   const mk = <T>(m: T & { name?: string }, n: string): T => {
     names.push(p + n);
     return m;
   };
-  mk(
-    new Gauge({
-      name: `${p}circuit_breaker_state`,
-      help: 'Breaker state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only',
-      labelNames: ['service'],
-      registers: [reg],
-      collect() {
-        this.reset();
-        for (const b of breakers) this.set({ service: b.name }, stateValue[b.state]);
-      },
-    }),
-    'circuit_breaker_state',
-  );
-  mk(
-    new Counter({
-      name: `${p}circuit_breaker_failures_total`,
-      help: 'Calls recorded as failures',
-      labelNames: ['service'],
-      registers: [reg],
-      collect() {
-        this.reset();
-        for (const b of breakers) this.inc({ service: b.name }, b.stats().failures);
-      },
-    }),
-    'circuit_breaker_failures_total',
-  );
-  mk(
-    new Counter({
-      name: `${p}circuit_breaker_rejections_total`,
-      help: 'Calls rejected without running',
-      labelNames: ['service'],
-      registers: [reg],
-      collect() {
-        this.reset();
-        for (const b of breakers) this.inc({ service: b.name }, b.stats().rejections);
-      },
-    }),
-    'circuit_breaker_rejections_total',
-  );
-  mk(
-    new Counter({
-      name: `${p}circuit_breaker_calls_total`,
-      help: 'Calls by outcome',
-      labelNames: ['service', 'outcome'],
-      registers: [reg],
-      collect() {
-        this.reset();
-        for (const b of breakers) {
-          const s = b.stats();
-          this.inc({ service: b.name, outcome: 'success' }, s.successes);
-          this.inc({ service: b.name, outcome: 'failure' }, s.failures);
-          this.inc({ service: b.name, outcome: 'neutral' }, s.neutral);
-          this.inc({ service: b.name, outcome: 'rejected' }, s.rejections);
-        }
-      },
-    }),
-    'circuit_breaker_calls_total',
-  );
-  const duration = mk(
-    new Histogram({
-      name: `${p}circuit_breaker_call_duration_seconds`,
-      help: 'Duration of calls that ran',
-      labelNames: ['service', 'outcome'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [reg],
-    }),
-    'circuit_breaker_call_duration_seconds',
-  );
-  const transitions = mk(
-    new Counter({
-      name: `${p}circuit_breaker_transitions_total`,
-      help: 'State transitions',
-      labelNames: ['service', 'from', 'to'],
-      registers: [reg],
-    }),
-    'circuit_breaker_transitions_total',
-  );
   const subs = new Map<CircuitBreaker, { dispose(): void }[]>();
-  const follow = (b: CircuitBreaker): void => {
-    if (subs.has(b)) return;
-    subs.set(b, [
-      b.on('success', (e) => duration.observe({ service: e.name, outcome: 'success' }, e.duration / 1000)),
-      b.on('failure', (e) => duration.observe({ service: e.name, outcome: 'failure' }, e.duration / 1000)),
-      b.on('stateChange', (e) => transitions.inc({ service: e.name, from: e.from, to: e.to })),
-    ]);
+  const regSubs: { dispose(): void }[] = [];
+  const breakers = options.registry;
+  if (breakers !== undefined) {
+    mk(
+      new Gauge({
+        name: `${p}circuit_breaker_state`,
+        help: 'Breaker state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only',
+        labelNames: ['service'],
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const b of breakers) this.set({ service: b.name }, stateValue[b.state]);
+        },
+      }),
+      'circuit_breaker_state',
+    );
+    mk(
+      new Counter({
+        name: `${p}circuit_breaker_failures_total`,
+        help: 'Calls recorded as failures',
+        labelNames: ['service'],
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const b of breakers) this.inc({ service: b.name }, b.stats().failures);
+        },
+      }),
+      'circuit_breaker_failures_total',
+    );
+    mk(
+      new Counter({
+        name: `${p}circuit_breaker_rejections_total`,
+        help: 'Calls rejected without running',
+        labelNames: ['service'],
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const b of breakers) this.inc({ service: b.name }, b.stats().rejections);
+        },
+      }),
+      'circuit_breaker_rejections_total',
+    );
+    mk(
+      new Counter({
+        name: `${p}circuit_breaker_calls_total`,
+        help: 'Calls by outcome',
+        labelNames: ['service', 'outcome'],
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const b of breakers) {
+            const s = b.stats();
+            this.inc({ service: b.name, outcome: 'success' }, s.successes);
+            this.inc({ service: b.name, outcome: 'failure' }, s.failures);
+            this.inc({ service: b.name, outcome: 'neutral' }, s.neutral);
+            this.inc({ service: b.name, outcome: 'rejected' }, s.rejections);
+          }
+        },
+      }),
+      'circuit_breaker_calls_total',
+    );
+    const duration = mk(
+      new Histogram({
+        name: `${p}circuit_breaker_call_duration_seconds`,
+        help: 'Duration of calls that ran',
+        labelNames: ['service', 'outcome'],
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers: [reg],
+      }),
+      'circuit_breaker_call_duration_seconds',
+    );
+    const transitions = mk(
+      new Counter({
+        name: `${p}circuit_breaker_transitions_total`,
+        help: 'State transitions',
+        labelNames: ['service', 'from', 'to'],
+        registers: [reg],
+      }),
+      'circuit_breaker_transitions_total',
+    );
+    const follow = (b: CircuitBreaker): void => {
+      if (subs.has(b)) return;
+      subs.set(b, [
+        b.on('success', (e) => duration.observe({ service: e.name, outcome: 'success' }, e.duration / 1000)),
+        b.on('failure', (e) => duration.observe({ service: e.name, outcome: 'failure' }, e.duration / 1000)),
+        b.on('stateChange', (e) => transitions.inc({ service: e.name, from: e.from, to: e.to })),
+      ]);
+    };
+    for (const b of breakers) follow(b);
+    regSubs.push(
+      breakers.on('added', (e) => follow(e.breaker)),
+      breakers.on('removed', (e) => {
+        for (const s of subs.get(e.breaker) ?? []) s.dispose();
+        subs.delete(e.breaker);
+      }),
+    );
+  }
+
+  // Policy metrics: each kind's families are registered on its first instrument().
+  const counter = (n: string, help: string, labelNames: string[]): Counter<string> =>
+    mk(new Counter({ name: `${p}${n}`, help, labelNames, registers: [reg] }), n);
+  /** A gauge (or, with `total`, a counter) read from each instrumented policy at scrape time. */
+  const polled = <P>(
+    n: string,
+    help: string,
+    policies: Map<string, P>,
+    value: (policy: P) => number,
+    total = false,
+  ): void => {
+    const config = {
+      name: `${p}${n}`,
+      help,
+      labelNames: ['policy'],
+      registers: [reg],
+    };
+    if (total)
+      mk(
+        new Counter({
+          ...config,
+          collect() {
+            this.reset();
+            for (const [name, x] of policies) this.inc({ policy: name }, value(x));
+          },
+        }),
+        n,
+      );
+    else
+      mk(
+        new Gauge({
+          ...config,
+          collect() {
+            this.reset();
+            for (const [name, x] of policies) this.set({ policy: name }, value(x));
+          },
+        }),
+        n,
+      );
   };
-  for (const b of breakers) follow(b);
-  const regSubs = [
-    breakers.on('added', (e) => follow(e.breaker)),
-    breakers.on('removed', (e) => {
-      for (const s of subs.get(e.breaker) ?? []) s.dispose();
-      subs.delete(e.breaker);
-    }),
-  ];
+  /** Counts events from `name`, with one series per `values` of `label` (0 until the first event). */
+  const eventCounter = (c: Counter<string>, name: string, label?: string, values: readonly string[] = []) => {
+    const series =
+      label === undefined ? [{ policy: name }] : values.map((v) => ({ policy: name, [label]: v }));
+    for (const l of series) c.inc(l, 0);
+    return () => {
+      for (const l of series) c.remove(l);
+    };
+  };
+  type Detach = () => void;
+  const makers: { [K in PolicyKind]: () => (name: string, policy: PolicyOf[K]) => Detach } = {
+    retry: () => {
+      const retries = counter(
+        'tripswitch_retries_total',
+        'Retries scheduled after a failed attempt (first attempts are not counted)',
+        ['policy'],
+      );
+      const giveUps = counter('tripswitch_retry_giveups_total', 'Calls the retry gave up on, by reason', [
+        'policy',
+        'reason',
+      ]);
+      return (name, r) => {
+        const drop = [eventCounter(retries, name), eventCounter(giveUps, name, 'reason', GIVE_UP_REASONS)];
+        const s = [
+          r.on('retry', () => retries.inc({ policy: name })),
+          r.on('giveUp', (e) => giveUps.inc({ policy: name, reason: e.reason })),
+        ];
+        return () => {
+          for (const x of s) x.dispose();
+          for (const d of drop) d();
+        };
+      };
+    },
+    timeout: () => {
+      const all = new Map<string, TimeoutPolicy>();
+      const timeouts = counter('tripswitch_timeouts_total', 'Calls that reached their deadline', ['policy']);
+      polled('tripswitch_timeout_pending', 'Calls started and not yet settled', all, (t) => t.pending);
+      return (name, t) => {
+        all.set(name, t);
+        const drop = eventCounter(timeouts, name);
+        const s = t.on('timeout', () => timeouts.inc({ policy: name }));
+        return () => {
+          s.dispose();
+          drop();
+          all.delete(name);
+        };
+      };
+    },
+    bulkhead: () => {
+      const all = new Map<string, BulkheadPolicy>();
+      polled('tripswitch_bulkhead_active', 'Calls running', all, (b) => b.stats().running);
+      polled('tripswitch_bulkhead_queued', 'Calls waiting for a slot', all, (b) => b.stats().queued);
+      polled(
+        'tripswitch_bulkhead_max_concurrent',
+        'Calls allowed to run at once',
+        all,
+        (b) => b.stats().maxConcurrent,
+      );
+      polled('tripswitch_bulkhead_max_queue', 'Calls allowed to wait', all, (b) => b.stats().maxQueue);
+      polled(
+        'tripswitch_bulkhead_executed_total',
+        'Calls admitted (at once or after queueing) since the bulkhead was created',
+        all,
+        (b) => b.stats().executed,
+        true,
+      );
+      const rejections = counter('tripswitch_bulkhead_rejections_total', 'Calls rejected, by reason', [
+        'policy',
+        'reason',
+      ]);
+      return (name, b) => {
+        all.set(name, b);
+        const drop = eventCounter(rejections, name, 'reason', BULKHEAD_REASONS);
+        const s = b.on('rejected', (e) => rejections.inc({ policy: name, reason: e.reason }));
+        return () => {
+          s.dispose();
+          drop();
+          all.delete(name);
+        };
+      };
+    },
+    rateLimiter: () => {
+      const all = new Map<string, RateLimiterPolicy>();
+      polled(
+        'tripswitch_rate_limiter_tokens',
+        'Tokens available (negative while callers wait)',
+        all,
+        (l) => l.tokens,
+      );
+      const rejections = counter(
+        'tripswitch_rate_limiter_rejections_total',
+        'Calls rejected for want of a token',
+        ['policy'],
+      );
+      return (name, l) => {
+        all.set(name, l);
+        const drop = eventCounter(rejections, name);
+        const s = l.on('rejected', () => rejections.inc({ policy: name }));
+        return () => {
+          s.dispose();
+          drop();
+          all.delete(name);
+        };
+      };
+    },
+    fallback: () => {
+      const served = counter(
+        'tripswitch_fallbacks_total',
+        'Answers the fallback gave in place of the call, by outcome',
+        ['policy', 'outcome'],
+      );
+      return (name, f) => {
+        const drop = eventCounter(served, name, 'outcome', FALLBACK_OUTCOMES);
+        const s = f.on('fallback', (e) => served.inc({ policy: name, outcome: e.outcome }));
+        return () => {
+          s.dispose();
+          drop();
+        };
+      };
+    },
+  };
+  const attachers: { [K in PolicyKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
+  const taken = new Set<string>();
+  const handles = new Set<() => void>();
+  const add = (name: string, policy: unknown, undo: Detach[], top: boolean): void => {
+    const kind = policyKind(policy);
+    if (kind === 'wrap') {
+      for (const q of (policy as { policies: readonly unknown[] }).policies) add(name, q, undo, false);
+      return;
+    }
+    if (kind === 'breaker') {
+      if (top) throw new TypeError('instrument: breakers are followed through the `registry` option');
+      return;
+    }
+    if (kind === undefined) {
+      if (top)
+        throw new TypeError(
+          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback or wrap() of them',
+        );
+      return;
+    }
+    const key = `${kind}\0${name}`;
+    if (taken.has(key)) throw new Error(`instrument: a ${kind} named "${name}" is already instrumented`);
+    // biome-ignore lint/suspicious/noAssignInExpressions: lazy registration of the kind's metrics
+    const attach = (attachers[kind] ??= makers[kind]() as never) as (n: string, x: unknown) => Detach;
+    const detach = attach(name, policy);
+    taken.add(key);
+    undo.push(() => {
+      taken.delete(key);
+      detach();
+    });
+  };
+  let disposed = false;
+  const instrument = (name: string, policy: InstrumentablePolicy): MetricsHandle => {
+    if (disposed) throw new Error('instrument: the metrics were disposed');
+    if (typeof name !== 'string' || name === '')
+      throw new TypeError('instrument: name must be a non-empty string');
+    const undo: Detach[] = [];
+    try {
+      add(name, policy, undo, true);
+    } catch (err) {
+      for (const u of undo) u();
+      throw err;
+    }
+    let done = false;
+    const dispose = (): void => {
+      if (done) return;
+      done = true;
+      handles.delete(dispose);
+      for (const u of undo) u();
+    };
+    handles.add(dispose);
+    return { dispose, [Symbol.dispose]: dispose };
+  };
+
   const dispose = (): void => {
+    if (disposed) return;
+    disposed = true;
+    for (const h of [...handles]) h();
     for (const l of subs.values()) for (const s of l) s.dispose();
     for (const s of regSubs) s.dispose();
     subs.clear();
     for (const n of names) reg.removeSingleMetric(n);
   };
-  return { dispose, [Symbol.dispose]: dispose };
+  return { instrument, dispose, [Symbol.dispose]: dispose };
 }
