@@ -1,8 +1,22 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { breakerRegistry } from 'tripswitch';
-import { prometheusMetrics } from './index.js';
+import {
+  breakerRegistry,
+  bulkhead,
+  circuitBreaker,
+  constantBackoff,
+  fallback,
+  isBulkheadRejectedError,
+  rateLimiter,
+  retry,
+  TimeoutError,
+  timeout,
+  wrap,
+} from 'tripswitch';
+import { TestClock } from 'tripswitch/testing';
+import { deferred, fullExposition, sample, samples } from './fixture.test.js';
+import { policyKind, prometheusMetrics } from './index.js';
 
 test('exposes state, calls and transitions of breakers added later', async () => {
   const registry = breakerRegistry();
@@ -23,17 +37,182 @@ test('exposes state, calls and transitions of breakers added later', async () =>
   assert.equal((await register.metrics()).trim(), '');
 });
 
-test('promtool check metrics accepts the exposition', async (t) => {
+test('promtool check metrics accepts the full exposition (breaker and every policy kind)', async (t) => {
   const { spawnSync } = await import('node:child_process');
   if (spawnSync('promtool', ['--version']).error) {
     t.skip('promtool missing (apt-get install -y prometheus)');
     return;
   }
-  const registry = breakerRegistry();
-  const register = new Registry();
-  const m = prometheusMetrics({ registry, register });
-  await registry.get('a').execute(async () => 1);
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: await register.metrics(), timeout: 10_000 });
-  m.dispose();
+  const f = await fullExposition();
+  const families = new Set(samples(f.text).map((s) => s.name.replace(/_(bucket|sum|count)$/, '')));
+  const registered = (await f.register.getMetricsAsJSON()).map((x) => x.name);
+  assert.deepEqual([...families].sort(), registered.sort());
+  assert.ok(registered.length >= 19, registered.join(' '));
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: f.text, timeout: 10_000 });
+  f.dispose();
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  // The check can fail: a counter without the _total suffix is reported.
+  const bad = spawnSync('promtool', ['check', 'metrics'], {
+    input: '# HELP x_count_things c\n# TYPE x_count_things counter\nx_count_things 1\n',
+    timeout: 10_000,
+  });
+  assert.notEqual(bad.status, 0);
+});
+
+test('retry: retries and give-ups by reason, counted until the handle is disposed', async () => {
+  const clock = new TestClock();
+  const register = new Registry();
+  const m = prometheusMetrics({ register });
+  const r = retry({
+    maxAttempts: 3,
+    backoff: constantBackoff(10),
+    clock,
+    shouldRetry: (e) => (e as Error).message !== 'fatal',
+  });
+  const h = m.instrument('api', r);
+  let n = 0;
+  const flaky = r.execute(async () => {
+    if (++n < 3) throw new Error('flaky');
+    return n;
+  });
+  const down = r.execute(async () => Promise.reject(new Error('down')));
+  await clock.advanceAsync(20);
+  assert.equal(await flaky, 3);
+  await assert.rejects(down, /down/);
+  await assert.rejects(
+    r.execute(async () => Promise.reject(new Error('fatal'))),
+    /fatal/,
+  );
+  let text = await register.metrics();
+  assert.doesNotMatch(text, /circuit_breaker/);
+  assert.equal(sample(text, 'tripswitch_retries_total', { policy: 'api' }), 4);
+  const giveUps = (reason: string) =>
+    sample(text, 'tripswitch_retry_giveups_total', { policy: 'api', reason });
+  assert.equal(giveUps('max-attempts'), 1);
+  assert.equal(giveUps('not-retryable'), 1);
+  assert.equal(giveUps('budget'), 0);
+  h.dispose();
+  h.dispose();
+  const after = r.execute(async () => Promise.reject(new Error('down')));
+  await clock.advanceAsync(20);
+  await assert.rejects(after);
+  text = await register.metrics();
+  assert.doesNotMatch(text, /policy="api"/);
+  m.instrument('api', r);
+  assert.equal(sample(await register.metrics(), 'tripswitch_retries_total', { policy: 'api' }), 0);
+  m.dispose();
+  assert.equal((await register.metrics()).trim(), '');
+});
+
+test('timeout: timeouts counted, pending read at scrape time', async () => {
+  const clock = new TestClock();
+  const register = new Registry();
+  const m = prometheusMetrics({ register, prefix: 'app_' });
+  const t = timeout({ ms: 100, clock });
+  m.instrument('db', t);
+  const slow = t.execute(
+    ({ signal }) => new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason))),
+  );
+  clock.advance(50);
+  const quick = deferred<number>();
+  const fast = t.execute(() => quick.promise);
+  let text = await register.metrics();
+  assert.equal(sample(text, 'app_tripswitch_timeout_pending', { policy: 'db' }), 2);
+  assert.equal(sample(text, 'app_tripswitch_timeouts_total', { policy: 'db' }), 0);
+  clock.advance(50);
+  await assert.rejects(slow, TimeoutError);
+  text = await register.metrics();
+  assert.equal(sample(text, 'app_tripswitch_timeouts_total', { policy: 'db' }), 1);
+  assert.equal(sample(text, 'app_tripswitch_timeout_pending', { policy: 'db' }), 1);
+  quick.resolve(1);
+  assert.equal(await fast, 1);
+  text = await register.metrics();
+  assert.equal(sample(text, 'app_tripswitch_timeout_pending', { policy: 'db' }), 0);
+  assert.equal(sample(text, 'app_tripswitch_timeouts_total', { policy: 'db' }), 1);
+  m.dispose();
+});
+
+test('bulkhead: active, queued, capacity, executed and rejections by reason', async () => {
+  const clock = new TestClock();
+  const register = new Registry();
+  const m = prometheusMetrics({ register });
+  const b = bulkhead({ maxConcurrent: 1, maxQueue: 1, queueTimeoutMs: 100, clock });
+  m.instrument('pool', b);
+  const hold = deferred();
+  const running = b.execute(() => hold.promise);
+  const waiting = b.execute(async () => 1);
+  await assert.rejects(
+    b.execute(async () => 1),
+    isBulkheadRejectedError,
+  );
+  const v = (text: string, n: string, reason?: string) =>
+    sample(text, `tripswitch_bulkhead_${n}`, reason ? { policy: 'pool', reason } : { policy: 'pool' });
+  let text = await register.metrics();
+  assert.equal(v(text, 'active'), 1);
+  assert.equal(v(text, 'queued'), 1);
+  assert.equal(v(text, 'max_concurrent'), 1);
+  assert.equal(v(text, 'max_queue'), 1);
+  assert.equal(v(text, 'executed_total'), 1);
+  assert.equal(v(text, 'rejections_total', 'full'), 1);
+  assert.equal(v(text, 'rejections_total', 'queue-timeout'), 0);
+  clock.advance(100);
+  await assert.rejects(waiting, isBulkheadRejectedError);
+  text = await register.metrics();
+  assert.equal(v(text, 'queued'), 0);
+  assert.equal(v(text, 'rejections_total', 'queue-timeout'), 1);
+  hold.resolve();
+  await running;
+  await b.execute(async () => 1);
+  text = await register.metrics();
+  assert.equal(v(text, 'active'), 0);
+  assert.equal(v(text, 'executed_total'), 2);
+  m.dispose();
+});
+
+test('rate limiter and fallback, instrumented through a wrap() that holds a breaker', async () => {
+  const clock = new TestClock();
+  const register = new Registry();
+  const m = prometheusMetrics({ register });
+  const limiter = rateLimiter({ rate: 1, per: 1_000, burst: 1, clock });
+  const fb = fallback({ value: 'cached' });
+  const policy = wrap(fb, circuitBreaker({ name: 'quota-api', clock }), limiter);
+  m.instrument('quota', policy);
+  assert.equal(await policy.execute(async () => 'live'), 'live');
+  assert.equal(await policy.execute(async () => 'live'), 'cached');
+  clock.advance(500);
+  let text = await register.metrics();
+  assert.equal(sample(text, 'tripswitch_rate_limiter_rejections_total', { policy: 'quota' }), 1);
+  assert.equal(sample(text, 'tripswitch_rate_limiter_tokens', { policy: 'quota' }), 0.5);
+  assert.equal(sample(text, 'tripswitch_fallbacks_total', { policy: 'quota', outcome: 'rateLimited' }), 1);
+  assert.equal(sample(text, 'tripswitch_fallbacks_total', { policy: 'quota', outcome: 'failure' }), 0);
+  clock.advance(500);
+  assert.equal(await policy.execute(async () => Promise.reject(new Error('x'))), 'cached');
+  text = await register.metrics();
+  assert.equal(sample(text, 'tripswitch_fallbacks_total', { policy: 'quota', outcome: 'failure' }), 1);
+  assert.doesNotMatch(text, /circuit_breaker|quota-api/);
+  m.dispose();
+});
+
+test('instrument: kinds are recognised; breakers, strangers and duplicates are refused', () => {
+  const clock = new TestClock();
+  assert.equal(policyKind(retry()), 'retry');
+  assert.equal(policyKind(timeout({ ms: 1 })), 'timeout');
+  assert.equal(policyKind(bulkhead({ maxConcurrent: 1 })), 'bulkhead');
+  assert.equal(policyKind(rateLimiter({ rate: 1 })), 'rateLimiter');
+  assert.equal(policyKind(fallback({ value: 1 })), 'fallback');
+  assert.equal(policyKind(circuitBreaker({ name: 'x', clock })), 'breaker');
+  assert.equal(policyKind(wrap(retry(), timeout({ ms: 1 }))), 'wrap');
+  assert.equal(policyKind({ execute: async () => 1 }), undefined);
+  const register = new Registry();
+  const m = prometheusMetrics({ register });
+  assert.throws(() => m.instrument('b', circuitBreaker({ name: 'b', clock }) as never), /registry/);
+  assert.throws(() => m.instrument('x', { execute: async () => 1 } as never), TypeError);
+  assert.throws(() => m.instrument('', retry()), TypeError);
+  m.instrument('api', retry());
+  // The timeout of this wrap is attached first, then the duplicate retry throws: nothing stays attached.
+  assert.throws(() => m.instrument('api', wrap(timeout({ ms: 1 }), retry())), /already instrumented/);
+  m.instrument('api', timeout({ ms: 1 }));
+  m.instrument('other', retry());
+  m.dispose();
+  assert.throws(() => m.instrument('late', retry()), /disposed/);
 });

@@ -1,0 +1,108 @@
+/**
+ * Shared test fixture, no tests of its own: an exposition in which every metric family of
+ * `prometheusMetrics` has samples, driven by a real breaker and real policies under a TestClock.
+ * Used by the promtool check (index.test.ts) and the dashboard check (grafana.test.ts).
+ */
+import { Registry } from 'prom-client';
+import {
+  breakerRegistry,
+  bulkhead,
+  constantBackoff,
+  fallback,
+  rateLimiter,
+  retry,
+  timeout,
+  wrap,
+} from 'tripswitch';
+import { TestClock } from 'tripswitch/testing';
+import { prometheusMetrics } from './index.js';
+
+/** Resolves or rejects from outside. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve(v: T): void; reject(e: unknown): void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Every family registered, each with samples. `dispose()` detaches and unregisters. */
+export async function fullExposition(): Promise<{ text: string; register: Registry; dispose(): void }> {
+  const clock = new TestClock();
+  const registry = breakerRegistry({ clock, defaults: { clock } });
+  const register = new Registry();
+  const m = prometheusMetrics({ registry, register });
+  const b = registry.get('pay');
+  const slow = deferred<number>();
+  const call = b.execute(() => slow.promise);
+  clock.advance(30);
+  slow.resolve(1);
+  await call;
+  await b.execute(async () => Promise.reject(new Error('x'))).catch(() => undefined);
+  b.isolate();
+  await b.execute(async () => 1).catch(() => undefined);
+
+  const r = retry({ maxAttempts: 2, backoff: constantBackoff(10), clock });
+  const t = timeout({ ms: 100, clock });
+  const bh = bulkhead({ maxConcurrent: 1, maxQueue: 1, clock });
+  const rl = rateLimiter({ rate: 1, burst: 1, clock });
+  const api = wrap(fallback({ value: 0 }), r, t);
+  m.instrument('api', api);
+  m.instrument('pool', bh);
+  m.instrument('quota', rl);
+  // A retry that gives up after one retry: the timeout expires both attempts, the fallback answers.
+  const answered = api.execute(({ signal }) => never(signal));
+  await clock.advanceAsync(100 + 10 + 100);
+  await answered;
+  const hold = deferred();
+  const running = bh.execute(() => hold.promise);
+  const waiting = bh.execute(async () => undefined);
+  await bh.execute(async () => undefined).catch(() => undefined);
+  await rl.execute(async () => undefined);
+  await rl.execute(async () => undefined).catch(() => undefined);
+  const text = await register.metrics();
+  hold.resolve();
+  await running;
+  await waiting;
+  return { text, register, dispose: () => m.dispose() };
+}
+
+/** Settles only when `signal` aborts. */
+function never(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) =>
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+  );
+}
+
+/** One sample of an exposition. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses the samples of a text exposition (comments skipped). */
+export function samples(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null) throw new Error(`unparsed exposition line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** The value of the one sample named `name` whose labels include `labels`; throws unless exactly one. */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const hits = samples(text).filter(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  );
+  if (hits.length !== 1) throw new Error(`${hits.length} samples of ${name} ${JSON.stringify(labels)}`);
+  return hits[0]!.value;
+}
