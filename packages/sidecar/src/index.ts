@@ -25,3 +25,4 @@ export * from './config/schema.js';
 export { toEnvoy, toIstio } from './export/export.js';
 export { Cluster, type ClusterCounters } from './proxy/cluster.js';
 export { type Logger, Sidecar, type SidecarOptions, stderrLogger } from './proxy/server.js';
+export * from './dashboard/index.js';

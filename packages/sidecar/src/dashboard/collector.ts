@@ -1,0 +1,452 @@
+/**
+ * The dashboard's data side: where breakers come from (a registry, a sidecar or any
+ * `{ breakers() }`), and a collector that listens to their events while someone is watching.
+ *
+ * Memory is bounded per breaker: a ring of the last `latencySamples` call durations and a ring of
+ * `seriesPoints` one-second buckets. Recording an event is O(1) (a bucket roll fills at most
+ * `seriesPoints` empty buckets once per second); percentiles are computed on snapshot, at most
+ * once per new batch of durations, in a scratch buffer shared by every breaker.
+ *
+ * @module
+ */
+import type { BreakerRegistry, CircuitBreaker, CircuitState, Clock, Subscription } from 'tripswitch';
+import { systemClock } from 'tripswitch';
+
+/**
+ * The most general source: a function listing breakers by name, read again on every tick (so a
+ * source whose breakers change, like a reloaded sidecar, is followed), and optionally a way to
+ * hear about additions/removals sooner than the next tick.
+ *
+ * @example
+ * ```ts
+ * const source: BreakerSource = { breakers: () => [['payments', payments], ['search', search]] };
+ * ```
+ */
+export interface BreakerSource {
+  breakers(): Iterable<readonly [string, CircuitBreaker]>;
+  /** Calls `onChange` when the set of breakers changes. Optional. */
+  watch?(onChange: () => void): Subscription;
+}
+
+/** What the dashboard needs of a `Sidecar` (structural, so the class is not imported at runtime). */
+export interface SidecarLike {
+  readonly clusters: ReadonlyMap<
+    string,
+    { readonly name: string; readonly breaker: CircuitBreaker | undefined }
+  >;
+}
+
+/** Anything the dashboard can show: a core registry, a sidecar, or a {@link BreakerSource}. */
+export type DashboardSource = BreakerRegistry | SidecarLike | BreakerSource;
+
+function isBreakerSource(s: DashboardSource): s is BreakerSource {
+  return typeof (s as Partial<BreakerSource>).breakers === 'function';
+}
+
+function isSidecarLike(s: DashboardSource): s is SidecarLike {
+  const c = (s as Partial<SidecarLike>).clusters;
+  return typeof c === 'object' && c !== null && typeof c.values === 'function';
+}
+
+function isRegistry(s: DashboardSource): s is BreakerRegistry {
+  const r = s as Partial<BreakerRegistry>;
+  return typeof r.list === 'function' && typeof r.on === 'function' && Symbol.iterator in s;
+}
+
+/**
+ * Turns any {@link DashboardSource} into a {@link BreakerSource}.
+ *
+ * @example
+ * ```ts
+ * for (const [name, b] of toBreakerSource(registry).breakers()) console.log(name, b.state);
+ * ```
+ */
+export function toBreakerSource(source: DashboardSource): BreakerSource {
+  if (typeof source !== 'object' || source === null)
+    throw new TypeError('dashboard: source must be a BreakerRegistry, a Sidecar or { breakers() }');
+  if (isBreakerSource(source)) return source;
+  if (isSidecarLike(source)) {
+    return {
+      *breakers() {
+        // Re-read on every call: a reload swaps the clusters map and may replace breakers.
+        for (const c of source.clusters.values()) if (c.breaker !== undefined) yield [c.name, c.breaker];
+      },
+    };
+  }
+  if (isRegistry(source)) {
+    return {
+      *breakers() {
+        for (const b of source) yield [b.name, b];
+      },
+      watch(onChange) {
+        const a = source.on('added', onChange);
+        const r = source.on('removed', onChange);
+        const dispose = () => {
+          a.dispose();
+          r.dispose();
+        };
+        return { dispose, [Symbol.dispose]: dispose };
+      },
+    };
+  }
+  throw new TypeError('dashboard: source must be a BreakerRegistry, a Sidecar or { breakers() }');
+}
+
+/** State names by code, in order of severity (a bucket keeps the most severe state seen). */
+export const STATE_CODES: readonly CircuitState[] = [
+  'closed',
+  'metrics-only',
+  'disabled',
+  'half-open',
+  'open',
+  'isolated',
+];
+const codeOf = (s: CircuitState): number => {
+  const i = STATE_CODES.indexOf(s);
+  return i < 0 ? 0 : i;
+};
+
+/** Latency percentiles (ms) over the recent samples; `null` when there are none. */
+export interface LatencyView {
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+  /** Durations the percentiles are computed from (at most `latencySamples`). */
+  samples: number;
+}
+
+/** One point per second, oldest first; `start` is the epoch ms of the first point. */
+export interface SeriesView {
+  start: number;
+  stepMs: 1000;
+  calls: number[];
+  failures: number[];
+  rejections: number[];
+  /** Index into {@link DashboardSnapshot.states}: the most severe state seen in that second. */
+  states: number[];
+}
+
+/** One breaker in a snapshot. */
+export interface BreakerView {
+  name: string;
+  state: CircuitState;
+  /** Failure rate of the breaker's trip-rule window (what the breaker itself decides on). */
+  failureRate: number;
+  /** Totals since the breaker was created (from `stats()`). */
+  calls: number;
+  successes: number;
+  failures: number;
+  rejections: number;
+  inFlight: number;
+  openedAt?: number;
+  nextAttemptAt?: number;
+  latency: LatencyView;
+  /** Counts over the last `recentSeconds` of the series (only while the collector runs). */
+  recent: { seconds: number; calls: number; failures: number; rejections: number; failureRate: number };
+  series: SeriesView;
+}
+
+/** What `/snapshot.json` returns and each SSE `snapshot` event carries. */
+export interface DashboardSnapshot {
+  /** Clock time of the snapshot (epoch ms). */
+  at: number;
+  /** Whether the collector is running (latency, recent and series are empty when it is not). */
+  live: boolean;
+  /** Names of the state codes used in `series.states`. */
+  states: readonly CircuitState[];
+  breakers: BreakerView[];
+}
+
+/** Options of {@link Collector}. */
+export interface CollectorOptions {
+  /** @default systemClock */
+  clock?: Clock;
+  /** Durations kept per breaker for percentiles. @default 1024 */
+  latencySamples?: number;
+  /** One-second points kept per breaker. @default 120 */
+  seriesPoints?: number;
+  /** Seconds summed into `recent`. @default 10 */
+  recentSeconds?: number;
+  /** Called synchronously on every state change of a watched breaker. */
+  onStateChange?: (e: { name: string; from: CircuitState; to: CircuitState }) => void;
+  /** Called when the source reports that its set of breakers changed. */
+  onSourceChange?: () => void;
+}
+
+/** Bounded recent history of one breaker. */
+class Tracker {
+  readonly #lat: Float64Array;
+  #latCount = 0;
+  #latNext = 0;
+  #latDirty = false;
+  #pct: [number, number, number] | undefined;
+
+  readonly #calls: Uint32Array;
+  readonly #failures: Uint32Array;
+  readonly #rejections: Uint32Array;
+  readonly #states: Uint8Array;
+  #head = 0;
+  #filled = 1;
+  #sec: number;
+  readonly #subs: Subscription[];
+
+  constructor(
+    readonly name: string,
+    readonly breaker: CircuitBreaker,
+    readonly clock: Clock,
+    latencySamples: number,
+    points: number,
+    onStateChange: CollectorOptions['onStateChange'],
+  ) {
+    this.#lat = new Float64Array(latencySamples);
+    this.#calls = new Uint32Array(points);
+    this.#failures = new Uint32Array(points);
+    this.#rejections = new Uint32Array(points);
+    this.#states = new Uint8Array(points);
+    this.#sec = Math.floor(clock.now() / 1000);
+    this.#states[0] = codeOf(breaker.state);
+    this.#subs = [
+      breaker.on('success', (e) => this.#settled(e.duration, false)),
+      breaker.on('failure', (e) => this.#settled(e.duration, true)),
+      breaker.on('neutral', () => {
+        this.#roll();
+        this.#calls[this.#head]!++;
+      }),
+      breaker.on('rejected', () => {
+        this.#roll();
+        this.#rejections[this.#head]!++;
+      }),
+      breaker.on('stateChange', (e) => {
+        this.#roll();
+        const c = codeOf(e.to);
+        if (c > this.#states[this.#head]!) this.#states[this.#head] = c;
+        onStateChange?.({ name: this.name, from: e.from, to: e.to });
+      }),
+    ];
+  }
+
+  #settled(duration: number, failed: boolean): void {
+    this.#roll();
+    const h = this.#head;
+    this.#calls[h]!++;
+    if (failed) this.#failures[h]!++;
+    if (Number.isFinite(duration) && duration >= 0) {
+      this.#lat[this.#latNext] = duration;
+      this.#latNext = this.#latNext + 1 === this.#lat.length ? 0 : this.#latNext + 1;
+      if (this.#latCount < this.#lat.length) this.#latCount++;
+      this.#latDirty = true;
+    }
+  }
+
+  /** Moves the newest bucket up to the current second (empty buckets carry the current state). */
+  #roll(): void {
+    const s = Math.floor(this.clock.now() / 1000);
+    const gap = s - this.#sec;
+    if (gap <= 0) return; // same second, or a clock that went back: count in the newest bucket
+    const n = this.#calls.length;
+    const state = codeOf(this.breaker.state);
+    const steps = Math.min(gap, n);
+    for (let i = 0; i < steps; i++) {
+      this.#head = this.#head + 1 === n ? 0 : this.#head + 1;
+      this.#calls[this.#head] = 0;
+      this.#failures[this.#head] = 0;
+      this.#rejections[this.#head] = 0;
+      this.#states[this.#head] = state;
+    }
+    this.#filled = Math.min(n, this.#filled + gap);
+    this.#sec = s;
+  }
+
+  latency(scratch: Float64Array): LatencyView {
+    const n = this.#latCount;
+    if (n === 0) return { p50: null, p90: null, p99: null, samples: 0 };
+    if (this.#latDirty || this.#pct === undefined) {
+      const sorted = scratch.subarray(0, n);
+      sorted.set(this.#lat.subarray(0, n));
+      sorted.sort();
+      const at = (p: number) => sorted[Math.max(0, Math.ceil(p * n) - 1)]!;
+      this.#pct = [at(0.5), at(0.9), at(0.99)];
+      this.#latDirty = false;
+    }
+    return { p50: this.#pct[0], p90: this.#pct[1], p99: this.#pct[2], samples: n };
+  }
+
+  series(recentSeconds: number): { series: SeriesView; recent: BreakerView['recent'] } {
+    this.#roll();
+    const n = this.#calls.length;
+    const len = this.#filled;
+    const calls: number[] = new Array(len);
+    const failures: number[] = new Array(len);
+    const rejections: number[] = new Array(len);
+    const states: number[] = new Array(len);
+    let start = this.#head - len + 1;
+    if (start < 0) start += n;
+    for (let i = 0; i < len; i++) {
+      const j = (start + i) % n;
+      calls[i] = this.#calls[j]!;
+      failures[i] = this.#failures[j]!;
+      rejections[i] = this.#rejections[j]!;
+      states[i] = this.#states[j]!;
+    }
+    const recent = { seconds: recentSeconds, calls: 0, failures: 0, rejections: 0, failureRate: 0 };
+    for (let i = Math.max(0, len - recentSeconds); i < len; i++) {
+      recent.calls += calls[i]!;
+      recent.failures += failures[i]!;
+      recent.rejections += rejections[i]!;
+    }
+    recent.failureRate = recent.calls === 0 ? 0 : recent.failures / recent.calls;
+    return {
+      series: { start: (this.#sec - len + 1) * 1000, stepMs: 1000, calls, failures, rejections, states },
+      recent,
+    };
+  }
+
+  dispose(): void {
+    for (const s of this.#subs) s.dispose();
+    this.#subs.length = 0;
+  }
+}
+
+function positiveInt(name: string, v: number | undefined, dflt: number, max: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1 || v > max)
+    throw new RangeError(`dashboard: ${name} must be an integer in [1, ${max}], got ${String(v)}`);
+  return v;
+}
+
+/**
+ * Follows every breaker of a source while started: subscribes on {@link Collector.start}, drops
+ * every subscription on {@link Collector.stop}. Holds no timer; the caller decides when to
+ * snapshot.
+ *
+ * @example
+ * ```ts
+ * const c = new Collector(registry, { clock });
+ * c.start();
+ * console.log(c.snapshot().breakers[0]?.latency.p99);
+ * c.stop();
+ * ```
+ */
+export class Collector {
+  readonly clock: Clock;
+  readonly #source: BreakerSource;
+  readonly #latencySamples: number;
+  readonly #points: number;
+  readonly #recentSeconds: number;
+  readonly #onStateChange: CollectorOptions['onStateChange'];
+  readonly #onSourceChange: CollectorOptions['onSourceChange'];
+  readonly #trackers = new Map<string, Tracker>();
+  #scratch: Float64Array | undefined;
+  #watch: Subscription | undefined;
+  #active = false;
+
+  constructor(source: DashboardSource, options: CollectorOptions = {}) {
+    this.#source = toBreakerSource(source);
+    this.clock = options.clock ?? systemClock;
+    this.#latencySamples = positiveInt('latencySamples', options.latencySamples, 1024, 1 << 20);
+    this.#points = positiveInt('seriesPoints', options.seriesPoints, 120, 86_400);
+    this.#recentSeconds = positiveInt('recentSeconds', options.recentSeconds, 10, 86_400);
+    this.#onStateChange = options.onStateChange;
+    this.#onSourceChange = options.onSourceChange;
+  }
+
+  /** Whether the collector is subscribed. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** Breakers currently followed. */
+  get size(): number {
+    return this.#trackers.size;
+  }
+
+  /** Subscribes to every breaker of the source (idempotent). */
+  start(): void {
+    if (this.#active) return;
+    this.#active = true;
+    this.#watch = this.#source.watch?.(() => {
+      this.sync();
+      this.#onSourceChange?.();
+    });
+    this.sync();
+  }
+
+  /** Drops every subscription and all history (idempotent). */
+  stop(): void {
+    if (!this.#active) return;
+    this.#active = false;
+    this.#watch?.dispose();
+    this.#watch = undefined;
+    for (const t of this.#trackers.values()) t.dispose();
+    this.#trackers.clear();
+    this.#scratch = undefined;
+  }
+
+  /** Follows breakers that appeared, drops those that left or were replaced under the same name. */
+  sync(): void {
+    if (!this.#active) return;
+    const seen = new Set<string>();
+    for (const [name, breaker] of this.#source.breakers()) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const t = this.#trackers.get(name);
+      if (t !== undefined && t.breaker === breaker) continue;
+      t?.dispose();
+      this.#trackers.set(
+        name,
+        new Tracker(name, breaker, this.clock, this.#latencySamples, this.#points, this.#onStateChange),
+      );
+    }
+    for (const [name, t] of this.#trackers) {
+      if (seen.has(name)) continue;
+      t.dispose();
+      this.#trackers.delete(name);
+    }
+  }
+
+  /** Every breaker of the source now, sorted by name. */
+  snapshot(): DashboardSnapshot {
+    this.sync();
+    const out: BreakerView[] = [];
+    const seen = new Set<string>();
+    for (const [name, breaker] of this.#source.breakers()) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const st = breaker.stats();
+      const t = this.#trackers.get(name);
+      const view: BreakerView = {
+        name,
+        state: st.state,
+        failureRate: st.failureRate,
+        calls: st.calls,
+        successes: st.successes,
+        failures: st.failures,
+        rejections: st.rejections,
+        inFlight: st.inFlight,
+        latency: { p50: null, p90: null, p99: null, samples: 0 },
+        recent: { seconds: this.#recentSeconds, calls: 0, failures: 0, rejections: 0, failureRate: 0 },
+        series: {
+          start: this.clock.now(),
+          stepMs: 1000,
+          calls: [],
+          failures: [],
+          rejections: [],
+          states: [],
+        },
+      };
+      if (st.openedAt !== undefined) view.openedAt = st.openedAt;
+      if (st.nextAttemptAt !== undefined && Number.isFinite(st.nextAttemptAt))
+        view.nextAttemptAt = st.nextAttemptAt;
+      if (t !== undefined && t.breaker === breaker) {
+        if (this.#scratch === undefined) this.#scratch = new Float64Array(this.#latencySamples);
+        view.latency = t.latency(this.#scratch);
+        const { series, recent } = t.series(this.#recentSeconds);
+        view.series = series;
+        view.recent = recent;
+      }
+      out.push(view);
+    }
+    out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { at: this.clock.now(), live: this.#active, states: STATE_CODES, breakers: out };
+  }
+}
