@@ -1,5 +1,22 @@
-import { type Meter, metrics } from '@opentelemetry/api';
-import type { BreakerRegistry, CircuitBreaker, CircuitState } from 'tripswitch';
+import {
+  type Attributes,
+  type Counter,
+  type Meter,
+  metrics,
+  type ObservableResult,
+} from '@opentelemetry/api';
+import type {
+  BreakerRegistry,
+  BulkheadPolicy,
+  CircuitBreaker,
+  CircuitState,
+  FallbackOutcome,
+  FallbackPolicy,
+  RateLimiterPolicy,
+  RetryEvents,
+  RetryPolicy,
+  TimeoutPolicy,
+} from 'tripswitch';
 
 const stateValue: Record<CircuitState, number> = {
   closed: 0,
@@ -12,61 +29,328 @@ const stateValue: Record<CircuitState, number> = {
 
 /** Options of {@link otelMetrics}. */
 export interface OtelMetricsOptions {
-  /** Breakers to follow, including ones added later. */
-  registry: BreakerRegistry;
+  /**
+   * Breakers to follow, including ones added later. Without it no `circuit_breaker_*` instrument
+   * is created (for policy metrics through `instrument()` alone).
+   */
+  registry?: BreakerRegistry;
   /** @default metrics.getMeter('tripswitch') */
   meter?: Meter;
 }
 
+/** Policies {@link OtelMetrics.instrument} accepts: one of these, or a `wrap()` of them. */
+export type InstrumentablePolicy =
+  | RetryPolicy
+  | TimeoutPolicy
+  | BulkheadPolicy
+  | RateLimiterPolicy
+  | FallbackPolicy<unknown>
+  | { readonly policies: readonly unknown[] };
+
+/** A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op. */
+export interface MetricsHandle {
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+/** What {@link otelMetrics} returns. */
+export interface OtelMetrics extends MetricsHandle {
+  /**
+   * Records metrics of a retry, timeout, bulkhead, rate limiter or fallback with the attribute
+   * `policy: name`. The kind is recognised from the policy's shape. A `wrap()` instruments each
+   * policy in it (breakers inside are skipped: they are followed through `registry`). One name per
+   * kind: a second policy of the same kind under the same name throws. Returns a handle whose
+   * `dispose()` detaches the listeners and stops the observations of the policy (points already
+   * recorded on synchronous counters stay in the SDK: the API cannot delete them).
+   */
+  instrument(name: string, policy: InstrumentablePolicy): MetricsHandle;
+}
+
+/** The kinds of policy `instrument()` recognises. */
+export type PolicyKind = 'retry' | 'timeout' | 'bulkhead' | 'rateLimiter' | 'fallback';
+
 /**
- * Records breaker metrics through `@opentelemetry/api`. Returns a disposable.
+ * Recognises a policy from its shape (tripswitch policies carry no kind tag): `'breaker'` for a
+ * circuit breaker, `'wrap'` for a `wrap()`, undefined for anything else.
+ */
+export function policyKind(p: unknown): PolicyKind | 'breaker' | 'wrap' | undefined {
+  if (typeof p !== 'object' || p === null) return undefined;
+  const o = p as Record<string, unknown>;
+  if (typeof o.execute !== 'function') return undefined;
+  if (Array.isArray(o.policies)) return 'wrap';
+  if (typeof o.on !== 'function') return undefined;
+  if (typeof o.name === 'string' && typeof o.state === 'string') return 'breaker';
+  if (typeof o.forKey === 'function') return 'fallback';
+  if (typeof o.maxAttempts === 'number') return 'retry';
+  if (typeof o.ms === 'number' && typeof o.strategy === 'string') return 'timeout';
+  if (typeof o.tryAcquire === 'function' && typeof o.tokens === 'number') return 'rateLimiter';
+  if (typeof o.stats === 'function') {
+    const s = (o.stats as () => unknown)() as Record<string, unknown> | null;
+    if (typeof s?.running === 'number' && typeof s.queued === 'number') return 'bulkhead';
+  }
+  return undefined;
+}
+
+interface PolicyOf {
+  retry: RetryPolicy;
+  timeout: TimeoutPolicy;
+  bulkhead: BulkheadPolicy;
+  rateLimiter: RateLimiterPolicy;
+  fallback: FallbackPolicy<unknown>;
+}
+const GIVE_UP_REASONS: readonly RetryEvents['giveUp']['reason'][] = [
+  'max-attempts',
+  'not-retryable',
+  'budget',
+  'circuit-open',
+  'aborted',
+];
+const BULKHEAD_REASONS = ['full', 'queue-timeout'] as const;
+const FALLBACK_OUTCOMES: readonly FallbackOutcome[] = [
+  'open',
+  'timeout',
+  'bulkhead',
+  'rateLimited',
+  'failure',
+];
+
+/**
+ * Records breaker metrics of a registry through `@opentelemetry/api`, and policy metrics through
+ * `instrument()`. Returns a disposable.
  *
  * @example
  * const m = otelMetrics({ registry });
+ * m.instrument('payments', retry({ maxAttempts: 3 }));
  * m.dispose();
  */
-export function otelMetrics(options: OtelMetricsOptions): { dispose(): void; [Symbol.dispose](): void } {
+export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
   const meter = options.meter ?? metrics.getMeter('tripswitch');
-  const breakers = options.registry;
-  const state = meter.createObservableGauge('circuit_breaker_state', {
-    description: '0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only',
-  });
-  const cb = (r: { observe(v: number, a: Record<string, string>): void }): void => {
-    for (const b of breakers) r.observe(stateValue[b.state], { service: b.name });
-  };
-  state.addCallback(cb);
-  const calls = meter.createCounter('circuit_breaker_calls', { description: 'Calls by outcome' });
-  const duration = meter.createHistogram('circuit_breaker_call_duration', { unit: 'ms' });
-  const transitions = meter.createCounter('circuit_breaker_transitions');
   const subs = new Map<CircuitBreaker, { dispose(): void }[]>();
-  const follow = (b: CircuitBreaker): void => {
-    if (subs.has(b)) return;
-    subs.set(b, [
-      b.on('success', (e) => {
-        calls.add(1, { service: e.name, outcome: 'success' });
-        duration.record(e.duration, { service: e.name, outcome: 'success' });
+  const regSubs: { dispose(): void }[] = [];
+  const removeCallbacks: (() => void)[] = [];
+  const breakers = options.registry;
+  if (breakers !== undefined) {
+    const state = meter.createObservableGauge('circuit_breaker_state', {
+      description: '0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only',
+    });
+    const cb = (r: { observe(v: number, a: Record<string, string>): void }): void => {
+      for (const b of breakers) r.observe(stateValue[b.state], { service: b.name });
+    };
+    state.addCallback(cb);
+    removeCallbacks.push(() => state.removeCallback(cb));
+    const calls = meter.createCounter('circuit_breaker_calls', { description: 'Calls by outcome' });
+    const duration = meter.createHistogram('circuit_breaker_call_duration', { unit: 'ms' });
+    const transitions = meter.createCounter('circuit_breaker_transitions');
+    const follow = (b: CircuitBreaker): void => {
+      if (subs.has(b)) return;
+      subs.set(b, [
+        b.on('success', (e) => {
+          calls.add(1, { service: e.name, outcome: 'success' });
+          duration.record(e.duration, { service: e.name, outcome: 'success' });
+        }),
+        b.on('failure', (e) => {
+          calls.add(1, { service: e.name, outcome: 'failure' });
+          duration.record(e.duration, { service: e.name, outcome: 'failure' });
+        }),
+        b.on('rejected', (e) => calls.add(1, { service: e.name, outcome: 'rejected' })),
+        b.on('stateChange', (e) => transitions.add(1, { service: e.name, from: e.from, to: e.to })),
+      ]);
+    };
+    for (const b of breakers) follow(b);
+    regSubs.push(
+      breakers.on('added', (e) => follow(e.breaker)),
+      breakers.on('removed', (e) => {
+        for (const s of subs.get(e.breaker) ?? []) s.dispose();
+        subs.delete(e.breaker);
       }),
-      b.on('failure', (e) => {
-        calls.add(1, { service: e.name, outcome: 'failure' });
-        duration.record(e.duration, { service: e.name, outcome: 'failure' });
-      }),
-      b.on('rejected', (e) => calls.add(1, { service: e.name, outcome: 'rejected' })),
-      b.on('stateChange', (e) => transitions.add(1, { service: e.name, from: e.from, to: e.to })),
-    ]);
+    );
+  }
+
+  // Policy instruments: each kind's instruments are created on its first instrument().
+  /** An observable gauge (or, with `counter`, an observable counter) read from each policy at collection. */
+  const polled = <P>(
+    n: string,
+    description: string,
+    policies: Map<string, P>,
+    value: (policy: P) => number,
+    counter = false,
+  ): void => {
+    const o = counter
+      ? meter.createObservableCounter(n, { description })
+      : meter.createObservableGauge(n, { description });
+    const cb = (r: ObservableResult<Attributes>): void => {
+      for (const [name, x] of policies) r.observe(value(x), { policy: name });
+    };
+    o.addCallback(cb);
+    removeCallbacks.push(() => o.removeCallback(cb));
   };
-  for (const b of breakers) follow(b);
-  const regSubs = [
-    breakers.on('added', (e) => follow(e.breaker)),
-    breakers.on('removed', (e) => {
-      for (const s of subs.get(e.breaker) ?? []) s.dispose();
-      subs.delete(e.breaker);
-    }),
-  ];
+  /** Starts the points of `name` at 0, one per `values` of `label`, so they exist before the first event. */
+  const zero = (c: Counter, name: string, label?: string, values: readonly string[] = []): void => {
+    if (label === undefined) c.add(0, { policy: name });
+    else for (const v of values) c.add(0, { policy: name, [label]: v });
+  };
+  type Detach = () => void;
+  const makers: { [K in PolicyKind]: () => (name: string, policy: PolicyOf[K]) => Detach } = {
+    retry: () => {
+      const retries = meter.createCounter('tripswitch_retries', {
+        description: 'Retries scheduled after a failed attempt (first attempts are not counted)',
+      });
+      const giveUps = meter.createCounter('tripswitch_retry_giveups', {
+        description: 'Calls the retry gave up on, by reason',
+      });
+      return (name, r) => {
+        zero(retries, name);
+        zero(giveUps, name, 'reason', GIVE_UP_REASONS);
+        const s = [
+          r.on('retry', () => retries.add(1, { policy: name })),
+          r.on('giveUp', (e) => giveUps.add(1, { policy: name, reason: e.reason })),
+        ];
+        return () => {
+          for (const x of s) x.dispose();
+        };
+      };
+    },
+    timeout: () => {
+      const all = new Map<string, TimeoutPolicy>();
+      const timeouts = meter.createCounter('tripswitch_timeouts', {
+        description: 'Calls that reached their deadline',
+      });
+      polled('tripswitch_timeout_pending', 'Calls started and not yet settled', all, (t) => t.pending);
+      return (name, t) => {
+        all.set(name, t);
+        zero(timeouts, name);
+        const s = t.on('timeout', () => timeouts.add(1, { policy: name }));
+        return () => {
+          s.dispose();
+          all.delete(name);
+        };
+      };
+    },
+    bulkhead: () => {
+      const all = new Map<string, BulkheadPolicy>();
+      polled('tripswitch_bulkhead_active', 'Calls running', all, (b) => b.stats().running);
+      polled('tripswitch_bulkhead_queued', 'Calls waiting for a slot', all, (b) => b.stats().queued);
+      polled(
+        'tripswitch_bulkhead_max_concurrent',
+        'Calls allowed to run at once',
+        all,
+        (b) => b.stats().maxConcurrent,
+      );
+      polled('tripswitch_bulkhead_max_queue', 'Calls allowed to wait', all, (b) => b.stats().maxQueue);
+      polled(
+        'tripswitch_bulkhead_executed',
+        'Calls admitted (at once or after queueing) since the bulkhead was created',
+        all,
+        (b) => b.stats().executed,
+        true,
+      );
+      const rejections = meter.createCounter('tripswitch_bulkhead_rejections', {
+        description: 'Calls rejected, by reason',
+      });
+      return (name, b) => {
+        all.set(name, b);
+        zero(rejections, name, 'reason', BULKHEAD_REASONS);
+        const s = b.on('rejected', (e) => rejections.add(1, { policy: name, reason: e.reason }));
+        return () => {
+          s.dispose();
+          all.delete(name);
+        };
+      };
+    },
+    rateLimiter: () => {
+      const all = new Map<string, RateLimiterPolicy>();
+      polled(
+        'tripswitch_rate_limiter_tokens',
+        'Tokens available (negative while callers wait)',
+        all,
+        (l) => l.tokens,
+      );
+      const rejections = meter.createCounter('tripswitch_rate_limiter_rejections', {
+        description: 'Calls rejected for want of a token',
+      });
+      return (name, l) => {
+        all.set(name, l);
+        zero(rejections, name);
+        const s = l.on('rejected', () => rejections.add(1, { policy: name }));
+        return () => {
+          s.dispose();
+          all.delete(name);
+        };
+      };
+    },
+    fallback: () => {
+      const served = meter.createCounter('tripswitch_fallbacks', {
+        description: 'Answers the fallback gave in place of the call, by outcome',
+      });
+      return (name, f) => {
+        zero(served, name, 'outcome', FALLBACK_OUTCOMES);
+        const s = f.on('fallback', (e) => served.add(1, { policy: name, outcome: e.outcome }));
+        return () => s.dispose();
+      };
+    },
+  };
+  const attachers: { [K in PolicyKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
+  const taken = new Set<string>();
+  const handles = new Set<() => void>();
+  const add = (name: string, policy: unknown, undo: Detach[], top: boolean): void => {
+    const kind = policyKind(policy);
+    if (kind === 'wrap') {
+      for (const q of (policy as { policies: readonly unknown[] }).policies) add(name, q, undo, false);
+      return;
+    }
+    if (kind === 'breaker') {
+      if (top) throw new TypeError('instrument: breakers are followed through the `registry` option');
+      return;
+    }
+    if (kind === undefined) {
+      if (top)
+        throw new TypeError(
+          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback or wrap() of them',
+        );
+      return;
+    }
+    const key = `${kind}\0${name}`;
+    if (taken.has(key)) throw new Error(`instrument: a ${kind} named "${name}" is already instrumented`);
+    // biome-ignore lint/suspicious/noAssignInExpressions: lazy creation of the kind's instruments
+    const attach = (attachers[kind] ??= makers[kind]() as never) as (n: string, x: unknown) => Detach;
+    const detach = attach(name, policy);
+    taken.add(key);
+    undo.push(() => {
+      taken.delete(key);
+      detach();
+    });
+  };
+  let disposed = false;
+  const instrument = (name: string, policy: InstrumentablePolicy): MetricsHandle => {
+    if (disposed) throw new Error('instrument: the metrics were disposed');
+    if (typeof name !== 'string' || name === '')
+      throw new TypeError('instrument: name must be a non-empty string');
+    const undo: Detach[] = [];
+    try {
+      add(name, policy, undo, true);
+    } catch (err) {
+      for (const u of undo) u();
+      throw err;
+    }
+    let done = false;
+    const dispose = (): void => {
+      if (done) return;
+      done = true;
+      handles.delete(dispose);
+      for (const u of undo) u();
+    };
+    handles.add(dispose);
+    return { dispose, [Symbol.dispose]: dispose };
+  };
+
   const dispose = (): void => {
-    state.removeCallback(cb);
+    if (disposed) return;
+    disposed = true;
+    for (const h of [...handles]) h();
+    for (const r of removeCallbacks) r();
     for (const l of subs.values()) for (const s of l) s.dispose();
     for (const s of regSubs) s.dispose();
     subs.clear();
   };
-  return { dispose, [Symbol.dispose]: dispose };
+  return { instrument, dispose, [Symbol.dispose]: dispose };
 }
