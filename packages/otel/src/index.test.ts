@@ -1,7 +1,19 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
-import { breakerRegistry } from 'tripswitch';
+import {
+  breakerRegistry,
+  bulkhead,
+  circuitBreaker,
+  constantBackoff,
+  fallback,
+  isBulkheadRejectedError,
+  rateLimiter,
+  retry,
+  timeout,
+  wrap,
+} from 'tripswitch';
+import { TestClock } from 'tripswitch/testing';
 import { otelMetrics } from './index.js';
 
 class Reader extends MetricReader {
@@ -31,5 +43,118 @@ test('state gauge, calls and transitions', async () => {
     to: 'isolated',
   });
   m.dispose();
+  await provider.shutdown();
+});
+
+/** Collects and returns the value of the one point of `name` whose attributes include `attrs`. */
+async function collector(reader: Reader) {
+  const { resourceMetrics } = await reader.collect();
+  const all = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
+  return {
+    names: all.map((x) => x.descriptor.name),
+    points(name: string, attrs: Record<string, string> = {}) {
+      return (all.find((x) => x.descriptor.name === name)?.dataPoints ?? []).filter((p) =>
+        Object.entries(attrs).every(([k, v]) => p.attributes[k] === v),
+      );
+    },
+    value(name: string, attrs: Record<string, string> = {}): unknown {
+      const hits = this.points(name, attrs);
+      if (hits.length !== 1) throw new Error(`${hits.length} points of ${name} ${JSON.stringify(attrs)}`);
+      return hits[0]!.value;
+    },
+  };
+}
+
+function deferred<T = void>(): { promise: Promise<T>; resolve(v: T): void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((res) => {
+    resolve = res;
+  });
+  return { promise, resolve };
+}
+
+test('policy instruments: retry, timeout, bulkhead, rate limiter, fallback (in-memory reader)', async () => {
+  const clock = new TestClock();
+  const reader = new Reader();
+  const provider = new MeterProvider({ readers: [reader] });
+  const m = otelMetrics({ meter: provider.getMeter('t') });
+  const r = retry({ maxAttempts: 2, backoff: constantBackoff(10), clock });
+  const t = timeout({ ms: 100, clock });
+  const fb = fallback({ value: 'stale' });
+  const api = wrap(fb, circuitBreaker({ name: 'api-breaker', clock }), r, t);
+  const apiHandle = m.instrument('api', api);
+  const pool = bulkhead({ maxConcurrent: 1, maxQueue: 0, clock });
+  m.instrument('pool', pool);
+  const quota = rateLimiter({ rate: 1, burst: 1, clock });
+  m.instrument('quota', quota);
+
+  // Both attempts time out; the retry gives up; the fallback answers.
+  const answered = api.execute(
+    ({ signal }) =>
+      new Promise<string>((_, rej) => signal.addEventListener('abort', () => rej(signal.reason))),
+  );
+  await clock.advanceAsync(50);
+  let c = await collector(reader);
+  assert.equal(c.value('tripswitch_timeout_pending', { policy: 'api' }), 1);
+  assert.equal(c.value('tripswitch_timeouts', { policy: 'api' }), 0);
+  await clock.advanceAsync(50 + 10 + 100);
+  assert.equal(await answered, 'stale');
+  const hold = deferred();
+  const running = pool.execute(() => hold.promise);
+  await assert.rejects(
+    pool.execute(async () => 1),
+    isBulkheadRejectedError,
+  );
+  await quota.execute(async () => 1);
+  await assert.rejects(
+    quota.execute(async () => 1),
+    /rate/i,
+  );
+
+  c = await collector(reader);
+  assert.equal(c.value('tripswitch_retries', { policy: 'api' }), 1);
+  assert.equal(c.value('tripswitch_retry_giveups', { policy: 'api', reason: 'max-attempts' }), 1);
+  assert.equal(c.value('tripswitch_retry_giveups', { policy: 'api', reason: 'budget' }), 0);
+  assert.equal(c.value('tripswitch_timeouts', { policy: 'api' }), 2);
+  assert.equal(c.value('tripswitch_timeout_pending', { policy: 'api' }), 0);
+  assert.equal(c.value('tripswitch_fallbacks', { policy: 'api', outcome: 'timeout' }), 1);
+  assert.equal(c.value('tripswitch_fallbacks', { policy: 'api', outcome: 'open' }), 0);
+  assert.equal(c.value('tripswitch_bulkhead_active', { policy: 'pool' }), 1);
+  assert.equal(c.value('tripswitch_bulkhead_queued', { policy: 'pool' }), 0);
+  assert.equal(c.value('tripswitch_bulkhead_max_concurrent', { policy: 'pool' }), 1);
+  assert.equal(c.value('tripswitch_bulkhead_executed', { policy: 'pool' }), 1);
+  assert.equal(c.value('tripswitch_bulkhead_rejections', { policy: 'pool', reason: 'full' }), 1);
+  assert.equal(c.value('tripswitch_rate_limiter_rejections', { policy: 'quota' }), 1);
+  assert.equal(c.value('tripswitch_rate_limiter_tokens', { policy: 'quota' }), 0);
+  assert.ok(!c.names.some((n) => n.startsWith('circuit_breaker')), 'no registry: no breaker instruments');
+  hold.resolve();
+  await running;
+
+  // A disposed handle stops counting and observing; the others go on.
+  apiHandle.dispose();
+  const late = api.execute(async () => Promise.reject(new Error('x')));
+  await clock.advanceAsync(10);
+  assert.equal(await late, 'stale');
+  clock.advance(1_000);
+  const stuck = deferred();
+  const pending = t.execute(() => stuck.promise);
+  c = await collector(reader);
+  assert.equal(c.value('tripswitch_retries', { policy: 'api' }), 1);
+  assert.equal(c.value('tripswitch_fallbacks', { policy: 'api', outcome: 'failure' }), 0);
+  // The SDK may keep the last observed point of an asynchronous instrument; it must not see the new call.
+  assert.ok(!c.points('tripswitch_timeout_pending', { policy: 'api' }).some((p) => p.value === 1));
+  stuck.resolve();
+  await pending;
+  assert.equal(c.value('tripswitch_bulkhead_active', { policy: 'pool' }), 0);
+  assert.equal(c.value('tripswitch_rate_limiter_tokens', { policy: 'quota' }), 1);
+  assert.throws(() => m.instrument('pool', bulkhead({ maxConcurrent: 2 })), /already instrumented/);
+  assert.throws(() => m.instrument('b', circuitBreaker({ name: 'b', clock }) as never), /registry/);
+  m.dispose();
+  const hold2 = deferred();
+  const running2 = pool.execute(() => hold2.promise);
+  c = await collector(reader);
+  assert.ok(!c.points('tripswitch_bulkhead_active').some((p) => p.value === 1));
+  hold2.resolve();
+  await running2;
   await provider.shutdown();
 });
