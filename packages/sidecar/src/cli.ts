@@ -121,4 +121,85 @@ program
     process.on('SIGINT', () => void stop('SIGINT'));
   });
 
+program
+  .command('demo')
+  .description(
+    'the cascade demo: Service A calls an unstable Service B under load (healthy -> outage -> recovery), without and with tripswitch',
+  )
+  .option('-d, --duration <seconds>', 'length of each run (split 2:5:4 into healthy, outage, recovery)', '22')
+  .option('-c, --concurrency <n>', 'concurrent load clients (20% of them on /profile)', '20')
+  .option('--outage <mode>', 'what Service B does in the outage: hanging, failing or slow', 'hanging')
+  .option(
+    '--keep-running',
+    'after the report keep the protected Service A, B and the dashboard up until Ctrl-C',
+  )
+  .option('--json', 'print the result as JSON on stdout (progress goes to stderr)')
+  .action(
+    async (opts: {
+      duration: string;
+      concurrency: string;
+      outage: string;
+      keepRunning?: boolean;
+      json?: boolean;
+    }) => {
+      const { runDemo, formatReport } = await import('./demo/index.js');
+      const seconds = Number(opts.duration);
+      const concurrency = Number(opts.concurrency);
+      if (!(seconds >= 1 && seconds <= 3600))
+        fail(`--duration must be a number of seconds in [1, 3600], got "${opts.duration}"`);
+      if (!Number.isInteger(concurrency) || concurrency < 2 || concurrency > 1000)
+        fail(`--concurrency must be an integer in [2, 1000], got "${opts.concurrency}"`);
+      if (opts.outage !== 'hanging' && opts.outage !== 'failing' && opts.outage !== 'slow')
+        fail(`--outage must be hanging, failing or slow, got "${opts.outage}"`);
+      const ms = seconds * 1000;
+      const out = opts.json ? process.stderr : process.stdout;
+      const stop = new AbortController();
+      let signals = 0;
+      const onSignal = () => {
+        signals++;
+        if (signals > 1) process.exit(130);
+        out.write('\nstopping (Ctrl-C again to quit at once)\n');
+        stop.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const result = await runDemo({
+        phases: { healthy: (ms * 2) / 11, outage: (ms * 5) / 11, recovery: (ms * 4) / 11 },
+        concurrency,
+        outage: opts.outage,
+        keepRunning: opts.keepRunning === true,
+        signal: stop.signal,
+        log: (line) => out.write(line),
+      });
+      if (opts.json) {
+        const { kept, ...rest } = result;
+        process.stdout.write(
+          `${JSON.stringify({ ...rest, kept: kept && { ...kept, close: undefined } }, null, 2)}\n`,
+        );
+      } else process.stdout.write(formatReport(result));
+      if (result.kept === undefined) {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        process.exitCode = result.aborted ? 130 : 0;
+        return;
+      }
+      const kept = result.kept;
+      out.write(
+        `\nStill running (Ctrl-C to stop):\n  Service A  ${kept.serviceA}/orders  ${kept.serviceA}/profile  ${kept.serviceA}/stats\n` +
+          `  Service B  ${kept.upstream}  (curl -X POST '${kept.upstream}/mode?mode=hanging'; modes: healthy slow failing hanging recovering)\n` +
+          (kept.dashboard !== undefined
+            ? `  dashboard  ${kept.dashboard}\n`
+            : '  dashboard  (not available in this build)\n'),
+      );
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await kept.close();
+      process.exitCode = 0;
+    },
+  );
+
 await program.parseAsync(process.argv);

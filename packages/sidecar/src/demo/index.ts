@@ -1,0 +1,38 @@
+/**
+ * The cascade demo (`tripswitch demo`): Service B, Service A, a load generator, the report.
+ * @module
+ */
+export { type LoadOptions, type LoadResult, type Route, runLoad, type Sample, splitClients } from './load.js';
+export {
+  fmtMs,
+  fmtRatio,
+  formatTable,
+  formatTimeline,
+  type PhaseDef,
+  percentile,
+  phaseStats,
+  type RouteStats,
+  routeStats,
+  type TimelineEntry,
+} from './report.js';
+export {
+  type Comparison,
+  type DemoOptions,
+  type DemoResult,
+  demoSettings,
+  describeModel,
+  formatReport,
+  type RunLabel,
+  type RunResult,
+  runDemo,
+} from './run.js';
+export { BREAKER_NAME, type ServiceA, type ServiceAOptions, startServiceA, WorkerPool } from './service-a.js';
+export {
+  isUpstreamMode,
+  startUpstream,
+  UPSTREAM_MODES,
+  type Upstream,
+  type UpstreamMode,
+  type UpstreamOptions,
+  type UpstreamStats,
+} from './upstream.js';

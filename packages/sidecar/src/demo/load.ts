@@ -1,0 +1,139 @@
+/**
+ * The load generator of the cascade demo, like `ab -c 20`: a fixed number of closed-loop clients
+ * (each sends its next request when the previous one has answered), split between the routes,
+ * for a fixed time. Bounded: it stops sending at `durationMs` (or after `maxRequests`), waits at
+ * most `drainMs` for the requests still in flight, then aborts them and records them as cut off.
+ *
+ * @module
+ */
+import { setMaxListeners } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { Agent, request } from 'undici';
+
+/** The routes of Service A the load hits. */
+export type Route = 'orders' | 'profile';
+
+/** One request's outcome. */
+export interface Sample {
+  route: Route;
+  /** When it was sent, in ms since the load started. */
+  start: number;
+  /** Time to the full response (or to the error), in ms. */
+  latency: number;
+  /** HTTP status, 0 for a transport error or a request cut off at the end. */
+  status: number;
+  /** Service A answered with a fallback (`x-fallback: 1`). */
+  fallback: boolean;
+  /** Set for a transport error or a cut-off request. */
+  error?: string;
+}
+
+/** Options of {@link runLoad}. */
+export interface LoadOptions {
+  /** Base URL of Service A. */
+  baseUrl: string;
+  /** Concurrent clients. @default 20 */
+  concurrency?: number;
+  /** Share of clients calling `/profile`, the others call `/orders` (at least one each). @default 0.2 */
+  profileShare?: number;
+  /** Stop sending after this many ms. */
+  durationMs: number;
+  /** Stop sending after this many requests in total. @default Infinity */
+  maxRequests?: number;
+  /** After the duration, wait this long for requests in flight before aborting them. @default 15_000 */
+  drainMs?: number;
+  /** Abort everything early (Ctrl-C). */
+  signal?: AbortSignal;
+  /** The time origin of `Sample.start` (a `performance.now()` value). @default when the load starts */
+  t0?: number;
+  /** Called for every sample as it is recorded. */
+  onSample?: (s: Sample) => void;
+}
+
+/** What {@link runLoad} measured. */
+export interface LoadResult {
+  samples: Sample[];
+  /** Requests sent. */
+  sent: number;
+  /** Requests aborted because they were still in flight after the drain (or on an abort). */
+  cutOff: number;
+  /** ms from start until the last request settled. */
+  elapsedMs: number;
+  clients: Record<Route, number>;
+}
+
+/** How many clients call each route: `profileShare` of them `/profile`, at least one per route. */
+export function splitClients(concurrency: number, profileShare: number): Record<Route, number> {
+  if (!Number.isInteger(concurrency) || concurrency < 2)
+    throw new RangeError('concurrency must be an integer >= 2');
+  if (!(profileShare > 0 && profileShare < 1)) throw new RangeError('profileShare must be in (0, 1)');
+  const profile = Math.min(concurrency - 1, Math.max(1, Math.round(concurrency * profileShare)));
+  return { orders: concurrency - profile, profile };
+}
+
+/**
+ * Runs the load against Service A and returns every sample.
+ *
+ * @example
+ * ```ts
+ * const { samples } = await runLoad({ baseUrl: a.url, concurrency: 4, durationMs: 500 });
+ * ```
+ */
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const concurrency = options.concurrency ?? 20;
+  const clients = splitClients(concurrency, options.profileShare ?? 0.2);
+  const maxRequests = options.maxRequests ?? Number.POSITIVE_INFINITY;
+  const drainMs = options.drainMs ?? 15_000;
+  const base = options.baseUrl.replace(/\/$/, '');
+  const agent = new Agent({ connections: concurrency, headersTimeout: 0, bodyTimeout: 0 });
+  const cut = new AbortController();
+  setMaxListeners(concurrency + 16, cut.signal);
+  const onAbort = () => cut.abort(new Error('aborted'));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+
+  const samples: Sample[] = [];
+  let sent = 0;
+  let cutOff = 0;
+  const t0 = options.t0 ?? performance.now();
+  const sendUntil = performance.now() + options.durationMs;
+
+  const client = async (route: Route) => {
+    const url = `${base}/${route}`;
+    while (!cut.signal.aborted && performance.now() < sendUntil && sent < maxRequests) {
+      sent++;
+      const start = performance.now();
+      const s: Sample = { route, start: start - t0, latency: 0, status: 0, fallback: false };
+      try {
+        const r = await request(url, { dispatcher: agent, signal: cut.signal });
+        s.status = r.statusCode;
+        s.fallback = r.headers['x-fallback'] === '1';
+        await r.body.dump();
+      } catch (err) {
+        s.status = 0;
+        if (cut.signal.aborted) {
+          s.error = 'cut off';
+          cutOff++;
+        } else s.error = err instanceof Error ? err.message : String(err);
+      }
+      s.latency = performance.now() - start;
+      samples.push(s);
+      options.onSample?.(s);
+    }
+  };
+
+  const all = Promise.all([
+    ...Array.from({ length: clients.orders }, () => client('orders')),
+    ...Array.from({ length: clients.profile }, () => client('profile')),
+  ]);
+  // The drain deadline: durationMs + drainMs from the start; then whatever is in flight is aborted.
+  const deadline = setTimeout(() => cut.abort(new Error('drain deadline')), options.durationMs + drainMs);
+  try {
+    await all;
+  } finally {
+    clearTimeout(deadline);
+    options.signal?.removeEventListener('abort', onAbort);
+    await agent.destroy();
+  }
+  return { samples, sent, cutOff, elapsedMs: performance.now() - t0, clients };
+}

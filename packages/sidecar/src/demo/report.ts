@@ -1,0 +1,160 @@
+/**
+ * Statistics and text output of the cascade demo: percentiles, per-phase per-route stats, the
+ * side-by-side table and the breaker's state timeline.
+ *
+ * @module
+ */
+import type { Route, Sample } from './load.js';
+
+/** One phase of a run: B's mode from `startMs` to `endMs` (ms since the load started). */
+export interface PhaseDef {
+  name: string;
+  /** What Service B does in this phase. */
+  mode: string;
+  startMs: number;
+  endMs: number;
+}
+
+/** Stats of one route in one phase; samples are attributed to the phase they were sent in. */
+export interface RouteStats {
+  /** Requests sent in the phase (completed or not). */
+  count: number;
+  /** 2xx answers, fallbacks included. */
+  ok: number;
+  /** Non-2xx answers, transport errors and requests cut off. */
+  errors: number;
+  /** 2xx answers that were fallbacks. */
+  fallbacks: number;
+  /** Requests sent per second of the phase. */
+  rps: number;
+  /** Latency percentiles in ms (NaN without samples). */
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** One state change of the breaker, `t` in ms since the run's load started. */
+export interface TimelineEntry {
+  t: number;
+  from: string;
+  to: string;
+  reason: string;
+}
+
+/** Nearest-rank percentile of `sorted` (ascending); `p` in (0, 100]. NaN for no values. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (!(p > 0 && p <= 100)) throw new RangeError('percentile: p must be in (0, 100]');
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+/** Stats of `samples` (already filtered to one route and phase) over a phase of `phaseMs`. */
+export function routeStats(samples: readonly Sample[], phaseMs: number): RouteStats {
+  const lat = samples.map((s) => s.latency).sort((a, b) => a - b);
+  let ok = 0;
+  let fallbacks = 0;
+  for (const s of samples) {
+    if (s.status >= 200 && s.status < 300) {
+      ok++;
+      if (s.fallback) fallbacks++;
+    }
+  }
+  return {
+    count: samples.length,
+    ok,
+    errors: samples.length - ok,
+    fallbacks,
+    rps: phaseMs > 0 ? samples.length / (phaseMs / 1000) : Number.NaN,
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
+    max: lat.length ? lat[lat.length - 1]! : Number.NaN,
+  };
+}
+
+/** Per phase, per route stats; a sample belongs to the phase its request was sent in. */
+export function phaseStats(
+  samples: readonly Sample[],
+  phases: readonly PhaseDef[],
+): Record<string, Record<Route, RouteStats>> {
+  const out: Record<string, Record<Route, RouteStats>> = {};
+  for (const ph of phases) {
+    const inPhase = samples.filter((s) => s.start >= ph.startMs && s.start < ph.endMs);
+    const len = ph.endMs - ph.startMs;
+    out[ph.name] = {
+      orders: routeStats(
+        inPhase.filter((s) => s.route === 'orders'),
+        len,
+      ),
+      profile: routeStats(
+        inPhase.filter((s) => s.route === 'profile'),
+        len,
+      ),
+    };
+  }
+  return out;
+}
+
+/** A latency for people: `0.42 ms`, `12 ms`, `2.10 s`, `-` for NaN. */
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return '-';
+  if (ms < 10) return `${ms.toFixed(2)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** `unprotected / protected` as `123x` (or `-` when either is missing). */
+export function fmtRatio(unprotectedMs: number, protectedMs: number): string {
+  if (!Number.isFinite(unprotectedMs) || !Number.isFinite(protectedMs) || protectedMs <= 0) return '-';
+  const r = unprotectedMs / protectedMs;
+  return r >= 10 ? `${Math.round(r)}x` : `${r.toFixed(1)}x`;
+}
+
+/** The breaker's state changes, one per line: `t=5.31s  closed -> open  (reason)`. */
+export function formatTimeline(entries: readonly TimelineEntry[]): string {
+  if (entries.length === 0) return '  (no state change)\n';
+  return entries
+    .map((e) => `  t=${(e.t / 1000).toFixed(2)}s  ${e.from} -> ${e.to}${e.reason ? `  (${e.reason})` : ''}\n`)
+    .join('');
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padEnd(n) : s.padStart(n);
+}
+
+const COLS = ['p50', 'p99', 'req/s', 'err', 'fallb'] as const;
+const W = [9, 9, 7, 6, 6];
+
+function cells(s: RouteStats | undefined): string {
+  if (s === undefined) return COLS.map((_, i) => pad('-', W[i]!)).join('');
+  const v = [fmtMs(s.p50), fmtMs(s.p99), s.rps.toFixed(1), String(s.errors), String(s.fallbacks)];
+  return v.map((x, i) => pad(x, W[i]!)).join('');
+}
+
+/** Stats of one run, as the table needs them. */
+export interface RunStats {
+  phases: readonly PhaseDef[];
+  stats: Record<string, Record<Route, RouteStats>>;
+}
+
+/**
+ * The side-by-side table: for each phase and route, p50, p99, req/s, errors and fallbacks of the
+ * unprotected and the protected run, and the ratio of the p99s.
+ */
+export function formatTable(unprotected: RunStats | undefined, prot: RunStats | undefined): string {
+  const phases = (unprotected ?? prot)?.phases ?? [];
+  const head = COLS.map((c, i) => pad(c, W[i]!)).join('');
+  const width = head.length;
+  let out = `${pad('', 18, true)}| ${pad('unprotected', width, true)} | ${pad('protected', width, true)} | p99 ratio\n`;
+  out += `${pad('phase  route', 18, true)}| ${head} | ${head} | unprot/prot\n`;
+  out += `${'-'.repeat(18)}+-${'-'.repeat(width)}-+-${'-'.repeat(width)}-+------------\n`;
+  for (const ph of phases) {
+    for (const route of ['orders', 'profile'] as const) {
+      const u = unprotected?.stats[ph.name]?.[route];
+      const p = prot?.stats[ph.name]?.[route];
+      const label = `${ph.name.padEnd(9)}/${route}`;
+      out += `${pad(label, 18, true)}| ${cells(u)} | ${cells(p)} | ${fmtRatio(u?.p99 ?? Number.NaN, p?.p99 ?? Number.NaN)}\n`;
+    }
+  }
+  return out;
+}

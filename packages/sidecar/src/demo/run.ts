@@ -1,0 +1,371 @@
+/**
+ * The cascade demo runner: Service B (upstream), Service A (consumer) and a load generator on
+ * 127.0.0.1, run twice through the phases healthy -> outage -> recovery, first with A calling B
+ * plainly, then through tripswitch; returns the measurements and prints a side-by-side table.
+ *
+ * @module
+ */
+import { performance } from 'node:perf_hooks';
+import { type BreakerRegistry, breakerRegistry } from 'tripswitch';
+import { type LoadResult, type Route, runLoad, type Sample } from './load.js';
+import {
+  fmtMs,
+  fmtRatio,
+  formatTable,
+  formatTimeline,
+  type PhaseDef,
+  percentile,
+  phaseStats,
+  type RouteStats,
+  type TimelineEntry,
+} from './report.js';
+import { type ServiceA, type SideHandler, startServiceA } from './service-a.js';
+import { startUpstream, type Upstream, type UpstreamMode, type UpstreamStats } from './upstream.js';
+
+/** Which runs {@link runDemo} does. */
+export type RunLabel = 'unprotected' | 'protected';
+
+/** Options of {@link runDemo}; every duration in ms. */
+export interface DemoOptions {
+  /** Phase lengths. @default { healthy: 4_000, outage: 10_000, recovery: 8_000 } */
+  phases?: { healthy: number; outage: number; recovery: number };
+  /** What B does during the outage. @default 'hanging' */
+  outage?: Extract<UpstreamMode, 'hanging' | 'failing' | 'slow'>;
+  /** Concurrent load clients. @default 20 */
+  concurrency?: number;
+  /** Share of the clients calling /profile. @default 0.2 */
+  profileShare?: number;
+  /** Service A's workers (requests handled at once). @default 10 */
+  workers?: number;
+  /** Connections from A to B. @default 10 */
+  upstreamConnections?: number;
+  /** Protected: timeout per attempt. @default 300 */
+  timeoutMs?: number;
+  /** Protected: open duration of the breaker. @default 1_000 */
+  openDurationMs?: number;
+  /** The HTTP client's headers/body timeout for A's calls to B (what bounds the unprotected wait). @default 10_000 */
+  clientTimeoutMs?: number;
+  /** B's `slow` delay. @default 2_000 */
+  slowMs?: number;
+  /** Requests B fails after switching to `recovering`. @default 2 */
+  recoveringFailures?: number;
+  /** After the phases, wait this long for requests in flight. @default clientTimeoutMs + 2_000 */
+  drainMs?: number;
+  /** The runs, in order. @default ['unprotected', 'protected'] */
+  runs?: readonly RunLabel[];
+  /** Keep the last protected run's services (and the dashboard) running; close them with `result.kept.close()`. */
+  keepRunning?: boolean;
+  /** Serve the dashboard from Service A in protected runs when the module exists. @default true */
+  dashboard?: boolean;
+  /** Progress and report lines go here. @default no output */
+  log?: (line: string) => void;
+  /** Stops the demo early (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+/** One run's measurements. */
+export interface RunResult {
+  label: RunLabel;
+  phases: PhaseDef[];
+  stats: Record<string, Record<Route, RouteStats>>;
+  timeline: TimelineEntry[];
+  sent: number;
+  cutOff: number;
+  clients: Record<Route, number>;
+  upstream: UpstreamStats;
+  /** ms from the start of the load until every request settled. */
+  wallMs: number;
+  /** The dashboard URL while the run was going, when the dashboard module was available. */
+  dashboardUrl?: string;
+}
+
+/** One line of the comparison: p99 of a route in a phase, unprotected and protected. */
+export interface Comparison {
+  phase: string;
+  route: Route;
+  unprotectedP99: number;
+  protectedP99: number;
+  /** unprotected / protected. */
+  ratio: number;
+}
+
+/** What {@link runDemo} returns. */
+export interface DemoResult {
+  runs: Partial<Record<RunLabel, RunResult>>;
+  comparison: Comparison[];
+  /** Settings the demo ran with. */
+  settings: Required<Omit<DemoOptions, 'log' | 'signal' | 'runs' | 'keepRunning' | 'dashboard'>>;
+  /** The demo was stopped early. */
+  aborted: boolean;
+  /** The whole demo's wall time in ms. */
+  wallMs: number;
+  /** Set with `keepRunning`: the protected services still running. */
+  kept?: { serviceA: string; upstream: string; dashboard?: string; close(): Promise<void> };
+}
+
+const PHASE_TEXT: Record<string, string> = {
+  hanging: 'B hangs',
+  failing: 'B answers 500',
+  slow: 'B answers after a delay',
+};
+
+/** Loads the dashboard handler if packages/sidecar/src/dashboard provides one. */
+async function dashboardFor(registry: BreakerRegistry): Promise<SideHandler | undefined> {
+  try {
+    const mod = (await import('../dashboard/index.js' as string)) as {
+      createDashboardHandler?: (source: BreakerRegistry) => SideHandler;
+    };
+    return mod.createDashboardHandler?.(registry);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The model, as printed at the start. */
+export function describeModel(s: DemoResult['settings']): string {
+  return [
+    'The cascade demo (everything on 127.0.0.1, ephemeral ports):',
+    `  Service B: the upstream; healthy, then ${PHASE_TEXT[s.outage] ?? s.outage}, then recovering (first ${s.recoveringFailures} requests 503, then healthy).`,
+    `  Service A: handles at most ${s.workers} requests at once (a thread pool of ${s.workers}; the rest wait in one FIFO queue).`,
+    `    GET /orders calls B through a pool of ${s.upstreamConnections} connections; GET /profile does not call B but needs a worker too.`,
+    `    unprotected: a plain call, bounded only by the HTTP client's timeout of ${fmtMs(s.clientTimeoutMs)} (undici's default is 300 s).`,
+    `    protected:   wrap(fallback(lastGood), retry(2 attempts, 50 ms backoff, budget 20%), circuitBreaker(5 consecutive failures, open ${fmtMs(s.openDurationMs)}), timeout(${fmtMs(s.timeoutMs)})).`,
+    `  Load: ${s.concurrency} closed-loop clients (like ab -c ${s.concurrency}), ${Math.round(s.profileShare * 100)}% of them on /profile, the rest on /orders.`,
+    `  Phases per run: healthy ${fmtMs(s.phases.healthy)}, outage ${fmtMs(s.phases.outage)}, recovery ${fmtMs(s.phases.recovery)}; latency is attributed to the phase a request was sent in.`,
+    '',
+  ].join('\n');
+}
+
+function progressLine(
+  label: RunLabel,
+  phase: string,
+  tMs: number,
+  window: readonly Sample[],
+  a: ServiceA,
+  breakerState: string,
+): string {
+  const part = (route: Route) => {
+    const s = window.filter((x) => x.route === route);
+    const ok = s.filter((x) => x.status >= 200 && x.status < 300).length;
+    const fb = s.filter((x) => x.fallback).length;
+    const p99 = percentile(
+      s.map((x) => x.latency).sort((x, y) => x - y),
+      99,
+    );
+    return `/${route} ok ${ok} err ${s.length - ok} fb ${fb} p99 ${fmtMs(p99)}`;
+  };
+  const { active, queued } = a.load();
+  return `[${label}] ${phase.padEnd(8)} t=${String(Math.round(tMs / 1000)).padStart(2)}s  ${part('orders')} | ${part('profile')} | A busy ${active} queued ${queued} | breaker: ${breakerState}`;
+}
+
+async function runOnce(
+  label: RunLabel,
+  s: DemoResult['settings'],
+  opts: DemoOptions,
+): Promise<{
+  result: RunResult;
+  a: ServiceA;
+  b: Upstream;
+}> {
+  const log = opts.log ?? (() => {});
+  const b = await startUpstream({ slowMs: s.slowMs, recoveringFailures: s.recoveringFailures });
+  const registry = label === 'protected' ? breakerRegistry() : undefined;
+  const dashboard =
+    registry !== undefined && opts.dashboard !== false ? await dashboardFor(registry) : undefined;
+  let a: ServiceA;
+  try {
+    a = await startServiceA({
+      upstreamUrl: b.url,
+      protected: label === 'protected',
+      workers: s.workers,
+      upstreamConnections: s.upstreamConnections,
+      timeoutMs: s.timeoutMs,
+      clientTimeoutMs: s.clientTimeoutMs,
+      openDurationMs: s.openDurationMs,
+      registry,
+      sideHandler: dashboard,
+    });
+  } catch (err) {
+    await b.close();
+    throw err;
+  }
+  const dashboardUrl = dashboard !== undefined ? `${a.url}/dashboard` : undefined;
+  if (dashboardUrl !== undefined) log(`[${label}] dashboard: ${dashboardUrl}\n`);
+
+  const { healthy, outage, recovery } = s.phases;
+  const phases: PhaseDef[] = [
+    { name: 'healthy', mode: 'healthy', startMs: 0, endMs: healthy },
+    { name: 'outage', mode: s.outage, startMs: healthy, endMs: healthy + outage },
+    { name: 'recovery', mode: 'recovering', startMs: healthy + outage, endMs: healthy + outage + recovery },
+  ];
+  const timeline: TimelineEntry[] = [];
+  const t0 = performance.now();
+  const sub = a.breaker?.on('stateChange', (e) =>
+    timeline.push({ t: performance.now() - t0, from: e.from, to: e.to, reason: e.reason }),
+  );
+  const timers: NodeJS.Timeout[] = [];
+  for (const ph of phases.slice(1)) {
+    timers.push(
+      setTimeout(() => {
+        b.setMode(ph.mode as UpstreamMode);
+        ph.startMs = performance.now() - t0; // the real switch time, a few ms late at most
+        const prev = phases[phases.indexOf(ph) - 1]!;
+        prev.endMs = ph.startMs;
+        log(`[${label}] t=${(ph.startMs / 1000).toFixed(1)}s  phase ${ph.name}: B is now ${ph.mode}\n`);
+      }, ph.startMs),
+    );
+  }
+  let window: Sample[] = [];
+  const current = () => {
+    const t = performance.now() - t0;
+    return phases.findLast((p) => t >= p.startMs)?.name ?? 'healthy';
+  };
+  const ticker = setInterval(() => {
+    log(
+      `${progressLine(label, current(), performance.now() - t0, window, a, a.breaker?.state ?? 'none (unprotected)')}\n`,
+    );
+    window = [];
+  }, 1_000);
+  log(`[${label}] t=0.0s  phase healthy: B is healthy\n`);
+  let load: LoadResult;
+  const total = healthy + outage + recovery;
+  try {
+    load = await runLoad({
+      baseUrl: a.url,
+      concurrency: s.concurrency,
+      profileShare: s.profileShare,
+      durationMs: total,
+      drainMs: s.drainMs,
+      signal: opts.signal,
+      t0,
+      onSample: (x) => window.push(x),
+    });
+  } finally {
+    clearInterval(ticker);
+    for (const t of timers) clearTimeout(t);
+  }
+  const last = phases[phases.length - 1]!;
+  last.endMs = Math.max(last.startMs, Math.min(total, performance.now() - t0));
+  sub?.dispose();
+  const result: RunResult = {
+    label,
+    phases,
+    stats: phaseStats(load.samples, phases),
+    timeline,
+    sent: load.sent,
+    cutOff: load.cutOff,
+    clients: load.clients,
+    upstream: b.stats(),
+    wallMs: load.elapsedMs,
+    ...(dashboardUrl !== undefined ? { dashboardUrl } : {}),
+  };
+  log(
+    `[${label}] done: ${load.sent} requests in ${(load.elapsedMs / 1000).toFixed(1)} s, ${load.cutOff} cut off; B saw ${result.upstream.received} (${result.upstream.abandoned} abandoned by the client)\n\n`,
+  );
+  return { result, a, b };
+}
+
+/** Settings with defaults filled in. */
+export function demoSettings(o: DemoOptions = {}): DemoResult['settings'] {
+  const clientTimeoutMs = o.clientTimeoutMs ?? 10_000;
+  return {
+    phases: o.phases ?? { healthy: 4_000, outage: 10_000, recovery: 8_000 },
+    outage: o.outage ?? 'hanging',
+    concurrency: o.concurrency ?? 20,
+    profileShare: o.profileShare ?? 0.2,
+    workers: o.workers ?? 10,
+    upstreamConnections: o.upstreamConnections ?? 10,
+    timeoutMs: o.timeoutMs ?? 300,
+    openDurationMs: o.openDurationMs ?? 1_000,
+    clientTimeoutMs,
+    slowMs: o.slowMs ?? 2_000,
+    recoveringFailures: o.recoveringFailures ?? 2,
+    drainMs: o.drainMs ?? clientTimeoutMs + 2_000,
+  };
+}
+
+/** The text report: the table, the goal line and the breaker timeline. */
+export function formatReport(result: DemoResult): string {
+  const u = result.runs.unprotected;
+  const p = result.runs.protected;
+  let out =
+    'Latency per phase and route (p50/p99 of requests sent in the phase; err = non-2xx or no answer; fallb = fallbacks served)\n\n';
+  out += formatTable(u, p);
+  const outage = result.comparison.filter((c) => c.phase === 'outage');
+  if (outage.length > 0) {
+    out += '\nDuring the outage, p99 unprotected vs protected (goal: protected at most 1/20):\n';
+    for (const c of outage) {
+      const met = Number.isFinite(c.ratio) ? (c.ratio >= 20 ? 'met' : 'NOT met') : 'not measured';
+      out += `  /${c.route.padEnd(8)} ${fmtMs(c.unprotectedP99).padStart(9)} vs ${fmtMs(c.protectedP99).padStart(9)}  = ${fmtRatio(c.unprotectedP99, c.protectedP99)} (${met})\n`;
+    }
+  }
+  if (p !== undefined) {
+    out += '\nBreaker "service-b" state timeline (protected run, t since the load started):\n';
+    out += formatTimeline(p.timeline);
+  }
+  for (const r of [u, p]) {
+    if (r === undefined) continue;
+    out += `\n${r.label}: ${r.sent} requests (${r.clients.orders} clients on /orders, ${r.clients.profile} on /profile), ${r.cutOff} cut off at the end; B received ${r.upstream.received}, ${r.upstream.abandoned} abandoned by A; load wall time ${(r.wallMs / 1000).toFixed(1)} s`;
+  }
+  out += `\ntotal wall time ${(result.wallMs / 1000).toFixed(1)} s${result.aborted ? ' (stopped early)' : ''}\n`;
+  return out;
+}
+
+/**
+ * Runs the demo (unprotected, then protected, by default) and returns what it measured. Every
+ * server, agent and timer it starts is closed before it returns, except with `keepRunning`.
+ *
+ * @example
+ * ```ts
+ * const r = await runDemo({ phases: { healthy: 500, outage: 500, recovery: 500 }, concurrency: 4 });
+ * console.log(formatReport(r));
+ * ```
+ */
+export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
+  const settings = demoSettings(options);
+  const started = performance.now();
+  const log = options.log ?? (() => {});
+  log(describeModel(settings));
+  const runs: Partial<Record<RunLabel, RunResult>> = {};
+  const labels = options.runs ?? ['unprotected', 'protected'];
+  let kept: DemoResult['kept'];
+  for (const [i, label] of labels.entries()) {
+    if (options.signal?.aborted) break;
+    const { result, a, b } = await runOnce(label, settings, options);
+    runs[label] = result;
+    const last = i === labels.length - 1;
+    if (options.keepRunning && label === 'protected' && last && !options.signal?.aborted) {
+      kept = {
+        serviceA: a.url,
+        upstream: b.url,
+        ...(result.dashboardUrl !== undefined ? { dashboard: result.dashboardUrl } : {}),
+        close: async () => {
+          await a.close();
+          await b.close();
+        },
+      };
+    } else {
+      await a.close();
+      await b.close();
+    }
+  }
+  const comparison: Comparison[] = [];
+  const u = runs.unprotected;
+  const p = runs.protected;
+  if (u !== undefined && p !== undefined) {
+    for (const ph of u.phases)
+      for (const route of ['orders', 'profile'] as const) {
+        const up = u.stats[ph.name]?.[route]?.p99 ?? Number.NaN;
+        const pp = p.stats[ph.name]?.[route]?.p99 ?? Number.NaN;
+        comparison.push({ phase: ph.name, route, unprotectedP99: up, protectedP99: pp, ratio: up / pp });
+      }
+  }
+  return {
+    runs,
+    comparison,
+    settings,
+    aborted: options.signal?.aborted ?? false,
+    wallMs: performance.now() - started,
+    ...(kept !== undefined ? { kept } : {}),
+  };
+}
