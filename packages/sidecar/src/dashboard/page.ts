@@ -250,6 +250,7 @@ export function renderPage(opts: { basePath: string; title: string }): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>${title}</title>
 <style>${PAGE_STYLE}</style>
 </head>
