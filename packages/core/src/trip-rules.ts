@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock } from './clock.js';
 import { rejectUnknownKeys, type Validator } from './validate.js';
 
 /**
