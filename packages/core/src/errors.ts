@@ -15,7 +15,6 @@ export const ErrorCodes = {
   bulkheadFull: 'ERR_BULKHEAD_FULL',
   rateLimited: 'ERR_RATE_LIMITED',
   invalidOption: 'ERR_INVALID_OPTION',
-  retryBudgetExhausted: 'ERR_RETRY_BUDGET',
 } as const;
 
 function hasCode(err: unknown, code: string): boolean {
