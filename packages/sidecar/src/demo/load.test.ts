@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { runLoad, splitClients } from './load.js';
+
+/** A stand-in for Service A: /profile answers at once, /orders as `orders` says. */
+async function fakeA(
+  orders: 'ok' | 'fallback' | 'hang' | 'error',
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    if (req.url === '/profile') return res.end('{}');
+    if (orders === 'hang') return;
+    if (orders === 'error') {
+      res.statusCode = 503;
+      return res.end('{}');
+    }
+    if (orders === 'fallback') res.setHeader('x-fallback', '1');
+    res.end('{}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+test('splitClients: profileShare of the clients on /profile, at least one per route', () => {
+  assert.deepEqual(splitClients(20, 0.2), { orders: 16, profile: 4 });
+  assert.deepEqual(splitClients(4, 0.2), { orders: 3, profile: 1 });
+  assert.deepEqual(splitClients(2, 0.2), { orders: 1, profile: 1 });
+  assert.deepEqual(splitClients(10, 0.9), { orders: 1, profile: 9 });
+  assert.throws(() => splitClients(1, 0.2), RangeError);
+  assert.throws(() => splitClients(4, 0), RangeError);
+  assert.throws(() => splitClients(4, 1), RangeError);
+});
+
+test('bounded in count: stops after maxRequests, samples per route with status and fallback', async () => {
+  const a = await fakeA('fallback');
+  try {
+    const r = await runLoad({ baseUrl: a.url, concurrency: 4, durationMs: 60_000, maxRequests: 50 });
+    assert.equal(r.sent, 50);
+    assert.equal(r.samples.length, 50);
+    assert.equal(r.cutOff, 0);
+    assert.deepEqual(r.clients, { orders: 3, profile: 1 });
+    const orders = r.samples.filter((s) => s.route === 'orders');
+    const profile = r.samples.filter((s) => s.route === 'profile');
+    assert.ok(orders.length > 0 && profile.length > 0);
+    assert.ok(orders.every((s) => s.status === 200 && s.fallback));
+    assert.ok(profile.every((s) => s.status === 200 && !s.fallback));
+    assert.ok(r.samples.every((s) => s.latency >= 0 && s.start >= 0));
+  } finally {
+    await a.close();
+  }
+});
+
+test('bounded in time: stops sending at durationMs, cuts off what is still in flight after drainMs', async () => {
+  const a = await fakeA('hang');
+  try {
+    const r = await runLoad({ baseUrl: a.url, concurrency: 4, durationMs: 100, drainMs: 100 });
+    const orders = r.samples.filter((s) => s.route === 'orders');
+    assert.equal(orders.length, 3, 'each /orders client sent one request, which hung');
+    assert.ok(orders.every((s) => s.status === 0 && s.error === 'cut off'));
+    assert.equal(r.cutOff, 3);
+    const profile = r.samples.filter((s) => s.route === 'profile');
+    assert.ok(profile.length > 0);
+    assert.ok(profile.every((s) => s.status === 200));
+    assert.ok(
+      profile.every((s) => s.start < 100),
+      'nothing is sent after durationMs',
+    );
+    assert.equal(r.sent, r.samples.length);
+  } finally {
+    await a.close();
+  }
+});
+
+test('errors are recorded with their status; an abort stops the load early', async () => {
+  const a = await fakeA('error');
+  try {
+    const ac = new AbortController();
+    let n = 0;
+    const r = await runLoad({
+      baseUrl: a.url,
+      concurrency: 2,
+      durationMs: 60_000,
+      signal: ac.signal,
+      onSample: () => {
+        if (++n === 20) ac.abort();
+      },
+    });
+    assert.ok(r.samples.length >= 20 && r.samples.length <= 22, `${r.samples.length} samples`);
+    assert.ok(r.samples.filter((s) => s.route === 'orders').every((s) => s.status === 503 || s.status === 0));
+  } finally {
+    await a.close();
+  }
+});

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Sample } from './load.js';
+import {
+  fmtMs,
+  fmtRatio,
+  formatTable,
+  formatTimeline,
+  type PhaseDef,
+  percentile,
+  phaseStats,
+  routeStats,
+} from './report.js';
+
+const sample = (
+  route: Sample['route'],
+  start: number,
+  latency: number,
+  status = 200,
+  fallback = false,
+): Sample => ({
+  route,
+  start,
+  latency,
+  status,
+  fallback,
+});
+
+test('percentile: nearest rank on fixed samples', () => {
+  const v = Array.from({ length: 100 }, (_, i) => i + 1); // 1..100
+  assert.equal(percentile(v, 50), 50);
+  assert.equal(percentile(v, 99), 99);
+  assert.equal(percentile(v, 100), 100);
+  assert.equal(percentile(v, 1), 1);
+  assert.equal(percentile([7], 99), 7);
+  assert.equal(percentile([1, 2, 3, 4], 50), 2);
+  assert.equal(percentile([1, 2, 3, 4], 99), 4);
+  assert.ok(Number.isNaN(percentile([], 50)));
+  assert.throws(() => percentile(v, 0), RangeError);
+  assert.throws(() => percentile(v, 101), RangeError);
+});
+
+test('routeStats: counts, errors, fallbacks, rate and percentiles', () => {
+  const s = [
+    sample('orders', 0, 10),
+    sample('orders', 1, 30, 200, true),
+    sample('orders', 2, 20, 503),
+    sample('orders', 3, 40, 0),
+  ];
+  const r = routeStats(s, 2_000);
+  assert.deepEqual(r, { count: 4, ok: 2, errors: 2, fallbacks: 1, rps: 2, p50: 20, p99: 40, max: 40 });
+  const empty = routeStats([], 1_000);
+  assert.equal(empty.count, 0);
+  assert.equal(empty.rps, 0);
+  assert.ok(Number.isNaN(empty.p99));
+});
+
+test('phaseStats: a sample belongs to the phase it was sent in, per route', () => {
+  const phases: PhaseDef[] = [
+    { name: 'healthy', mode: 'healthy', startMs: 0, endMs: 1_000 },
+    { name: 'outage', mode: 'hanging', startMs: 1_000, endMs: 3_000 },
+  ];
+  const s = [
+    sample('orders', 10, 5),
+    sample('orders', 999, 9_000), // sent while healthy, answered late: still the healthy phase
+    sample('profile', 500, 3),
+    sample('orders', 1_000, 8_000),
+    sample('profile', 2_999, 7_000),
+    sample('profile', 3_000, 1), // after the last phase: not counted
+  ];
+  const st = phaseStats(s, phases);
+  assert.equal(st.healthy!.orders.count, 2);
+  assert.equal(st.healthy!.orders.max, 9_000);
+  assert.equal(st.healthy!.profile.count, 1);
+  assert.equal(st.outage!.orders.count, 1);
+  assert.equal(st.outage!.orders.rps, 0.5);
+  assert.equal(st.outage!.profile.count, 1);
+  assert.equal(st.outage!.profile.p99, 7_000);
+});
+
+test('fmtMs and fmtRatio', () => {
+  assert.equal(fmtMs(0.4321), '0.43 ms');
+  assert.equal(fmtMs(12.4), '12 ms');
+  assert.equal(fmtMs(2_104), '2.10 s');
+  assert.equal(fmtMs(Number.NaN), '-');
+  assert.equal(fmtRatio(10_000, 20), '500x');
+  assert.equal(fmtRatio(30, 20), '1.5x');
+  assert.equal(fmtRatio(Number.NaN, 20), '-');
+  assert.equal(fmtRatio(10, 0), '-');
+});
+
+test('formatTimeline: one line per state change with t in seconds and the reason', () => {
+  const text = formatTimeline([
+    { t: 4_310, from: 'closed', to: 'open', reason: 'consecutive-failures' },
+    { t: 5_312.7, from: 'open', to: 'half-open', reason: 'open-duration-elapsed' },
+    { t: 5_600, from: 'half-open', to: 'closed', reason: '' },
+  ]);
+  assert.equal(
+    text,
+    '  t=4.31s  closed -> open  (consecutive-failures)\n' +
+      '  t=5.31s  open -> half-open  (open-duration-elapsed)\n' +
+      '  t=5.60s  half-open -> closed\n',
+  );
+  assert.equal(formatTimeline([]), '  (no state change)\n');
+});
+
+test('formatTable: a row per phase and route with both runs and the p99 ratio', () => {
+  const phases: PhaseDef[] = [{ name: 'outage', mode: 'hanging', startMs: 0, endMs: 1_000 }];
+  const u = { phases, stats: phaseStats([sample('orders', 0, 10_000), sample('profile', 0, 9_000)], phases) };
+  const p = {
+    phases,
+    stats: phaseStats([sample('orders', 0, 20, 200, true), sample('profile', 0, 10)], phases),
+  };
+  const lines = formatTable(u, p).split('\n');
+  const orders = lines.find((l) => l.startsWith('outage   /orders'));
+  const profile = lines.find((l) => l.startsWith('outage   /profile'));
+  assert.ok(orders && profile, lines.join('\n'));
+  assert.match(orders, /10\.00 s .*\| .*20 ms .* 1 \| 500x$/);
+  assert.match(profile, /9\.00 s .*\| .*10 ms .*\| 900x$/);
+  // Only one run: the other side shows dashes.
+  assert.match(formatTable(u, undefined), /\| +- +- +- +- +- \| -/);
+});

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { breakerRegistry } from 'tripswitch';
+import { Agent, request } from 'undici';
+import { BREAKER_NAME, startServiceA, WorkerPool } from './service-a.js';
+import { startUpstream } from './upstream.js';
+
+async function get(url: string, dispatcher?: Agent) {
+  const r = await request(url, dispatcher ? { dispatcher } : {});
+  return { status: r.statusCode, fallback: r.headers['x-fallback'] === '1', body: await r.body.json() };
+}
+
+async function until(cond: () => boolean, what: string) {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+}
+
+test('WorkerPool: at most size tasks at once, the rest wait in FIFO order; a failure frees its slot', async () => {
+  const pool = new WorkerPool(2);
+  const order: number[] = [];
+  const gates: (() => void)[] = [];
+  const task = (i: number, fail = false) =>
+    pool.run(async () => {
+      order.push(i);
+      await new Promise<void>((r) => gates.push(r));
+      if (fail) throw new Error(`task ${i}`);
+      return i;
+    });
+  const p1 = task(1, true);
+  const p2 = task(2);
+  const p3 = task(3);
+  const p4 = task(4);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, [1, 2]);
+  assert.equal(pool.active, 2);
+  assert.equal(pool.queued, 2);
+  gates[0]!();
+  await assert.rejects(p1, /task 1/);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, [1, 2, 3]);
+  assert.equal(pool.active, 2);
+  assert.equal(pool.queued, 1);
+  for (let i = 1; i < 4; i++) {
+    await new Promise((r) => setImmediate(r));
+    gates[i]!();
+  }
+  assert.deepEqual(await Promise.all([p2, p3, p4]), [2, 3, 4]);
+  assert.deepEqual(order, [1, 2, 3, 4]);
+  assert.equal(pool.active, 0);
+  assert.equal(pool.queued, 0);
+  assert.throws(() => new WorkerPool(0), RangeError);
+});
+
+test('unprotected A: /orders passes B through (502 when B fails), /profile never calls B', async () => {
+  const b = await startUpstream();
+  const a = await startServiceA({ upstreamUrl: b.url, protected: false });
+  try {
+    assert.equal(a.breaker, undefined);
+    assert.equal((await get(`${a.url}/orders`)).status, 200);
+    b.setMode('failing');
+    const failed = await get(`${a.url}/orders`);
+    assert.equal(failed.status, 502);
+    assert.equal(failed.fallback, false);
+    const seen = b.stats().received;
+    assert.equal((await get(`${a.url}/profile`)).status, 200);
+    assert.equal(b.stats().received, seen, '/profile did not call B');
+    assert.equal((await get(`${a.url}/nope`)).status, 404);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('the cascade model: with B hanging, /profile waits in the same worker queue as /orders', async () => {
+  const b = await startUpstream({ mode: 'hanging' });
+  const a = await startServiceA({ upstreamUrl: b.url, protected: false, workers: 1 });
+  const agent = new Agent({ connections: 4 });
+  try {
+    const orders = get(`${a.url}/orders`, agent);
+    await until(() => b.stats().pending === 1, '/orders to reach B');
+    let profileDone = false;
+    const profile = get(`${a.url}/profile`, agent).finally(() => {
+      profileDone = true;
+    });
+    await until(() => a.load().queued === 1, '/profile to queue for a worker');
+    assert.equal(profileDone, false, '/profile is stuck behind /orders');
+    await b.close(); // B's connections close: /orders fails, the worker is free again
+    assert.equal((await orders).status, 504);
+    assert.equal((await profile).status, 200);
+  } finally {
+    await agent.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('protected A: a failing B gets the last good answer with x-fallback: 1, and the breaker opens', async () => {
+  const b = await startUpstream();
+  const registry = breakerRegistry();
+  const a = await startServiceA({ upstreamUrl: b.url, protected: true, registry, tripThreshold: 3 });
+  try {
+    assert.equal(registry.get(BREAKER_NAME), a.breaker);
+    const fresh = await get(`${a.url}/orders`);
+    assert.equal(fresh.status, 200);
+    assert.equal(fresh.fallback, false);
+    b.setMode('failing');
+    for (let i = 0; i < 3; i++) {
+      const r = await get(`${a.url}/orders`);
+      assert.equal(r.status, 200);
+      assert.equal(r.fallback, true);
+      assert.deepEqual(r.body, fresh.body, 'the last good answer');
+    }
+    assert.equal(a.breaker!.state, 'open');
+    const seen = b.stats().received;
+    assert.equal((await get(`${a.url}/orders`)).fallback, true);
+    assert.equal(b.stats().received, seen, 'an open breaker does not call B');
+    const stats = await get(`${a.url}/stats`);
+    assert.equal((stats.body as { breaker: string }).breaker, 'open');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('protected A: a hanging B is cut off by the timeout; no last good answer means 503', async () => {
+  const b = await startUpstream({ mode: 'hanging' });
+  const a = await startServiceA({
+    upstreamUrl: b.url,
+    protected: true,
+    registry: breakerRegistry(),
+    timeoutMs: 50,
+  });
+  try {
+    const r = await get(`${a.url}/orders`);
+    assert.equal(r.status, 503);
+    assert.match((r.body as { error: string }).error, /timed out|timeout/i);
+    await until(() => b.stats().abandoned >= 1, 'B to see A give up');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('protected mode needs a registry', async () => {
+  await assert.rejects(startServiceA({ upstreamUrl: 'http://127.0.0.1:1', protected: true }), /registry/);
+});
