@@ -392,6 +392,36 @@ describe('circuitBreaker: events', () => {
     await succeed(b);
     assert.equal(n, 1);
   });
+
+  it('after the last listener is disposed, calls stop reading the clock again (lean path)', async () => {
+    const clock = new TestClock();
+    let reads = 0;
+    const counting = {
+      now: () => {
+        reads++;
+        return clock.now();
+      },
+      setTimeout: clock.setTimeout.bind(clock),
+      clearTimeout: clock.clearTimeout.bind(clock),
+    };
+    const b = circuitBreaker({ clock: counting });
+    await b.execute(ok);
+    const idle = reads;
+    const subs = [b.on('success', () => {}), b.on('failure', () => {})];
+    await b.execute(ok);
+    assert.ok(reads > idle, 'a listener needs a duration, so the clock is read');
+    subs[0]!.dispose();
+    subs[0]!.dispose(); // twice is a no-op and must not drop the other listener's emitter
+    let failures = 0;
+    b.on('failure', () => failures++).dispose();
+    await assert.rejects(b.execute(() => Promise.reject(new Error('x'))));
+    assert.equal(failures, 0);
+    subs[1]!.dispose();
+    const before = reads;
+    await b.execute(ok);
+    await b.execute(ok);
+    assert.equal(reads, before, 'no clock read per call once nobody listens');
+  });
 });
 
 describe('circuitBreaker: manual states', () => {

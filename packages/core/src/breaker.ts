@@ -539,6 +539,7 @@ class Breaker implements CircuitBreaker {
   #neutral = 0;
   #slowCalls = 0;
   #events: Emitter<BreakerEvents> | undefined = undefined;
+  #listenerCount = 0;
   #session: StoreSession | undefined = undefined;
   #lean: { ok: (v: unknown) => unknown; err: (e: unknown) => PromiseLike<never> } | undefined = undefined;
   /** Open/half-open bookkeeping, made on first use: a breaker that never opened does not carry it. */
@@ -1178,7 +1179,19 @@ class Breaker implements CircuitBreaker {
 
   on<K extends keyof BreakerEvents>(event: K, listener: (e: BreakerEvents[K]) => void): Subscription {
     if (this.#events === undefined) this.#events = new Emitter<BreakerEvents>();
-    return this.#events.on(event, listener);
+    const events = this.#events;
+    const sub = events.on(event, listener);
+    this.#listenerCount++;
+    let done = false;
+    const dispose = () => {
+      if (done) return;
+      done = true;
+      sub.dispose();
+      // With the last listener gone, drop the emitter so calls take the lean path again (a
+      // dashboard that subscribed for a while must not leave the breaker slower for good).
+      if (--this.#listenerCount === 0 && this.#events === events) this.#events = undefined;
+    };
+    return { dispose, [Symbol.dispose]: dispose };
   }
 
   stats(): BreakerStats {
