@@ -655,22 +655,12 @@ export class Sidecar {
         socket.destroy();
         return;
       }
-      // Timeouts get 408, oversized headers 431 (RFC 6585), every other malformed request 400; the
-      // connection always closes (a desynchronised parser must not read another request).
+      // Node would answer 431 for oversized headers; every malformed request gets 400 here, and
+      // the connection always closes (a desynchronised parser must not read another request).
       const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-      const status = timeout
-        ? '408 Request Timeout'
-        : tooLarge
-          ? '431 Request Header Fields Too Large'
-          : '400 Bad Request';
-      const body = timeout
-        ? 'request timeout\n'
-        : tooLarge
-          ? 'request headers too large\n'
-          : `bad request: ${String(err.code ?? 'malformed')}\n`;
+      const body = timeout ? 'request timeout\n' : `bad request: ${String(err.code ?? 'malformed')}\n`;
       socket.end(
-        `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
       );
     });
     await new Promise<void>((resolve, reject) => {
