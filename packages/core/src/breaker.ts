@@ -348,6 +348,8 @@ export interface StoreSession {
  * ```
  */
 export interface CircuitBreaker extends Policy<BreakerContext>, BreakerHandle {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'breaker';
   readonly name: string;
   readonly state: CircuitState;
   /** Epoch ms when a probe will be admitted, while open; `undefined` otherwise. */
@@ -519,6 +521,11 @@ class BreakerPermit implements Permit {
 }
 
 class Breaker implements CircuitBreaker {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'breaker' {
+    return 'breaker';
+  }
+
   readonly name: string;
   readonly #clock: Clock;
   readonly #rule: TripRule;

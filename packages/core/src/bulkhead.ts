@@ -72,6 +72,8 @@ export interface BulkheadEvents {
  * ```
  */
 export interface BulkheadPolicy extends Policy<PolicyContext> {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'bulkhead';
   stats(): BulkheadStats;
   on<K extends keyof BulkheadEvents>(event: K, listener: (e: BulkheadEvents[K]) => void): Subscription;
   /** @internal */
@@ -105,6 +107,11 @@ class Waiter {
 }
 
 class Bulkhead implements BulkheadPolicy {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'bulkhead' {
+    return 'bulkhead';
+  }
+
   readonly contextKeys = NO_KEYS;
   readonly #max: number;
   readonly #maxQueue: number;

@@ -64,6 +64,8 @@ export interface FallbackEvents {
  * ```
  */
 export interface FallbackPolicy<R> {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'fallback';
   execute<T>(fn: (ctx: PolicyContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T | R>;
   /** The same policy with `key` as the last-good cache key (the plain `execute` uses `"default"`). */
   forKey(key: string): FallbackPolicy<R>;
@@ -128,6 +130,11 @@ class Core<R> {
 }
 
 class Fallback<R> implements FallbackPolicy<R> {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'fallback' {
+    return 'fallback';
+  }
+
   readonly contextKeys = NO_KEYS;
   readonly #c: Core<R>;
   readonly #key: string;

@@ -57,6 +57,8 @@ export interface RateLimiterEvents {
  * ```
  */
 export interface RateLimiterPolicy extends Policy<PolicyContext> {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'rateLimiter';
   /** Tokens available now (may be fractional, negative while callers wait for reserved tokens). */
   readonly tokens: number;
   /** Takes a token without running anything: true if one was available. */
@@ -72,6 +74,11 @@ const NO_KEYS: readonly string[] = [];
 const plainContext: PolicyContext = Object.freeze({ signal: neverAbortedSignal });
 
 class Limiter implements RateLimiterPolicy {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'rateLimiter' {
+    return 'rateLimiter';
+  }
+
   readonly contextKeys = NO_KEYS;
   readonly #perMs: number;
   readonly #burst: number;

@@ -219,6 +219,8 @@ export interface RetryEvents {
  * ```
  */
 export interface RetryPolicy extends Policy<RetryContext> {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'retry';
   readonly maxAttempts: number;
   readonly budget: RetryBudget | undefined;
   on<K extends keyof RetryEvents>(event: K, listener: (e: RetryEvents[K]) => void): Subscription;
@@ -247,6 +249,11 @@ function retryAfterOf(err: unknown): number | undefined {
 }
 
 class Retry implements RetryPolicy {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'retry' {
+    return 'retry';
+  }
+
   readonly maxAttempts: number;
   readonly budget: RetryBudget | undefined;
   readonly contextKeys = CONTEXT_KEYS;

@@ -64,6 +64,8 @@ export interface TimeoutEvents {
  * ```
  */
 export interface TimeoutPolicy extends Policy<PolicyContext> {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'timeout';
   readonly ms: number;
   readonly strategy: 'cooperative' | 'aggressive';
   /** Calls started and not yet settled. */
@@ -157,6 +159,11 @@ class Call implements PolicyContext {
 }
 
 class Timeout implements TimeoutPolicy {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'timeout' {
+    return 'timeout';
+  }
+
   readonly ms: number;
   readonly strategy: 'cooperative' | 'aggressive';
   readonly contextKeys = NO_KEYS;

@@ -54,6 +54,8 @@ export type WrappedContext<P extends readonly AnyPolicy[]> = UnionToIntersection
  * ```
  */
 export interface WrappedPolicy<P extends readonly AnyPolicy[]> {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'wrap';
   /** The composed policies, outermost first. */
   readonly policies: P;
   readonly contextKeys: readonly string[] | undefined;
@@ -97,6 +99,11 @@ function keysOf(p: AnyPolicy): readonly string[] | undefined {
 const inner = (s: AbortSignal): AbortSignal | undefined => (s === neverAbortedSignal ? undefined : s);
 
 class Wrapped<P extends readonly AnyPolicy[]> implements WrappedPolicy<P> {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'wrap' {
+    return 'wrap';
+  }
+
   readonly policies: P;
   readonly contextKeys: readonly string[] | undefined;
   readonly #merge: boolean;

@@ -77,6 +77,17 @@ export function policyKind(p: unknown): PolicyKind | 'breaker' | 'wrap' | undefi
   if (typeof p !== 'object' || p === null) return undefined;
   const o = p as Record<string, unknown>;
   if (typeof o.execute !== 'function') return undefined;
+  // tripswitch policies name their kind; the shape checks below serve older versions of core.
+  switch (o.kind) {
+    case 'breaker':
+    case 'wrap':
+    case 'retry':
+    case 'timeout':
+    case 'bulkhead':
+    case 'rateLimiter':
+    case 'fallback':
+      return o.kind;
+  }
   if (Array.isArray(o.policies)) return 'wrap';
   if (typeof o.on !== 'function') return undefined;
   if (typeof o.name === 'string' && typeof o.state === 'string') return 'breaker';
