@@ -128,7 +128,12 @@ program
   )
   .option('-d, --duration <seconds>', 'length of each run (split 2:5:4 into healthy, outage, recovery)', '22')
   .option('-c, --concurrency <n>', 'concurrent load clients (20% of them on /profile)', '20')
+  .option('-w, --workers <n>', "Service A's worker pool: requests it handles at once (the rest queue)", '10')
   .option('--outage <mode>', 'what Service B does in the outage: hanging, failing or slow', 'hanging')
+  .option(
+    '--client-timeout <seconds>',
+    "A's HTTP client timeout for calls to B, all that bounds an unprotected call (default: the outage length, 1 to 10 s)",
+  )
   .option(
     '--keep-running',
     'after the report keep the protected Service A, B and the dashboard up until Ctrl-C',
@@ -138,7 +143,9 @@ program
     async (opts: {
       duration: string;
       concurrency: string;
+      workers: string;
       outage: string;
+      clientTimeout?: string;
       keepRunning?: boolean;
       json?: boolean;
     }) => {
@@ -149,8 +156,14 @@ program
         fail(`--duration must be a number of seconds in [1, 3600], got "${opts.duration}"`);
       if (!Number.isInteger(concurrency) || concurrency < 2 || concurrency > 1000)
         fail(`--concurrency must be an integer in [2, 1000], got "${opts.concurrency}"`);
+      const workers = Number(opts.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 10_000)
+        fail(`--workers must be an integer in [1, 10000], got "${opts.workers}"`);
       if (opts.outage !== 'hanging' && opts.outage !== 'failing' && opts.outage !== 'slow')
         fail(`--outage must be hanging, failing or slow, got "${opts.outage}"`);
+      const clientTimeout = opts.clientTimeout === undefined ? undefined : Number(opts.clientTimeout);
+      if (clientTimeout !== undefined && !(clientTimeout >= 0.01 && clientTimeout <= 600))
+        fail(`--client-timeout must be a number of seconds in [0.01, 600], got "${opts.clientTimeout}"`);
       const ms = seconds * 1000;
       const out = opts.json ? process.stderr : process.stdout;
       const stop = new AbortController();
@@ -166,7 +179,9 @@ program
       const result = await runDemo({
         phases: { healthy: (ms * 2) / 11, outage: (ms * 5) / 11, recovery: (ms * 4) / 11 },
         concurrency,
+        workers,
         outage: opts.outage,
+        ...(clientTimeout !== undefined ? { clientTimeoutMs: clientTimeout * 1000 } : {}),
         keepRunning: opts.keepRunning === true,
         signal: stop.signal,
         log: (line) => out.write(line),

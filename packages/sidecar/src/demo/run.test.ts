@@ -56,3 +56,52 @@ test('runDemo: both runs, every phase and route measured, everything closed afte
   for (let i = 0; i < 100 && tcpHandles() > before; i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(tcpHandles() <= before, `TCP handles left open: ${tcpHandles()} > ${before}`);
 });
+
+const tiny = {
+  phases: { healthy: 300, outage: 300, recovery: 300 },
+  concurrency: 4,
+  workers: 2,
+  upstreamConnections: 2,
+  timeoutMs: 100,
+  openDurationMs: 200,
+  clientTimeoutMs: 400,
+  drainMs: 1_000,
+  dashboard: false,
+};
+
+test('runDemo: an abort stops the run early, drops the runs not started and closes everything', async () => {
+  const before = tcpHandles();
+  const ac = new AbortController();
+  const result = await runDemo({
+    ...tiny,
+    signal: ac.signal,
+    log: (l) => {
+      if (l.includes('phase outage')) ac.abort();
+    },
+  });
+  assert.equal(result.aborted, true);
+  assert.deepEqual(Object.keys(result.runs), ['unprotected']);
+  const phases = result.runs.unprotected!.phases;
+  assert.ok(phases.length <= 2, 'the recovery phase was never reached');
+  assert.ok(phases.every((p) => p.endMs >= p.startMs));
+  assert.deepEqual(result.comparison, []);
+  assert.match(formatReport(result), /stopped early/);
+  for (let i = 0; i < 100 && tcpHandles() > before; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(tcpHandles() <= before, `TCP handles left open: ${tcpHandles()} > ${before}`);
+});
+
+test('runDemo with keepRunning: the protected services stay up until kept.close()', async () => {
+  const result = await runDemo({ ...tiny, runs: ['protected'], keepRunning: true });
+  const kept = result.kept;
+  assert.ok(kept, 'kept services');
+  try {
+    const r = await fetch(`${kept.serviceA}/profile`);
+    assert.equal(r.status, 200);
+    await r.body?.cancel();
+    const m = await fetch(`${kept.upstream}/mode`);
+    assert.equal(((await m.json()) as { mode: string }).mode, 'recovering');
+  } finally {
+    await kept.close();
+  }
+  await assert.rejects(fetch(`${kept.serviceA}/profile`));
+});

@@ -43,7 +43,10 @@ export interface DemoOptions {
   timeoutMs?: number;
   /** Protected: open duration of the breaker. @default 1_000 */
   openDurationMs?: number;
-  /** The HTTP client's headers/body timeout for A's calls to B (what bounds the unprotected wait). @default 10_000 */
+  /**
+   * The HTTP client's headers/body timeout for A's calls to B (what bounds the unprotected wait).
+   * @default the outage length, at least 1 s and at most 10 s
+   */
   clientTimeoutMs?: number;
   /** B's `slow` delay. @default 2_000 */
   slowMs?: number;
@@ -227,6 +230,11 @@ async function runOnce(
     window = [];
   }, 1_000);
   log(`[${label}] t=0.0s  phase healthy: B is healthy\n`);
+  let stopT: number | undefined;
+  const onAbort = () => {
+    stopT = performance.now() - t0;
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
   let load: LoadResult;
   const total = healthy + outage + recovery;
   try {
@@ -243,9 +251,12 @@ async function runOnce(
   } finally {
     clearInterval(ticker);
     for (const t of timers) clearTimeout(t);
+    opts.signal?.removeEventListener('abort', onAbort);
   }
-  const last = phases[phases.length - 1]!;
-  last.endMs = Math.max(last.startMs, Math.min(total, performance.now() - t0));
+  // An aborted run stopped sending early: its phases end there, and phases never reached are dropped.
+  const stoppedAt = opts.signal?.aborted ? Math.min(total, stopT ?? total) : total;
+  for (let i = phases.length - 1; i > 0 && phases[i]!.startMs >= stoppedAt; i--) phases.pop();
+  for (const ph of phases) ph.endMs = Math.min(ph.endMs, stoppedAt);
   sub?.dispose();
   const result: RunResult = {
     label,
@@ -267,9 +278,10 @@ async function runOnce(
 
 /** Settings with defaults filled in. */
 export function demoSettings(o: DemoOptions = {}): DemoResult['settings'] {
-  const clientTimeoutMs = o.clientTimeoutMs ?? 10_000;
+  const phases = o.phases ?? { healthy: 4_000, outage: 10_000, recovery: 8_000 };
+  const clientTimeoutMs = o.clientTimeoutMs ?? Math.min(10_000, Math.max(1_000, phases.outage));
   return {
-    phases: o.phases ?? { healthy: 4_000, outage: 10_000, recovery: 8_000 },
+    phases,
     outage: o.outage ?? 'hanging',
     concurrency: o.concurrency ?? 20,
     profileShare: o.profileShare ?? 0.2,

@@ -27,8 +27,13 @@ import {
 } from 'tripswitch';
 import { Agent, request } from 'undici';
 
-/** A handler that answers some requests (the dashboard): true when it handled `req`. */
-export type SideHandler = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
+/**
+ * A handler that answers some requests (the dashboard): true when it handled `req`. Its `close()`,
+ * if any, is called when Service A closes (the dashboard ends its event streams).
+ */
+export type SideHandler = ((req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>) & {
+  close?: () => void;
+};
 
 /** Options of {@link startServiceA}. */
 export interface ServiceAOptions {
@@ -245,6 +250,7 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
     load: () => ({ active: pool.active, queued: pool.queued }),
     close() {
       closing ??= (async () => {
+        options.sideHandler?.close?.();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await agent.destroy();
