@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fullExposition, samples } from './fixture.test.js';
+import { fullExposition, samples } from './fixture.test.util.js';
 
 interface Target {
   refId: string;

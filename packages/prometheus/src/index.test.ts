@@ -15,7 +15,7 @@ import {
   wrap,
 } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
-import { deferred, fullExposition, sample, samples } from './fixture.test.js';
+import { deferred, fullExposition, sample, samples } from './fixture.test.util.js';
 import { policyKind, prometheusMetrics } from './index.js';
 
 test('exposes state, calls and transitions of breakers added later', async () => {
