@@ -279,7 +279,7 @@ async function runOnce(
 /** Settings with defaults filled in. */
 export function demoSettings(o: DemoOptions = {}): DemoResult['settings'] {
   const phases = o.phases ?? { healthy: 4_000, outage: 10_000, recovery: 8_000 };
-  const clientTimeoutMs = o.clientTimeoutMs ?? Math.min(10_000, Math.max(1_000, phases.outage));
+  const clientTimeoutMs = o.clientTimeoutMs ?? Math.min(10_000, Math.max(1_000, Math.round(phases.outage)));
   return {
     phases,
     outage: o.outage ?? 'hanging',
@@ -308,8 +308,13 @@ export function formatReport(result: DemoResult): string {
     out += '\nDuring the outage, p99 unprotected vs protected (goal: protected at most 1/20):\n';
     for (const c of outage) {
       const met = Number.isFinite(c.ratio) ? (c.ratio >= 20 ? 'met' : 'NOT met') : 'not measured';
-      out += `  /${c.route.padEnd(8)} ${fmtMs(c.unprotectedP99).padStart(9)} vs ${fmtMs(c.protectedP99).padStart(9)}  = ${fmtRatio(c.unprotectedP99, c.protectedP99)} (${met})\n`;
+      const us = u?.stats.outage?.[c.route];
+      const ps = p?.stats.outage?.[c.route];
+      out += `  /${c.route.padEnd(8)} ${fmtMs(c.unprotectedP99).padStart(9)} vs ${fmtMs(c.protectedP99).padStart(9)}  = ${fmtRatio(c.unprotectedP99, c.protectedP99).padStart(5)} (${met});  errors ${us?.errors ?? '-'} vs ${ps?.errors ?? '-'}, answered ${us?.ok ?? '-'} vs ${ps?.ok ?? '-'} (${ps?.fallbacks ?? '-'} fallbacks)\n`;
     }
+    if (result.settings.outage === 'failing')
+      out +=
+        "  (B fails fast here, so it holds none of A's workers: the difference is in the errors, not the latency)\n";
   }
   if (p !== undefined) {
     out += '\nBreaker "service-b" state timeline (protected run, t since the load started):\n';

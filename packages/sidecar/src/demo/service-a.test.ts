@@ -144,3 +144,15 @@ test('protected A: a hanging B is cut off by the timeout; no last good answer me
 test('protected mode needs a registry', async () => {
   await assert.rejects(startServiceA({ upstreamUrl: 'http://127.0.0.1:1', protected: true }), /registry/);
 });
+
+test('a fractional client timeout still reaches B (undici wants whole ms)', async () => {
+  const b = await startUpstream();
+  const a = await startServiceA({ upstreamUrl: b.url, protected: false, clientTimeoutMs: 1363.6 });
+  try {
+    assert.equal((await get(`${a.url}/orders`)).status, 200);
+    assert.equal(b.stats().received, 1);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

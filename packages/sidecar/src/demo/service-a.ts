@@ -146,7 +146,8 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
  */
 export async function startServiceA(options: ServiceAOptions): Promise<ServiceA> {
   const pool = new WorkerPool(options.workers ?? 10);
-  const clientTimeoutMs = options.clientTimeoutMs ?? 10_000;
+  // undici wants whole milliseconds.
+  const clientTimeoutMs = Math.ceil(options.clientTimeoutMs ?? 10_000);
   const agent = new Agent({
     connections: options.upstreamConnections ?? 10,
     headersTimeout: clientTimeoutMs,

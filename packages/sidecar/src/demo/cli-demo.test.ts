@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+
+const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('tripswitch demo --json: a short run prints the result as JSON, progress on stderr, and exits 0', async () => {
+  const r = await run(['demo', '--duration', '1.1', '--concurrency', '4', '--workers', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as {
+    runs: Record<string, { phases: { name: string }[]; sent: number }>;
+    comparison: { phase: string; route: string }[];
+    aborted: boolean;
+  };
+  assert.deepEqual(Object.keys(result.runs), ['unprotected', 'protected']);
+  assert.ok(result.runs.protected!.sent > 0);
+  assert.equal(result.aborted, false);
+  assert.ok(result.comparison.some((c) => c.phase === 'outage' && c.route === 'orders'));
+  assert.match(r.stderr, /\[unprotected\] t=0\.0s {2}phase healthy/);
+  assert.match(r.stderr, /\[protected\] done:/);
+});
+
+test('tripswitch demo rejects bad options', async () => {
+  const r = await run(['demo', '--concurrency', '1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /--concurrency must be an integer/);
+  const o = await run(['demo', '--outage', 'sideways']);
+  assert.equal(o.code, 1);
+  assert.match(o.stderr, /--outage must be hanging, failing or slow/);
+});
