@@ -126,13 +126,17 @@ program
   .description(
     'the cascade demo: Service A calls an unstable Service B under load (healthy -> outage -> recovery), without and with tripswitch',
   )
-  .option('-d, --duration <seconds>', 'length of each run (split 2:5:4 into healthy, outage, recovery)', '22')
+  .option(
+    '-d, --duration <seconds>',
+    'length of each run, split 2:4.5:4.5 into healthy, outage, recovery',
+    '22',
+  )
   .option('-c, --concurrency <n>', 'concurrent load clients (20% of them on /profile)', '20')
   .option('-w, --workers <n>', "Service A's worker pool: requests it handles at once (the rest queue)", '10')
   .option('--outage <mode>', 'what Service B does in the outage: hanging, failing or slow', 'hanging')
   .option(
     '--client-timeout <seconds>',
-    "A's HTTP client timeout for calls to B, all that bounds an unprotected call (default: the outage length, 1 to 10 s)",
+    "A's HTTP client timeout for calls to B, all that bounds an unprotected call (default: 10/9 of the outage, 1 to 10 s)",
   )
   .option(
     '--keep-running',
@@ -177,7 +181,7 @@ program
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       const result = await runDemo({
-        phases: { healthy: (ms * 2) / 11, outage: (ms * 5) / 11, recovery: (ms * 4) / 11 },
+        phases: { healthy: (ms * 2) / 11, outage: (ms * 4.5) / 11, recovery: (ms * 4.5) / 11 },
         concurrency,
         workers,
         outage: opts.outage,

@@ -46,6 +46,8 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** The time origin of `Sample.start` (a `performance.now()` value). @default when the load starts */
   t0?: number;
+  /** Called when a request is sent, with its sample (filled in when it settles). */
+  onSend?: (s: Sample) => void;
   /** Called for every sample as it is recorded. */
   onSample?: (s: Sample) => void;
 }
@@ -104,6 +106,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       sent++;
       const start = performance.now();
       const s: Sample = { route, start: start - t0, latency: 0, status: 0, fallback: false };
+      options.onSend?.(s);
       try {
         const r = await request(url, { dispatcher: agent, signal: cut.signal });
         s.status = r.statusCode;

@@ -27,7 +27,7 @@ export type RunLabel = 'unprotected' | 'protected';
 
 /** Options of {@link runDemo}; every duration in ms. */
 export interface DemoOptions {
-  /** Phase lengths. @default { healthy: 4_000, outage: 10_000, recovery: 8_000 } */
+  /** Phase lengths. @default { healthy: 4_000, outage: 9_000, recovery: 9_000 } */
   phases?: { healthy: number; outage: number; recovery: number };
   /** What B does during the outage. @default 'hanging' */
   outage?: Extract<UpstreamMode, 'hanging' | 'failing' | 'slow'>;
@@ -45,7 +45,7 @@ export interface DemoOptions {
   openDurationMs?: number;
   /**
    * The HTTP client's headers/body timeout for A's calls to B (what bounds the unprotected wait).
-   * @default the outage length, at least 1 s and at most 10 s
+   * @default 10/9 of the outage length, at least 1 s and at most 10 s (10 s with the default phases)
    */
   clientTimeoutMs?: number;
   /** B's `slow` delay. @default 2_000 */
@@ -144,6 +144,7 @@ function progressLine(
   phase: string,
   tMs: number,
   window: readonly Sample[],
+  inflight: ReadonlySet<Sample>,
   a: ServiceA,
   breakerState: string,
 ): string {
@@ -158,7 +159,10 @@ function progressLine(
     return `/${route} ok ${ok} err ${s.length - ok} fb ${fb} p99 ${fmtMs(p99)}`;
   };
   const { active, queued } = a.load();
-  return `[${label}] ${phase.padEnd(8)} t=${String(Math.round(tMs / 1000)).padStart(2)}s  ${part('orders')} | ${part('profile')} | A busy ${active} queued ${queued} | breaker: ${breakerState}`;
+  let oldest = Number.POSITIVE_INFINITY;
+  for (const s of inflight) oldest = Math.min(oldest, s.start);
+  const waiting = inflight.size > 0 ? `, oldest waiting ${fmtMs(tMs - oldest)}` : '';
+  return `[${label}] ${phase.padEnd(8)} t=${String(Math.round(tMs / 1000)).padStart(2)}s  ${part('orders')} | ${part('profile')} | in flight ${inflight.size}${waiting}; A busy ${active} queued ${queued} | breaker: ${breakerState}`;
 }
 
 async function runOnce(
@@ -219,13 +223,14 @@ async function runOnce(
     );
   }
   let window: Sample[] = [];
+  const inflight = new Set<Sample>();
   const current = () => {
     const t = performance.now() - t0;
     return phases.findLast((p) => t >= p.startMs)?.name ?? 'healthy';
   };
   const ticker = setInterval(() => {
     log(
-      `${progressLine(label, current(), performance.now() - t0, window, a, a.breaker?.state ?? 'none (unprotected)')}\n`,
+      `${progressLine(label, current(), performance.now() - t0, window, inflight, a, a.breaker?.state ?? 'none (unprotected)')}\n`,
     );
     window = [];
   }, 1_000);
@@ -246,7 +251,11 @@ async function runOnce(
       drainMs: s.drainMs,
       signal: opts.signal,
       t0,
-      onSample: (x) => window.push(x),
+      onSend: (x) => inflight.add(x),
+      onSample: (x) => {
+        inflight.delete(x);
+        window.push(x);
+      },
     });
   } finally {
     clearInterval(ticker);
@@ -278,8 +287,11 @@ async function runOnce(
 
 /** Settings with defaults filled in. */
 export function demoSettings(o: DemoOptions = {}): DemoResult['settings'] {
-  const phases = o.phases ?? { healthy: 4_000, outage: 10_000, recovery: 8_000 };
-  const clientTimeoutMs = o.clientTimeoutMs ?? Math.min(10_000, Math.max(1_000, Math.round(phases.outage)));
+  const phases = o.phases ?? { healthy: 4_000, outage: 9_000, recovery: 9_000 };
+  // Longer than the outage (so calls hung at its start end after B has recovered, not racing the
+  // switch), at most 10 s.
+  const clientTimeoutMs =
+    o.clientTimeoutMs ?? Math.min(10_000, Math.max(1_000, Math.round((phases.outage * 10) / 9)));
   return {
     phases,
     outage: o.outage ?? 'hanging',
