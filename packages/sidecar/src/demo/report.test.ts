@@ -120,3 +120,28 @@ test('formatTable: a row per phase and route with both runs and the p99 ratio', 
   // Only one run: the other side shows dashes.
   assert.match(formatTable(u, undefined), /\| +- +- +- +- +- \| -/);
 });
+
+test('formatTimeline with fold: a long run of failed probes keeps its first and last', () => {
+  const e = [{ t: 1_000, from: 'closed', to: 'open', reason: 'consecutive-failures' }];
+  for (let k = 0; k < 6; k++) {
+    e.push({ t: 2_000 + k * 1_000, from: 'open', to: 'half-open', reason: 'open-duration-elapsed' });
+    e.push({ t: 2_300 + k * 1_000, from: 'half-open', to: 'open', reason: 'probe-failed' });
+  }
+  e.push({ t: 8_000, from: 'open', to: 'half-open', reason: 'open-duration-elapsed' });
+  e.push({ t: 8_010, from: 'half-open', to: 'closed', reason: 'probe-succeeded' });
+  const folded = formatTimeline(e, { fold: true });
+  assert.equal(
+    folded,
+    '  t=1.00s  closed -> open  (consecutive-failures)\n' +
+      '  t=2.00s  open -> half-open  (open-duration-elapsed)\n' +
+      '  t=2.30s  half-open -> open  (probe-failed)\n' +
+      '  ... 4 more failed probes the same way, t=3.00s to 6.30s ...\n' +
+      '  t=7.00s  open -> half-open  (open-duration-elapsed)\n' +
+      '  t=7.30s  half-open -> open  (probe-failed)\n' +
+      '  t=8.00s  open -> half-open  (open-duration-elapsed)\n' +
+      '  t=8.01s  half-open -> closed  (probe-succeeded)\n',
+  );
+  assert.equal(formatTimeline(e).split('\n').length - 1, e.length, 'unfolded: one line per change');
+  // Three failed probes or fewer are shown in full.
+  assert.equal(formatTimeline(e.slice(0, 7), { fold: true }), formatTimeline(e.slice(0, 7)));
+});

@@ -110,12 +110,41 @@ export function fmtRatio(unprotectedMs: number, protectedMs: number): string {
   return r >= 10 ? `${Math.round(r)}x` : `${r.toFixed(1)}x`;
 }
 
-/** The breaker's state changes, one per line: `t=5.31s  closed -> open  (reason)`. */
-export function formatTimeline(entries: readonly TimelineEntry[]): string {
+function timelineLine(e: TimelineEntry): string {
+  return `  t=${(e.t / 1000).toFixed(2)}s  ${e.from} -> ${e.to}${e.reason ? `  (${e.reason})` : ''}\n`;
+}
+
+/** A failed probe: `open -> half-open` followed by `half-open -> open`. */
+function isFailedProbe(entries: readonly TimelineEntry[], i: number): boolean {
+  const a = entries[i];
+  const b = entries[i + 1];
+  return a?.from === 'open' && a.to === 'half-open' && b?.from === 'half-open' && b.to === 'open';
+}
+
+/**
+ * The breaker's state changes, one per line: `t=5.31s  closed -> open  (reason)`. With `fold`, a
+ * run of more than 3 failed probes (open -> half-open -> open) keeps its first and last and says
+ * how many were left out, so a long outage does not bury the transitions that matter.
+ */
+export function formatTimeline(entries: readonly TimelineEntry[], options: { fold?: boolean } = {}): string {
   if (entries.length === 0) return '  (no state change)\n';
-  return entries
-    .map((e) => `  t=${(e.t / 1000).toFixed(2)}s  ${e.from} -> ${e.to}${e.reason ? `  (${e.reason})` : ''}\n`)
-    .join('');
+  let out = '';
+  for (let i = 0; i < entries.length; ) {
+    let n = 0;
+    if (options.fold) while (isFailedProbe(entries, i + 2 * n)) n++;
+    if (n > 3) {
+      out += timelineLine(entries[i]!) + timelineLine(entries[i + 1]!);
+      const first = entries[i + 2]!.t;
+      const last = entries[i + 2 * (n - 2) + 1]!.t;
+      out += `  ... ${n - 2} more failed probes the same way, t=${(first / 1000).toFixed(2)}s to ${(last / 1000).toFixed(2)}s ...\n`;
+      out += timelineLine(entries[i + 2 * (n - 1)]!) + timelineLine(entries[i + 2 * (n - 1) + 1]!);
+      i += 2 * n;
+    } else {
+      out += timelineLine(entries[i]!);
+      i++;
+    }
+  }
+  return out;
 }
 
 function pad(s: string, n: number, right = false): string {

@@ -330,7 +330,7 @@ export function formatReport(result: DemoResult): string {
   }
   if (p !== undefined) {
     out += '\nBreaker "service-b" state timeline (protected run, t since the load started):\n';
-    out += formatTimeline(p.timeline);
+    out += formatTimeline(p.timeline, { fold: true });
   }
   for (const r of [u, p]) {
     if (r === undefined) continue;
