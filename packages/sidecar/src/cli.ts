@@ -180,16 +180,21 @@ program
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
-      const result = await runDemo({
-        phases: { healthy: (ms * 2) / 11, outage: (ms * 4.5) / 11, recovery: (ms * 4.5) / 11 },
-        concurrency,
-        workers,
-        outage: opts.outage,
-        ...(clientTimeout !== undefined ? { clientTimeoutMs: clientTimeout * 1000 } : {}),
-        keepRunning: opts.keepRunning === true,
-        signal: stop.signal,
-        log: (line) => out.write(line),
-      });
+      let result: Awaited<ReturnType<typeof runDemo>>;
+      try {
+        result = await runDemo({
+          phases: { healthy: (ms * 2) / 11, outage: (ms * 4.5) / 11, recovery: (ms * 4.5) / 11 },
+          concurrency,
+          workers,
+          outage: opts.outage,
+          ...(clientTimeout !== undefined ? { clientTimeoutMs: clientTimeout * 1000 } : {}),
+          keepRunning: opts.keepRunning === true,
+          signal: stop.signal,
+          log: (line) => out.write(line),
+        });
+      } catch (err) {
+        fail(err);
+      }
       if (opts.json) {
         const { kept, ...rest } = result;
         process.stdout.write(

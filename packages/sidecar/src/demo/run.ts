@@ -257,16 +257,20 @@ async function runOnce(
         window.push(x);
       },
     });
+  } catch (err) {
+    await a.close();
+    await b.close();
+    throw err;
   } finally {
     clearInterval(ticker);
     for (const t of timers) clearTimeout(t);
     opts.signal?.removeEventListener('abort', onAbort);
+    sub?.dispose();
   }
   // An aborted run stopped sending early: its phases end there, and phases never reached are dropped.
   const stoppedAt = opts.signal?.aborted ? Math.min(total, stopT ?? total) : total;
   for (let i = phases.length - 1; i > 0 && phases[i]!.startMs >= stoppedAt; i--) phases.pop();
   for (const ph of phases) ph.endMs = Math.min(ph.endMs, stoppedAt);
-  sub?.dispose();
   const result: RunResult = {
     label,
     phases,
