@@ -103,3 +103,10 @@ export {
   wrap,
 } from './wrap.js';
 export { logStateChanges, type StateChangeLogger } from './logging.js';
+export {
+  bulkheadRejectionReasons,
+  fallbackOutcomes,
+  type PolicyKind,
+  policyKind,
+  retryGiveUpReasons,
+} from './policy-kind.js';

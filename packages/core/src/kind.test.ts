@@ -1,6 +1,21 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { bulkhead, circuitBreaker, fallback, rateLimiter, retry, timeout, wrap } from './index.js';
+import {
+  type BulkheadEvents,
+  bulkhead,
+  bulkheadRejectionReasons,
+  circuitBreaker,
+  type FallbackOutcome,
+  fallback,
+  fallbackOutcomes,
+  policyKind,
+  type RetryEvents,
+  rateLimiter,
+  retry,
+  retryGiveUpReasons,
+  timeout,
+  wrap,
+} from './index.js';
 
 it('every policy names its kind, on the prototype (no per-instance field)', () => {
   const cases = [
@@ -16,5 +31,31 @@ it('every policy names its kind, on the prototype (no per-instance field)', () =
   for (const [policy, kind] of cases) {
     assert.equal(policy.kind, kind);
     assert.equal(Object.hasOwn(policy, 'kind'), false, `${kind}: kind is an own property`);
+    assert.equal(policyKind(policy), kind);
+  }
+  assert.equal(policyKind({ execute: async () => 1 }), undefined);
+  assert.equal(policyKind({ execute: async () => 1, kind: 'other' }), undefined);
+  assert.equal(policyKind({ kind: 'retry' }), undefined, 'no execute, not a policy');
+  assert.equal(policyKind(null), undefined);
+});
+
+// Compile-time: each list names every member of its union (a new member breaks the build here).
+type Missing<U, L extends readonly unknown[]> = Exclude<U, L[number]>;
+const allGiveUps: Missing<RetryEvents['giveUp']['reason'], typeof retryGiveUpReasons> extends never
+  ? true
+  : false = true;
+const allRejections: Missing<
+  BulkheadEvents['rejected']['reason'],
+  typeof bulkheadRejectionReasons
+> extends never
+  ? true
+  : false = true;
+const allOutcomes: Missing<FallbackOutcome, typeof fallbackOutcomes> extends never ? true : false = true;
+
+it('the label lists are complete and frozen', () => {
+  assert.ok(allGiveUps && allRejections && allOutcomes);
+  for (const list of [retryGiveUpReasons, bulkheadRejectionReasons, fallbackOutcomes]) {
+    assert.ok(Object.isFrozen(list));
+    assert.equal(new Set(list).size, list.length);
   }
 });

@@ -5,17 +5,20 @@ import {
   metrics,
   type ObservableResult,
 } from '@opentelemetry/api';
-import type {
-  BreakerRegistry,
-  BulkheadPolicy,
-  CircuitBreaker,
-  CircuitState,
-  FallbackOutcome,
-  FallbackPolicy,
-  RateLimiterPolicy,
-  RetryEvents,
-  RetryPolicy,
-  TimeoutPolicy,
+import {
+  bulkheadRejectionReasons,
+  fallbackOutcomes,
+  policyKind,
+  retryGiveUpReasons,
+  type BreakerRegistry,
+  type BulkheadPolicy,
+  type CircuitBreaker,
+  type CircuitState,
+  type FallbackPolicy,
+  type PolicyKind,
+  type RateLimiterPolicy,
+  type RetryPolicy,
+  type TimeoutPolicy,
 } from 'tripswitch';
 
 const stateValue: Record<CircuitState, number> = {
@@ -57,7 +60,7 @@ export interface MetricsHandle {
 export interface OtelMetrics extends MetricsHandle {
   /**
    * Records metrics of a retry, timeout, bulkhead, rate limiter or fallback with the attribute
-   * `policy: name`. The kind is recognised from the policy's shape. A `wrap()` instruments each
+   * `policy: name`. The kind is read from the policy's `kind` (see `policyKind` in core). A `wrap()` instruments each
    * policy in it (breakers inside are skipped: they are followed through `registry`). One name per
    * kind: a second policy of the same kind under the same name throws. Returns a handle whose
    * `dispose()` detaches the listeners and stops the observations of the policy (points already
@@ -66,41 +69,8 @@ export interface OtelMetrics extends MetricsHandle {
   instrument(name: string, policy: InstrumentablePolicy): MetricsHandle;
 }
 
-/** The kinds of policy `instrument()` recognises. */
-export type PolicyKind = 'retry' | 'timeout' | 'bulkhead' | 'rateLimiter' | 'fallback';
-
-/**
- * Recognises a policy from its shape (tripswitch policies carry no kind tag): `'breaker'` for a
- * circuit breaker, `'wrap'` for a `wrap()`, undefined for anything else.
- */
-export function policyKind(p: unknown): PolicyKind | 'breaker' | 'wrap' | undefined {
-  if (typeof p !== 'object' || p === null) return undefined;
-  const o = p as Record<string, unknown>;
-  if (typeof o.execute !== 'function') return undefined;
-  // tripswitch policies name their kind; the shape checks below serve older versions of core.
-  switch (o.kind) {
-    case 'breaker':
-    case 'wrap':
-    case 'retry':
-    case 'timeout':
-    case 'bulkhead':
-    case 'rateLimiter':
-    case 'fallback':
-      return o.kind;
-  }
-  if (Array.isArray(o.policies)) return 'wrap';
-  if (typeof o.on !== 'function') return undefined;
-  if (typeof o.name === 'string' && typeof o.state === 'string') return 'breaker';
-  if (typeof o.forKey === 'function') return 'fallback';
-  if (typeof o.maxAttempts === 'number') return 'retry';
-  if (typeof o.ms === 'number' && typeof o.strategy === 'string') return 'timeout';
-  if (typeof o.tryAcquire === 'function' && typeof o.tokens === 'number') return 'rateLimiter';
-  if (typeof o.stats === 'function') {
-    const s = (o.stats as () => unknown)() as Record<string, unknown> | null;
-    if (typeof s?.running === 'number' && typeof s.queued === 'number') return 'bulkhead';
-  }
-  return undefined;
-}
+/** The kinds of policy `instrument()` attaches metrics to. */
+type MeteredKind = Exclude<PolicyKind, 'breaker' | 'wrap'>;
 
 interface PolicyOf {
   retry: RetryPolicy;
@@ -109,21 +79,6 @@ interface PolicyOf {
   rateLimiter: RateLimiterPolicy;
   fallback: FallbackPolicy<unknown>;
 }
-const GIVE_UP_REASONS: readonly RetryEvents['giveUp']['reason'][] = [
-  'max-attempts',
-  'not-retryable',
-  'budget',
-  'circuit-open',
-  'aborted',
-];
-const BULKHEAD_REASONS = ['full', 'queue-timeout'] as const;
-const FALLBACK_OUTCOMES: readonly FallbackOutcome[] = [
-  'open',
-  'timeout',
-  'bulkhead',
-  'rateLimited',
-  'failure',
-];
 
 /**
  * Records breaker metrics of a registry through `@opentelemetry/api`, and policy metrics through
@@ -201,7 +156,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     else for (const v of values) c.add(0, { policy: name, [label]: v });
   };
   type Detach = () => void;
-  const makers: { [K in PolicyKind]: () => (name: string, policy: PolicyOf[K]) => Detach } = {
+  const makers: { [K in MeteredKind]: () => (name: string, policy: PolicyOf[K]) => Detach } = {
     retry: () => {
       const retries = meter.createCounter('tripswitch_retries', {
         description: 'Retries scheduled after a failed attempt (first attempts are not counted)',
@@ -211,7 +166,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
       });
       return (name, r) => {
         zero(retries, name);
-        zero(giveUps, name, 'reason', GIVE_UP_REASONS);
+        zero(giveUps, name, 'reason', retryGiveUpReasons);
         const s = [
           r.on('retry', () => retries.add(1, { policy: name })),
           r.on('giveUp', (e) => giveUps.add(1, { policy: name, reason: e.reason })),
@@ -260,7 +215,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
       });
       return (name, b) => {
         all.set(name, b);
-        zero(rejections, name, 'reason', BULKHEAD_REASONS);
+        zero(rejections, name, 'reason', bulkheadRejectionReasons);
         const s = b.on('rejected', (e) => rejections.add(1, { policy: name, reason: e.reason }));
         return () => {
           s.dispose();
@@ -294,13 +249,13 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
         description: 'Answers the fallback gave in place of the call, by outcome',
       });
       return (name, f) => {
-        zero(served, name, 'outcome', FALLBACK_OUTCOMES);
+        zero(served, name, 'outcome', fallbackOutcomes);
         const s = f.on('fallback', (e) => served.add(1, { policy: name, outcome: e.outcome }));
         return () => s.dispose();
       };
     },
   };
-  const attachers: { [K in PolicyKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
+  const attachers: { [K in MeteredKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
   const taken = new Set<string>();
   const handles = new Set<() => void>();
   const add = (name: string, policy: unknown, undo: Detach[], top: boolean): void => {

@@ -1,15 +1,18 @@
 import { Counter, Gauge, Histogram, type Registry, register as defaultRegister } from 'prom-client';
-import type {
-  BreakerRegistry,
-  BulkheadPolicy,
-  CircuitBreaker,
-  CircuitState,
-  FallbackOutcome,
-  FallbackPolicy,
-  RateLimiterPolicy,
-  RetryEvents,
-  RetryPolicy,
-  TimeoutPolicy,
+import {
+  bulkheadRejectionReasons,
+  fallbackOutcomes,
+  policyKind,
+  retryGiveUpReasons,
+  type BreakerRegistry,
+  type BulkheadPolicy,
+  type CircuitBreaker,
+  type CircuitState,
+  type FallbackPolicy,
+  type PolicyKind,
+  type RateLimiterPolicy,
+  type RetryPolicy,
+  type TimeoutPolicy,
 } from 'tripswitch';
 
 /** Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only. */
@@ -54,7 +57,7 @@ export interface MetricsHandle {
 export interface PrometheusMetrics extends MetricsHandle {
   /**
    * Registers metrics for a retry, timeout, bulkhead, rate limiter or fallback under the label
-   * `policy="<name>"`. The kind is recognised from the policy's shape. A `wrap()` instruments each
+   * `policy="<name>"`. The kind is read from the policy's `kind` (see `policyKind` in core). A `wrap()` instruments each
    * policy in it (breakers inside are skipped: they are followed through `registry`). One name per
    * kind: a second policy of the same kind under the same name throws. Returns a handle whose
    * `dispose()` detaches the listeners and drops the policy's series.
@@ -62,50 +65,9 @@ export interface PrometheusMetrics extends MetricsHandle {
   instrument(name: string, policy: InstrumentablePolicy): MetricsHandle;
 }
 
-/** The kinds of policy `instrument()` recognises. */
-export type PolicyKind = 'retry' | 'timeout' | 'bulkhead' | 'rateLimiter' | 'fallback';
+/** The kinds of policy `instrument()` attaches metrics to. */
+type MeteredKind = Exclude<PolicyKind, 'breaker' | 'wrap'>;
 
-/**
- * Recognises a policy from its shape (tripswitch policies carry no kind tag): `'breaker'` for a
- * circuit breaker, `'wrap'` for a `wrap()`, undefined for anything else.
- */
-export function policyKind(p: unknown): PolicyKind | 'breaker' | 'wrap' | undefined {
-  if (typeof p !== 'object' || p === null) return undefined;
-  const o = p as Record<string, unknown>;
-  if (typeof o.execute !== 'function') return undefined;
-  // tripswitch policies name their kind; the shape checks below serve older versions of core.
-  switch (o.kind) {
-    case 'breaker':
-    case 'wrap':
-    case 'retry':
-    case 'timeout':
-    case 'bulkhead':
-    case 'rateLimiter':
-    case 'fallback':
-      return o.kind;
-  }
-  if (Array.isArray(o.policies)) return 'wrap';
-  if (typeof o.on !== 'function') return undefined;
-  if (typeof o.name === 'string' && typeof o.state === 'string') return 'breaker';
-  if (typeof o.forKey === 'function') return 'fallback';
-  if (typeof o.maxAttempts === 'number') return 'retry';
-  if (typeof o.ms === 'number' && typeof o.strategy === 'string') return 'timeout';
-  if (typeof o.tryAcquire === 'function' && typeof o.tokens === 'number') return 'rateLimiter';
-  if (typeof o.stats === 'function') {
-    const s = (o.stats as () => unknown)() as Record<string, unknown> | null;
-    if (typeof s?.running === 'number' && typeof s.queued === 'number') return 'bulkhead';
-  }
-  return undefined;
-}
-
-const GIVE_UP_REASONS: readonly RetryEvents['giveUp']['reason'][] = [
-  'max-attempts',
-  'not-retryable',
-  'budget',
-  'circuit-open',
-  'aborted',
-];
-const BULKHEAD_REASONS = ['full', 'queue-timeout'] as const;
 interface PolicyOf {
   retry: RetryPolicy;
   timeout: TimeoutPolicy;
@@ -113,13 +75,6 @@ interface PolicyOf {
   rateLimiter: RateLimiterPolicy;
   fallback: FallbackPolicy<unknown>;
 }
-const FALLBACK_OUTCOMES: readonly FallbackOutcome[] = [
-  'open',
-  'timeout',
-  'bulkhead',
-  'rateLimited',
-  'failure',
-];
 
 /**
  * Exposes breaker metrics of a registry through prom-client, and policy metrics through
@@ -287,7 +242,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     };
   };
   type Detach = () => void;
-  const makers: { [K in PolicyKind]: () => (name: string, policy: PolicyOf[K]) => Detach } = {
+  const makers: { [K in MeteredKind]: () => (name: string, policy: PolicyOf[K]) => Detach } = {
     retry: () => {
       const retries = counter(
         'tripswitch_retries_total',
@@ -299,7 +254,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
         'reason',
       ]);
       return (name, r) => {
-        const drop = [eventCounter(retries, name), eventCounter(giveUps, name, 'reason', GIVE_UP_REASONS)];
+        const drop = [eventCounter(retries, name), eventCounter(giveUps, name, 'reason', retryGiveUpReasons)];
         const s = [
           r.on('retry', () => retries.inc({ policy: name })),
           r.on('giveUp', (e) => giveUps.inc({ policy: name, reason: e.reason })),
@@ -349,7 +304,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
       ]);
       return (name, b) => {
         all.set(name, b);
-        const drop = eventCounter(rejections, name, 'reason', BULKHEAD_REASONS);
+        const drop = eventCounter(rejections, name, 'reason', bulkheadRejectionReasons);
         const s = b.on('rejected', (e) => rejections.inc({ policy: name, reason: e.reason }));
         return () => {
           s.dispose();
@@ -389,7 +344,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
         ['policy', 'outcome'],
       );
       return (name, f) => {
-        const drop = eventCounter(served, name, 'outcome', FALLBACK_OUTCOMES);
+        const drop = eventCounter(served, name, 'outcome', fallbackOutcomes);
         const s = f.on('fallback', (e) => served.inc({ policy: name, outcome: e.outcome }));
         return () => {
           s.dispose();
@@ -398,7 +353,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
       };
     },
   };
-  const attachers: { [K in PolicyKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
+  const attachers: { [K in MeteredKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
   const taken = new Set<string>();
   const handles = new Set<() => void>();
   const add = (name: string, policy: unknown, undo: Detach[], top: boolean): void => {

@@ -1,0 +1,90 @@
+/**
+ * What metrics and dashboard add-ons need to recognise a policy and enumerate the labels its
+ * events can carry, kept here so every add-on reads the same list.
+ *
+ * @module
+ */
+import type { BulkheadEvents } from './bulkhead.js';
+import type { FallbackOutcome } from './fallback.js';
+import type { RetryEvents } from './retry.js';
+
+/**
+ * The kind a tripswitch policy names in its `kind` property.
+ *
+ * @example
+ * ```ts
+ * const k: PolicyKind = retry().kind; // 'retry'
+ * ```
+ */
+export type PolicyKind = 'breaker' | 'wrap' | 'retry' | 'timeout' | 'bulkhead' | 'rateLimiter' | 'fallback';
+
+const KINDS: ReadonlySet<unknown> = new Set<PolicyKind>([
+  'breaker',
+  'wrap',
+  'retry',
+  'timeout',
+  'bulkhead',
+  'rateLimiter',
+  'fallback',
+]);
+
+/**
+ * The kind of a tripswitch policy, or `undefined` for anything else (including look-alikes with
+ * an `execute` but no known `kind`).
+ *
+ * @example
+ * ```ts
+ * import { policyKind, wrap, retry, timeout } from 'tripswitch';
+ * policyKind(wrap(retry(), timeout({ ms: 500 }))); // 'wrap'
+ * ```
+ */
+export function policyKind(p: unknown): PolicyKind | undefined {
+  if (typeof p !== 'object' || p === null) return undefined;
+  const o = p as { execute?: unknown; kind?: unknown };
+  return typeof o.execute === 'function' && KINDS.has(o.kind) ? (o.kind as PolicyKind) : undefined;
+}
+
+/**
+ * Every `reason` of a retry's `giveUp` event, for metrics that pre-create one series per reason.
+ *
+ * @example
+ * ```ts
+ * for (const reason of retryGiveUpReasons) counter.inc({ reason }, 0);
+ * ```
+ */
+export const retryGiveUpReasons = Object.freeze([
+  'max-attempts',
+  'not-retryable',
+  'budget',
+  'circuit-open',
+  'aborted',
+] as const) satisfies readonly RetryEvents['giveUp']['reason'][];
+
+/**
+ * Every `reason` of a bulkhead's `rejected` event.
+ *
+ * @example
+ * ```ts
+ * for (const reason of bulkheadRejectionReasons) counter.inc({ reason }, 0);
+ * ```
+ */
+export const bulkheadRejectionReasons = Object.freeze([
+  'full',
+  'queue-timeout',
+] as const) satisfies readonly BulkheadEvents['rejected']['reason'][];
+
+/**
+ * Every outcome a fallback can answer for.
+ *
+ * @example
+ * ```ts
+ * for (const outcome of fallbackOutcomes) counter.inc({ outcome }, 0);
+ * ```
+ */
+export const fallbackOutcomes = Object.freeze([
+  'open',
+  'timeout',
+  'bulkhead',
+  'rateLimited',
+  'failure',
+] as const) satisfies readonly FallbackOutcome[];
