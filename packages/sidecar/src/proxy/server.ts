@@ -167,25 +167,33 @@ function plain(res: ServerResponse, status: number, text: string, extra?: Record
 // Set by responseHeaders (no tuple allocation): the Content-Length it saw, or -1.
 let seenContentLength = -1;
 
+// Only names of these lengths can be hop-by-hop or Content-Length: other names skip the
+// lower-casing and the set lookup (most response headers).
+const CHECK_LENGTH: boolean[] = [];
+for (const h of HOP_BY_HOP) CHECK_LENGTH[h.length] = true;
+CHECK_LENGTH['content-length'.length] = true;
+
 function responseHeaders(raw: Buffer[]): string[] {
   const out: string[] = [];
   let listed: string[] | undefined;
   seenContentLength = -1;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!.toString('latin1');
-    const lk = k.toLowerCase();
-    if (lk === 'content-length') seenContentLength = Number(raw[i + 1]!.toString('latin1'));
-    if (HOP_BY_HOP.has(lk)) {
-      if (lk === 'connection') {
-        const tokens = raw[i + 1]!.toString('latin1').toLowerCase().split(',');
-        for (const t of tokens) {
-          const tt = t.trim();
-          if (tt === 'close' || tt === 'keep-alive' || tt === '') continue;
-          listed ??= [];
-          listed.push(tt);
+    if (CHECK_LENGTH[k.length] === true) {
+      const lk = k.toLowerCase();
+      if (lk === 'content-length') seenContentLength = Number(raw[i + 1]!.toString('latin1'));
+      else if (HOP_BY_HOP.has(lk)) {
+        if (lk === 'connection') {
+          const tokens = raw[i + 1]!.toString('latin1').toLowerCase().split(',');
+          for (const t of tokens) {
+            const tt = t.trim();
+            if (tt === 'close' || tt === 'keep-alive' || tt === '') continue;
+            listed ??= [];
+            listed.push(tt);
+          }
         }
+        continue;
       }
-      continue;
     }
     out.push(k, raw[i + 1]!.toString('latin1'));
   }
