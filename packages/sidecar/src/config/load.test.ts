@@ -124,3 +124,29 @@ test('the message lists file:line:col for every problem', () => {
     assert.match(err.message, /x\.yaml:1:12 \/listeners:/);
   }
 });
+
+test('retry.buffer_body_bytes: an integer 0..16 MiB, errors with line:col', () => {
+  const cfg = (v: string) =>
+    [
+      'listeners:', //                                   1
+      '  - port: 8080', //                               2
+      '    routes:', //                                  3
+      '      - cluster: a', //                           4
+      '        retry:', //                               5
+      '          attempts: 2', //                        6
+      `          buffer_body_bytes: ${v}`, //            7
+      'clusters:', //                                    8
+      '  - name: a', //                                  9
+      '    hosts: [127.0.0.1:3000]', //                  10
+    ].join('\n');
+  for (const good of ['0', '65536', '16777216']) {
+    const c = parseConfig(cfg(good), 't.yaml');
+    assert.equal(c.listeners[0]!.routes[0]!.retry!.buffer_body_bytes, Number(good));
+  }
+  for (const bad of ['-1', '16777217', '1.5', 'lots']) {
+    const ps = problems(cfg(bad));
+    const p = ps.find((x) => x.path === '/listeners/0/routes/0/retry/buffer_body_bytes');
+    assert.ok(p, `${bad}: ${JSON.stringify(ps)}`);
+    assert.deepEqual({ line: p.line, col: p.col }, { line: 7, col: 30 });
+  }
+});

@@ -141,7 +141,14 @@ const retry = {
     backoff_max_ms: { ...ms, description: '@default 250' },
     retry_non_idempotent: {
       type: 'boolean',
-      description: 'Also retry POST/PATCH (only requests without a body). @default false',
+      description: 'Also retry POST/PATCH and other non-idempotent methods. @default false',
+    },
+    buffer_body_bytes: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 16_777_216,
+      description:
+        'A request body with a Content-Length up to this size is read into memory first so that retries can replay it; larger or chunked bodies stream and are not retried. 0 disables. @default 65536',
     },
   },
 } as const;
@@ -325,6 +332,8 @@ export interface RetryConfig {
   backoff_base_ms?: number;
   backoff_max_ms?: number;
   retry_non_idempotent?: boolean;
+  /** Request bodies with a Content-Length up to this size are buffered for replay. @default 65536 */
+  buffer_body_bytes?: number;
 }
 
 /** A static response or the last good response of a GET. */

@@ -345,6 +345,183 @@ describe('retries and fallbacks', () => {
   });
 });
 
+describe('retries of requests with a body (buffer_body_bytes)', () => {
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+  /** An upstream that records the sha256 of every body it gets and answers 503 while `fails > 0`. */
+  async function recorder() {
+    const state = { fails: 0, seen: [] as string[] };
+    const u = await upstream((req, res) => {
+      const h = createHash('sha256');
+      req.on('data', (c: Buffer) => h.update(c));
+      req.on('end', () => {
+        state.seen.push(h.digest('hex'));
+        if (state.fails > 0) {
+          state.fails--;
+          res.statusCode = 503;
+          res.end('no');
+        } else res.end('ok');
+      });
+    });
+    return Object.assign(u, { state });
+  }
+
+  async function rig(retry: NonNullable<Parameters<typeof proxy>[1][number]['retry']>, timeoutMs?: number) {
+    const u = await recorder();
+    const p = await proxy(
+      [
+        {
+          name: 'b',
+          hosts: [u.host],
+          breaker: { enabled: false },
+          outlier_detection: { consecutive_5xx: 0, consecutive_gateway_failure: 0 },
+        },
+      ],
+      [{ prefix: '/', cluster: 'b', retry, ...(timeoutMs ? { timeout_ms: timeoutMs } : {}) }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    return { u, p, counters: p.sidecar.clusters.get('b')!.counters };
+  }
+
+  test('a PUT with a 10 KB body is retried after a 503 with the identical bytes', async () => {
+    const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1 });
+    const body = randomBytes(10 * 1024);
+    u.state.fails = 1;
+    const r = await send(p.port, '/put', { method: 'PUT', body });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'ok');
+    assert.deepEqual(u.state.seen, [sha(body), sha(body)]);
+    assert.equal(counters.retries, 1);
+    // DELETE with a body too
+    u.state.fails = 2;
+    const body2 = randomBytes(3000);
+    // (node's client sends a DELETE body without Content-Length unless told)
+    const del = await send(p.port, '/del', {
+      method: 'DELETE',
+      body: body2,
+      headers: { 'content-length': String(body2.length) },
+    });
+    assert.equal(del.status, 200);
+    assert.deepEqual(u.state.seen.slice(2), [sha(body2), sha(body2), sha(body2)]);
+  });
+
+  test('a connect failure on one host is retried on another with the same body', async () => {
+    const dead = await upstream(() => {});
+    const deadHost = dead.host;
+    await dead.close();
+    const live = await recorder();
+    const p = await proxy(
+      [
+        {
+          name: 'two',
+          hosts: [deadHost, live.host],
+          breaker: { enabled: false },
+          outlier_detection: { consecutive_gateway_failure: 1, max_ejection_percent: 50 },
+        },
+      ],
+      [{ prefix: '/', cluster: 'two', retry: { attempts: 1, backoff_base_ms: 0 } }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), live.close);
+    const sent: string[] = [];
+    // Round robin: of any two requests one goes first to the dead host.
+    for (let i = 0; i < 2; i++) {
+      const body = randomBytes(10 * 1024);
+      sent.push(sha(body));
+      const r = await send(p.port, '/', { method: 'PUT', body });
+      assert.equal(r.status, 200);
+    }
+    const c = p.sidecar.clusters.get('two')!.counters;
+    assert.equal(c.connectFailures, 1);
+    assert.equal(c.retries, 1);
+    assert.deepEqual(live.state.seen, sent);
+  });
+
+  test('a POST is not retried unless retry_non_idempotent; with it, the same body is replayed', async () => {
+    const plainRig = await rig({ attempts: 2, backoff_base_ms: 1 });
+    const body = randomBytes(10 * 1024);
+    plainRig.u.state.fails = 1;
+    const r = await send(plainRig.p.port, '/', { method: 'POST', body });
+    assert.equal(r.status, 503);
+    assert.equal(plainRig.u.hits, 1);
+    assert.deepEqual(plainRig.u.state.seen, [sha(body)]);
+    assert.equal(plainRig.counters.retries, 0);
+
+    const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1, retry_non_idempotent: true });
+    u.state.fails = 1;
+    assert.equal((await send(p.port, '/', { method: 'POST', body })).status, 200);
+    assert.equal(u.hits, 2);
+    assert.deepEqual(u.state.seen, [sha(body), sha(body)]);
+    assert.equal(counters.retries, 1);
+  });
+
+  test('a body over the limit streams and is not retried; one at the limit is', async () => {
+    const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1, buffer_body_bytes: 1024 });
+    const big = randomBytes(4096);
+    u.state.fails = 1;
+    const r = await send(p.port, '/', { method: 'PUT', body: big });
+    assert.equal(r.status, 503);
+    assert.equal(u.hits, 1);
+    assert.deepEqual(u.state.seen, [sha(big)]);
+    const exact = randomBytes(1024);
+    u.state.fails = 1;
+    assert.equal((await send(p.port, '/', { method: 'PUT', body: exact })).status, 200);
+    assert.deepEqual(u.state.seen.slice(1), [sha(exact), sha(exact)]);
+    assert.equal(counters.retries, 1);
+  });
+
+  test('a chunked PUT (no Content-Length) is not retried', async () => {
+    const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1 });
+    const body = randomBytes(2000);
+    u.state.fails = 1;
+    const r = await send(p.port, '/', {
+      method: 'PUT',
+      body,
+      headers: { 'transfer-encoding': 'chunked' },
+    });
+    assert.equal(r.status, 503);
+    assert.equal(u.hits, 1);
+    assert.deepEqual(u.state.seen, [sha(body)]);
+    assert.equal(counters.retries, 0);
+  });
+
+  test('buffer_body_bytes: 0 disables buffering (body requests are not retried)', async () => {
+    const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1, buffer_body_bytes: 0 });
+    const body = randomBytes(10 * 1024);
+    u.state.fails = 1;
+    assert.equal((await send(p.port, '/', { method: 'PUT', body })).status, 503);
+    assert.equal(u.hits, 1);
+    assert.equal(counters.retries, 0);
+    // requests without a body still are
+    u.state.fails = 1;
+    assert.equal((await send(p.port, '/')).status, 200);
+    assert.equal(counters.retries, 1);
+  });
+
+  test('a client that aborts while its body is being buffered never reaches the upstream', async () => {
+    const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1 });
+    const client = connect(p.port, '127.0.0.1');
+    client.on('error', () => {});
+    client.write('PUT /x HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123456789');
+    await until(() => p.sidecar.inflight === 1);
+    client.destroy();
+    await until(() => p.sidecar.inflight === 0);
+    assert.equal(counters.clientAborts, 1);
+    assert.equal(u.hits, 0);
+    // the route still works
+    const body = randomBytes(100);
+    assert.equal((await send(p.port, '/', { method: 'PUT', body })).status, 200);
+    assert.deepEqual(u.state.seen, [sha(body)]);
+  });
+
+  test('a client that stalls while its body is buffered gets 408 after the route timeout', async () => {
+    const { u, p } = await rig({ attempts: 2, backoff_base_ms: 1 }, 100);
+    const r = await raw(p.port, 'PUT /x HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123456789');
+    assert.match(r.data, /^HTTP\/1\.1 408 /);
+    assert.equal(r.closed, true);
+    assert.equal(u.hits, 0);
+  });
+});
+
 describe('upstream errors', () => {
   test('reset -> 502, timeout -> 504, connect failure -> 503', async () => {
     const u = await upstream((req, res) => {

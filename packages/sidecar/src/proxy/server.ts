@@ -55,6 +55,8 @@ interface CompiledRetry {
   baseMs: number;
   maxMs: number;
   nonIdempotent: boolean;
+  /** Largest Content-Length read into memory for replay; 0 = bodies are never retried. */
+  bufferBodyBytes: number;
 }
 
 interface CachedResponse {
@@ -120,6 +122,7 @@ function compileRoute(
             baseMs: rt.backoff_base_ms ?? 25,
             maxMs: rt.backoff_max_ms ?? 250,
             nonIdempotent: rt.retry_non_idempotent ?? false,
+            bufferBodyBytes: rt.buffer_body_bytes ?? 65_536,
           }
         : undefined,
     fallback: r.fallback,
@@ -242,6 +245,10 @@ class Exchange {
   cacheSize = 0;
   cacheHeaders: string[] | undefined;
   readonly hasBody: boolean;
+  /** The whole request body, read before the first attempt so that retries can replay it. */
+  body: Buffer | undefined;
+  /** While the body is being read: detaches the listeners and the timer. */
+  stopBuffering: (() => void) | undefined;
   headers: string[] | undefined;
 
   constructor(
@@ -258,6 +265,75 @@ class Exchange {
   }
 
   start(): void {
+    const cl = this.bufferable();
+    if (cl >= 0) this.bufferBody(cl);
+    else this.admit();
+  }
+
+  /**
+   * The Content-Length of a body worth buffering (the request would be retryable but for its
+   * body, and the length is within the route's limit), else -1.
+   */
+  bufferable(): number {
+    if (!this.hasBody) return -1;
+    const r = this.route.retry;
+    if (r === undefined || r.bufferBodyBytes === 0) return -1;
+    if (!r.nonIdempotent && !IDEMPOTENT.has(this.req.method!)) return -1;
+    const h = this.req.headers['content-length'];
+    if (h === undefined || this.req.headers['transfer-encoding'] !== undefined) return -1;
+    const n = Number(h);
+    return Number.isSafeInteger(n) && n > 0 && n <= r.bufferBodyBytes ? n : -1;
+  }
+
+  /**
+   * Reads the body into one Buffer of the announced length, bounded by the route timeout, then
+   * admits the request. No breaker permit or limiter slot is held while the client uploads. A
+   * client that goes away ends it in onClose; one that stalls past the timeout gets a 408.
+   */
+  bufferBody(length: number): void {
+    const { req, route } = this;
+    const clock = route.cluster.clock;
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    const onData = (chunk: Buffer) => {
+      if (got + chunk.length > length) {
+        // Node's parser stops at Content-Length, so this is only a guard.
+        stop();
+        this.res.shouldKeepAlive = false;
+        plain(this.res, 400, 'request body longer than content-length\n');
+        return;
+      }
+      chunk.copy(buf, got);
+      got += chunk.length;
+    };
+    const onEnd = () => {
+      stop();
+      if (got !== length) {
+        this.res.shouldKeepAlive = false;
+        plain(this.res, 400, 'request body shorter than content-length\n');
+        return;
+      }
+      this.body = buf;
+      this.admit();
+    };
+    const timer = clock.setTimeout(() => {
+      stop();
+      route.cluster.counters.responses4xx++;
+      this.res.shouldKeepAlive = false;
+      plain(this.res, 408, 'request timeout\n', { connection: 'close' });
+    }, route.timeoutMs);
+    const stop = () => {
+      this.stopBuffering = undefined;
+      clock.clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+    };
+    this.stopBuffering = stop;
+    req.on('data', onData);
+    req.on('end', onEnd);
+  }
+
+  admit(): void {
     const cluster = this.route.cluster;
     const b = cluster.breaker;
     if (b) {
@@ -310,7 +386,7 @@ class Exchange {
         headers: this.headers,
         // A pass-through so that undici destroying the body on an upstream error does not take the
         // client's socket with it (the client still gets its 502/503).
-        body: this.hasBody ? req.pipe(new PassThrough()) : null,
+        body: this.body ?? (this.hasBody ? req.pipe(new PassThrough()) : null),
         headersTimeout: t,
         bodyTimeout: t,
       },
@@ -323,7 +399,7 @@ class Exchange {
     return (
       r !== undefined &&
       this.attempt < r.attempts &&
-      !this.hasBody &&
+      (!this.hasBody || this.body !== undefined) &&
       (r.nonIdempotent || IDEMPOTENT.has(this.req.method!)) &&
       !this.closed
     );
@@ -562,6 +638,10 @@ class Exchange {
     this.proxy.inflight--;
     if (!this.res.writableFinished) {
       this.clientGone = true;
+      if (this.stopBuffering) {
+        this.stopBuffering();
+        this.route.cluster.counters.clientAborts++;
+      }
       if (this.waiter) {
         this.waiter.cancel();
         this.waiter = undefined;
