@@ -15,6 +15,8 @@ export const ErrorCodes = {
   bulkheadFull: 'ERR_BULKHEAD_FULL',
   rateLimited: 'ERR_RATE_LIMITED',
   invalidOption: 'ERR_INVALID_OPTION',
+  writeQueueFull: 'ERR_WRITE_QUEUE_FULL',
+  writeQueueClosed: 'ERR_WRITE_QUEUE_CLOSED',
 } as const;
 
 function hasCode(err: unknown, code: string): boolean {
@@ -331,6 +333,67 @@ export class InvalidOptionError extends TripswitchError {
  */
 export function isInvalidOptionError(err: unknown): err is InvalidOptionError {
   return hasCode(err, ErrorCodes.invalidOption);
+}
+
+/**
+ * A write queue already holds `maxItems` writes; the write was not accepted. `cause` is the
+ * error that made the write go to the queue, when there was one.
+ *
+ * @example
+ * ```ts
+ * if (isWriteQueueFullError(err)) res.statusCode = 503; // nothing was stored: tell the caller
+ * ```
+ */
+export class WriteQueueFullError extends TripswitchError {
+  override readonly name = 'WriteQueueFullError';
+  readonly code = ErrorCodes.writeQueueFull;
+  /** The queue's limit. */
+  readonly maxItems: number;
+  constructor(maxItems: number, cause?: unknown) {
+    super(`Write queue full: ${maxItems} writes waiting for replay; this write was not stored`, { cause });
+    this.maxItems = maxItems;
+  }
+}
+
+/**
+ * True when `err` is a {@link WriteQueueFullError} from any copy of tripswitch.
+ *
+ * @example
+ * ```ts
+ * if (isWriteQueueFullError(err)) metrics.lostWrites.inc();
+ * ```
+ */
+export function isWriteQueueFullError(err: unknown): err is WriteQueueFullError {
+  return hasCode(err, ErrorCodes.writeQueueFull);
+}
+
+/**
+ * The write queue was closed; it takes no more writes.
+ *
+ * @example
+ * ```ts
+ * await outbox.close();
+ * await outbox.submit(order); // rejects with WriteQueueClosedError
+ * ```
+ */
+export class WriteQueueClosedError extends TripswitchError {
+  override readonly name = 'WriteQueueClosedError';
+  readonly code = ErrorCodes.writeQueueClosed;
+  constructor() {
+    super('Write queue closed: the write was not stored');
+  }
+}
+
+/**
+ * True when `err` is a {@link WriteQueueClosedError} from any copy of tripswitch.
+ *
+ * @example
+ * ```ts
+ * if (isWriteQueueClosedError(err)) return; // shutting down
+ * ```
+ */
+export function isWriteQueueClosedError(err: unknown): err is WriteQueueClosedError {
+  return hasCode(err, ErrorCodes.writeQueueClosed);
 }
 
 /** Renders a value for an error message: strings quoted, objects as short JSON. */

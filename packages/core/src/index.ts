@@ -15,8 +15,12 @@ export {
   isRateLimitedError,
   isTimeoutError,
   RateLimitedError,
+  isWriteQueueClosedError,
+  isWriteQueueFullError,
   TimeoutError,
   TripswitchError,
+  WriteQueueClosedError,
+  WriteQueueFullError,
 } from './errors.js';
 export type { Subscription } from './emitter.js';
 export { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
@@ -102,6 +106,19 @@ export {
   type WrappedPolicy,
   wrap,
 } from './wrap.js';
+export {
+  memoryWriteStore,
+  type PendingWrite,
+  type QueuedWrite,
+  type WriteContext,
+  type WriteQueue,
+  type WriteQueueEvents,
+  type WriteQueueOptions,
+  type WriteQueueStore,
+  type WriteResult,
+  writeQueue,
+} from './write-queue.js';
+export { type FileWriteStoreOptions, fileWriteStore } from './file-write-store.js';
 export { logStateChanges, type StateChangeLogger } from './logging.js';
 export {
   bulkheadRejectionReasons,

@@ -1,0 +1,449 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import {
+  type CircuitBreaker,
+  circuitBreaker,
+  constantBackoff,
+  fileWriteStore,
+  isCircuitOpenError,
+  isInvalidOptionError,
+  isWriteQueueClosedError,
+  isWriteQueueFullError,
+  isTimeoutError,
+  memoryWriteStore,
+  timeout,
+  type WriteContext,
+  wrap,
+  type WriteQueueStore,
+  writeQueue,
+} from './index.js';
+import { TestClock } from './test-clock.js';
+
+class Unavailable extends Error {
+  readonly status = 503;
+}
+
+/** A downstream that fails while `down` is set and records every write it accepts. */
+function downstream() {
+  const state = {
+    down: false,
+    calls: [] as { data: string; ctx: WriteContext }[],
+    accepted: [] as string[],
+    send: async (data: string, ctx: WriteContext): Promise<string> => {
+      state.calls.push({ data, ctx });
+      if (state.down) throw new Unavailable(`down (${data})`);
+      state.accepted.push(data);
+      return `ok:${data}`;
+    },
+  };
+  return state;
+}
+
+function setup(
+  opts: { threshold?: number; openMs?: number; store?: WriteQueueStore<string>; breaker?: boolean } = {},
+) {
+  const clock = new TestClock();
+  const ds = downstream();
+  const breaker: CircuitBreaker | undefined =
+    opts.breaker === false
+      ? undefined
+      : circuitBreaker({
+          name: 'orders',
+          clock,
+          trip: { kind: 'consecutive', threshold: opts.threshold ?? 2 },
+          openDuration: opts.openMs ?? 5_000,
+        });
+  return { clock, ds, breaker, store: opts.store ?? memoryWriteStore<string>() };
+}
+
+describe('writeQueue', () => {
+  it('validates options, naming the option', () => {
+    const { ds } = setup();
+    const bad = (o: unknown, re: RegExp) =>
+      assert.throws(
+        () => writeQueue(o as never),
+        (e: unknown) => isInvalidOptionError(e) && re.test((e as Error).message),
+      );
+    bad({ send: ds.send }, /writeQueue: option "store" must be a WriteQueueStore \(fileWriteStore\(path\)/);
+    bad({ store: memoryWriteStore() }, /option "send" must be a function/);
+    bad(
+      { send: ds.send, store: memoryWriteStore(), maxItems: 0 },
+      /option "maxItems" must be an integer >= 1, got 0/,
+    );
+    bad(
+      { send: ds.send, store: memoryWriteStore(), breaker: {} },
+      /option "breaker" must be a circuit breaker/,
+    );
+    bad({ send: ds.send, store: memoryWriteStore(), backof: constantBackoff(1) }, /option "backof"/);
+  });
+
+  it('sends at once while the downstream is healthy: nothing is queued, no timer is held', async () => {
+    const { clock, ds, breaker, store } = setup();
+    const q = writeQueue({ send: ds.send, store, breaker, clock });
+    const r = await q.submit('a');
+    assert.equal(r.status, 'sent');
+    assert.equal(r.status === 'sent' && r.value, 'ok:a');
+    assert.equal(q.size, 0);
+    assert.equal(clock.pending, 0);
+    assert.equal(ds.calls[0]!.ctx.replay, false);
+    assert.equal(ds.calls[0]!.ctx.id, r.id);
+    await q.close();
+  });
+
+  it('queues writes while the breaker is open and replays them in order, the first replay being its probe', async () => {
+    const { clock, ds, breaker, store } = setup({ threshold: 2, openMs: 5_000 });
+    const q = writeQueue({ send: ds.send, store, breaker: breaker!, clock, backoff: constantBackoff(100) });
+    const sent: string[] = [];
+    q.on('sent', (e) => sent.push(`${e.data}#${e.attempts}`));
+    let drained = 0;
+    q.on('drained', () => drained++);
+    ds.down = true;
+    const r1 = await q.submit('w1');
+    const r2 = await q.submit('w2');
+    assert.equal(r1.status, 'queued');
+    assert.equal(r2.status, 'queued');
+    assert.equal(breaker!.state, 'closed', 'two failures, but w2 was queued behind w1 without a send');
+    // Unordered would have sent w2; here w2 never reached the downstream.
+    assert.deepEqual(
+      ds.calls.map((c) => c.data),
+      ['w1'],
+    );
+    // Replays w1 after the backoff: fails again, which opens the breaker.
+    await clock.advanceAsync(100);
+    assert.equal(breaker!.state, 'open');
+    assert.equal(ds.calls.length, 2);
+    const r3 = await q.submit('w3');
+    assert.equal(r3.status, 'queued');
+    assert.deepEqual(
+      q.pending().map((p) => p.data),
+      ['w1', 'w2', 'w3'],
+    );
+    assert.equal(clock.pending, 1, 'the breaker holds no timer (lazy); the queue holds one, for its probe');
+    ds.down = false;
+    await clock.advanceAsync(4_999);
+    assert.equal(ds.calls.length, 2, 'nothing is sent before the open period ends');
+    await clock.advanceAsync(1);
+    assert.equal(breaker!.state, 'closed');
+    assert.deepEqual(ds.accepted, ['w1', 'w2', 'w3']);
+    assert.deepEqual(sent, ['w1#3', 'w2#1', 'w3#1']);
+    assert.equal(drained, 1);
+    assert.equal(q.size, 0);
+    // Every replay of a write carries the id its first attempt had.
+    const w1 = ds.calls.filter((c) => c.data === 'w1');
+    assert.equal(new Set(w1.map((c) => c.ctx.id)).size, 1);
+    assert.equal(w1[0]!.ctx.id, r1.id);
+    assert.deepEqual(
+      w1.map((c) => [c.ctx.attempt, c.ctx.replay]),
+      [
+        [1, false],
+        [2, true],
+        [3, true],
+      ],
+    );
+    assert.equal(clock.pending, 0, 'idle again: no timer');
+    await q.close();
+  });
+
+  it('a replay rejected by the open breaker is not an attempt and sends nothing', async () => {
+    const { clock, ds, breaker, store } = setup({ threshold: 1, openMs: 1_000 });
+    const q = writeQueue({ send: ds.send, store, breaker: breaker!, clock, maxAttempts: 2 });
+    ds.down = true;
+    await q.submit('a'); // fails, opens the breaker
+    assert.equal(breaker!.state, 'open');
+    await q.drain(); // forced replay while open: rejected by the breaker
+    assert.equal(ds.calls.length, 1);
+    assert.equal(q.pending()[0]!.attempts, 1);
+    ds.down = false;
+    await clock.advanceAsync(1_000);
+    assert.deepEqual(ds.accepted, ['a']);
+    await q.close();
+  });
+
+  it('waits out the backoff between failed replays, growing as configured', async () => {
+    const { clock, ds, store } = setup({ breaker: false });
+    const delays = [1_000, 2_000, 4_000];
+    const q = writeQueue({
+      send: ds.send,
+      store,
+      clock,
+      backoff: { delay: (n) => delays[Math.min(n, 3) - 1]! },
+    });
+    const failed: number[] = [];
+    q.on('replayFailed', (e) => failed.push(e.retryInMs));
+    ds.down = true;
+    await q.submit('x');
+    await clock.advanceAsync(999);
+    assert.equal(ds.calls.length, 1);
+    await clock.advanceAsync(1);
+    assert.equal(ds.calls.length, 2);
+    await clock.advanceAsync(2_000);
+    assert.equal(ds.calls.length, 3);
+    ds.down = false;
+    await clock.advanceAsync(3_999);
+    assert.equal(ds.calls.length, 3);
+    await clock.advanceAsync(1);
+    assert.deepEqual(ds.accepted, ['x']);
+    assert.deepEqual(failed, [2_000, 4_000]);
+    await q.close();
+  });
+
+  it('unordered: a new write is sent at once even while others wait', async () => {
+    const { clock, ds, store } = setup({ breaker: false });
+    const q = writeQueue({ send: ds.send, store, clock, ordered: false, backoff: constantBackoff(1_000) });
+    ds.down = true;
+    await q.submit('old');
+    ds.down = false;
+    const r = await q.submit('new');
+    assert.equal(r.status, 'sent');
+    assert.deepEqual(ds.accepted, ['new']);
+    await clock.advanceAsync(1_000);
+    assert.deepEqual(ds.accepted, ['new', 'old']);
+    await q.close();
+  });
+
+  it('does not queue what can never succeed: non-retryable errors rethrow, or drop a replay as dead', async () => {
+    const { clock, store } = setup({ breaker: false });
+    let status = 400;
+    const send = async () => {
+      const e = Object.assign(new Error(`status ${status}`), { status });
+      throw e;
+    };
+    const q = writeQueue({
+      send,
+      store,
+      clock,
+      backoff: constantBackoff(10),
+      retryable: (e) => (e as { status: number }).status >= 500,
+    });
+    await assert.rejects(q.submit('bad'), /status 400/);
+    assert.equal(q.size, 0);
+    status = 503;
+    assert.equal((await q.submit('later-bad')).status, 'queued');
+    const dead: string[] = [];
+    q.on('dead', (e) => dead.push(`${e.data}:${(e.error as Error).message}:${e.attempts}`));
+    status = 422;
+    await clock.advanceAsync(10);
+    assert.deepEqual(dead, ['later-bad:status 422:2']);
+    assert.equal(q.size, 0);
+    assert.deepEqual(await store.load(), [], 'a dead write leaves the store');
+    await q.close();
+  });
+
+  it('gives up on a write after maxAttempts sends, then moves on to the next', async () => {
+    const { clock, ds, store } = setup({ breaker: false });
+    const q = writeQueue({ send: ds.send, store, clock, backoff: constantBackoff(10), maxAttempts: 3 });
+    const dead: string[] = [];
+    q.on('dead', (e) => dead.push(`${e.data}#${e.attempts}`));
+    ds.down = true;
+    await q.submit('a');
+    await q.enqueue('b');
+    await clock.advanceAsync(10); // a#2
+    await clock.advanceAsync(10); // a#3: dead; b#1 fails at once
+    assert.deepEqual(dead, ['a#3']);
+    ds.down = false;
+    await clock.advanceAsync(10);
+    assert.deepEqual(ds.accepted, ['b']);
+    await q.close();
+  });
+
+  it('refuses writes beyond maxItems with WriteQueueFullError carrying the original error', async () => {
+    const { clock, ds, store } = setup({ breaker: false });
+    const q = writeQueue({ send: ds.send, store, clock, maxItems: 2 });
+    ds.down = true;
+    await q.submit('1');
+    await q.enqueue('2');
+    const err = await q.submit('3').catch((e: unknown) => e);
+    assert.ok(isWriteQueueFullError(err));
+    assert.equal((err as Error).cause, undefined, 'ordered: the third never reached the downstream');
+    const q2 = writeQueue({
+      send: ds.send,
+      store: memoryWriteStore<string>(),
+      clock,
+      maxItems: 1,
+      ordered: false,
+    });
+    await q2.submit('x');
+    const err2 = await q2.submit('y').catch((e: unknown) => e);
+    assert.ok(isWriteQueueFullError(err2));
+    assert.match(String((err2 as Error).cause), /down \(y\)/);
+    assert.deepEqual(
+      q.pending().map((p) => p.data),
+      ['1', '2'],
+      'nothing accepted is lost',
+    );
+    await q.close();
+    await q2.close();
+  });
+
+  it("the caller's abort is not queued; a bad signal is named", async () => {
+    const { clock, store } = setup({ breaker: false });
+    const ac = new AbortController();
+    const q = writeQueue({
+      send: (_d: string, { signal }) =>
+        new Promise((_r, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+      store,
+      clock,
+    });
+    const p = q.submit('a', ac.signal);
+    await Promise.resolve();
+    ac.abort(new Error('client went away'));
+    await assert.rejects(p, /client went away/);
+    assert.equal(q.size, 0);
+    await assert.rejects(q.submit('b', {} as AbortSignal), /option "signal" must be an AbortSignal/);
+    await q.close();
+  });
+
+  it('an isolated breaker holds replays without a timer until it is reset', async () => {
+    const { clock, ds, breaker, store } = setup();
+    const q = writeQueue({ send: ds.send, store, breaker: breaker!, clock });
+    breaker!.isolate();
+    const r = await q.submit('a');
+    assert.ok(r.status === 'queued' && isCircuitOpenError(r.error));
+    assert.equal(clock.pending, 0);
+    await clock.advanceAsync(60_000);
+    assert.equal(ds.calls.length, 0);
+    assert.equal(clock.pending, 0, 'no polling of an isolated breaker');
+    breaker!.reset();
+    await clock.advanceAsync(0);
+    assert.deepEqual(ds.accepted, ['a']);
+    await q.close();
+  });
+
+  it('a restarted queue replays what the previous one stored; close aborts a replay in flight and keeps it', async () => {
+    const { clock, breaker } = setup();
+    const store = memoryWriteStore<string>();
+    const hang = {
+      calls: 0,
+      send: (_d: string, { signal }: WriteContext) => {
+        hang.calls++;
+        return new Promise<string>((_r, reject) =>
+          signal.addEventListener('abort', () => reject(signal.reason)),
+        );
+      },
+    };
+    const q1 = writeQueue({ send: hang.send, store, breaker: breaker!, clock });
+    breaker!.isolate();
+    await q1.submit('a');
+    await q1.submit('b');
+    breaker!.reset(); // replay of 'a' starts and hangs
+    await clock.advanceAsync(0);
+    assert.equal(hang.calls, 1);
+    await q1.close();
+    await assert.rejects(q1.submit('c'), (e: unknown) => isWriteQueueClosedError(e));
+    breaker!.isolate();
+    breaker!.reset(); // the closed queue no longer listens: nothing is sent
+    await clock.advanceAsync(0);
+    assert.equal(hang.calls, 1);
+
+    const ds = downstream();
+    const q2 = writeQueue({ send: ds.send, store, breaker: breaker!, clock });
+    await q2.ready;
+    await clock.advanceAsync(0);
+    assert.deepEqual(ds.accepted, ['a', 'b']);
+    assert.equal(q2.size, 0);
+    await q2.close();
+  });
+
+  it('survives a restart on a file store, in order and with the same ids', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tripswitch-wq-'));
+    const path = join(dir, 'outbox.jsonl');
+    const { clock, breaker } = setup();
+    const q1 = writeQueue({
+      send: async () => 'never',
+      store: fileWriteStore<string>(path),
+      breaker: breaker!,
+      clock,
+    });
+    breaker!.isolate();
+    const ids = [(await q1.submit('a')).id, (await q1.submit('b')).id, await q1.enqueue('c')];
+    await q1.close();
+    breaker!.reset();
+    const ds = downstream();
+    const q2 = writeQueue({ send: ds.send, store: fileWriteStore<string>(path), breaker: breaker!, clock });
+    // File I/O completes on the event loop, not in microtasks: wait for the queue to say it is done.
+    const drained = new Promise((resolve) => q2.on('drained', resolve));
+    await q2.ready;
+    await drained;
+    assert.deepEqual(ds.accepted, ['a', 'b', 'c']);
+    assert.deepEqual(
+      ds.calls.map((c) => c.ctx.id),
+      ids,
+    );
+    await q2.close();
+    const q3 = writeQueue({ send: ds.send, store: fileWriteStore<string>(path), clock });
+    await q3.ready;
+    assert.equal(q3.size, 0, 'replayed writes were removed from the file');
+    await q3.close();
+  });
+
+  it('reports a store that cannot load through every call and a storeError event', async () => {
+    const { clock, ds } = setup({ breaker: false });
+    const broken: WriteQueueStore<string> = {
+      load: async () => {
+        throw new Error('disk gone');
+      },
+      append: async () => {},
+      remove: async () => {},
+      close: async () => {},
+    };
+    const errors: string[] = [];
+    const q = writeQueue({ send: ds.send, store: broken, clock });
+    q.on('storeError', (e) => errors.push(`${e.operation}:${(e.error as Error).message}`));
+    await assert.rejects(q.ready, /disk gone/);
+    await assert.rejects(q.submit('a'), /disk gone/);
+    assert.equal(ds.calls.length, 0);
+    assert.deepEqual(errors, ['load:disk gone']);
+    await q.close();
+  });
+
+  it('runs sends under a composed policy: a hanging first attempt times out, is queued and replayed', async () => {
+    const { clock, breaker, store } = setup({ threshold: 5 });
+    let hang = true;
+    const accepted: string[] = [];
+    const q = writeQueue({
+      breaker: breaker!,
+      policy: wrap(breaker!, timeout({ ms: 100, clock })),
+      store,
+      clock,
+      backoff: constantBackoff(1_000),
+      send: (data: string, { signal }) => {
+        if (hang)
+          return new Promise<string>((_r, reject) =>
+            signal.addEventListener('abort', () => reject(signal.reason)),
+          );
+        accepted.push(data);
+        return 'ok';
+      },
+    });
+    const p = q.submit('slow');
+    await clock.advanceAsync(100);
+    const r = await p;
+    assert.ok(r.status === 'queued' && isTimeoutError(r.error));
+    assert.equal(breaker!.stats().failures, 1, 'the breaker counted the timeout');
+    hang = false;
+    await clock.advanceAsync(1_000);
+    assert.deepEqual(accepted, ['slow']);
+    await q.close();
+  });
+
+  it('discard drops a waiting write from memory and store', async () => {
+    const { clock, ds, store, breaker } = setup();
+    const q = writeQueue({ send: ds.send, store, breaker: breaker!, clock });
+    breaker!.isolate();
+    const a = await q.submit('a');
+    await q.submit('b');
+    assert.equal(await q.discard(a.id), true);
+    assert.equal(await q.discard('nope'), false);
+    assert.deepEqual(
+      (await store.load()).map((w) => w.data),
+      ['b'],
+    );
+    breaker!.reset();
+    await clock.advanceAsync(0);
+    assert.deepEqual(ds.accepted, ['b']);
+    await q.close();
+  });
+});

@@ -1,0 +1,655 @@
+/**
+ * `writeQueue()`: the fallback for writes. A write that fails because its downstream is down is
+ * stored (durably, with {@link fileWriteStore}) and replayed in order once the downstream answers
+ * again, instead of being lost or failing the user's request.
+ *
+ * Delivery is at least once: a write whose send succeeded but whose removal from the store did
+ * not reach the disk (a crash in between) is sent again after a restart. Every write keeps one
+ * `id` from its first attempt to its last replay, so a downstream that deduplicates on an
+ * idempotency key sees one write.
+ *
+ * @module
+ */
+import type { CircuitBreaker, CircuitState } from './breaker.js';
+import { decorrelatedJitterBackoff, type Backoff } from './backoff.js';
+import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import { Emitter, type Subscription } from './emitter.js';
+import { isCircuitOpenError, WriteQueueClosedError, WriteQueueFullError } from './errors.js';
+import { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
+import { rejectUnknownKeys, validator } from './validate.js';
+
+/**
+ * A write as a {@link WriteQueueStore} keeps it.
+ *
+ * @example
+ * ```ts
+ * const w: QueuedWrite<Order> = { id: crypto.randomUUID(), data: order, enqueuedAt: Date.now() };
+ * ```
+ */
+export interface QueuedWrite<T> {
+  /** Stable from the first attempt to the last replay: use it as the idempotency key. */
+  readonly id: string;
+  readonly data: T;
+  /** Epoch ms (on the queue's clock) when the write was queued. */
+  readonly enqueuedAt: number;
+}
+
+/**
+ * Where a {@link writeQueue} keeps its writes. `append` must not resolve before the write would
+ * survive a crash; `load` returns what is stored, oldest first.
+ *
+ * @example
+ * ```ts
+ * const store: WriteQueueStore<Order> = fileWriteStore('/var/lib/orders/outbox.jsonl');
+ * ```
+ */
+export interface WriteQueueStore<T> {
+  /** Called once, before anything else: the writes stored by earlier runs, oldest first. */
+  load(): Promise<QueuedWrite<T>[]>;
+  append(write: QueuedWrite<T>): Promise<void>;
+  remove(id: string): Promise<void>;
+  /** Flushes and releases the store; called by the queue's `close()`. */
+  close(): Promise<void>;
+}
+
+/**
+ * What `send` receives.
+ *
+ * @example
+ * ```ts
+ * send: (order, { signal, id }) => fetch(url, { method: 'POST', body: JSON.stringify(order),
+ *   headers: { 'idempotency-key': id }, signal })
+ * ```
+ */
+export interface WriteContext extends PolicyContext {
+  /** The write's id, the same on every attempt. */
+  readonly id: string;
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+  /** True when the queue is replaying a stored write (no caller is waiting). */
+  readonly replay: boolean;
+}
+
+/**
+ * Options of {@link writeQueue}.
+ *
+ * @example
+ * ```ts
+ * writeQueue({ send: postOrder, store: fileWriteStore('outbox.jsonl'), breaker: orders });
+ * ```
+ */
+export interface WriteQueueOptions<T, R> {
+  /** Performs one write. Runs under `policy` for first attempts and replays alike. */
+  send: (data: T, ctx: WriteContext) => PromiseLike<R> | R;
+  /**
+   * Where queued writes live. Required, so durability is a choice made in the code:
+   * {@link fileWriteStore} survives restarts, {@link memoryWriteStore} does not.
+   */
+  store: WriteQueueStore<T>;
+  /**
+   * The downstream's breaker. Replays start when it closes and are not attempted while it is
+   * open (the first replay after its open period is its probe). Also the default `policy`.
+   */
+  breaker?: CircuitBreaker;
+  /**
+   * Runs every send (for example `wrap(breaker, timeout({ ms: 2_000 }))`).
+   * @default the breaker, or no policy
+   */
+  policy?: Policy<PolicyContext>;
+  /** Writes held at most; a write beyond it is refused with `WriteQueueFullError`. @default 10_000 */
+  maxItems?: number;
+  /**
+   * Sends per write (first attempt included) before it is dropped with a `dead` event. Rejections
+   * by an open breaker do not count.
+   * @default Infinity (a write is never dropped on its own; see `discard()`)
+   */
+  maxAttempts?: number;
+  /**
+   * Which errors mean "try again later". A failed first attempt is queued only if this says so
+   * (otherwise `submit()` rethrows it); a replay failing with an error this rejects is dropped
+   * with a `dead` event at once. Example: `(err) => !(err instanceof HttpError && err.status < 500)`.
+   * @default every error
+   */
+  retryable?: (error: unknown) => boolean;
+  /**
+   * Keep order: while writes wait, `submit()` queues new ones behind them instead of sending them
+   * ahead. Turn off when writes are independent and latency matters more.
+   * @default true
+   */
+  ordered?: boolean;
+  /**
+   * The wait after a failed replay (not after a breaker rejection: the breaker says when to come back).
+   * @default decorrelatedJitterBackoff({ initialDelay: 1_000, maxDelay: 300_000 })
+   */
+  backoff?: Backoff;
+  /** @default Math.random */
+  random?: () => number;
+  /** @default systemClock */
+  clock?: Clock;
+}
+
+/**
+ * Events of a {@link WriteQueue}.
+ *
+ * @example
+ * ```ts
+ * outbox.on('dead', ({ id, error }) => log.error({ id, err: error }, 'write dropped'));
+ * ```
+ */
+export interface WriteQueueEvents<T, R> {
+  /** A write was stored for replay. `error` is why its first attempt failed (none when it went behind others). */
+  queued: { id: string; data: T; error: unknown; size: number };
+  /** A replay succeeded and the write left the queue. */
+  sent: { id: string; data: T; value: R; attempts: number; queuedMs: number };
+  /** A replay failed; the queue waits `retryInMs` (or for the breaker) before the next. */
+  replayFailed: { id: string; error: unknown; attempts: number; retryInMs: number };
+  /** A write was dropped: not retryable, or out of attempts. */
+  dead: { id: string; data: T; error: unknown; attempts: number };
+  /** The queue became empty after replays. */
+  drained: { at: number };
+  /** The store failed; `operation` says where. A failed `remove` means the write may be sent again after a restart. */
+  storeError: { operation: 'load' | 'remove' | 'close'; error: unknown };
+}
+
+/**
+ * What {@link WriteQueue.submit} resolves with.
+ *
+ * @example
+ * ```ts
+ * const r = await outbox.submit(order);
+ * res.status(r.status === 'sent' ? 201 : 202).json({ id: r.id });
+ * ```
+ */
+export type WriteResult<R> =
+  | { status: 'sent'; id: string; value: R }
+  | { status: 'queued'; id: string; error: unknown };
+
+/**
+ * A queued write with its attempt count, as {@link WriteQueue.pending} lists it.
+ *
+ * @example
+ * ```ts
+ * for (const w of outbox.pending()) console.log(w.id, w.attempts);
+ * ```
+ */
+export interface PendingWrite<T> extends QueuedWrite<T> {
+  /** Sends so far in this process (first attempt included). */
+  readonly attempts: number;
+}
+
+/**
+ * A queue made by {@link writeQueue}.
+ *
+ * @example
+ * ```ts
+ * const r = await outbox.submit(order, req.signal);
+ * ```
+ */
+export interface WriteQueue<T, R> {
+  /** Resolves when the store's writes are loaded; rejects if the store could not be read. */
+  readonly ready: Promise<void>;
+  /** Writes waiting for replay. */
+  readonly size: number;
+  /**
+   * Sends `data` now; if that fails with a retryable error (an open breaker, a timeout, a 5xx the
+   * send throws), stores it for replay and resolves `{ status: 'queued' }` once it is stored.
+   * Rejects only when the write was not stored: a non-retryable error, the caller's abort, a full
+   * or closed queue, or a store failure.
+   */
+  submit(data: T, signal?: AbortSignal): Promise<WriteResult<R>>;
+  /** Stores `data` for replay without sending it now; resolves with its id once stored. */
+  enqueue(data: T): Promise<string>;
+  /** Replays now, ignoring the backoff wait; resolves when the queue is empty or a replay fails. */
+  drain(): Promise<void>;
+  /** The waiting writes, oldest first. */
+  pending(): PendingWrite<T>[];
+  /** Drops a waiting write (not one being sent): true if it was there. */
+  discard(id: string): Promise<boolean>;
+  on<K extends keyof WriteQueueEvents<T, R>>(
+    event: K,
+    listener: (e: WriteQueueEvents<T, R>[K]) => void,
+  ): Subscription;
+  /**
+   * Stops replaying (aborting a replay in flight), lets stores finish, closes the store. Stored
+   * writes stay stored for the next run.
+   */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+interface Item<T> {
+  id: string;
+  data: T;
+  enqueuedAt: number;
+  attempts: number;
+}
+
+const OWNER = 'writeQueue';
+const KEYS = [
+  'send',
+  'store',
+  'breaker',
+  'policy',
+  'maxItems',
+  'maxAttempts',
+  'retryable',
+  'ordered',
+  'backoff',
+  'random',
+  'clock',
+] as const;
+
+// States in which the breaker sends nothing, and in which its own change of state (not a timer of
+// ours) says when to try again.
+const WAIT_FOR_BREAKER: ReadonlySet<CircuitState> = new Set(['isolated', 'half-open']);
+
+const direct: Policy<PolicyContext> = {
+  execute: <T>(fn: (ctx: PolicyContext) => PromiseLike<T> | T, signal?: AbortSignal) =>
+    new Promise<T>((resolve) => resolve(fn({ signal: signal ?? neverAbortedSignal }))),
+};
+
+const always = () => true;
+
+class Queue<T, R> implements WriteQueue<T, R> {
+  readonly ready: Promise<void>;
+  readonly #send: WriteQueueOptions<T, R>['send'];
+  readonly #store: WriteQueueStore<T>;
+  readonly #breaker: CircuitBreaker | undefined;
+  readonly #policy: Policy<PolicyContext>;
+  readonly #maxItems: number;
+  readonly #maxAttempts: number;
+  readonly #retryable: (error: unknown) => boolean;
+  readonly #ordered: boolean;
+  readonly #backoff: Backoff;
+  readonly #random: () => number;
+  readonly #clock: Clock;
+  readonly #events = new Emitter<WriteQueueEvents<T, R>>();
+  readonly #abort = new AbortController();
+  readonly #sub: Subscription | undefined;
+  #items: Item<T>[] = [];
+  /** Writes being stored: they count against `maxItems` and, when ordered, hold later submits back. */
+  #storing = 0;
+  #stores = new Set<Promise<unknown>>();
+  #sending: Item<T> | undefined;
+  #draining: Promise<void> | undefined;
+  #timer: TimerHandle | undefined;
+  /** Earliest time for the next replay after a failure; 0 when none is owed. */
+  #retryAt = 0;
+  #failures = 0;
+  #lastDelay = 0;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: WriteQueueOptions<T, R>) {
+    const v = validator(OWNER);
+    const o = v.object('options', options);
+    rejectUnknownKeys(OWNER, o, KEYS);
+    if (typeof o.send !== 'function') v.fail('send', 'a function (data, ctx) => result', o.send);
+    this.#send = o.send as WriteQueueOptions<T, R>['send'];
+    const store = o.store as Partial<WriteQueueStore<T>> | undefined;
+    if (
+      typeof store !== 'object' ||
+      store === null ||
+      typeof store.load !== 'function' ||
+      typeof store.append !== 'function' ||
+      typeof store.remove !== 'function' ||
+      typeof store.close !== 'function'
+    )
+      v.fail(
+        'store',
+        'a WriteQueueStore (fileWriteStore(path) to survive restarts, memoryWriteStore() for tests)',
+        o.store,
+      );
+    this.#store = store as WriteQueueStore<T>;
+    const b = o.breaker as CircuitBreaker | undefined;
+    if (b !== undefined && (typeof b !== 'object' || b === null || b.kind !== 'breaker'))
+      v.fail('breaker', 'a circuit breaker made by circuitBreaker()', b);
+    this.#breaker = b;
+    const p = o.policy as Policy<PolicyContext> | undefined;
+    if (p !== undefined && (typeof p !== 'object' || p === null || typeof p.execute !== 'function'))
+      v.fail('policy', 'a policy with execute(fn, signal)', p);
+    this.#policy = p ?? b ?? direct;
+    this.#maxItems = v.optionalNumber('maxItems', o.maxItems, { min: 1, integer: true }) ?? 10_000;
+    this.#maxAttempts = v.optionalNumber('maxAttempts', o.maxAttempts, { min: 1, integer: true }) ?? Infinity;
+    this.#retryable = v.optionalFunction<(e: unknown) => boolean>('retryable', o.retryable) ?? always;
+    this.#ordered = v.optionalBoolean('ordered', o.ordered) ?? true;
+    const backoff = o.backoff as Backoff | undefined;
+    if (backoff !== undefined && (typeof backoff !== 'object' || typeof backoff?.delay !== 'function'))
+      v.fail('backoff', 'a Backoff with delay(retry, previous, random)', backoff);
+    this.#backoff = backoff ?? decorrelatedJitterBackoff({ initialDelay: 1_000, maxDelay: 300_000 });
+    this.#random = v.optionalFunction<() => number>('random', o.random) ?? Math.random;
+    this.#clock = v.clock('clock', o.clock) ?? systemClock;
+
+    // One listener for the queue's life (removed by close): the breaker closing is the signal to replay.
+    this.#sub = b?.on('stateChange', ({ to }) => {
+      if (to === 'closed' || to === 'disabled' || to === 'metrics-only') {
+        this.#retryAt = 0;
+        this.#failures = 0;
+      }
+      this.#schedule();
+    });
+    this.ready = this.#load();
+    // Callers that never await `ready` still see a load failure through their submits.
+    this.ready.catch(() => {});
+  }
+
+  async #load(): Promise<void> {
+    let stored: QueuedWrite<T>[];
+    try {
+      stored = await this.#store.load();
+      if (!Array.isArray(stored)) throw new TypeError('store.load() must resolve with an array of writes');
+    } catch (error) {
+      this.#emit('storeError', { operation: 'load', error });
+      throw error;
+    }
+    if (this.#closed) return;
+    // Writes stored while loading (there are none unless a caller skipped `ready`) go after the old ones.
+    this.#items = stored
+      .map((w) => ({ id: w.id, data: w.data, enqueuedAt: w.enqueuedAt, attempts: 0 }))
+      .concat(this.#items);
+    this.#schedule();
+  }
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  on<K extends keyof WriteQueueEvents<T, R>>(
+    event: K,
+    listener: (e: WriteQueueEvents<T, R>[K]) => void,
+  ): Subscription {
+    return this.#events.on(event, listener);
+  }
+
+  #emit<K extends keyof WriteQueueEvents<T, R>>(event: K, payload: WriteQueueEvents<T, R>[K]): void {
+    this.#events.emit(event, payload);
+  }
+
+  async submit(data: T, signal?: AbortSignal): Promise<WriteResult<R>> {
+    if (signal !== undefined) validator(OWNER).signal('signal', signal);
+    await this.ready;
+    if (this.#closed) throw new WriteQueueClosedError();
+    if (signal?.aborted) throw signal.reason;
+    const id = globalThis.crypto.randomUUID();
+    if (this.#ordered && this.#items.length + this.#storing > 0) {
+      await this.#enqueue(id, data, undefined, 0);
+      return { status: 'queued', id, error: undefined };
+    }
+    try {
+      const value = await this.#policy.execute(
+        (ctx) => this.#send(data, { signal: ctx.signal, id, attempt: 1, replay: false }),
+        signal,
+      );
+      return { status: 'sent', id, value };
+    } catch (error) {
+      // The caller gave up, or the write can never succeed: not ours to replay.
+      if (signal?.aborted || !this.#retryable(error)) throw error;
+      await this.#enqueue(id, data, error, 1);
+      return { status: 'queued', id, error };
+    }
+  }
+
+  async enqueue(data: T): Promise<string> {
+    await this.ready;
+    const id = globalThis.crypto.randomUUID();
+    await this.#enqueue(id, data, undefined, 0);
+    return id;
+  }
+
+  async #enqueue(id: string, data: T, error: unknown, attempts: number): Promise<void> {
+    if (this.#closed) throw new WriteQueueClosedError();
+    if (this.#items.length + this.#storing >= this.#maxItems)
+      throw new WriteQueueFullError(this.#maxItems, error);
+    const item: Item<T> = { id, data, enqueuedAt: this.#clock.now(), attempts };
+    this.#storing++;
+    const stored = this.#store.append({ id, data, enqueuedAt: item.enqueuedAt });
+    this.#stores.add(stored);
+    try {
+      await stored;
+    } finally {
+      this.#storing--;
+      this.#stores.delete(stored);
+    }
+    this.#items.push(item);
+    this.#emit('queued', { id, data, error, size: this.#items.length });
+    // The first attempt just failed: the first replay waits like a retry would.
+    if (attempts > 0 && this.#retryAt === 0 && this.#failures === 0 && !isCircuitOpenError(error))
+      this.#fail();
+    this.#schedule();
+  }
+
+  /** Counts a failed attempt and sets when the next replay may go. Returns the wait. */
+  #fail(): number {
+    this.#failures++;
+    const delay = Math.max(0, this.#backoff.delay(this.#failures, this.#lastDelay, this.#random));
+    this.#lastDelay = delay;
+    this.#retryAt = this.#clock.now() + delay;
+    return delay;
+  }
+
+  /** Starts a replay now, or arms the one timer for when one may start. */
+  #schedule(): void {
+    if (this.#closed || this.#draining || this.#items.length === 0) return;
+    this.#clearTimer();
+    const now = this.#clock.now();
+    let at = this.#retryAt;
+    const b = this.#breaker;
+    if (b !== undefined) {
+      const state = b.state;
+      if (WAIT_FOR_BREAKER.has(state)) return; // its stateChange calls back
+      if (state === 'open') at = Math.max(at, b.nextAttemptAt ?? now);
+    }
+    if (at <= now) {
+      this.#start();
+      return;
+    }
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.#schedule();
+    }, at - now);
+    // Stored writes outlive the process; a pending replay must not keep it alive.
+    this.#timer.unref();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) {
+      this.#clock.clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #start(): Promise<void> {
+    if (this.#draining) return this.#draining;
+    this.#clearTimer();
+    // Marked as draining before the first send: the breaker's stateChange listener may run
+    // synchronously inside it (open -> half-open as our replay becomes the probe).
+    let done!: () => void;
+    const run = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    this.#draining = run;
+    this.#replay()
+      .catch((error) => {
+        // #replay catches what sends and stores throw; anything else is a bug, reported like a listener's.
+        queueMicrotask(() => {
+          throw error;
+        });
+      })
+      .finally(() => {
+        this.#draining = undefined;
+        done();
+        this.#schedule();
+      });
+    return run;
+  }
+
+  async #replay(): Promise<void> {
+    while (!this.#closed && this.#items.length > 0) {
+      const item = this.#items[0]!;
+      this.#sending = item;
+      item.attempts++;
+      let value: R;
+      try {
+        value = await this.#policy.execute(
+          (ctx) =>
+            this.#send(item.data, { signal: ctx.signal, id: item.id, attempt: item.attempts, replay: true }),
+          this.#abort.signal,
+        );
+      } catch (error) {
+        this.#sending = undefined;
+        if (this.#closed) {
+          item.attempts--;
+          return;
+        }
+        if (isCircuitOpenError(error)) {
+          // Not sent, so not an attempt; the breaker (or its error) says when to come back.
+          // (A breaker of ours is also watched by #schedule; this covers one nested in `policy`, and
+          // a rejection that names no time, which must not turn into a loop of immediate retries.)
+          item.attempts--;
+          const retryAt = (error as { retryAt?: unknown }).retryAt;
+          if (typeof retryAt === 'number' && retryAt > this.#clock.now()) this.#retryAt = retryAt;
+          else this.#fail();
+          return;
+        }
+        if (!this.#retryable(error) || item.attempts >= this.#maxAttempts) {
+          await this.#removeHead(item);
+          this.#emit('dead', { id: item.id, data: item.data, error, attempts: item.attempts });
+          continue;
+        }
+        const wait = this.#fail();
+        this.#emit('replayFailed', { id: item.id, error, attempts: item.attempts, retryInMs: wait });
+        return;
+      }
+      this.#sending = undefined;
+      this.#failures = 0;
+      this.#lastDelay = 0;
+      this.#retryAt = 0;
+      await this.#removeHead(item);
+      this.#emit('sent', {
+        id: item.id,
+        data: item.data,
+        value,
+        attempts: item.attempts,
+        queuedMs: this.#clock.now() - item.enqueuedAt,
+      });
+    }
+    if (!this.#closed && this.#items.length === 0) this.#emit('drained', { at: this.#clock.now() });
+  }
+
+  async #removeHead(item: Item<T>): Promise<void> {
+    if (this.#items[0] === item) this.#items.shift();
+    else {
+      const i = this.#items.indexOf(item);
+      if (i >= 0) this.#items.splice(i, 1);
+    }
+    try {
+      await this.#store.remove(item.id);
+    } catch (error) {
+      // Already sent: keeping it would send it twice in this process; the store may replay it after a restart.
+      this.#emit('storeError', { operation: 'remove', error });
+    }
+  }
+
+  async drain(): Promise<void> {
+    await this.ready;
+    if (this.#closed) return;
+    this.#retryAt = 0;
+    await this.#start();
+  }
+
+  pending(): PendingWrite<T>[] {
+    return this.#items.map((i) => ({
+      id: i.id,
+      data: i.data,
+      enqueuedAt: i.enqueuedAt,
+      attempts: i.attempts,
+    }));
+  }
+
+  async discard(id: string): Promise<boolean> {
+    await this.ready;
+    const item = this.#items.find((i) => i.id === id);
+    if (item === undefined || item === this.#sending) return false;
+    this.#items.splice(this.#items.indexOf(item), 1);
+    await this.#store.remove(id);
+    return true;
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#clearTimer();
+    this.#sub?.dispose();
+    this.#abort.abort(new WriteQueueClosedError());
+    await Promise.allSettled([this.ready, this.#draining, ...this.#stores]);
+    try {
+      await this.#store.close();
+    } catch (error) {
+      this.#emit('storeError', { operation: 'close', error });
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * A queue of writes replayed when their downstream recovers: the fallback for calls that change
+ * something, where a cached answer will not do. `submit()` sends at once when it can; when the
+ * send fails (breaker open, timeout, 5xx) the write is stored and the caller learns it was
+ * queued, not lost. Replays go in order, one at a time, through the same breaker, starting when it
+ * closes (or as its probe once its open period ends), with a jittered backoff between failures.
+ *
+ * @example
+ * ```ts
+ * import { circuitBreaker, fileWriteStore, writeQueue } from 'tripswitch';
+ *
+ * const orders = circuitBreaker({ name: 'orders' });
+ * const outbox = writeQueue({
+ *   breaker: orders,
+ *   store: fileWriteStore('/var/lib/shop/orders-outbox.jsonl'),
+ *   send: async (order: Order, { signal, id }) => {
+ *     const res = await fetch('http://orders/api/orders', {
+ *       method: 'POST', body: JSON.stringify(order), signal,
+ *       headers: { 'content-type': 'application/json', 'idempotency-key': id },
+ *     });
+ *     if (res.status >= 500) throw new Error(`orders answered ${res.status}`);
+ *     return res.status;
+ *   },
+ * });
+ *
+ * const r = await outbox.submit(order, req.signal);
+ * res.statusCode = r.status === 'sent' ? 201 : 202; // 202: accepted, will be applied on recovery
+ * ```
+ */
+export function writeQueue<T, R = unknown>(options: WriteQueueOptions<T, R>): WriteQueue<T, R> {
+  return new Queue(options);
+}
+
+/**
+ * A store in memory: writes do not survive the process. For tests, and for writes that may be
+ * lost on a restart but should not be lost to a short outage. Closing it keeps its writes, so a
+ * second queue on the same store sees them (as after a restart, in tests).
+ *
+ * @example
+ * ```ts
+ * const store = memoryWriteStore<Order>();
+ * const outbox = writeQueue({ store, send, breaker });
+ * ```
+ */
+export function memoryWriteStore<T>(): WriteQueueStore<T> {
+  const writes = new Map<string, QueuedWrite<T>>();
+  return {
+    load: async () => [...writes.values()],
+    append: async (w) => {
+      writes.set(w.id, { id: w.id, data: w.data, enqueuedAt: w.enqueuedAt });
+    },
+    remove: async (id) => {
+      writes.delete(id);
+    },
+    close: async () => {},
+  };
+}
