@@ -63,6 +63,9 @@ describe('fileWriteStore', () => {
     const before = readFileSync(path, 'utf8');
     const s2 = fileWriteStore(path);
     await assert.rejects(s2.load(), /outbox\.jsonl line 2 is not a queue record; the file was not changed/);
+    writeFileSync(path, '{"a":"x","t":1,"d":1}\nnull\n');
+    await assert.rejects(fileWriteStore(path).load(), /line 2 is not a queue record/);
+    writeFileSync(path, before);
     assert.equal(readFileSync(path, 'utf8'), before);
     assert.equal(existsSync(`${path}.lock`), false, 'a failed load releases the lock');
   });

@@ -104,10 +104,9 @@ class FileStore<T> implements WriteQueueStore<T> {
         try {
           rec = JSON.parse(line);
         } catch {
-          throw new Error(
-            `${OWNER}: ${this.#path} line ${lineNo} is not a queue record; the file was not changed (move it aside to start empty)`,
-          );
+          throw this.#damaged(lineNo);
         }
+        if (typeof rec !== 'object' || rec === null) throw this.#damaged(lineNo);
         if (typeof rec.a === 'string' && typeof rec.t === 'number') {
           writes.set(rec.a, { id: rec.a, data: rec.d as T, enqueuedAt: rec.t });
           this.#live.set(rec.a, line);
@@ -115,10 +114,7 @@ class FileStore<T> implements WriteQueueStore<T> {
           writes.delete(rec.r);
           this.#live.delete(rec.r);
           this.#tombstones++;
-        } else
-          throw new Error(
-            `${OWNER}: ${this.#path} line ${lineNo} is not a queue record; the file was not changed (move it aside to start empty)`,
-          );
+        } else throw this.#damaged(lineNo);
       }
       good += bytes;
     }
@@ -127,6 +123,12 @@ class FileStore<T> implements WriteQueueStore<T> {
     if (good < Buffer.byteLength(text)) await this.#fh.truncate(good);
     if (this.#mustCompact()) await this.#compact();
     return [...writes.values()];
+  }
+
+  #damaged(lineNo: number): Error {
+    return new Error(
+      `${OWNER}: ${this.#path} line ${lineNo} is not a queue record; the file was not changed (move it aside to start empty)`,
+    );
   }
 
   async #lock(): Promise<void> {
