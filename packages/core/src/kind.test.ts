@@ -8,6 +8,7 @@ import {
   type FallbackOutcome,
   fallback,
   fallbackOutcomes,
+  memoryWriteStore,
   policyKind,
   type RetryEvents,
   rateLimiter,
@@ -15,6 +16,7 @@ import {
   retryGiveUpReasons,
   timeout,
   wrap,
+  writeQueue,
 } from './index.js';
 
 it('every policy names its kind, on the prototype (no per-instance field)', () => {
@@ -37,6 +39,14 @@ it('every policy names its kind, on the prototype (no per-instance field)', () =
   assert.equal(policyKind({ execute: async () => 1, kind: 'other' }), undefined);
   assert.equal(policyKind({ kind: 'retry' }), undefined, 'no execute, not a policy');
   assert.equal(policyKind(null), undefined);
+});
+
+it('a write queue names its kind too, but is not a policy (no execute)', async () => {
+  const q = writeQueue({ send: async () => 1, store: memoryWriteStore() });
+  assert.equal(q.kind, 'writeQueue');
+  assert.equal(Object.hasOwn(q, 'kind'), false, 'kind is an own property');
+  assert.equal(policyKind(q), undefined);
+  await q.close();
 });
 
 // Compile-time: each list names every member of its union (a new member breaks the build here).

@@ -186,6 +186,8 @@ export interface PendingWrite<T> extends QueuedWrite<T> {
  * ```
  */
 export interface WriteQueue<T, R> {
+  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
+  readonly kind: 'writeQueue';
   /** Resolves when the store's writes are loaded; rejects if the store could not be read. */
   readonly ready: Promise<void>;
   /** Writes waiting for replay. */
@@ -251,6 +253,11 @@ const direct: Policy<PolicyContext> = {
 const always = () => true;
 
 class Queue<T, R> implements WriteQueue<T, R> {
+  // On the prototype, not per instance: idle policies stay as small as they were.
+  get kind(): 'writeQueue' {
+    return 'writeQueue';
+  }
+
   readonly ready: Promise<void>;
   readonly #send: WriteQueueOptions<T, R>['send'];
   readonly #store: WriteQueueStore<T>;

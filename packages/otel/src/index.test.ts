@@ -8,10 +8,13 @@ import {
   constantBackoff,
   fallback,
   isBulkheadRejectedError,
+  memoryWriteStore,
   rateLimiter,
   retry,
   timeout,
+  type WriteQueueStore,
   wrap,
+  writeQueue,
 } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
 import { otelMetrics } from './index.js';
@@ -156,5 +159,116 @@ test('policy instruments: retry, timeout, bulkhead, rate limiter, fallback (in-m
   assert.ok(!c.points('tripswitch_bulkhead_active').some((p) => p.value === 1));
   hold2.resolve();
   await running2;
+  await provider.shutdown();
+});
+
+test('write queue instruments: size observed at collection, counters, age histogram in seconds', async () => {
+  const clock = new TestClock();
+  const reader = new Reader();
+  const provider = new MeterProvider({ readers: [reader] });
+  const m = otelMetrics({ meter: provider.getMeter('t') });
+  const breaker = circuitBreaker({
+    name: 'orders',
+    clock,
+    trip: { kind: 'consecutive', threshold: 1 },
+    openDuration: 5_000,
+  });
+  let mode: 'up' | 'down' | 'fatal' = 'up';
+  const mem = memoryWriteStore<string>();
+  let failRemove = false;
+  const store: WriteQueueStore<string> = {
+    ...mem,
+    remove: async (id) => {
+      if (failRemove) throw new Error('disk full');
+      await mem.remove(id);
+    },
+  };
+  const q = writeQueue({
+    send: async (data: string) => {
+      if (mode !== 'up') throw new Error(`${mode} (${data})`);
+      return data;
+    },
+    store,
+    breaker,
+    clock,
+    backoff: constantBackoff(100),
+    retryable: (e) => !(e as Error).message.startsWith('fatal'),
+  });
+  const h = m.instrument('outbox', q);
+  assert.throws(() => m.instrument('outbox', q), /a writeQueue named "outbox" is already instrumented/);
+  const v = (c: Awaited<ReturnType<typeof collector>>, n: string, extra: Record<string, string> = {}) =>
+    c.value(`tripswitch_write_queue_${n}`, { queue: 'outbox', ...extra });
+
+  let c = await collector(reader);
+  for (const n of ['size', 'queued', 'sent', 'replay_failures', 'dead']) assert.equal(v(c, n), 0, n);
+  for (const operation of ['load', 'remove', 'close'])
+    assert.equal(v(c, 'store_errors', { operation }), 0, operation);
+  assert.equal(c.points('tripswitch_write_queue_age').length, 0, 'nothing delivered yet');
+
+  // t=0: two writes queued (the first attempt opens the breaker); t=5s: the probe replay fails;
+  // t=10s: both are delivered, 10 s after they were queued.
+  mode = 'down';
+  assert.equal((await q.submit('a')).status, 'queued');
+  assert.equal((await q.submit('b')).status, 'queued');
+  c = await collector(reader);
+  assert.equal(v(c, 'size'), 2);
+  assert.equal(v(c, 'queued'), 2);
+  await clock.advanceAsync(5_000);
+  c = await collector(reader);
+  assert.equal(v(c, 'replay_failures'), 1);
+  assert.equal(v(c, 'sent'), 0);
+  mode = 'up';
+  await clock.advanceAsync(5_000);
+  c = await collector(reader);
+  assert.equal(v(c, 'size'), 0);
+  assert.equal(v(c, 'sent'), 2);
+  const age = v(c, 'age') as {
+    count: number;
+    sum: number;
+    buckets: { boundaries: number[]; counts: number[] };
+  };
+  assert.equal(age.count, 2);
+  assert.equal(age.sum, 20);
+  assert.equal(age.buckets.boundaries.at(-1), 14_400, 'buckets up to hours');
+  assert.equal(age.buckets.counts[age.buckets.boundaries.indexOf(10)], 2, 'both in the (5, 10] bucket');
+  const [ageMetric] = (await reader.collect()).resourceMetrics.scopeMetrics
+    .flatMap((s) => s.metrics)
+    .filter((x) => x.descriptor.name === 'tripswitch_write_queue_age');
+  assert.equal(ageMetric?.descriptor.unit, 's');
+
+  // A write dropped for good, whose removal from the store fails.
+  mode = 'down';
+  assert.equal((await q.submit('c')).status, 'queued');
+  mode = 'fatal';
+  failRemove = true;
+  await clock.advanceAsync(5_000);
+  c = await collector(reader);
+  assert.equal(v(c, 'dead'), 1);
+  assert.equal(v(c, 'store_errors', { operation: 'remove' }), 1);
+  assert.equal(v(c, 'store_errors', { operation: 'load' }), 0);
+  assert.equal(v(c, 'queued'), 3);
+
+  // A disposed handle stops counting and observing.
+  h.dispose();
+  failRemove = false;
+  mode = 'down';
+  clock.advance(5_000);
+  assert.equal((await q.submit('d')).status, 'queued');
+  assert.equal(q.size, 1);
+  c = await collector(reader);
+  assert.equal(v(c, 'queued'), 3);
+  assert.ok(!c.points('tripswitch_write_queue_size', { queue: 'outbox' }).some((p) => p.value === 1));
+  // Instrumented again under another name, then the metrics' dispose() ends it.
+  m.instrument('outbox-2', q);
+  assert.equal((await q.submit('e')).status, 'queued');
+  c = await collector(reader);
+  assert.equal(c.value('tripswitch_write_queue_queued', { queue: 'outbox-2' }), 1);
+  assert.equal(c.value('tripswitch_write_queue_size', { queue: 'outbox-2' }), 2);
+  m.dispose();
+  assert.equal((await q.submit('f')).status, 'queued');
+  c = await collector(reader);
+  assert.equal(c.value('tripswitch_write_queue_queued', { queue: 'outbox-2' }), 1);
+  assert.ok(!c.points('tripswitch_write_queue_size', { queue: 'outbox-2' }).some((p) => p.value === 3));
+  await q.close();
   await provider.shutdown();
 });

@@ -19,6 +19,8 @@ import {
   type RateLimiterPolicy,
   type RetryPolicy,
   type TimeoutPolicy,
+  type WriteQueue,
+  type WriteQueueEvents,
 } from 'tripswitch';
 
 const stateValue: Record<CircuitState, number> = {
@@ -41,14 +43,15 @@ export interface OtelMetricsOptions {
   meter?: Meter;
 }
 
-/** Policies {@link OtelMetrics.instrument} accepts: one of these, or a `wrap()` of them. */
+/** What {@link OtelMetrics.instrument} accepts: one of these, a `wrap()` of them, or a write queue. */
 export type InstrumentablePolicy =
   | RetryPolicy
   | TimeoutPolicy
   | BulkheadPolicy
   | RateLimiterPolicy
   | FallbackPolicy<unknown>
-  | { readonly policies: readonly unknown[] };
+  | { readonly policies: readonly unknown[] }
+  | WriteQueue<unknown, unknown>;
 
 /** A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op. */
 export interface MetricsHandle {
@@ -61,16 +64,18 @@ export interface OtelMetrics extends MetricsHandle {
   /**
    * Records metrics of a retry, timeout, bulkhead, rate limiter or fallback with the attribute
    * `policy: name`. The kind is read from the policy's `kind` (see `policyKind` in core). A `wrap()` instruments each
-   * policy in it (breakers inside are skipped: they are followed through `registry`). One name per
-   * kind: a second policy of the same kind under the same name throws. Returns a handle whose
-   * `dispose()` detaches the listeners and stops the observations of the policy (points already
-   * recorded on synchronous counters stay in the SDK: the API cannot delete them).
+   * policy in it (breakers inside are skipped: they are followed through `registry`). A write
+   * queue (`writeQueue()`) gets the `tripswitch_write_queue_*` instruments with the attribute
+   * `queue: name`. One name per kind: a second policy of the same kind under the same name throws.
+   * Returns a handle whose `dispose()` detaches the listeners and stops the observations of the
+   * policy (points already recorded on synchronous instruments stay in the SDK: the API cannot
+   * delete them).
    */
   instrument(name: string, policy: InstrumentablePolicy): MetricsHandle;
 }
 
-/** The kinds of policy `instrument()` attaches metrics to. */
-type MeteredKind = Exclude<PolicyKind, 'breaker' | 'wrap'>;
+/** The kinds of policy `instrument()` attaches metrics to (a write queue is not a policy, but is metered alike). */
+type MeteredKind = Exclude<PolicyKind, 'breaker' | 'wrap'> | 'writeQueue';
 
 interface PolicyOf {
   retry: RetryPolicy;
@@ -78,7 +83,22 @@ interface PolicyOf {
   bulkhead: BulkheadPolicy;
   rateLimiter: RateLimiterPolicy;
   fallback: FallbackPolicy<unknown>;
+  writeQueue: WriteQueue<unknown, unknown>;
 }
+
+/** A write queue has no `execute`, so `policyKind()` does not name it: recognised by its `kind` and `on`. */
+function isWriteQueue(x: unknown): x is WriteQueue<unknown, unknown> {
+  if (typeof x !== 'object' || x === null) return false;
+  const o = x as { kind?: unknown; on?: unknown };
+  return o.kind === 'writeQueue' && typeof o.on === 'function';
+}
+
+/** Every `operation` of a write queue's `storeError` event (the Record type makes the list complete). */
+const writeQueueStoreOperations = Object.keys({
+  load: true,
+  remove: true,
+  close: true,
+} satisfies Record<WriteQueueEvents<unknown, unknown>['storeError']['operation'], true>);
 
 /**
  * Records breaker metrics of a registry through `@opentelemetry/api`, and policy metrics through
@@ -133,19 +153,23 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
   }
 
   // Policy instruments: each kind's instruments are created on its first instrument().
-  /** An observable gauge (or, with `counter`, an observable counter) read from each policy at collection. */
+  /**
+   * An observable gauge (or, with `counter`, an observable counter) read from each policy at
+   * collection, its name in the attribute `attribute`.
+   */
   const polled = <P>(
     n: string,
     description: string,
     policies: Map<string, P>,
     value: (policy: P) => number,
     counter = false,
+    attribute = 'policy',
   ): void => {
     const o = counter
       ? meter.createObservableCounter(n, { description })
       : meter.createObservableGauge(n, { description });
     const cb = (r: ObservableResult<Attributes>): void => {
-      for (const [name, x] of policies) r.observe(value(x), { policy: name });
+      for (const [name, x] of policies) r.observe(value(x), { [attribute]: name });
     };
     o.addCallback(cb);
     removeCallbacks.push(() => o.removeCallback(cb));
@@ -254,12 +278,58 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
         return () => s.dispose();
       };
     },
+    writeQueue: () => {
+      const all = new Map<string, WriteQueue<unknown, unknown>>();
+      polled('tripswitch_write_queue_size', 'Writes waiting for replay', all, (q) => q.size, false, 'queue');
+      const queued = meter.createCounter('tripswitch_write_queue_queued', {
+        description: 'Writes stored for replay',
+      });
+      const sent = meter.createCounter('tripswitch_write_queue_sent', {
+        description: 'Stored writes delivered by a replay',
+      });
+      const failures = meter.createCounter('tripswitch_write_queue_replay_failures', {
+        description: 'Replays that failed (the write stays queued)',
+      });
+      const dead = meter.createCounter('tripswitch_write_queue_dead', {
+        description: 'Writes dropped: not retryable, or out of attempts',
+      });
+      const storeErrors = meter.createCounter('tripswitch_write_queue_store_errors', {
+        description: 'Store failures, by operation',
+      });
+      const age = meter.createHistogram('tripswitch_write_queue_age', {
+        description: 'Time from queued to delivered, of writes delivered by a replay',
+        unit: 's',
+        advice: {
+          explicitBucketBoundaries: [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400],
+        },
+      });
+      return (name, q) => {
+        all.set(name, q);
+        const a = { queue: name };
+        for (const c of [queued, sent, failures, dead]) c.add(0, a);
+        for (const operation of writeQueueStoreOperations) storeErrors.add(0, { queue: name, operation });
+        const s = [
+          q.on('queued', () => queued.add(1, a)),
+          q.on('sent', (e) => {
+            sent.add(1, a);
+            age.record(e.queuedMs / 1000, a);
+          }),
+          q.on('replayFailed', () => failures.add(1, a)),
+          q.on('dead', () => dead.add(1, a)),
+          q.on('storeError', (e) => storeErrors.add(1, { queue: name, operation: e.operation })),
+        ];
+        return () => {
+          for (const x of s) x.dispose();
+          all.delete(name);
+        };
+      };
+    },
   };
   const attachers: { [K in MeteredKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
   const taken = new Set<string>();
   const handles = new Set<() => void>();
   const add = (name: string, policy: unknown, undo: Detach[], top: boolean): void => {
-    const kind = policyKind(policy);
+    const kind = isWriteQueue(policy) ? 'writeQueue' : policyKind(policy);
     if (kind === 'wrap') {
       for (const q of (policy as { policies: readonly unknown[] }).policies) add(name, q, undo, false);
       return;
@@ -271,7 +341,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     if (kind === undefined) {
       if (top)
         throw new TypeError(
-          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback or wrap() of them',
+          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback, wrap() of them or write queue',
         );
       return;
     }

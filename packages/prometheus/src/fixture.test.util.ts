@@ -1,18 +1,22 @@
 /**
  * Shared test fixture, no tests of its own: an exposition in which every metric family of
- * `prometheusMetrics` has samples, driven by a real breaker and real policies under a TestClock.
+ * `prometheusMetrics` has samples, driven by a real breaker, real policies and a write queue under a
+ * TestClock.
  * Used by the promtool check (index.test.ts) and the dashboard check (grafana.test.ts).
  */
 import { Registry } from 'prom-client';
 import {
   breakerRegistry,
   bulkhead,
+  circuitBreaker,
   constantBackoff,
   fallback,
+  memoryWriteStore,
   rateLimiter,
   retry,
   timeout,
   wrap,
+  writeQueue,
 } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
 import { prometheusMetrics } from './index.js';
@@ -44,6 +48,34 @@ export async function fullExposition(): Promise<{ text: string; register: Regist
   b.isolate();
   await b.execute(async () => 1).catch(() => undefined);
 
+  // A write queue: two writes queued while its downstream is down, a failed replay (the breaker's
+  // probe), then their delivery; a fourth write left waiting.
+  let down = true;
+  const outbox = writeQueue({
+    send: async (n: number) => {
+      if (down) throw new Error('down');
+      return n;
+    },
+    store: memoryWriteStore<number>(),
+    breaker: circuitBreaker({
+      name: 'orders',
+      clock,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 1_000,
+    }),
+    backoff: constantBackoff(10),
+    clock,
+  });
+  m.instrument('outbox', outbox);
+  await outbox.submit(1);
+  await outbox.submit(2);
+  await clock.advanceAsync(1_000);
+  down = false;
+  await clock.advanceAsync(1_000);
+  await outbox.submit(3); // waits behind nothing: sent at once, leaves 0 queued
+  down = true;
+  await outbox.submit(4); // stays queued: size 1
+
   const r = retry({ maxAttempts: 2, backoff: constantBackoff(10), clock });
   const t = timeout({ ms: 100, clock });
   const bh = bulkhead({ maxConcurrent: 1, maxQueue: 1, clock });
@@ -63,6 +95,7 @@ export async function fullExposition(): Promise<{ text: string; register: Regist
   await rl.execute(async () => undefined);
   await rl.execute(async () => undefined).catch(() => undefined);
   const text = await register.metrics();
+  await outbox.close();
   hold.resolve();
   await running;
   await waiting;

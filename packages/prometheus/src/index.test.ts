@@ -8,11 +8,14 @@ import {
   constantBackoff,
   fallback,
   isBulkheadRejectedError,
+  memoryWriteStore,
   rateLimiter,
   retry,
   TimeoutError,
   timeout,
+  type WriteQueueStore,
   wrap,
+  writeQueue,
 } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
 import { deferred, fullExposition, sample, samples } from './fixture.test.util.js';
@@ -37,7 +40,7 @@ test('exposes state, calls and transitions of breakers added later', async () =>
   assert.equal((await register.metrics()).trim(), '');
 });
 
-test('promtool check metrics accepts the full exposition (breaker and every policy kind)', async (t) => {
+test('promtool check metrics accepts the full exposition (breaker, every policy kind, a write queue)', async (t) => {
   const { spawnSync } = await import('node:child_process');
   if (spawnSync('promtool', ['--version']).error) {
     t.skip('promtool missing (apt-get install -y prometheus)');
@@ -47,7 +50,19 @@ test('promtool check metrics accepts the full exposition (breaker and every poli
   const families = new Set(samples(f.text).map((s) => s.name.replace(/_(bucket|sum|count)$/, '')));
   const registered = (await f.register.getMetricsAsJSON()).map((x) => x.name);
   assert.deepEqual([...families].sort(), registered.sort());
-  assert.ok(registered.length >= 19, registered.join(' '));
+  assert.ok(registered.length >= 26, registered.join(' '));
+  for (const n of [
+    'size',
+    'queued_total',
+    'sent_total',
+    'replay_failures_total',
+    'dead_total',
+    'store_errors_total',
+    'age_seconds',
+  ])
+    assert.ok(registered.includes(`tripswitch_write_queue_${n}`), n);
+  assert.ok(/tripswitch_write_queue_age_seconds_count\{queue="outbox"\} 2/.test(f.text), f.text);
+  assert.ok(/tripswitch_write_queue_size\{queue="outbox"\} 1/.test(f.text), f.text);
   const r = spawnSync('promtool', ['check', 'metrics'], { input: f.text, timeout: 10_000 });
   f.dispose();
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
@@ -207,4 +222,163 @@ test('instrument: kinds are recognised; breakers, strangers and duplicates are r
   m.instrument('other', retry());
   m.dispose();
   assert.throws(() => m.instrument('late', retry()), /disposed/);
+});
+
+/** A downstream for write-queue tests: `mode` says how the next sends answer. */
+function outboxDownstream() {
+  const d = {
+    mode: 'up' as 'up' | 'down' | 'fatal',
+    send: async (data: string): Promise<string> => {
+      if (d.mode === 'down') throw new Error(`down (${data})`);
+      if (d.mode === 'fatal') throw new Error(`fatal (${data})`);
+      return `ok:${data}`;
+    },
+  };
+  return d;
+}
+
+test('write queue: size at scrape time, queued / sent / replay failures / dead / store errors, age of delivered writes', async () => {
+  const clock = new TestClock();
+  const register = new Registry();
+  const m = prometheusMetrics({ register });
+  const breaker = circuitBreaker({
+    name: 'orders',
+    clock,
+    trip: { kind: 'consecutive', threshold: 1 },
+    openDuration: 5_000,
+  });
+  const ds = outboxDownstream();
+  const mem = memoryWriteStore<string>();
+  let failRemove = false;
+  const store: WriteQueueStore<string> = {
+    ...mem,
+    remove: async (id) => {
+      if (failRemove) throw new Error('disk full');
+      await mem.remove(id);
+    },
+  };
+  const q = writeQueue({
+    send: ds.send,
+    store,
+    breaker,
+    clock,
+    backoff: constantBackoff(100),
+    retryable: (e) => !(e as Error).message.startsWith('fatal'),
+  });
+  const h = m.instrument('outbox', q);
+  const v = (text: string, n: string, extra: Record<string, string> = {}) =>
+    sample(text, `tripswitch_write_queue_${n}`, { queue: 'outbox', ...extra });
+
+  let text = await register.metrics();
+  for (const n of [
+    'size',
+    'queued_total',
+    'sent_total',
+    'replay_failures_total',
+    'dead_total',
+    'age_seconds_count',
+  ])
+    assert.equal(v(text, n), 0, n);
+  for (const operation of ['load', 'remove', 'close'])
+    assert.equal(v(text, 'store_errors_total', { operation }), 0, operation);
+  assert.doesNotMatch(text, /policy=/);
+
+  // t=0: the first attempt fails and opens the breaker; the second write goes behind the first.
+  ds.mode = 'down';
+  assert.equal((await q.submit('a')).status, 'queued');
+  assert.equal(breaker.state, 'open');
+  assert.equal((await q.submit('b')).status, 'queued');
+  text = await register.metrics();
+  assert.equal(v(text, 'size'), 2);
+  assert.equal(v(text, 'queued_total'), 2);
+  assert.equal(v(text, 'replay_failures_total'), 0);
+
+  // t=5s: the first replay is the breaker's probe, and fails.
+  await clock.advanceAsync(5_000);
+  text = await register.metrics();
+  assert.equal(v(text, 'replay_failures_total'), 1);
+  assert.equal(v(text, 'size'), 2);
+  assert.equal(v(text, 'sent_total'), 0);
+
+  // t=10s: the next probe succeeds and both writes go, each 10 s after it was queued.
+  ds.mode = 'up';
+  await clock.advanceAsync(5_000);
+  assert.equal(breaker.state, 'closed');
+  text = await register.metrics();
+  assert.equal(v(text, 'size'), 0);
+  assert.equal(v(text, 'sent_total'), 2);
+  assert.equal(v(text, 'age_seconds_count'), 2);
+  assert.equal(v(text, 'age_seconds_sum'), 20);
+  assert.equal(v(text, 'age_seconds_bucket', { le: '5' }), 0);
+  assert.equal(v(text, 'age_seconds_bucket', { le: '10' }), 2);
+  assert.equal(v(text, 'age_seconds_bucket', { le: '14400' }), 2);
+  assert.equal(v(text, 'dead_total'), 0);
+
+  // A write whose replay fails for good is dropped; its removal from the store fails.
+  ds.mode = 'down';
+  assert.equal((await q.submit('c')).status, 'queued');
+  ds.mode = 'fatal';
+  failRemove = true;
+  await clock.advanceAsync(5_000);
+  text = await register.metrics();
+  assert.equal(v(text, 'dead_total'), 1);
+  assert.equal(v(text, 'store_errors_total', { operation: 'remove' }), 1);
+  assert.equal(v(text, 'store_errors_total', { operation: 'load' }), 0);
+  assert.equal(v(text, 'queued_total'), 3);
+  assert.equal(v(text, 'sent_total'), 2);
+  assert.equal(v(text, 'size'), 0);
+
+  // The handle's dispose() detaches the listeners and drops the series; the families stay.
+  h.dispose();
+  h.dispose();
+  failRemove = false;
+  ds.mode = 'down';
+  clock.advance(5_000);
+  assert.equal((await q.submit('d')).status, 'queued');
+  text = await register.metrics();
+  assert.doesNotMatch(text, /queue="outbox"/);
+  assert.match(text, /# TYPE tripswitch_write_queue_queued_total counter/);
+  m.instrument('outbox', q);
+  text = await register.metrics();
+  assert.equal(v(text, 'queued_total'), 0);
+  assert.equal(v(text, 'size'), 1);
+  m.dispose();
+  assert.equal((await register.metrics()).trim(), '');
+  await q.close();
+});
+
+test('write queue: subscriptions end with the handle and with the metrics; duplicates refused', async () => {
+  const register = new Registry();
+  const m = prometheusMetrics({ register });
+  const q = writeQueue({ send: async (s: string) => s, store: memoryWriteStore<string>() });
+  // Counts the queue's live subscriptions.
+  let live = 0;
+  const on = q.on.bind(q);
+  Object.defineProperty(q, 'on', {
+    value: ((event, listener) => {
+      const s = on(event, listener);
+      live++;
+      let done = false;
+      const dispose = () => {
+        if (!done) live--;
+        done = true;
+        s.dispose();
+      };
+      return { dispose, [Symbol.dispose]: dispose };
+    }) satisfies typeof q.on,
+  });
+  const h = m.instrument('a', q);
+  assert.equal(live, 5);
+  assert.throws(() => m.instrument('a', q), /a writeQueue named "a" is already instrumented/);
+  assert.equal(live, 5);
+  h.dispose();
+  assert.equal(live, 0);
+  m.instrument('a', q);
+  m.instrument('b', q);
+  m.instrument('a', retry()); // another kind under the same name
+  assert.equal(live, 10);
+  assert.throws(() => m.instrument('x', { kind: 'writeQueue' } as never), TypeError);
+  m.dispose();
+  assert.equal(live, 0);
+  await q.close();
 });

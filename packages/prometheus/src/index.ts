@@ -13,6 +13,8 @@ import {
   type RateLimiterPolicy,
   type RetryPolicy,
   type TimeoutPolicy,
+  type WriteQueue,
+  type WriteQueueEvents,
 } from 'tripswitch';
 
 /** Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only. */
@@ -38,14 +40,15 @@ export interface PrometheusMetricsOptions {
   prefix?: string;
 }
 
-/** Policies {@link PrometheusMetrics.instrument} accepts: one of these, or a `wrap()` of them. */
+/** What {@link PrometheusMetrics.instrument} accepts: one of these, a `wrap()` of them, or a write queue. */
 export type InstrumentablePolicy =
   | RetryPolicy
   | TimeoutPolicy
   | BulkheadPolicy
   | RateLimiterPolicy
   | FallbackPolicy<unknown>
-  | { readonly policies: readonly unknown[] };
+  | { readonly policies: readonly unknown[] }
+  | WriteQueue<unknown, unknown>;
 
 /** A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op. */
 export interface MetricsHandle {
@@ -58,15 +61,16 @@ export interface PrometheusMetrics extends MetricsHandle {
   /**
    * Registers metrics for a retry, timeout, bulkhead, rate limiter or fallback under the label
    * `policy="<name>"`. The kind is read from the policy's `kind` (see `policyKind` in core). A `wrap()` instruments each
-   * policy in it (breakers inside are skipped: they are followed through `registry`). One name per
-   * kind: a second policy of the same kind under the same name throws. Returns a handle whose
-   * `dispose()` detaches the listeners and drops the policy's series.
+   * policy in it (breakers inside are skipped: they are followed through `registry`). A write
+   * queue (`writeQueue()`) gets the `tripswitch_write_queue_*` metrics under `queue="<name>"`. One
+   * name per kind: a second policy of the same kind under the same name throws. Returns a handle
+   * whose `dispose()` detaches the listeners and drops the policy's series.
    */
   instrument(name: string, policy: InstrumentablePolicy): MetricsHandle;
 }
 
-/** The kinds of policy `instrument()` attaches metrics to. */
-type MeteredKind = Exclude<PolicyKind, 'breaker' | 'wrap'>;
+/** The kinds of policy `instrument()` attaches metrics to (a write queue is not a policy, but is metered alike). */
+type MeteredKind = Exclude<PolicyKind, 'breaker' | 'wrap'> | 'writeQueue';
 
 interface PolicyOf {
   retry: RetryPolicy;
@@ -74,7 +78,22 @@ interface PolicyOf {
   bulkhead: BulkheadPolicy;
   rateLimiter: RateLimiterPolicy;
   fallback: FallbackPolicy<unknown>;
+  writeQueue: WriteQueue<unknown, unknown>;
 }
+
+/** A write queue has no `execute`, so `policyKind()` does not name it: recognised by its `kind` and `on`. */
+function isWriteQueue(x: unknown): x is WriteQueue<unknown, unknown> {
+  if (typeof x !== 'object' || x === null) return false;
+  const o = x as { kind?: unknown; on?: unknown };
+  return o.kind === 'writeQueue' && typeof o.on === 'function';
+}
+
+/** Every `operation` of a write queue's `storeError` event (the Record type makes the list complete). */
+const writeQueueStoreOperations = Object.keys({
+  load: true,
+  remove: true,
+  close: true,
+} satisfies Record<WriteQueueEvents<unknown, unknown>['storeError']['operation'], true>);
 
 /**
  * Exposes breaker metrics of a registry through prom-client, and policy metrics through
@@ -195,18 +214,22 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
   // Policy metrics: each kind's families are registered on its first instrument().
   const counter = (n: string, help: string, labelNames: string[]): Counter<string> =>
     mk(new Counter({ name: `${p}${n}`, help, labelNames, registers: [reg] }), n);
-  /** A gauge (or, with `total`, a counter) read from each instrumented policy at scrape time. */
+  /**
+   * A gauge (or, with `total`, a counter) read from each instrumented policy at scrape time, its
+   * name in the label `label`.
+   */
   const polled = <P>(
     n: string,
     help: string,
     policies: Map<string, P>,
     value: (policy: P) => number,
     total = false,
+    label = 'policy',
   ): void => {
     const config = {
       name: `${p}${n}`,
       help,
-      labelNames: ['policy'],
+      labelNames: [label],
       registers: [reg],
     };
     if (total)
@@ -215,7 +238,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
           ...config,
           collect() {
             this.reset();
-            for (const [name, x] of policies) this.inc({ policy: name }, value(x));
+            for (const [name, x] of policies) this.inc({ [label]: name }, value(x));
           },
         }),
         n,
@@ -226,7 +249,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
           ...config,
           collect() {
             this.reset();
-            for (const [name, x] of policies) this.set({ policy: name }, value(x));
+            for (const [name, x] of policies) this.set({ [label]: name }, value(x));
           },
         }),
         n,
@@ -352,12 +375,71 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
         };
       };
     },
+    writeQueue: () => {
+      const all = new Map<string, WriteQueue<unknown, unknown>>();
+      polled('tripswitch_write_queue_size', 'Writes waiting for replay', all, (q) => q.size, false, 'queue');
+      const queued = counter('tripswitch_write_queue_queued_total', 'Writes stored for replay', ['queue']);
+      const sent = counter('tripswitch_write_queue_sent_total', 'Stored writes delivered by a replay', [
+        'queue',
+      ]);
+      const failures = counter(
+        'tripswitch_write_queue_replay_failures_total',
+        'Replays that failed (the write stays queued)',
+        ['queue'],
+      );
+      const dead = counter(
+        'tripswitch_write_queue_dead_total',
+        'Writes dropped: not retryable, or out of attempts',
+        ['queue'],
+      );
+      const storeErrors = counter(
+        'tripswitch_write_queue_store_errors_total',
+        'Store failures, by operation',
+        ['queue', 'operation'],
+      );
+      const age = mk(
+        new Histogram({
+          name: `${p}tripswitch_write_queue_age_seconds`,
+          help: 'Time from queued to delivered, of writes delivered by a replay',
+          labelNames: ['queue'],
+          buckets: [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400],
+          registers: [reg],
+        }),
+        'tripswitch_write_queue_age_seconds',
+      );
+      return (name, q) => {
+        all.set(name, q);
+        const l = { queue: name };
+        const ops = writeQueueStoreOperations.map((operation) => ({ queue: name, operation }));
+        const counters = [queued, sent, failures, dead];
+        for (const c of counters) c.inc(l, 0);
+        for (const o of ops) storeErrors.inc(o, 0);
+        age.zero(l);
+        const s = [
+          q.on('queued', () => queued.inc(l)),
+          q.on('sent', (e) => {
+            sent.inc(l);
+            age.observe(l, e.queuedMs / 1000);
+          }),
+          q.on('replayFailed', () => failures.inc(l)),
+          q.on('dead', () => dead.inc(l)),
+          q.on('storeError', (e) => storeErrors.inc({ queue: name, operation: e.operation })),
+        ];
+        return () => {
+          for (const x of s) x.dispose();
+          for (const c of counters) c.remove(l);
+          for (const o of ops) storeErrors.remove(o);
+          age.remove(l);
+          all.delete(name);
+        };
+      };
+    },
   };
   const attachers: { [K in MeteredKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
   const taken = new Set<string>();
   const handles = new Set<() => void>();
   const add = (name: string, policy: unknown, undo: Detach[], top: boolean): void => {
-    const kind = policyKind(policy);
+    const kind = isWriteQueue(policy) ? 'writeQueue' : policyKind(policy);
     if (kind === 'wrap') {
       for (const q of (policy as { policies: readonly unknown[] }).policies) add(name, q, undo, false);
       return;
@@ -369,7 +451,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     if (kind === undefined) {
       if (top)
         throw new TypeError(
-          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback or wrap() of them',
+          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback, wrap() of them or write queue',
         );
       return;
     }
