@@ -2,18 +2,31 @@
  * The cascade demo (`tripswitch demo`): Service B, Service A, a load generator, the report.
  * @module
  */
-export { type LoadOptions, type LoadResult, type Route, runLoad, type Sample, splitClients } from './load.js';
+export {
+  type LoadOptions,
+  type LoadResult,
+  type Route,
+  runLoad,
+  runWriter,
+  type Sample,
+  splitClients,
+  type WriterOptions,
+  type WriterResult,
+  type WriteSample,
+} from './load.js';
 export {
   fmtMs,
   fmtRatio,
   formatTable,
   formatTimeline,
+  formatWrites,
   type PhaseDef,
   percentile,
   phaseStats,
   type RouteStats,
   routeStats,
   type TimelineEntry,
+  type WriteStats,
 } from './report.js';
 export {
   type Comparison,
@@ -26,7 +39,14 @@ export {
   type RunResult,
   runDemo,
 } from './run.js';
-export { BREAKER_NAME, type ServiceA, type ServiceAOptions, startServiceA, WorkerPool } from './service-a.js';
+export {
+  BREAKER_NAME,
+  type OrderWrite,
+  type ServiceA,
+  type ServiceAOptions,
+  startServiceA,
+  WorkerPool,
+} from './service-a.js';
 export {
   isUpstreamMode,
   startUpstream,

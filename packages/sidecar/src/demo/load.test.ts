@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { runLoad, splitClients } from './load.js';
+import { runLoad, runWriter, splitClients } from './load.js';
 
 /** A stand-in for Service A: /profile answers at once, /orders as `orders` says. */
 async function fakeA(
@@ -10,6 +10,19 @@ async function fakeA(
 ): Promise<{ url: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     if (req.url === '/profile') return res.end('{}');
+    if (req.method === 'POST') {
+      // Echo the write's id, so the writer's test can check the bodies.
+      let body = '';
+      req.on('data', (c: Buffer) => {
+        body += c;
+      });
+      req.on('end', () => {
+        if (orders === 'hang') return;
+        res.statusCode = orders === 'error' ? 503 : 201;
+        res.end(body);
+      });
+      return;
+    }
     if (orders === 'hang') return;
     if (orders === 'error') {
       res.statusCode = 503;
@@ -95,6 +108,52 @@ test('errors are recorded with their status; an abort stops the load early', asy
     });
     assert.ok(r.samples.length >= 20 && r.samples.length <= 22, `${r.samples.length} samples`);
     assert.ok(r.samples.filter((s) => s.route === 'orders').every((s) => s.status === 503 || s.status === 0));
+  } finally {
+    await a.close();
+  }
+});
+
+test('runWriter: one POST with a new id per tick until durationMs, every write answered', async () => {
+  const a = await fakeA('ok');
+  try {
+    const ids: string[] = [];
+    const r = await runWriter({
+      baseUrl: a.url,
+      intervalMs: 20,
+      concurrency: 2,
+      durationMs: 200,
+      onSample: (s) => ids.push(s.id),
+    });
+    // Ticks at 0, 20, ..., 180 ms: at most 10, fewer only if timers ran late.
+    assert.ok(r.submitted >= 1 && r.submitted + r.skipped <= 10, `${r.submitted} sent, ${r.skipped} skipped`);
+    assert.equal(r.samples.length, r.submitted);
+    assert.equal(r.cutOff, 0);
+    assert.ok(r.samples.every((s) => s.status === 201 && s.start < 200 && s.latency >= 0));
+    assert.equal(new Set(ids).size, r.submitted, 'every write has its own id');
+    assert.deepEqual(
+      r.samples.map((s) => s.id).sort(),
+      Array.from({ length: r.submitted }, (_, i) => `w${i + 1}`).sort(),
+    );
+  } finally {
+    await a.close();
+  }
+});
+
+test('runWriter: at most concurrency writes in flight (busy ticks are skipped), cut off after drainMs', async () => {
+  const a = await fakeA('hang');
+  try {
+    const r = await runWriter({
+      baseUrl: a.url,
+      intervalMs: 10,
+      concurrency: 2,
+      durationMs: 100,
+      drainMs: 100,
+    });
+    assert.equal(r.submitted, 2, 'both writer clients hung on their first write');
+    assert.equal(r.cutOff, 2);
+    assert.ok(r.samples.every((s) => s.status === 0 && s.error === 'cut off'));
+    assert.ok(r.skipped <= 8, `${r.skipped} skipped`);
+    await assert.rejects(runWriter({ baseUrl: a.url, durationMs: 10, concurrency: 0 }), RangeError);
   } finally {
     await a.close();
   }

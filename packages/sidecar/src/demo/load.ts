@@ -140,3 +140,152 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }
   return { samples, sent, cutOff, elapsedMs: performance.now() - t0, clients };
 }
+
+/** One write's outcome (`POST /orders`). */
+export interface WriteSample {
+  /** The order id in the body (`w1`, `w2`, ... per run). */
+  id: string;
+  /** When it was sent, in ms since the load started. */
+  start: number;
+  /** Time to the full response (or to the error), in ms. */
+  latency: number;
+  /** HTTP status, 0 for a transport error or a write cut off at the end. */
+  status: number;
+  /** Set for a transport error or a cut-off write. */
+  error?: string;
+}
+
+/** Options of {@link runWriter}. */
+export interface WriterOptions {
+  /** Base URL of Service A. */
+  baseUrl: string;
+  /** One write every this many ms. @default 100 */
+  intervalMs?: number;
+  /** Writes in flight at most; a tick when all are busy sends nothing (counted as skipped). @default 4 */
+  concurrency?: number;
+  /** Stop sending after this many ms. */
+  durationMs: number;
+  /** After the duration, wait this long for writes in flight before aborting them. @default 15_000 */
+  drainMs?: number;
+  /** Abort everything early (Ctrl-C). */
+  signal?: AbortSignal;
+  /** The time origin of `WriteSample.start` (a `performance.now()` value). @default when the writer starts */
+  t0?: number;
+  /** Called for every write as it settles. */
+  onSample?: (s: WriteSample) => void;
+}
+
+/** What {@link runWriter} measured. */
+export interface WriterResult {
+  samples: WriteSample[];
+  /** Writes sent (each with a new id). */
+  submitted: number;
+  /** Ticks that sent nothing because `concurrency` writes were already in flight. */
+  skipped: number;
+  /** Writes aborted because they were still in flight after the drain (or on an abort). */
+  cutOff: number;
+  /** ms from start until the last write settled. */
+  elapsedMs: number;
+}
+
+/**
+ * A low-rate writer next to {@link runLoad}: one `POST /orders` with a new `id` every `intervalMs`
+ * (an open loop, so a slow A does not slow the schedule), at most `concurrency` in flight, bounded
+ * like the load: it stops sending at `durationMs`, waits at most `drainMs`, then aborts.
+ *
+ * @example
+ * ```ts
+ * const w = await runWriter({ baseUrl: a.url, durationMs: 1_000 });
+ * ```
+ */
+export async function runWriter(options: WriterOptions): Promise<WriterResult> {
+  const intervalMs = options.intervalMs ?? 100;
+  const concurrency = options.concurrency ?? 4;
+  if (!(intervalMs > 0)) throw new RangeError('intervalMs must be > 0');
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new RangeError('concurrency must be an integer >= 1');
+  const drainMs = options.drainMs ?? 15_000;
+  const url = `${options.baseUrl.replace(/\/$/, '')}/orders`;
+  // No request timeout, like the readers: the drain deadline bounds a write.
+  const agent = new Agent({ connections: concurrency, headersTimeout: 0, bodyTimeout: 0 });
+  const cut = new AbortController();
+  setMaxListeners(concurrency + 16, cut.signal);
+  const onAbort = () => cut.abort(new Error('aborted'));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+
+  const samples: WriteSample[] = [];
+  const inflight = new Set<Promise<void>>();
+  let submitted = 0;
+  let skipped = 0;
+  let cutOff = 0;
+  const t0 = options.t0 ?? performance.now();
+  const started = performance.now();
+  const sendUntil = started + options.durationMs;
+
+  const write = async () => {
+    submitted++;
+    const start = performance.now();
+    const s: WriteSample = { id: `w${submitted}`, start: start - t0, latency: 0, status: 0 };
+    try {
+      const r = await request(url, {
+        method: 'POST',
+        dispatcher: agent,
+        signal: cut.signal,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: s.id, item: 'widget', qty: 1 }),
+      });
+      s.status = r.statusCode;
+      await r.body.dump();
+    } catch (err) {
+      s.status = 0;
+      if (cut.signal.aborted) {
+        s.error = 'cut off';
+        cutOff++;
+      } else s.error = err instanceof Error ? err.message : String(err);
+    }
+    s.latency = performance.now() - start;
+    samples.push(s);
+    options.onSample?.(s);
+  };
+
+  // Ticks on a fixed schedule (tick n at started + n * intervalMs), not drifting with timer lateness.
+  await new Promise<void>((resolve) => {
+    let n = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const tick = () => {
+      timer = undefined;
+      // Tick n is due at n * intervalMs: the count is fixed by the schedule (a timer firing a
+      // fraction of a ms early must not add one), and a late tick past the end sends nothing.
+      if (cut.signal.aborted || n * intervalMs >= options.durationMs || performance.now() >= sendUntil) {
+        cut.signal.removeEventListener('abort', stop);
+        return resolve();
+      }
+      if (inflight.size < concurrency) {
+        const p: Promise<void> = write().finally(() => inflight.delete(p));
+        inflight.add(p);
+      } else skipped++;
+      n++;
+      timer = setTimeout(tick, Math.max(0, started + n * intervalMs - performance.now()));
+    };
+    const stop = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      resolve();
+    };
+    cut.signal.addEventListener('abort', stop, { once: true });
+    tick();
+  });
+  const deadline = setTimeout(
+    () => cut.abort(new Error('drain deadline')),
+    Math.max(0, started + options.durationMs + drainMs - performance.now()),
+  );
+  try {
+    await Promise.all(inflight);
+  } finally {
+    clearTimeout(deadline);
+    options.signal?.removeEventListener('abort', onAbort);
+    await agent.destroy();
+  }
+  return { samples, submitted, skipped, cutOff, elapsedMs: performance.now() - t0 };
+}

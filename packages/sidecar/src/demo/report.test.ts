@@ -6,10 +6,12 @@ import {
   fmtRatio,
   formatTable,
   formatTimeline,
+  formatWrites,
   type PhaseDef,
   percentile,
   phaseStats,
   routeStats,
+  type WriteStats,
 } from './report.js';
 
 const sample = (
@@ -144,4 +146,50 @@ test('formatTimeline with fold: a long run of failed probes keeps its first and 
   assert.equal(formatTimeline(e).split('\n').length - 1, e.length, 'unfolded: one line per change');
   // Three failed probes or fewer are shown in full.
   assert.equal(formatTimeline(e.slice(0, 7), { fold: true }), formatTimeline(e.slice(0, 7)));
+});
+
+test('formatWrites: both runs side by side, the queue rows only for the run that has a queue', () => {
+  const base: WriteStats = {
+    submitted: 120,
+    skipped: 85,
+    acknowledged: 117,
+    created: 117,
+    accepted: 0,
+    failed: 3,
+    cutOff: 0,
+    applied: 118,
+    lost: 2,
+    upstream: { received: 121, applied: 118, duplicates: 0 },
+    p50: 4,
+    p99: 10_000,
+  };
+  const prot: WriteStats = {
+    ...base,
+    submitted: 220,
+    skipped: 0,
+    acknowledged: 220,
+    created: 130,
+    accepted: 90,
+    failed: 0,
+    applied: 220,
+    lost: 0,
+    upstream: { received: 312, applied: 220, duplicates: 1 },
+    p99: 301,
+    queue: { queued: 90, replayed: 90, dead: 0, left: 0, drainWaitMs: 0 },
+  };
+  const lines = formatWrites(base, prot).split('\n');
+  const row = (label: string) =>
+    lines
+      .find((l) => l.startsWith(label))
+      ?.split(/ {2,}/)
+      .slice(1);
+  assert.deepEqual(row('due'), ['205', '220']);
+  assert.deepEqual(row('submitted'), ['120', '220']);
+  assert.deepEqual(row('applied by B'), ['118', '220']);
+  assert.deepEqual(row('lost'), ['2', '0']);
+  assert.deepEqual(row('  202 queued by A')?.slice(-2), ['0', '90']);
+  assert.deepEqual(row('repeats B ignored'), ['0', '1']);
+  assert.deepEqual(row('replayed to B'), ['-', '90']);
+  assert.deepEqual(row('latency p50 / p99'), ['4.00 ms / 10.00 s', '4.00 ms / 301 ms']);
+  assert.match(formatWrites(undefined, prot), /^submitted.* +- +220$/m);
 });

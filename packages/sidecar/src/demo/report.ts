@@ -187,3 +187,66 @@ export function formatTable(unprotected: RunStats | undefined, prot: RunStats | 
   }
   return out;
 }
+
+/** What happened to the writes (`POST /orders`) of one run; every number is counted, none derived from settings. */
+export interface WriteStats {
+  /** Writes the writer sent, each with a new id. */
+  submitted: number;
+  /** Writer ticks that sent nothing: all its clients were waiting for an answer. */
+  skipped: number;
+  /** 2xx answers to the client (`created` + `accepted` + any other 2xx). */
+  acknowledged: number;
+  /** 201: B took the write at once. */
+  created: number;
+  /** 202: A queued the write, to be replayed when B is back. */
+  accepted: number;
+  /** Non-2xx answers, transport errors and writes cut off at the end. */
+  failed: number;
+  cutOff: number;
+  /** Submitted ids that B applied (it counts each id once). */
+  applied: number;
+  /** Submitted ids that B never applied. */
+  lost: number;
+  /** B's own counts: POSTs received, distinct writes applied, repeats it ignored (idempotency key seen). */
+  upstream: { received: number; applied: number; duplicates: number };
+  /** Latency percentiles of the writes in ms (NaN without samples). */
+  p50: number;
+  p99: number;
+  /** Protected only, from A's write queue events: writes stored (`queued`), replayed to B (`sent`), given up (`dead`). */
+  queue?: {
+    queued: number;
+    replayed: number;
+    dead: number;
+    /** Writes still in the queue when B's count was read. */
+    left: number;
+    /** How long the run waited after the load for the queue to drain, in ms. */
+    drainWaitMs: number;
+  };
+}
+
+/**
+ * The writes block, unprotected and protected side by side: submitted, acknowledged, applied by B,
+ * lost, and for the protected run what A's write queue did.
+ */
+export function formatWrites(unprotected: WriteStats | undefined, prot: WriteStats | undefined): string {
+  const rows: [string, (w: WriteStats) => string][] = [
+    ['due (one per writer tick)', (w) => String(w.submitted + w.skipped)],
+    ['  not sent: all writer clients waiting', (w) => String(w.skipped)],
+    ['submitted (POST /orders sent)', (w) => String(w.submitted)],
+    ['acknowledged to the client (2xx)', (w) => String(w.acknowledged)],
+    ['  201 applied by B at once', (w) => String(w.created)],
+    ['  202 queued by A', (w) => String(w.accepted)],
+    ['failed (5xx or no answer)', (w) => String(w.failed)],
+    ['latency p50 / p99', (w) => `${fmtMs(w.p50)} / ${fmtMs(w.p99)}`],
+    ['applied by B (distinct ids)', (w) => String(w.applied)],
+    ['lost (submitted, never applied)', (w) => String(w.lost)],
+    ['repeats B ignored (same key)', (w) => String(w.upstream.duplicates)],
+    ["queued in A's write queue", (w) => (w.queue ? String(w.queue.queued) : '-')],
+    ['replayed to B from the queue', (w) => (w.queue ? String(w.queue.replayed) : '-')],
+    ['left in the queue / given up', (w) => (w.queue ? `${w.queue.left} / ${w.queue.dead}` : '-')],
+  ];
+  let out = `${pad('writes', 40, true)}${pad('unprotected', 20)}${pad('protected', 20)}\n`;
+  for (const [label, f] of rows)
+    out += `${pad(label, 40, true)}${pad(unprotected ? f(unprotected) : '-', 20)}${pad(prot ? f(prot) : '-', 20)}\n`;
+  return out;
+}

@@ -46,9 +46,27 @@ test('runDemo: both runs, every phase and route measured, everything closed afte
   assert.ok(result.comparison.some((c) => c.phase === 'outage' && c.route === 'profile'));
   assert.equal(result.kept, undefined);
 
+  // Writes: counted, not derived. Unprotected has no queue; protected lost none and replayed what it queued.
+  for (const run of [result.runs.unprotected!, result.runs.protected!]) {
+    const w = run.writes;
+    assert.ok(w.submitted > 0, `${run.label}: writes submitted`);
+    assert.equal(w.applied + w.lost, w.submitted);
+    assert.equal(w.acknowledged + w.failed, w.submitted);
+    assert.equal(w.upstream.applied, w.applied, `${run.label}: B applied only submitted ids`);
+  }
+  assert.equal(result.runs.unprotected!.writes.queue, undefined);
+  const pw = result.runs.protected!.writes;
+  assert.ok(pw.queue, 'protected: write queue counts');
+  assert.equal(pw.queue.left, 0, 'the queue drained before B was read');
+  assert.equal(pw.queue.dead, 0);
+  assert.equal(pw.queue.replayed, pw.queue.queued);
+  assert.equal(pw.accepted, pw.queue.queued, 'every 202 is a queued write');
+  assert.equal(pw.lost, 0);
+
   const text = formatReport(result);
   assert.match(text, /outage {3}\/orders/);
   assert.match(text, /closed -> open/);
+  assert.match(text, /^lost \(submitted, never applied\) +\d+ +0$/m);
   assert.ok(lines.some((l) => l.startsWith('[unprotected]')));
   assert.ok(lines.some((l) => l.startsWith('[protected]')));
 

@@ -2,22 +2,34 @@
  * The cascade demo runner: Service B (upstream), Service A (consumer) and a load generator on
  * 127.0.0.1, run twice through the phases healthy -> outage -> recovery, first with A calling B
  * plainly, then through tripswitch; returns the measurements and prints a side-by-side table.
+ * Next to the load, a low-rate writer sends `POST /orders`; the protected A queues the writes B
+ * cannot take and replays them when it is back, and the report counts what B applied.
  *
  * @module
  */
 import { performance } from 'node:perf_hooks';
 import { type BreakerRegistry, breakerRegistry } from 'tripswitch';
-import { type LoadResult, type Route, runLoad, type Sample } from './load.js';
+import {
+  type LoadResult,
+  type Route,
+  runLoad,
+  runWriter,
+  type Sample,
+  type WriterResult,
+  type WriteSample,
+} from './load.js';
 import {
   fmtMs,
   fmtRatio,
   formatTable,
   formatTimeline,
+  formatWrites,
   type PhaseDef,
   percentile,
   phaseStats,
   type RouteStats,
   type TimelineEntry,
+  type WriteStats,
 } from './report.js';
 import { type ServiceA, type SideHandler, startServiceA } from './service-a.js';
 import { startUpstream, type Upstream, type UpstreamMode, type UpstreamStats } from './upstream.js';
@@ -54,6 +66,12 @@ export interface DemoOptions {
   recoveringFailures?: number;
   /** After the phases, wait this long for requests in flight. @default clientTimeoutMs + 2_000 */
   drainMs?: number;
+  /** The writer sends one `POST /orders` every this many ms. @default 100 */
+  writeIntervalMs?: number;
+  /** Writes in flight at most (the writer's own clients). @default 4 */
+  writeConcurrency?: number;
+  /** Protected: after the load, wait at most this long for A's write queue to drain before reading B's count. @default 5_000 */
+  drainWaitMs?: number;
   /** The runs, in order. @default ['unprotected', 'protected'] */
   runs?: readonly RunLabel[];
   /** Keep the last protected run's services (and the dashboard) running; close them with `result.kept.close()`. */
@@ -76,6 +94,8 @@ export interface RunResult {
   cutOff: number;
   clients: Record<Route, number>;
   upstream: UpstreamStats;
+  /** What happened to the writes. */
+  writes: WriteStats;
   /** ms from the start of the load until every request settled. */
   wallMs: number;
   /** The dashboard URL while the run was going, when the dashboard module was available. */
@@ -134,6 +154,9 @@ export function describeModel(s: DemoResult['settings']): string {
     `    unprotected: a plain call, bounded only by the HTTP client's timeout of ${fmtMs(s.clientTimeoutMs)} (undici's default is 300 s).`,
     `    protected:   wrap(fallback(lastGood), retry(2 attempts, 50 ms backoff, budget 20%), circuitBreaker(5 consecutive failures, open ${fmtMs(s.openDurationMs)}), timeout(${fmtMs(s.timeoutMs)})).`,
     `  Load: ${s.concurrency} closed-loop clients (like ab -c ${s.concurrency}), ${Math.round(s.profileShare * 100)}% of them on /profile, the rest on /orders.`,
+    `  Writes: next to the load, one POST /orders (a new id) every ${fmtMs(s.writeIntervalMs)}, at most ${s.writeConcurrency} in flight; B applies each id once.`,
+    `    unprotected: A forwards the write; an error is a 5xx to the client and the write is lost.`,
+    `    protected:   writeQueue(same breaker, timeout(${fmtMs(s.timeoutMs)}), fileWriteStore in a temp dir, idempotency-key): 201 sent, 202 queued and replayed when the breaker closes.`,
     `  Phases per run: healthy ${fmtMs(s.phases.healthy)}, outage ${fmtMs(s.phases.outage)}, recovery ${fmtMs(s.phases.recovery)}; latency is attributed to the phase a request was sent in.`,
     '',
   ].join('\n');
@@ -147,6 +170,7 @@ function progressLine(
   inflight: ReadonlySet<Sample>,
   a: ServiceA,
   breakerState: string,
+  writes: readonly WriteSample[],
 ): string {
   const part = (route: Route) => {
     const s = window.filter((x) => x.route === route);
@@ -162,7 +186,11 @@ function progressLine(
   let oldest = Number.POSITIVE_INFINITY;
   for (const s of inflight) oldest = Math.min(oldest, s.start);
   const waiting = inflight.size > 0 ? `, oldest waiting ${fmtMs(tMs - oldest)}` : '';
-  return `[${label}] ${phase.padEnd(8)} t=${String(Math.round(tMs / 1000)).padStart(2)}s  ${part('orders')} | ${part('profile')} | in flight ${inflight.size}${waiting}; A busy ${active} queued ${queued} | breaker: ${breakerState}`;
+  const w201 = writes.filter((x) => x.status === 201).length;
+  const w202 = writes.filter((x) => x.status === 202).length;
+  const wq = a.writes !== undefined ? `, A's write queue ${a.writes.size}` : '';
+  const wpart = `POST 201 ${w201} 202 ${w202} err ${writes.length - w201 - w202}${wq}`;
+  return `[${label}] ${phase.padEnd(8)} t=${String(Math.round(tMs / 1000)).padStart(2)}s  ${part('orders')} | ${part('profile')} | ${wpart} | in flight ${inflight.size}${waiting}; A busy ${active} queued ${queued} | breaker: ${breakerState}`;
 }
 
 async function runOnce(
@@ -210,6 +238,15 @@ async function runOnce(
   const sub = a.breaker?.on('stateChange', (e) =>
     timeline.push({ t: performance.now() - t0, from: e.from, to: e.to, reason: e.reason }),
   );
+  // Counted from the queue's own events, not inferred from the answers.
+  const queueCounts = { queued: 0, replayed: 0, dead: 0 };
+  const queueSubs = a.writes
+    ? [
+        a.writes.on('queued', () => queueCounts.queued++),
+        a.writes.on('sent', () => queueCounts.replayed++),
+        a.writes.on('dead', () => queueCounts.dead++),
+      ]
+    : [];
   const timers: NodeJS.Timeout[] = [];
   for (const ph of phases.slice(1)) {
     timers.push(
@@ -223,6 +260,7 @@ async function runOnce(
     );
   }
   let window: Sample[] = [];
+  let writeWindow: WriteSample[] = [];
   const inflight = new Set<Sample>();
   const current = () => {
     const t = performance.now() - t0;
@@ -230,9 +268,10 @@ async function runOnce(
   };
   const ticker = setInterval(() => {
     log(
-      `${progressLine(label, current(), performance.now() - t0, window, inflight, a, a.breaker?.state ?? 'none (unprotected)')}\n`,
+      `${progressLine(label, current(), performance.now() - t0, window, inflight, a, a.breaker?.state ?? 'none (unprotected)', writeWindow)}\n`,
     );
     window = [];
+    writeWindow = [];
   }, 1_000);
   log(`[${label}] t=0.0s  phase healthy: B is healthy\n`);
   let stopT: number | undefined;
@@ -241,9 +280,22 @@ async function runOnce(
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   let load: LoadResult;
+  let writer: WriterResult;
   const total = healthy + outage + recovery;
+  let drainWaitMs = 0;
   try {
-    load = await runLoad({
+    const writing = runWriter({
+      baseUrl: a.url,
+      intervalMs: s.writeIntervalMs,
+      concurrency: s.writeConcurrency,
+      durationMs: total,
+      drainMs: s.drainMs,
+      signal: opts.signal,
+      t0,
+      onSample: (x) => writeWindow.push(x),
+    });
+    // Both settle on their own (errors become samples); a throw of one must not leave the other running.
+    const loading = runLoad({
       baseUrl: a.url,
       concurrency: s.concurrency,
       profileShare: s.profileShare,
@@ -257,6 +309,31 @@ async function runOnce(
         window.push(x);
       },
     });
+    const [l, w] = await Promise.allSettled([loading, writing]);
+    if (l.status === 'rejected') throw l.reason;
+    if (w.status === 'rejected') throw w.reason;
+    load = l.value;
+    writer = w.value;
+    // Protected: the writes queued during the outage are replayed once the breaker closes; give
+    // that a bounded time before B's count is read.
+    const q = a.writes;
+    if (q !== undefined && q.size > 0 && !opts.signal?.aborted) {
+      const waitStart = performance.now();
+      log(
+        `[${label}] waiting up to ${fmtMs(s.drainWaitMs)} for A's write queue (${q.size} writes) to drain\n`,
+      );
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          drained.dispose();
+          resolve();
+        };
+        const timer = setTimeout(done, s.drainWaitMs);
+        const drained = q.on('drained', done);
+        if (q.size === 0) done();
+      });
+      drainWaitMs = performance.now() - waitStart;
+    }
   } catch (err) {
     await a.close();
     await b.close();
@@ -266,6 +343,7 @@ async function runOnce(
     for (const t of timers) clearTimeout(t);
     opts.signal?.removeEventListener('abort', onAbort);
     sub?.dispose();
+    for (const q of queueSubs) q.dispose();
   }
   // An aborted run stopped sending early: its phases end there, and phases never reached are dropped.
   const stoppedAt = opts.signal?.aborted ? Math.min(total, stopT ?? total) : total;
@@ -280,13 +358,54 @@ async function runOnce(
     cutOff: load.cutOff,
     clients: load.clients,
     upstream: b.stats(),
+    writes: writeStats(
+      writer,
+      b,
+      a.writes === undefined ? undefined : { ...queueCounts, left: a.writes.size, drainWaitMs },
+    ),
     wallMs: load.elapsedMs,
     ...(dashboardUrl !== undefined ? { dashboardUrl } : {}),
   };
+  const ws = result.writes;
+  log(
+    `[${label}] writes: ${ws.submitted} submitted, ${ws.acknowledged} acknowledged (2xx), ${ws.applied} applied by B, ${ws.lost} lost${ws.queue ? `; queued ${ws.queue.queued}, replayed ${ws.queue.replayed}, ${ws.queue.left} left (waited ${fmtMs(ws.queue.drainWaitMs)} for the queue)` : ''}\n`,
+  );
   log(
     `[${label}] done: ${load.sent} requests in ${(load.elapsedMs / 1000).toFixed(1)} s, ${load.cutOff} cut off; B saw ${result.upstream.received} (${result.upstream.abandoned} abandoned by the client)\n\n`,
   );
   return { result, a, b };
+}
+
+/** Counts the writes of a run from the writer's samples, B's record of applied ids and the queue's events. */
+function writeStats(w: WriterResult, b: Upstream, queue: WriteStats['queue']): WriteStats {
+  const applied = b.appliedIds();
+  let created = 0;
+  let accepted = 0;
+  let acknowledged = 0;
+  let appliedCount = 0;
+  for (const x of w.samples) {
+    if (x.status >= 200 && x.status < 300) acknowledged++;
+    if (x.status === 201) created++;
+    if (x.status === 202) accepted++;
+    if (applied.has(x.id)) appliedCount++;
+  }
+  const lat = w.samples.map((x) => x.latency).sort((x, y) => x - y);
+  const up = b.stats().writes;
+  return {
+    submitted: w.submitted,
+    skipped: w.skipped,
+    acknowledged,
+    created,
+    accepted,
+    failed: w.samples.length - acknowledged,
+    cutOff: w.cutOff,
+    applied: appliedCount,
+    lost: w.submitted - appliedCount,
+    upstream: up,
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
+    ...(queue !== undefined ? { queue } : {}),
+  };
 }
 
 /** Settings with defaults filled in. */
@@ -309,6 +428,9 @@ export function demoSettings(o: DemoOptions = {}): DemoResult['settings'] {
     slowMs: o.slowMs ?? 2_000,
     recoveringFailures: o.recoveringFailures ?? 2,
     drainMs: o.drainMs ?? clientTimeoutMs + 2_000,
+    writeIntervalMs: o.writeIntervalMs ?? 100,
+    writeConcurrency: o.writeConcurrency ?? 4,
+    drainWaitMs: o.drainWaitMs ?? 5_000,
   };
 }
 
@@ -319,6 +441,11 @@ export function formatReport(result: DemoResult): string {
   let out =
     'Latency per phase and route (p50/p99 of requests sent in the phase; err = non-2xx or no answer; fallb = fallbacks served)\n\n';
   out += formatTable(u, p);
+  if (u !== undefined || p !== undefined) {
+    out +=
+      "\nWrites (POST /orders next to the load; applied = ids B recorded, lost = submitted ids B never applied; queued/replayed from A's write queue events)\n\n";
+    out += formatWrites(u?.writes, p?.writes);
+  }
   const outage = result.comparison.filter((c) => c.phase === 'outage');
   if (outage.length > 0) {
     out += '\nDuring the outage, p99 unprotected vs protected (goal: protected at most 1/20):\n';

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { test } from 'node:test';
 import { breakerRegistry } from 'tripswitch';
 import { Agent, request } from 'undici';
@@ -155,4 +157,77 @@ test('a fractional client timeout still reaches B (undici wants whole ms)', asyn
     await a.close();
     await b.close();
   }
+});
+
+async function postOrder(url: string, id: string) {
+  const r = await request(`${url}/orders`, {
+    method: 'POST',
+    body: JSON.stringify({ id, item: 'widget' }),
+    headers: { 'content-type': 'application/json' },
+  });
+  return {
+    status: r.statusCode,
+    body: (await r.body.json()) as { id?: string; status?: string; error?: string },
+  };
+}
+
+test('unprotected A: POST /orders is forwarded (201); while B fails it is a 502 and the write is lost', async () => {
+  const b = await startUpstream();
+  const a = await startServiceA({ upstreamUrl: b.url, protected: false });
+  try {
+    assert.equal(a.writes, undefined);
+    assert.equal((await postOrder(a.url, 'o1')).status, 201);
+    b.setMode('failing');
+    for (const id of ['o2', 'o3', 'o4']) assert.equal((await postOrder(a.url, id)).status, 502);
+    b.setMode('healthy');
+    assert.equal((await postOrder(a.url, 'o5')).status, 201);
+    assert.equal((await postOrder(a.url, '')).status, 400);
+    // Nothing kept the failed writes: B never gets them.
+    assert.deepEqual([...b.appliedIds()], ['o1', 'o5']);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('protected A: POST /orders answers 202 while B fails; after B recovers every write is applied once', async () => {
+  const b = await startUpstream();
+  const a = await startServiceA({
+    upstreamUrl: b.url,
+    protected: true,
+    registry: breakerRegistry(),
+    tripThreshold: 2,
+    openDurationMs: 50,
+  });
+  const storePath = a.writeStorePath;
+  try {
+    assert.ok(a.writes !== undefined && storePath !== undefined);
+    const queue = a.writes;
+    const sent = await postOrder(a.url, 'p1');
+    assert.equal(sent.status, 201);
+    assert.equal(sent.body.status, 'sent');
+    b.setMode('failing');
+    const ids = ['p2', 'p3', 'p4', 'p5', 'p6'];
+    for (const id of ids) {
+      const r = await postOrder(a.url, id);
+      assert.equal(r.status, 202, `${id} is queued, not lost`);
+      assert.equal(r.body.status, 'queued');
+    }
+    assert.equal(queue.size, ids.length);
+    assert.ok(existsSync(storePath), 'the queued writes are in the file store');
+    assert.deepEqual([...b.appliedIds()], ['p1']);
+    // B recovers: after its backoff (or at once when the breaker closes) the queue replays until empty.
+    const drained = new Promise<void>((resolve) => queue.on('drained', () => resolve()));
+    b.setMode('healthy');
+    await drained;
+    assert.equal(queue.size, 0);
+    assert.deepEqual([...b.appliedIds()], ['p1', ...ids], 'every write applied, in order');
+    assert.equal(b.stats().writes.applied, 1 + ids.length);
+    assert.equal(a.breaker!.state, 'closed');
+    assert.equal((await postOrder(a.url, 'p7')).status, 201);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+  assert.equal(existsSync(dirname(storePath!)), false, "close() removes the queue's temporary directory");
 });

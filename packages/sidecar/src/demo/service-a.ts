@@ -12,18 +12,30 @@
  * it goes through `wrap(fallback({ lastGood }), retry, circuitBreaker, timeout)` as docs/policies.md
  * recommends, and a fallback answer is marked with the header `x-fallback: 1`.
  *
+ * `POST /orders` (a JSON body with an `id`) is a write to B. Unprotected it is forwarded as is, and
+ * an error is a 5xx to the client: the write is lost. Protected it goes through a `writeQueue` on the
+ * same breaker (policy `wrap(breaker, timeout)`), stored in a `fileWriteStore` in a fresh temporary
+ * directory, and sent with `idempotency-key: <the queue's id>`: 201 when B took it at once, 202 when
+ * it was queued to be replayed when the breaker closes. Like every request it needs a worker.
+ *
  * @module
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   type BreakerRegistry,
   type CircuitBreaker,
   exponentialBackoff,
   fallback,
+  fileWriteStore,
   retry,
   timeout,
+  type WriteQueue,
   wrap,
+  writeQueue,
 } from 'tripswitch';
 import { Agent, request } from 'undici';
 
@@ -61,12 +73,22 @@ export interface ServiceAOptions {
   sideHandler?: SideHandler;
 }
 
+/** A write to B, as `POST /orders` takes it: a JSON object with an `id` (other fields are passed on). */
+export interface OrderWrite {
+  id: string | number;
+  [field: string]: unknown;
+}
+
 /** A running Service A. */
 export interface ServiceA {
   readonly url: string;
   readonly port: number;
   /** The breaker guarding B (protected mode only). */
   readonly breaker: CircuitBreaker | undefined;
+  /** The queue of writes to B (protected mode only); closed by `close()`, its directory removed. */
+  readonly writes: WriteQueue<OrderWrite, number> | undefined;
+  /** The write queue's file (protected mode only); its temporary directory is removed by `close()`. */
+  readonly writeStorePath: string | undefined;
   /** Workers busy and requests waiting for one. */
   load(): { active: number; queued: number };
   close(): Promise<void>;
@@ -118,6 +140,7 @@ export class WorkerPool {
   }
 }
 
+/** A status B answered that A treats as a failure (>= 500), or passes back (4xx on a write). */
 class UpstreamStatusError extends Error {
   constructor(readonly status: number) {
     super(`service b answered ${status}`);
@@ -134,6 +157,25 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
     ...headers,
   });
   res.end(text);
+}
+
+/** Reads a small JSON body with an `id`; undefined when it is not one (or over 4 KiB). */
+async function readOrder(req: IncomingMessage): Promise<OrderWrite | undefined> {
+  let body = '';
+  req.setEncoding('utf8');
+  for await (const chunk of req) {
+    body += chunk as string;
+    if (body.length > 4_096) return undefined;
+  }
+  try {
+    const v = JSON.parse(body) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+    const id = (v as { id?: unknown }).id;
+    if ((typeof id !== 'string' && typeof id !== 'number') || String(id).length === 0) return undefined;
+    return v as OrderWrite;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -164,8 +206,30 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
     return await r.body.json();
   };
 
+  /** POSTs one write to B; B's status, or an UpstreamStatusError for >= 400. */
+  const postB = async (order: OrderWrite, signal?: AbortSignal, key?: string): Promise<number> => {
+    const r = await request(ordersUrl, {
+      method: 'POST',
+      dispatcher: agent,
+      signal,
+      body: JSON.stringify(order),
+      headers: {
+        'content-type': 'application/json',
+        ...(key !== undefined ? { 'idempotency-key': key } : {}),
+      },
+    });
+    await r.body.dump();
+    if (r.statusCode >= 400) throw new UpstreamStatusError(r.statusCode);
+    return r.statusCode;
+  };
+  const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
   let breaker: CircuitBreaker | undefined;
   let orders: (res: ServerResponse) => Promise<void>;
+  let write: (order: OrderWrite, res: ServerResponse) => Promise<void>;
+  let writes: WriteQueue<OrderWrite, number> | undefined;
+  let storeDir: string | undefined;
+  let storePath: string | undefined;
   if (options.protected) {
     if (options.registry === undefined) throw new TypeError('startServiceA: protected mode needs a registry');
     breaker = options.registry.get(BREAKER_NAME, {
@@ -197,6 +261,27 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
         json(res, 503, { error: err instanceof Error ? err.message : String(err) });
       }
     };
+    // Writes: the same breaker and timeout (no retry: the queue replays), kept on disk while B is down.
+    storeDir = await mkdtemp(join(tmpdir(), 'tripswitch-demo-'));
+    storePath = join(storeDir, 'orders-outbox.jsonl');
+    const queue = writeQueue<OrderWrite, number>({
+      breaker,
+      policy: wrap(breaker, timeout({ ms: options.timeoutMs ?? 300 })),
+      store: fileWriteStore(storePath),
+      // A 4xx from B will not get better by replaying it.
+      retryable: (err) => !(err instanceof UpstreamStatusError && err.status < 500),
+      send: (order, { signal, id }) => postB(order, signal, id),
+    });
+    writes = queue;
+    write = async (order, res) => {
+      try {
+        const r = await queue.submit(order);
+        json(res, r.status === 'sent' ? 201 : 202, { id: order.id, writeId: r.id, status: r.status });
+      } catch (err) {
+        const status = err instanceof UpstreamStatusError && err.status < 500 ? err.status : 503;
+        json(res, status, { error: errorText(err) });
+      }
+    };
   } else {
     orders = async (res) => {
       try {
@@ -204,6 +289,15 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
       } catch (err) {
         const status = err instanceof UpstreamStatusError ? 502 : 504;
         json(res, status, { error: err instanceof Error ? err.message : String(err) });
+      }
+    };
+    write = async (order, res) => {
+      try {
+        await postB(order);
+        json(res, 201, { id: order.id, status: 'sent' });
+      } catch (err) {
+        const status = err instanceof UpstreamStatusError ? (err.status < 500 ? err.status : 502) : 504;
+        json(res, status, { error: errorText(err) });
       }
     };
   }
@@ -215,7 +309,17 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
     void (async () => {
       if (options.sideHandler !== undefined && (await options.sideHandler(req, res))) return;
       const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET') return json(res, 405, { error: 'GET only' });
+      if (req.method === 'POST' && path === '/orders') {
+        const order = await readOrder(req);
+        if (order === undefined)
+          return json(res, 400, { error: 'body: a JSON object with an "id" (at most 4 KiB)' });
+        await pool.run(async () => {
+          if (res.destroyed) return; // the client left while it was queued
+          await write(order, res);
+        });
+        return;
+      }
+      if (req.method !== 'GET') return json(res, 405, { error: 'GET only (and POST /orders)' });
       if (path === '/orders' || path === '/profile') {
         await pool.run(async () => {
           if (res.destroyed) return; // the client left while it was queued
@@ -230,30 +334,45 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
           active: pool.active,
           queued: pool.queued,
           breaker: breaker?.state,
+          ...(writes !== undefined ? { writesQueued: writes.size } : {}),
         });
-      json(res, 404, { error: 'routes: GET /orders, GET /profile, GET /stats' });
+      json(res, 404, { error: 'routes: GET /orders, POST /orders, GET /profile, GET /stats' });
     })().catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { error: String(err) });
       else res.destroy();
     });
   });
   server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
+  const closeWrites = async () => {
+    await writes?.close();
+    if (storeDir !== undefined) await rm(storeDir, { recursive: true, force: true });
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+  } catch (err) {
+    await closeWrites();
+    await agent.destroy();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     breaker,
+    writes,
+    writeStorePath: storePath,
     load: () => ({ active: pool.active, queued: pool.queued }),
     close() {
       closing ??= (async () => {
         options.sideHandler?.close?.();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
+        // Before the agent: close() aborts a replay in flight; stored writes stay in the file until rm.
+        await closeWrites();
         await agent.destroy();
         await closed;
       })();

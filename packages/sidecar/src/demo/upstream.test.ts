@@ -116,3 +116,60 @@ test('isUpstreamMode knows every mode', () => {
   assert.equal(isUpstreamMode('down'), false);
   assert.equal(isUpstreamMode(undefined), false);
 });
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) {
+  const r = await request(url, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json', ...headers },
+    signal,
+  });
+  return { status: r.statusCode, body: (await r.body.json()) as Record<string, unknown> };
+}
+
+test('POST /orders applies each id once (idempotency-key header, or the body id); GET /writes counts', async () => {
+  const b = await startUpstream();
+  try {
+    const url = `${b.url}/orders`;
+    assert.deepEqual(await post(url, { id: 'a1' }), {
+      status: 201,
+      body: { id: 'a1', duplicate: false, servedBy: 'service-b' },
+    });
+    assert.equal((await post(url, { id: 'a1' })).status, 200, 'the same body id again: a repeat');
+    assert.equal((await post(url, { id: 'a1' })).body.duplicate, true);
+    // With a key, the key decides: the same key with another body is a repeat, a new key is new.
+    assert.equal((await post(url, { id: 'a2' }, { 'idempotency-key': 'k1' })).status, 201);
+    assert.equal((await post(url, { id: 'a2' }, { 'idempotency-key': 'k1' })).status, 200);
+    assert.equal((await post(url, { id: 'a3' }, { 'idempotency-key': 'k1' })).status, 200);
+    assert.equal((await post(url, { id: 7 }, { 'idempotency-key': 'k2' })).status, 201);
+    assert.equal((await post(url, { nope: true })).status, 400);
+    assert.equal((await post(url, 'not an object')).status, 400);
+    assert.deepEqual([...b.appliedIds()], ['a1', 'a2', '7']);
+    assert.deepEqual(b.stats().writes, { received: 9, applied: 3, duplicates: 4 });
+    assert.deepEqual((await get(`${b.url}/writes`)).body, { received: 9, applied: 3, duplicates: 4 });
+  } finally {
+    await b.close();
+  }
+});
+
+test('POST /orders in failing, recovering and hanging modes: nothing is applied until B answers it', async () => {
+  const b = await startUpstream({ mode: 'failing', recoveringFailures: 1 });
+  try {
+    const url = `${b.url}/orders`;
+    assert.equal((await post(url, { id: 'x' })).status, 500);
+    b.setMode('recovering');
+    assert.equal((await post(url, { id: 'x' })).status, 503);
+    assert.equal((await post(url, { id: 'x' })).status, 201, 'recovered: applied now');
+    b.setMode('hanging');
+    const ac = new AbortController();
+    const hung = post(url, { id: 'y' }, {}, ac.signal);
+    await until(() => b.stats().pending === 1, 'the POST to hang');
+    ac.abort();
+    await assert.rejects(hung);
+    await until(() => b.stats().abandoned === 1, 'B to see the client give up');
+    assert.deepEqual([...b.appliedIds()], ['x']);
+    assert.deepEqual(b.stats().writes, { received: 4, applied: 1, duplicates: 0 });
+  } finally {
+    await b.close();
+  }
+});

@@ -6,6 +6,11 @@
  * (never answers: the request stays open until the client gives up or the server closes),
  * `recovering` (the first `recoveringFailures` requests after the switch get 503, then healthy).
  *
+ * `POST /orders` takes a small JSON body with an `id` and applies it once: it dedupes on the
+ * `idempotency-key` header (or the body's `id` without one), answering 201 for a new write and 200
+ * for a repeat. The modes apply to POSTs as to GETs; a write is applied only when B answers it
+ * successfully. `GET /writes` (and `stats().writes`) counts them; `appliedIds()` lists their body ids.
+ *
  * @module
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -44,6 +49,8 @@ export interface UpstreamStats {
   abandoned: number;
   /** Requests waiting right now (slow or hanging). */
   pending: number;
+  /** `POST /orders`: received (any outcome), applied (distinct keys), repeats of an applied key. */
+  writes: { received: number; applied: number; duplicates: number };
 }
 
 /** A running upstream. */
@@ -53,6 +60,8 @@ export interface Upstream {
   readonly mode: UpstreamMode;
   setMode(mode: UpstreamMode): void;
   stats(): UpstreamStats;
+  /** The body `id`s of the writes applied, in the order they were applied (each once). */
+  appliedIds(): ReadonlySet<string>;
   /** Stops listening and closes every connection, including hanging requests. */
   close(): Promise<void>;
 }
@@ -81,6 +90,9 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
   const counts = { received: 0, ok: 0, failed: 0, abandoned: 0 };
   const pending = new Set<ServerResponse>();
   const timers = new Set<NodeJS.Timeout>();
+  const writes = { received: 0, applied: 0, duplicates: 0 };
+  const appliedKeys = new Set<string>();
+  const appliedIds = new Set<string>();
 
   const setMode = (m: UpstreamMode) => {
     if (!isUpstreamMode(m)) throw new TypeError(`unknown upstream mode "${String(m)}"`);
@@ -116,19 +128,21 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
     });
   };
 
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (url.pathname === '/mode') return handleMode(req, res, url);
-    counts.received++;
+  /** Answers a request to /orders as the mode says; `ok` makes the success answer (a GET's or a POST's). */
+  const answer = (res: ServerResponse, ok: () => [number, unknown]) => {
     const m = mode;
-    if (m === 'healthy') return send(res, 200, orders());
+    const succeed = () => {
+      const [status, body] = ok();
+      send(res, status, body);
+    };
+    if (m === 'healthy') return succeed();
     if (m === 'failing') return send(res, 500, { error: 'service b: internal error' });
     if (m === 'recovering') {
       if (recoveringLeft > 0) {
         recoveringLeft--;
         return send(res, 503, { error: 'service b: still warming up' });
       }
-      return send(res, 200, orders());
+      return succeed();
     }
     pending.add(res);
     res.on('close', () => {
@@ -137,11 +151,55 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
     if (m === 'slow') {
       const t = setTimeout(() => {
         timers.delete(t);
-        send(res, 200, orders());
+        // The client may have gone meanwhile: then nothing is applied.
+        if (pending.has(res) && !res.destroyed) succeed();
       }, slowMs);
       timers.add(t);
     }
     // hanging: no answer at all; the response stays in `pending` until the socket closes.
+  };
+
+  const handleWrite = (req: IncomingMessage, res: ServerResponse) => {
+    writes.received++;
+    let body = '';
+    let tooLarge = false;
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => {
+      if (body.length + c.length > 4_096) tooLarge = true;
+      else body += c;
+    });
+    req.on('end', () => {
+      let id: unknown;
+      try {
+        id = (JSON.parse(body) as { id?: unknown } | null)?.id;
+      } catch {
+        id = undefined;
+      }
+      if (tooLarge || (typeof id !== 'string' && typeof id !== 'number') || String(id).length === 0)
+        return send(res, tooLarge ? 413 : 400, { error: 'body: a JSON object with an "id" (at most 4 KiB)' });
+      const orderId = String(id);
+      const header = req.headers['idempotency-key'];
+      const key = typeof header === 'string' && header.length > 0 ? `k:${header}` : `id:${orderId}`;
+      answer(res, () => {
+        if (appliedKeys.has(key)) {
+          writes.duplicates++;
+          return [200, { id: orderId, duplicate: true, servedBy: 'service-b' }];
+        }
+        appliedKeys.add(key);
+        appliedIds.add(orderId);
+        writes.applied++;
+        return [201, { id: orderId, duplicate: false, servedBy: 'service-b' }];
+      });
+    });
+  };
+
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname === '/mode') return handleMode(req, res, url);
+    if (url.pathname === '/writes' && req.method === 'GET') return send(res, 200, { ...writes });
+    counts.received++;
+    if (req.method === 'POST' && url.pathname === '/orders') return handleWrite(req, res);
+    answer(res, () => [200, orders()]);
   });
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
@@ -158,7 +216,8 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
       return mode;
     },
     setMode,
-    stats: () => ({ ...counts, pending: pending.size }),
+    stats: () => ({ ...counts, pending: pending.size, writes: { ...writes } }),
+    appliedIds: () => appliedIds,
     close() {
       closing ??= new Promise<void>((resolve) => {
         for (const t of timers) clearTimeout(t);
