@@ -123,7 +123,9 @@ export { logStateChanges, type StateChangeLogger } from './logging.js';
 export {
   bulkheadRejectionReasons,
   fallbackOutcomes,
+  isWriteQueue,
   type PolicyKind,
   policyKind,
   retryGiveUpReasons,
+  writeQueueStoreOperations,
 } from './policy-kind.js';

@@ -17,6 +17,8 @@ import {
   timeout,
   wrap,
   writeQueue,
+  type WriteQueueEvents,
+  writeQueueStoreOperations,
 } from './index.js';
 
 it('every policy names its kind, on the prototype (no per-instance field)', () => {
@@ -61,10 +63,21 @@ const allRejections: Missing<
   ? true
   : false = true;
 const allOutcomes: Missing<FallbackOutcome, typeof fallbackOutcomes> extends never ? true : false = true;
+const allStoreOps: Missing<
+  WriteQueueEvents<unknown, unknown>['storeError']['operation'],
+  typeof writeQueueStoreOperations
+> extends never
+  ? true
+  : false = true;
 
 it('the label lists are complete and frozen', () => {
-  assert.ok(allGiveUps && allRejections && allOutcomes);
-  for (const list of [retryGiveUpReasons, bulkheadRejectionReasons, fallbackOutcomes]) {
+  assert.ok(allGiveUps && allRejections && allOutcomes && allStoreOps);
+  for (const list of [
+    retryGiveUpReasons,
+    bulkheadRejectionReasons,
+    fallbackOutcomes,
+    writeQueueStoreOperations,
+  ]) {
     assert.ok(Object.isFrozen(list));
     assert.equal(new Set(list).size, list.length);
   }

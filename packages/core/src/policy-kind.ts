@@ -7,6 +7,7 @@
 import type { BulkheadEvents } from './bulkhead.js';
 import type { FallbackOutcome } from './fallback.js';
 import type { RetryEvents } from './retry.js';
+import type { WriteQueue, WriteQueueEvents } from './write-queue.js';
 
 /**
  * The kind a tripswitch policy names in its `kind` property.
@@ -88,3 +89,32 @@ export const fallbackOutcomes = Object.freeze([
   'rateLimited',
   'failure',
 ] as const) satisfies readonly FallbackOutcome[];
+
+/**
+ * True for a queue made by `writeQueue()`. A write queue has no `execute`, so {@link policyKind}
+ * does not name it; add-ons recognise it by its `kind` and `on`.
+ *
+ * @example
+ * ```ts
+ * if (isWriteQueue(x)) x.on('dead', report);
+ * ```
+ */
+export function isWriteQueue(x: unknown): x is WriteQueue<unknown, unknown> {
+  if (typeof x !== 'object' || x === null) return false;
+  const o = x as { kind?: unknown; on?: unknown };
+  return o.kind === 'writeQueue' && typeof o.on === 'function';
+}
+
+/**
+ * Every `operation` of a write queue's `storeError` event.
+ *
+ * @example
+ * ```ts
+ * for (const operation of writeQueueStoreOperations) counter.inc({ operation }, 0);
+ * ```
+ */
+export const writeQueueStoreOperations = Object.freeze([
+  'load',
+  'remove',
+  'close',
+] as const) satisfies readonly WriteQueueEvents<unknown, unknown>['storeError']['operation'][];

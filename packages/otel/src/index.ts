@@ -8,8 +8,10 @@ import {
 import {
   bulkheadRejectionReasons,
   fallbackOutcomes,
+  isWriteQueue,
   policyKind,
   retryGiveUpReasons,
+  writeQueueStoreOperations,
   type BreakerRegistry,
   type BulkheadPolicy,
   type CircuitBreaker,
@@ -20,7 +22,6 @@ import {
   type RetryPolicy,
   type TimeoutPolicy,
   type WriteQueue,
-  type WriteQueueEvents,
 } from 'tripswitch';
 
 const stateValue: Record<CircuitState, number> = {
@@ -85,20 +86,6 @@ interface PolicyOf {
   fallback: FallbackPolicy<unknown>;
   writeQueue: WriteQueue<unknown, unknown>;
 }
-
-/** A write queue has no `execute`, so `policyKind()` does not name it: recognised by its `kind` and `on`. */
-function isWriteQueue(x: unknown): x is WriteQueue<unknown, unknown> {
-  if (typeof x !== 'object' || x === null) return false;
-  const o = x as { kind?: unknown; on?: unknown };
-  return o.kind === 'writeQueue' && typeof o.on === 'function';
-}
-
-/** Every `operation` of a write queue's `storeError` event (the Record type makes the list complete). */
-const writeQueueStoreOperations = Object.keys({
-  load: true,
-  remove: true,
-  close: true,
-} satisfies Record<WriteQueueEvents<unknown, unknown>['storeError']['operation'], true>);
 
 /**
  * Records breaker metrics of a registry through `@opentelemetry/api`, and policy metrics through

@@ -2,8 +2,10 @@ import { Counter, Gauge, Histogram, type Registry, register as defaultRegister }
 import {
   bulkheadRejectionReasons,
   fallbackOutcomes,
+  isWriteQueue,
   policyKind,
   retryGiveUpReasons,
+  writeQueueStoreOperations,
   type BreakerRegistry,
   type BulkheadPolicy,
   type CircuitBreaker,
@@ -14,7 +16,6 @@ import {
   type RetryPolicy,
   type TimeoutPolicy,
   type WriteQueue,
-  type WriteQueueEvents,
 } from 'tripswitch';
 
 /** Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only. */
@@ -80,20 +81,6 @@ interface PolicyOf {
   fallback: FallbackPolicy<unknown>;
   writeQueue: WriteQueue<unknown, unknown>;
 }
-
-/** A write queue has no `execute`, so `policyKind()` does not name it: recognised by its `kind` and `on`. */
-function isWriteQueue(x: unknown): x is WriteQueue<unknown, unknown> {
-  if (typeof x !== 'object' || x === null) return false;
-  const o = x as { kind?: unknown; on?: unknown };
-  return o.kind === 'writeQueue' && typeof o.on === 'function';
-}
-
-/** Every `operation` of a write queue's `storeError` event (the Record type makes the list complete). */
-const writeQueueStoreOperations = Object.keys({
-  load: true,
-  remove: true,
-  close: true,
-} satisfies Record<WriteQueueEvents<unknown, unknown>['storeError']['operation'], true>);
 
 /**
  * Exposes breaker metrics of a registry through prom-client, and policy metrics through
