@@ -8,7 +8,34 @@
  */
 import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
+
+/**
+ * Runs one request for a sample: sets its status (0 and `error` when it failed), reads the body
+ * away. True when the run's cut-off ended it (counted apart from real failures).
+ */
+async function exchange(
+  s: { status: number; error?: string },
+  cut: AbortSignal,
+  call: () => Promise<Dispatcher.ResponseData>,
+  onResponse?: (r: Dispatcher.ResponseData) => void,
+): Promise<boolean> {
+  try {
+    const r = await call();
+    s.status = r.statusCode;
+    onResponse?.(r);
+    await r.body.dump();
+    return false;
+  } catch (err) {
+    s.status = 0;
+    if (cut.aborted) {
+      s.error = 'cut off';
+      return true;
+    }
+    s.error = err instanceof Error ? err.message : String(err);
+    return false;
+  }
+}
 
 /** The routes of Service A the load hits. */
 export type Route = 'orders' | 'profile';
@@ -107,18 +134,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       const start = performance.now();
       const s: Sample = { route, start: start - t0, latency: 0, status: 0, fallback: false };
       options.onSend?.(s);
-      try {
-        const r = await request(url, { dispatcher: agent, signal: cut.signal });
-        s.status = r.statusCode;
-        s.fallback = r.headers['x-fallback'] === '1';
-        await r.body.dump();
-      } catch (err) {
-        s.status = 0;
-        if (cut.signal.aborted) {
-          s.error = 'cut off';
-          cutOff++;
-        } else s.error = err instanceof Error ? err.message : String(err);
-      }
+      const ended = await exchange(
+        s,
+        cut.signal,
+        () => request(url, { dispatcher: agent, signal: cut.signal }),
+        (r) => {
+          s.fallback = r.headers['x-fallback'] === '1';
+        },
+      );
+      if (ended) cutOff++;
       s.latency = performance.now() - start;
       samples.push(s);
       options.onSample?.(s);
@@ -227,23 +251,16 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
     submitted++;
     const start = performance.now();
     const s: WriteSample = { id: `w${submitted}`, start: start - t0, latency: 0, status: 0 };
-    try {
-      const r = await request(url, {
+    const ended = await exchange(s, cut.signal, () =>
+      request(url, {
         method: 'POST',
         dispatcher: agent,
         signal: cut.signal,
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ id: s.id, item: 'widget', qty: 1 }),
-      });
-      s.status = r.statusCode;
-      await r.body.dump();
-    } catch (err) {
-      s.status = 0;
-      if (cut.signal.aborted) {
-        s.error = 'cut off';
-        cutOff++;
-      } else s.error = err instanceof Error ? err.message : String(err);
-    }
+      }),
+    );
+    if (ended) cutOff++;
     s.latency = performance.now() - start;
     samples.push(s);
     options.onSample?.(s);
