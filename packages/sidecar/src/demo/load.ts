@@ -11,6 +11,20 @@ import { performance } from 'node:perf_hooks';
 import { Agent, type Dispatcher, request } from 'undici';
 
 /**
+ * A connection pool without timeouts (the drain deadline bounds every request) and the run's
+ * cut-off signal, which the caller's `signal` also triggers.
+ */
+function connect(concurrency: number, signal: AbortSignal | undefined) {
+  const agent = new Agent({ connections: concurrency, headersTimeout: 0, bodyTimeout: 0 });
+  const cut = new AbortController();
+  setMaxListeners(concurrency + 16, cut.signal);
+  const onAbort = () => cut.abort(new Error('aborted'));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) onAbort();
+  return { agent, cut, onAbort };
+}
+
+/**
  * Runs one request for a sample: sets its status (0 and `error` when it failed), reads the body
  * away. True when the run's cut-off ended it (counted apart from real failures).
  */
@@ -114,12 +128,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const maxRequests = options.maxRequests ?? Number.POSITIVE_INFINITY;
   const drainMs = options.drainMs ?? 15_000;
   const base = options.baseUrl.replace(/\/$/, '');
-  const agent = new Agent({ connections: concurrency, headersTimeout: 0, bodyTimeout: 0 });
-  const cut = new AbortController();
-  setMaxListeners(concurrency + 16, cut.signal);
-  const onAbort = () => cut.abort(new Error('aborted'));
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  if (options.signal?.aborted) onAbort();
+  const { agent, cut, onAbort } = connect(concurrency, options.signal);
 
   const samples: Sample[] = [];
   let sent = 0;
@@ -231,12 +240,7 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
   const drainMs = options.drainMs ?? 15_000;
   const url = `${options.baseUrl.replace(/\/$/, '')}/orders`;
   // No request timeout, like the readers: the drain deadline bounds a write.
-  const agent = new Agent({ connections: concurrency, headersTimeout: 0, bodyTimeout: 0 });
-  const cut = new AbortController();
-  setMaxListeners(concurrency + 16, cut.signal);
-  const onAbort = () => cut.abort(new Error('aborted'));
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  if (options.signal?.aborted) onAbort();
+  const { agent, cut, onAbort } = connect(concurrency, options.signal);
 
   const samples: WriteSample[] = [];
   const inflight = new Set<Promise<void>>();
