@@ -8,7 +8,15 @@
  * @module
  */
 
-/** A scheduled callback, as returned by {@link Clock.setTimeout}. Opaque apart from `unref`. */
+/**
+ * A scheduled callback, as returned by {@link Clock.setTimeout}. Opaque apart from `unref`.
+ *
+ * @example
+ * ```ts
+ * const handle: TimerHandle = clock.setTimeout(flush, 1_000).unref(); // must not keep the process alive
+ * clock.clearTimeout(handle);
+ * ```
+ */
 export interface TimerHandle {
   /** Lets the process exit while this timer is pending (no-op on clocks without a process). */
   unref(): TimerHandle;

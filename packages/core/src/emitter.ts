@@ -9,7 +9,15 @@
  * @module
  */
 
-/** A subscription; `dispose()` (or `using`) removes the listener. Disposing twice is a no-op. */
+/**
+ * A subscription; `dispose()` (or `using`) removes the listener. Disposing twice is a no-op.
+ *
+ * @example
+ * ```ts
+ * const sub: Subscription = breaker.on('stateChange', (e) => log.info(e));
+ * sub.dispose(); // or: using sub = breaker.on(...)
+ * ```
+ */
 export interface Subscription extends Disposable {
   dispose(): void;
 }

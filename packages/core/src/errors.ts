@@ -8,7 +8,14 @@
  * @module
  */
 
-/** The stable codes carried by tripswitch errors. */
+/**
+ * The stable codes carried by tripswitch errors.
+ *
+ * @example
+ * ```ts
+ * if ((err as { code?: string }).code === ErrorCodes.circuitOpen) res.statusCode = 503;
+ * ```
+ */
 export const ErrorCodes = {
   circuitOpen: 'ERR_CIRCUIT_OPEN',
   timeout: 'ERR_TIMEOUT',
@@ -23,12 +30,28 @@ function hasCode(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }
 
-/** Base class of every tripswitch error: a `name` and a stable `code`. */
+/**
+ * Base class of every tripswitch error: a `name` and a stable `code`. Within one copy of the
+ * package `instanceof` works; across copies use the `isXxxError()` guards.
+ *
+ * @example
+ * ```ts
+ * if (err instanceof TripswitchError) log.warn({ code: err.code }, err.message);
+ * ```
+ */
 export abstract class TripswitchError extends Error {
   abstract readonly code: string;
 }
 
-/** What a breaker reports about itself when it rejects a call. */
+/**
+ * What a breaker reports about itself when it rejects a call.
+ *
+ * @example
+ * ```ts
+ * const details: CircuitOpenDetails = { breakerName: 'payments', state: 'open', retryAt, retryAfter: 8_000 };
+ * throw new CircuitOpenError(details);
+ * ```
+ */
 export interface CircuitOpenDetails {
   /** The breaker's name. */
   breakerName: string;

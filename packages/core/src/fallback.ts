@@ -9,7 +9,15 @@ import { isBulkheadRejectedError, isCircuitOpenError, isRateLimitedError, isTime
 import { neverAbortedSignal, type PolicyContext } from './policy.js';
 import { rejectUnknownKeys, validator } from './validate.js';
 
-/** The outcomes a fallback can apply to. */
+/**
+ * The outcomes a fallback can apply to.
+ *
+ * @example
+ * ```ts
+ * const on: FallbackOutcome[] = ['open', 'timeout']; // serve the cache only when the service is unreachable
+ * fallback({ lastGood: { ttlMs: 60_000 }, on });
+ * ```
+ */
 export type FallbackOutcome = 'open' | 'timeout' | 'bulkhead' | 'rateLimited' | 'failure';
 
 /**

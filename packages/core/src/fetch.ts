@@ -12,7 +12,15 @@ import { type RetryOptions, type RetryPolicy, retry } from './retry.js';
 import { type TimeoutPolicy, timeout } from './timeout.js';
 import { rejectUnknownKeys, validator } from './validate.js';
 
-/** The fetch signature wrapped (the global one's parameters). */
+/**
+ * The fetch signature wrapped (the global one's parameters).
+ *
+ * @example
+ * ```ts
+ * const recorded: FetchLike = (input, init) => { calls.push(String(input)); return fetch(input, init); };
+ * createFetch({ fetch: recorded });
+ * ```
+ */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
 /**

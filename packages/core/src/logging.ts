@@ -1,7 +1,15 @@
 import type { CircuitBreaker } from './breaker.js';
 import type { BreakerRegistry } from './registry.js';
 
-/** A logger that pino and console both satisfy: structured object first. */
+/**
+ * A logger that pino and console both satisfy: structured object first.
+ *
+ * @example
+ * ```ts
+ * const logger: StateChangeLogger = pino(); // or console
+ * logStateChanges(registry, logger);
+ * ```
+ */
 export interface StateChangeLogger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;

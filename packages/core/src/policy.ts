@@ -7,6 +7,11 @@
 /**
  * What a policy hands to the function it runs. Policies add fields (a retry adds `attempt`), and
  * `wrap()` merges them into one typed context.
+ *
+ * @example
+ * ```ts
+ * await policy.execute(({ signal }: PolicyContext) => fetch(url, { signal }));
+ * ```
  */
 export interface PolicyContext {
   /**
@@ -33,5 +38,12 @@ export interface Policy<C extends PolicyContext = PolicyContext> {
   execute<T>(fn: (ctx: C) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T>;
 }
 
-/** A signal that never aborts: handed to functions when the caller gave none. Shared, allocation-free. */
+/**
+ * A signal that never aborts: handed to functions when the caller gave none. Shared, allocation-free.
+ *
+ * @example
+ * ```ts
+ * const ctx: PolicyContext = { signal: callerSignal ?? neverAbortedSignal };
+ * ```
+ */
 export const neverAbortedSignal: AbortSignal = new AbortController().signal;

@@ -13,7 +13,15 @@ import type { Clock } from './clock.js';
 import { type BreakerRegistry, breakerRegistry } from './registry.js';
 import { rejectUnknownKeys, validator } from './validate.js';
 
-/** The part of undici's `DispatchController` the interceptor uses. */
+/**
+ * The part of undici's `DispatchController` the interceptor uses (typed structurally, so core
+ * does not depend on undici).
+ *
+ * @example
+ * ```ts
+ * onResponseStart(controller: DispatchControllerLike, status: number) { if (status >= 500) controller.abort(new Error('5xx')); }
+ * ```
+ */
 export interface DispatchControllerLike {
   readonly aborted: boolean;
   readonly paused: boolean;
@@ -23,7 +31,14 @@ export interface DispatchControllerLike {
   resume(): void;
 }
 
-/** undici 7's `DispatchHandler` (new-style callbacks). */
+/**
+ * undici 7's `DispatchHandler` (new-style callbacks).
+ *
+ * @example
+ * ```ts
+ * const handler: DispatchHandlerLike = { onResponseError: (_c, err) => log.warn(err) };
+ * ```
+ */
 export interface DispatchHandlerLike {
   onRequestStart?(controller: DispatchControllerLike, context: unknown): void;
   onRequestUpgrade?(
@@ -43,7 +58,14 @@ export interface DispatchHandlerLike {
   onResponseError?(controller: DispatchControllerLike, error: Error): void;
 }
 
-/** undici's `Dispatcher.dispatch` as an interceptor sees it. */
+/**
+ * undici's `Dispatcher.dispatch` as an interceptor sees it.
+ *
+ * @example
+ * ```ts
+ * const logging = (dispatch: DispatchLike): DispatchLike => (opts, handler) => { log.debug(opts.path); return dispatch(opts, handler); };
+ * ```
+ */
 // biome-ignore lint/suspicious/noExplicitAny: undici's DispatchOptions/DispatchHandler are accepted structurally.
 export type DispatchLike = (opts: any, handler: any) => boolean;
 

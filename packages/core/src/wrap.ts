@@ -20,14 +20,28 @@ export interface AnyPolicy {
   readonly contextKeys?: readonly string[];
 }
 
-/** The context type a policy passes to `fn`. */
+/**
+ * The context type a policy passes to `fn`.
+ *
+ * @example
+ * ```ts
+ * type Ctx = ContextOf<RetryPolicy>; // PolicyContext & { attempt: number }
+ * ```
+ */
 export type ContextOf<P> = P extends {
   execute(fn: (ctx: infer C) => infer _R, signal?: AbortSignal): unknown;
 }
   ? C
   : never;
 
-/** Extra values a policy may resolve with besides `fn`'s (a fallback's value). */
+/**
+ * Extra values a policy may resolve with besides `fn`'s (a fallback's value).
+ *
+ * @example
+ * ```ts
+ * type Extra = FallbackResultOf<FallbackPolicy<'n/a'>>; // 'n/a'
+ * ```
+ */
 export type FallbackResultOf<P> = P extends { readonly __fallbackResult?: infer R } ? R : never;
 
 type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void

@@ -33,7 +33,14 @@ const stateValue: Record<CircuitState, number> = {
   'metrics-only': 5,
 };
 
-/** Options of {@link otelMetrics}. */
+/**
+ * Options of {@link otelMetrics}.
+ *
+ * @example
+ * ```ts
+ * const options: OtelMetricsOptions = { registry, meter: provider.getMeter('checkout') };
+ * ```
+ */
 export interface OtelMetricsOptions {
   /**
    * Breakers to follow, including ones added later. Without it no `circuit_breaker_*` instrument
@@ -44,7 +51,15 @@ export interface OtelMetricsOptions {
   meter?: Meter;
 }
 
-/** What {@link OtelMetrics.instrument} accepts: one of these, a `wrap()` of them, or a write queue. */
+/**
+ * What {@link OtelMetrics.instrument} accepts: one of these, a `wrap()` of them, or a write queue.
+ *
+ * @example
+ * ```ts
+ * const policy: InstrumentablePolicy = wrap(retry(), timeout({ ms: 500 }));
+ * metrics.instrument('inventory', policy);
+ * ```
+ */
 export type InstrumentablePolicy =
   | RetryPolicy
   | TimeoutPolicy
@@ -54,13 +69,28 @@ export type InstrumentablePolicy =
   | { readonly policies: readonly unknown[] }
   | WriteQueue<unknown, unknown>;
 
-/** A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op. */
+/**
+ * A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op.
+ *
+ * @example
+ * ```ts
+ * using handle = metrics.instrument('inventory', retry()); // series removed at the end of the scope
+ * ```
+ */
 export interface MetricsHandle {
   dispose(): void;
   [Symbol.dispose](): void;
 }
 
-/** What {@link otelMetrics} returns. */
+/**
+ * What {@link otelMetrics} returns.
+ *
+ * @example
+ * ```ts
+ * const metrics: OtelMetrics = otelMetrics({ registry });
+ * process.on('SIGTERM', () => metrics.dispose());
+ * ```
+ */
 export interface OtelMetrics extends MetricsHandle {
   /**
    * Records metrics of a retry, timeout, bulkhead, rate limiter or fallback with the attribute

@@ -18,7 +18,14 @@ import {
   type WriteQueue,
 } from 'tripswitch';
 
-/** Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only. */
+/**
+ * Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only.
+ *
+ * @example
+ * ```ts
+ * const alertWhen = `circuit_breaker_state == ${stateValue.open}`; // for a PromQL rule
+ * ```
+ */
 export const stateValue: Record<CircuitState, number> = {
   closed: 0,
   open: 1,
@@ -28,7 +35,14 @@ export const stateValue: Record<CircuitState, number> = {
   'metrics-only': 5,
 };
 
-/** Options of {@link prometheusMetrics}. */
+/**
+ * Options of {@link prometheusMetrics}.
+ *
+ * @example
+ * ```ts
+ * const options: PrometheusMetricsOptions = { registry, register: new Registry(), prefix: 'shop_' };
+ * ```
+ */
 export interface PrometheusMetricsOptions {
   /**
    * Breakers to follow, including ones added later. Without it no `circuit_breaker_*` metric is
@@ -41,7 +55,15 @@ export interface PrometheusMetricsOptions {
   prefix?: string;
 }
 
-/** What {@link PrometheusMetrics.instrument} accepts: one of these, a `wrap()` of them, or a write queue. */
+/**
+ * What {@link PrometheusMetrics.instrument} accepts: one of these, a `wrap()` of them, or a write queue.
+ *
+ * @example
+ * ```ts
+ * const policy: InstrumentablePolicy = wrap(retry(), timeout({ ms: 500 }));
+ * metrics.instrument('inventory', policy);
+ * ```
+ */
 export type InstrumentablePolicy =
   | RetryPolicy
   | TimeoutPolicy
@@ -51,13 +73,28 @@ export type InstrumentablePolicy =
   | { readonly policies: readonly unknown[] }
   | WriteQueue<unknown, unknown>;
 
-/** A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op. */
+/**
+ * A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op.
+ *
+ * @example
+ * ```ts
+ * using handle = metrics.instrument('inventory', retry()); // series removed at the end of the scope
+ * ```
+ */
 export interface MetricsHandle {
   dispose(): void;
   [Symbol.dispose](): void;
 }
 
-/** What {@link prometheusMetrics} returns. */
+/**
+ * What {@link prometheusMetrics} returns.
+ *
+ * @example
+ * ```ts
+ * const metrics: PrometheusMetrics = prometheusMetrics({ registry });
+ * process.on('SIGTERM', () => metrics.dispose());
+ * ```
+ */
 export interface PrometheusMetrics extends MetricsHandle {
   /**
    * Registers metrics for a retry, timeout, bulkhead, rate limiter or fallback under the label
