@@ -11,10 +11,24 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Sidecar } from '../proxy/server.js';
 
-/** A handler the dashboard can mount under the admin listener; returns false when not its URL. */
+/**
+ * A handler the dashboard can mount under the admin listener; returns false when not its URL.
+ *
+ * @example
+ * ```ts
+ * const hello: AdminHandler = (req, res) => req.url === '/hello' && (res.end('hi'), true);
+ * ```
+ */
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
 
-/** Options of {@link startAdmin}. */
+/**
+ * Options of {@link startAdmin}.
+ *
+ * @example
+ * ```ts
+ * const options: AdminOptions = { address: '0.0.0.0', port: 9901, token: process.env.ADMIN_TOKEN };
+ * ```
+ */
 export interface AdminOptions {
   /** @default config admin.address ?? '127.0.0.1' */
   address?: string;
@@ -207,7 +221,16 @@ export function breakersJson(sidecar: Sidecar): unknown[] {
   }));
 }
 
-/** A running admin listener. */
+/**
+ * A running admin listener.
+ *
+ * @example
+ * ```ts
+ * const admin: AdminServer = await startAdmin(sidecar);
+ * console.log(`admin on 127.0.0.1:${admin.port}`);
+ * await admin.close();
+ * ```
+ */
 export interface AdminServer {
   readonly server: Server;
   readonly port: number;

@@ -11,7 +11,14 @@ import { circuitBreaker, systemClock } from 'tripswitch';
 import { breakerOptions } from '../proxy/cluster.js';
 import { type SidecarConfig, configSchema } from './schema.js';
 
-/** One problem in a configuration file. */
+/**
+ * One problem in a configuration file.
+ *
+ * @example
+ * ```ts
+ * for (const p of err.problems) console.error(`${file}:${p.line}:${p.col} ${p.path}: ${p.message}`);
+ * ```
+ */
 export interface ConfigProblem {
   /** JSON-pointer-like path, e.g. `/clusters/0/outlier_detection/consecutive_5xx`. */
   path: string;

@@ -196,7 +196,14 @@ const route = {
   },
 } as const;
 
-/** The JSON Schema (draft 2020-12 subset ajv understands) of a tripswitch sidecar YAML file. */
+/**
+ * The JSON Schema (draft 2020-12 subset ajv understands) of a tripswitch sidecar YAML file.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('tripswitch.schema.json', JSON.stringify(configSchema, null, 2)); // for editors
+ * ```
+ */
 export const configSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://tripswitch.dev/schema/tripswitch.schema.json',
@@ -287,7 +294,14 @@ export const configSchema = {
   },
 } as const;
 
-/** Limits of one priority, as in Envoy's `circuit_breakers.thresholds[]`. */
+/**
+ * Limits of one priority, as in Envoy's `circuit_breakers.thresholds[]`.
+ *
+ * @example
+ * ```ts
+ * const t: ThresholdConfig = { priority: 'default', max_connections: 100, max_pending_requests: 50, max_requests: 200 };
+ * ```
+ */
 export interface ThresholdConfig {
   priority: 'default' | 'high';
   max_connections?: number;
@@ -297,7 +311,14 @@ export interface ThresholdConfig {
   retry_budget?: { budget_percent?: number; min_retry_concurrency?: number };
 }
 
-/** The breaker block: circuitBreaker() options plus `enabled` and `failureStatuses`. */
+/**
+ * The breaker block: circuitBreaker() options plus `enabled` and `failureStatuses`.
+ *
+ * @example
+ * ```ts
+ * const b: BreakerConfig = { trip: { kind: 'consecutive', threshold: 5 }, openDuration: 10_000, failureStatuses: [502, 503, 504] };
+ * ```
+ */
 export interface BreakerConfig {
   enabled?: boolean;
   trip?: Record<string, unknown> & { kind: 'consecutive' | 'count' | 'time' };
@@ -313,7 +334,14 @@ export interface BreakerConfig {
   failureStatuses?: number[];
 }
 
-/** Per-host outlier detection, named as in Envoy. */
+/**
+ * Per-host outlier detection, named as in Envoy.
+ *
+ * @example
+ * ```ts
+ * const o: OutlierConfig = { consecutive_5xx: 5, base_ejection_time_ms: 30_000, max_ejection_percent: 50 };
+ * ```
+ */
 export interface OutlierConfig {
   consecutive_5xx?: number;
   consecutive_gateway_failure?: number;
@@ -325,7 +353,14 @@ export interface OutlierConfig {
   max_ejection_percent?: number;
 }
 
-/** Retry policy of a route. */
+/**
+ * Retry policy of a route.
+ *
+ * @example
+ * ```ts
+ * const r: RetryConfig = { attempts: 3, retry_on: [502, 503], backoff_base_ms: 25 };
+ * ```
+ */
 export interface RetryConfig {
   attempts?: number;
   retry_on?: (number | 'connect-failure' | 'reset')[];
@@ -336,12 +371,26 @@ export interface RetryConfig {
   buffer_body_bytes?: number;
 }
 
-/** A static response or the last good response of a GET. */
+/**
+ * A static response or the last good response of a GET.
+ *
+ * @example
+ * ```ts
+ * const f: FallbackConfig = { status: 503, headers: { 'content-type': 'application/json' }, body: '{"degraded":true}' };
+ * ```
+ */
 export type FallbackConfig =
   | { status: number; headers?: Record<string, string>; body?: string }
   | { last_good: true; max_body_bytes?: number };
 
-/** One route: match on path prefix and host, send to a cluster. */
+/**
+ * One route: match on path prefix and host, send to a cluster.
+ *
+ * @example
+ * ```ts
+ * const route: RouteConfig = { prefix: '/api/', cluster: 'api', timeout_ms: 2_000 };
+ * ```
+ */
 export interface RouteConfig {
   prefix?: string;
   host?: string;
@@ -352,7 +401,14 @@ export interface RouteConfig {
   fallback?: FallbackConfig;
 }
 
-/** A listening socket and its routes (first match wins). */
+/**
+ * A listening socket and its routes (first match wins).
+ *
+ * @example
+ * ```ts
+ * const l: ListenerConfig = { name: 'public', address: '127.0.0.1', port: 8080, routes: [route] };
+ * ```
+ */
 export interface ListenerConfig {
   name?: string;
   address?: string;
@@ -363,7 +419,14 @@ export interface ListenerConfig {
   routes: RouteConfig[];
 }
 
-/** A named group of upstream hosts with its limits, breaker and outlier detection. */
+/**
+ * A named group of upstream hosts with its limits, breaker and outlier detection.
+ *
+ * @example
+ * ```ts
+ * const c: ClusterConfig = { name: 'api', hosts: ['127.0.0.1:3001', '127.0.0.1:3002'], lb_policy: 'least_request' };
+ * ```
+ */
 export interface ClusterConfig {
   name: string;
   hosts: string[];
@@ -376,7 +439,14 @@ export interface ClusterConfig {
   outlier_detection?: OutlierConfig;
 }
 
-/** A whole sidecar configuration file. */
+/**
+ * A whole sidecar configuration file.
+ *
+ * @example
+ * ```ts
+ * const config: SidecarConfig = loadConfig('tripswitch.yaml');
+ * ```
+ */
 export interface SidecarConfig {
   admin?: { address?: string; port?: number; token?: string };
   drain_timeout_ms?: number;

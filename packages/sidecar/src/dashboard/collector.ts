@@ -28,7 +28,15 @@ export interface BreakerSource {
   watch?(onChange: () => void): Subscription;
 }
 
-/** What the dashboard needs of a `Sidecar` (structural, so the class is not imported at runtime). */
+/**
+ * What the dashboard needs of a `Sidecar` (structural, so the class is not imported at runtime).
+ *
+ * @example
+ * ```ts
+ * const source: SidecarLike = sidecar; // a running `tripswitch proxy`
+ * createDashboardHandler(source);
+ * ```
+ */
 export interface SidecarLike {
   readonly clusters: ReadonlyMap<
     string,
@@ -36,7 +44,15 @@ export interface SidecarLike {
   >;
 }
 
-/** Anything the dashboard can show: a core registry, a sidecar, or a {@link BreakerSource}. */
+/**
+ * Anything the dashboard can show: a core registry, a sidecar, or a {@link BreakerSource}.
+ *
+ * @example
+ * ```ts
+ * const source: DashboardSource = breakerRegistry();
+ * const dashboard = createDashboardHandler(source);
+ * ```
+ */
 export type DashboardSource = BreakerRegistry | SidecarLike | BreakerSource;
 
 function isBreakerSource(s: DashboardSource): s is BreakerSource {
@@ -106,7 +122,14 @@ const codeOf = (s: CircuitState): number => {
   return i < 0 ? 0 : i;
 };
 
-/** Latency percentiles (ms) over the recent samples; `null` when there are none. */
+/**
+ * Latency percentiles (ms) over the recent samples; `null` when there are none.
+ *
+ * @example
+ * ```ts
+ * const { p99 }: LatencyView = snapshot.breakers[0]!.latency;
+ * ```
+ */
 export interface LatencyView {
   p50: number | null;
   p90: number | null;
@@ -115,7 +138,14 @@ export interface LatencyView {
   samples: number;
 }
 
-/** One point per second, oldest first; `start` is the epoch ms of the first point. */
+/**
+ * One point per second, oldest first; `start` is the epoch ms of the first point.
+ *
+ * @example
+ * ```ts
+ * const { calls, failures }: SeriesView = view.series; // calls[i] happened at start + i * 1000
+ * ```
+ */
 export interface SeriesView {
   start: number;
   stepMs: 1000;
@@ -126,7 +156,14 @@ export interface SeriesView {
   states: number[];
 }
 
-/** One breaker in a snapshot. */
+/**
+ * One breaker in a snapshot.
+ *
+ * @example
+ * ```ts
+ * for (const b of snapshot.breakers as BreakerView[]) console.log(b.name, b.state);
+ * ```
+ */
 export interface BreakerView {
   name: string;
   state: CircuitState;
@@ -146,7 +183,14 @@ export interface BreakerView {
   series: SeriesView;
 }
 
-/** What `/snapshot.json` returns and each SSE `snapshot` event carries. */
+/**
+ * What `/snapshot.json` returns and each SSE `snapshot` event carries.
+ *
+ * @example
+ * ```ts
+ * const snapshot: DashboardSnapshot = await (await fetch('http://127.0.0.1:9901/dashboard/snapshot.json')).json();
+ * ```
+ */
 export interface DashboardSnapshot {
   /** Clock time of the snapshot (epoch ms). */
   at: number;
@@ -157,7 +201,14 @@ export interface DashboardSnapshot {
   breakers: BreakerView[];
 }
 
-/** Options of {@link Collector}. */
+/**
+ * Options of {@link Collector}.
+ *
+ * @example
+ * ```ts
+ * const options: CollectorOptions = { latencySamples: 2048, seriesPoints: 300, clock: testClock };
+ * ```
+ */
 export interface CollectorOptions {
   /** @default systemClock */
   clock?: Clock;
