@@ -148,7 +148,7 @@ const retry = {
       minimum: 0,
       maximum: 16_777_216,
       description:
-        'A request body with a Content-Length up to this size is read into memory first so that retries can replay it; larger or chunked bodies stream and are not retried. 0 disables. @default 65536',
+        'A request body up to this size is read into memory first so that retries can replay it; a larger one streams and is not retried (a chunked body is read until it ends or passes this size, then the bytes read and the rest stream on). 0 disables. @default 65536',
     },
   },
 } as const;
@@ -367,7 +367,7 @@ export interface RetryConfig {
   backoff_base_ms?: number;
   backoff_max_ms?: number;
   retry_non_idempotent?: boolean;
-  /** Request bodies with a Content-Length up to this size are buffered for replay. @default 65536 */
+  /** Request bodies (Content-Length or chunked) up to this size are buffered for replay. @default 65536 */
   buffer_body_bytes?: number;
 }
 

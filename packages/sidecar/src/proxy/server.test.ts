@@ -3,10 +3,11 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { connect } from 'node:net';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, describe, test } from 'node:test';
 import { TestClock } from 'tripswitch/testing';
 import { startAdmin } from '../admin/admin.js';
-import { proxy, raw, send, until, upstream } from './test-helpers.js';
+import { proxy, raw, send, sendChunked, until, upstream } from './test-helpers.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -350,8 +351,10 @@ describe('retries of requests with a body (buffer_body_bytes)', () => {
 
   /** An upstream that records the sha256 of every body it gets and answers 503 while `fails > 0`. */
   async function recorder() {
-    const state = { fails: 0, seen: [] as string[] };
+    const state = { fails: 0, seen: [] as string[], framing: [] as string[] };
     const u = await upstream((req, res) => {
+      const te = req.headers['transfer-encoding'];
+      state.framing.push(te !== undefined ? `te:${te}` : `cl:${req.headers['content-length']}`);
       const h = createHash('sha256');
       req.on('data', (c: Buffer) => h.update(c));
       req.on('end', () => {
@@ -469,19 +472,144 @@ describe('retries of requests with a body (buffer_body_bytes)', () => {
     assert.equal(counters.retries, 1);
   });
 
-  test('a chunked PUT (no Content-Length) is not retried', async () => {
+  test('a chunked PUT that fits is retried after a 503 with the identical bytes, sent with a Content-Length', async () => {
     const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1 });
-    const body = randomBytes(2000);
+    const pieces = [randomBytes(10_000), randomBytes(1), randomBytes(20_000), randomBytes(5000)];
+    const body = Buffer.concat(pieces);
     u.state.fails = 1;
-    const r = await send(p.port, '/', {
-      method: 'PUT',
-      body,
-      headers: { 'transfer-encoding': 'chunked' },
+    const r = await sendChunked(p.port, '/put', { pieces });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'ok');
+    assert.deepEqual(u.state.seen, [sha(body), sha(body)]);
+    assert.deepEqual(u.state.framing, [`cl:${body.length}`, `cl:${body.length}`]);
+    assert.equal(counters.retries, 1);
+    // exactly at the limit is still buffered; an empty chunked body too
+    const at = await rig({ attempts: 2, backoff_base_ms: 1, buffer_body_bytes: 1024 });
+    const exact = [randomBytes(1000), randomBytes(24)];
+    at.u.state.fails = 1;
+    assert.equal((await sendChunked(at.p.port, '/', { pieces: exact })).status, 200);
+    assert.deepEqual(at.u.state.seen, [sha(Buffer.concat(exact)), sha(Buffer.concat(exact))]);
+    at.u.state.fails = 1;
+    assert.equal((await sendChunked(at.p.port, '/', { pieces: [Buffer.alloc(0)] })).status, 200);
+    assert.deepEqual(at.u.state.framing.slice(2), ['cl:0', 'cl:0']);
+    assert.equal(at.counters.retries, 2);
+  });
+
+  for (const [name, limit, pieceSize] of [
+    ['default limit, 16 KB chunks', undefined, 16 * 1024],
+    ['1 KB limit, one 1 MB chunk', 1024, 1 << 20],
+  ] as const) {
+    test(`a chunked PUT over the limit streams byte-exact (1 MB sha256) and is not retried (${name})`, async () => {
+      const { u, p, counters } = await rig({
+        attempts: 2,
+        backoff_base_ms: 1,
+        ...(limit !== undefined ? { buffer_body_bytes: limit } : {}),
+      });
+      const body = randomBytes(1 << 20);
+      const pieces: Buffer[] = [];
+      for (let i = 0; i < body.length; i += pieceSize) pieces.push(body.subarray(i, i + pieceSize));
+      u.state.fails = 1;
+      const r = await sendChunked(p.port, '/', { pieces });
+      assert.equal(r.status, 503);
+      assert.equal(u.hits, 1);
+      assert.deepEqual(u.state.seen, [sha(body)]);
+      assert.deepEqual(u.state.framing, ['te:chunked']);
+      assert.equal(counters.retries, 0);
+      // and one that succeeds arrives whole as well
+      const again = randomBytes(1 << 20);
+      const r2 = await sendChunked(p.port, '/', {
+        pieces: [again.subarray(0, 70_000), again.subarray(70_000)],
+      });
+      assert.equal(r2.status, 200);
+      assert.deepEqual(u.state.seen.slice(1), [sha(again)]);
     });
+  }
+
+  test('a chunked PUT over the limit that waits for a limiter slot arrives byte-exact once admitted', async () => {
+    const held: ServerResponse[] = [];
+    const seen: string[] = [];
+    const u = await upstream((req, res) => {
+      if (req.url === '/hold') {
+        held.push(res);
+        return;
+      }
+      const h = createHash('sha256');
+      req.on('data', (c: Buffer) => h.update(c));
+      req.on('end', () => {
+        seen.push(h.digest('hex'));
+        res.end('ok');
+      });
+    });
+    const p = await proxy(
+      [
+        {
+          name: 'c',
+          hosts: [u.host],
+          breaker: { enabled: false },
+          circuit_breakers: { thresholds: [{ priority: 'default', max_requests: 1 }] },
+        },
+      ],
+      [{ prefix: '/', cluster: 'c', retry: { attempts: 2, backoff_base_ms: 1 } }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const lim = p.sidecar.clusters.get('c')!.limits.default;
+    const hold = send(p.port, '/hold');
+    await until(() => held.length === 1);
+    const body = randomBytes(1 << 20);
+    const pieces: Buffer[] = [];
+    for (let i = 0; i < body.length; i += 8192) pieces.push(body.subarray(i, i + 8192));
+    const put = sendChunked(p.port, '/put', { pieces });
+    // over the limit (its first 64 KB read), then queued behind /hold with the rest paused
+    await until(() => lim.pending === 1);
+    held[0]!.end('held');
+    assert.equal((await hold).status, 200);
+    const r = await put;
+    assert.equal(r.status, 200);
+    assert.deepEqual(seen, [sha(body)]);
+  });
+
+  test('a chunked POST is never retried unless retry_non_idempotent', async () => {
+    const plainRig = await rig({ attempts: 2, backoff_base_ms: 1 });
+    const pieces = [randomBytes(3000), randomBytes(3000)];
+    const body = Buffer.concat(pieces);
+    plainRig.u.state.fails = 1;
+    const r = await sendChunked(plainRig.p.port, '/', { method: 'POST', pieces });
     assert.equal(r.status, 503);
-    assert.equal(u.hits, 1);
-    assert.deepEqual(u.state.seen, [sha(body)]);
-    assert.equal(counters.retries, 0);
+    assert.equal(plainRig.u.hits, 1);
+    assert.deepEqual(plainRig.u.state.seen, [sha(body)]);
+    assert.equal(plainRig.counters.retries, 0);
+
+    const { u, p, counters } = await rig({ attempts: 2, backoff_base_ms: 1, retry_non_idempotent: true });
+    u.state.fails = 1;
+    assert.equal((await sendChunked(p.port, '/', { method: 'POST', pieces })).status, 200);
+    assert.deepEqual(u.state.seen, [sha(body), sha(body)]);
+    assert.equal(counters.retries, 1);
+  });
+
+  test('a chunked body over the limit refused locally (circuit open) is drained: the connection serves the next request', async () => {
+    const u = await recorder();
+    const p = await proxy(
+      [
+        {
+          name: 'c',
+          hosts: [u.host],
+          outlier_detection: { consecutive_5xx: 0, consecutive_gateway_failure: 0 },
+        },
+      ],
+      [{ prefix: '/', cluster: 'c', retry: { attempts: 2, buffer_body_bytes: 1024 } }],
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    p.sidecar.clusters.get('c')!.breaker!.isolate();
+    const big = randomBytes(200_000).toString('hex').slice(0, 200_000);
+    const r = await raw(
+      p.port,
+      `PUT /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n` +
+        'GET /b HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+      5000,
+    );
+    assert.equal(r.closed, true);
+    assert.equal(r.data.match(/HTTP\/1\.1 503 /g)?.length, 2);
+    assert.equal(u.hits, 0);
   });
 
   test('buffer_body_bytes: 0 disables buffering (body requests are not retried)', async () => {
@@ -511,6 +639,52 @@ describe('retries of requests with a body (buffer_body_bytes)', () => {
     const body = randomBytes(100);
     assert.equal((await send(p.port, '/', { method: 'PUT', body })).status, 200);
     assert.deepEqual(u.state.seen, [sha(body)]);
+  });
+
+  test('a client that aborts mid-way through a chunked body being buffered: no upstream request, no listener or timer left', async () => {
+    const u = await recorder();
+    const clock = new TestClock();
+    const p = await proxy(
+      [
+        {
+          name: 'b',
+          hosts: [u.host],
+          breaker: { enabled: false },
+          outlier_detection: { consecutive_5xx: 0, consecutive_gateway_failure: 0 },
+        },
+      ],
+      [{ prefix: '/', cluster: 'b', retry: { attempts: 2, backoff_base_ms: 0 } }],
+      { clock },
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000), u.close);
+    const counters = p.sidecar.clusters.get('b')!.counters;
+    const timersBefore = clock.pending;
+    let seenReq: import('node:http').IncomingMessage | undefined;
+    const onStart = (m: unknown) => {
+      seenReq = (m as { request: import('node:http').IncomingMessage }).request;
+    };
+    subscribe('http.server.request.start', onStart);
+    try {
+      const client = connect(p.port, '127.0.0.1');
+      client.on('error', () => {});
+      client.write('PUT /x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\na\r\n0123456789\r\n');
+      await until(() => p.sidecar.inflight === 1 && clock.pending === timersBefore + 1);
+      assert.ok(seenReq);
+      assert.equal(seenReq.listenerCount('data'), 1);
+      client.destroy();
+      await until(() => p.sidecar.inflight === 0);
+      assert.equal(counters.clientAborts, 1);
+      assert.equal(u.hits, 0);
+      assert.equal(clock.pending, timersBefore);
+      assert.equal(seenReq.listenerCount('data'), 0);
+      assert.equal(seenReq.listenerCount('end'), 0);
+    } finally {
+      unsubscribe('http.server.request.start', onStart);
+    }
+    // the route still works
+    const pieces = [randomBytes(100), randomBytes(100)];
+    assert.equal((await sendChunked(p.port, '/', { pieces })).status, 200);
+    assert.deepEqual(u.state.seen, [sha(Buffer.concat(pieces))]);
   });
 
   test('a client that stalls while its body is buffered gets 408 after the route timeout', async () => {

@@ -55,7 +55,7 @@ interface CompiledRetry {
   baseMs: number;
   maxMs: number;
   nonIdempotent: boolean;
-  /** Largest Content-Length read into memory for replay; 0 = bodies are never retried. */
+  /** Largest request body read into memory for replay; 0 = bodies are never retried. */
   bufferBodyBytes: number;
 }
 
@@ -247,6 +247,11 @@ class Exchange {
   readonly hasBody: boolean;
   /** The whole request body, read before the first attempt so that retries can replay it. */
   body: Buffer | undefined;
+  /**
+   * The bytes of a chunked body read before it outgrew the limit: sent ahead of the rest of the
+   * request (which stays paused until then) as one stream.
+   */
+  head: Buffer[] | undefined;
   /** While the body is being read: detaches the listeners and the timer. */
   stopBuffering: (() => void) | undefined;
   headers: string[] | undefined;
@@ -265,24 +270,34 @@ class Exchange {
   }
 
   start(): void {
-    const cl = this.bufferable();
-    if (cl >= 0) this.bufferBody(cl);
+    if (!this.hasBody) {
+      this.admit();
+      return;
+    }
+    const limit = this.bufferLimit();
+    if (limit === 0) {
+      this.admit();
+      return;
+    }
+    if (this.req.headers['transfer-encoding'] !== undefined) {
+      // Node's parser rejects Transfer-Encoding with Content-Length, or not ending in chunked.
+      this.bufferChunked(limit);
+      return;
+    }
+    const n = Number(this.req.headers['content-length']);
+    if (Number.isSafeInteger(n) && n > 0 && n <= limit) this.bufferBody(n);
     else this.admit();
   }
 
   /**
-   * The Content-Length of a body worth buffering (the request would be retryable but for its
-   * body, and the length is within the route's limit), else -1.
+   * The route's `buffer_body_bytes` when the request would be retryable but for its body (a
+   * retry policy, and an idempotent method or `retry_non_idempotent`), else 0.
    */
-  bufferable(): number {
-    if (!this.hasBody) return -1;
+  bufferLimit(): number {
     const r = this.route.retry;
-    if (r === undefined || r.bufferBodyBytes === 0) return -1;
-    if (!r.nonIdempotent && !IDEMPOTENT.has(this.req.method!)) return -1;
-    const h = this.req.headers['content-length'];
-    if (h === undefined || this.req.headers['transfer-encoding'] !== undefined) return -1;
-    const n = Number(h);
-    return Number.isSafeInteger(n) && n > 0 && n <= r.bufferBodyBytes ? n : -1;
+    if (r === undefined) return 0;
+    if (!r.nonIdempotent && !IDEMPOTENT.has(this.req.method!)) return 0;
+    return r.bufferBodyBytes;
   }
 
   /**
@@ -331,6 +346,70 @@ class Exchange {
     this.stopBuffering = stop;
     req.on('data', onData);
     req.on('end', onEnd);
+  }
+
+  /**
+   * Reads a chunked body (no Content-Length) like {@link Exchange.bufferBody}: same route-timeout
+   * bound (408), same client-abort handling, no permit or slot held meanwhile. If it ends within
+   * `limit` bytes it becomes one Buffer, replayed on retries. The upstream then gets it with a
+   * Content-Length rather than chunked framing: undici writes a Buffer body and its headers in one
+   * corked write, the same Buffer serves every attempt unchanged, and an upstream that refuses
+   * chunked requests (411) accepts it. If the body grows past `limit`, reading pauses at once and
+   * the request goes on unbuffered and without retries: the bytes read so far, then the rest of
+   * the request, as one stream (see {@link Exchange.streamBody}), which undici sends chunked.
+   */
+  bufferChunked(limit: number): void {
+    const { req, route } = this;
+    const clock = route.cluster.clock;
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      got += chunk.length;
+      if (got <= limit) return;
+      // Pause before the listener goes: a flowing stream without a 'data' listener drops bytes.
+      req.pause();
+      stop();
+      this.head = chunks;
+      this.admit();
+    };
+    const onEnd = () => {
+      stop();
+      this.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, got);
+      this.admit();
+    };
+    const timer = clock.setTimeout(() => {
+      stop();
+      route.cluster.counters.responses4xx++;
+      this.res.shouldKeepAlive = false;
+      plain(this.res, 408, 'request timeout\n', { connection: 'close' });
+    }, route.timeoutMs);
+    const stop = () => {
+      this.stopBuffering = undefined;
+      clock.clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+    };
+    this.stopBuffering = stop;
+    req.on('data', onData);
+    req.on('end', onEnd);
+  }
+
+  /**
+   * The request body as a stream for undici: the bytes {@link Exchange.bufferChunked} read (if
+   * any), then the rest of the request. A pass-through so that undici destroying the body on an
+   * upstream error does not take the client's socket with it (the client still gets its 502/503).
+   * `pipe` resumes the paused request, or waits for 'drain' when the head already fills the
+   * pass-through, so bytes keep their order and none is lost.
+   */
+  streamBody(): PassThrough {
+    const pt = new PassThrough();
+    const head = this.head;
+    if (head !== undefined) {
+      this.head = undefined;
+      for (const c of head) pt.write(c);
+    }
+    return this.req.pipe(pt);
   }
 
   admit(): void {
@@ -384,9 +463,7 @@ class Exchange {
         path: req.url ?? '/',
         method: req.method as Dispatcher.HttpMethod,
         headers: this.headers,
-        // A pass-through so that undici destroying the body on an upstream error does not take the
-        // client's socket with it (the client still gets its 502/503).
-        body: this.body ?? (this.hasBody ? req.pipe(new PassThrough()) : null),
+        body: this.body ?? (this.hasBody ? this.streamBody() : null),
         headersTimeout: t,
         bodyTimeout: t,
       },
@@ -593,6 +670,13 @@ class Exchange {
   }
 
   respondLocal(status: number, kind: 'circuit-open' | 'overloaded'): void {
+    if (this.head !== undefined) {
+      // A chunked body that outgrew the limit was paused mid-read and will not be sent: let the
+      // rest flow away, as Node does for a request body nobody read, so the connection can serve
+      // the next request.
+      this.head = undefined;
+      this.req.resume();
+    }
     if (this.route.fallback && this.hasFallback()) {
       this.fallback(kind);
       return;

@@ -97,6 +97,34 @@ export function send(
   });
 }
 
+/**
+ * One request whose body is written as separate pieces with no Content-Length, so that node's
+ * client sends it with Transfer-Encoding: chunked (one chunk per piece).
+ */
+export function sendChunked(
+  port: number,
+  path: string,
+  init: { method?: string; pieces: Buffer[]; timeoutMs?: number },
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path, method: init.method ?? 'PUT', agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(init.timeoutMs ?? 10_000, () => req.destroy(new Error('client timeout')));
+    req.on('error', reject);
+    for (const p of init.pieces) req.write(p);
+    req.end();
+  });
+}
+
 /** Writes raw bytes and returns everything read until the server closes (or `timeoutMs`). */
 export function raw(
   port: number,
