@@ -16,7 +16,15 @@ export interface UpstreamHost extends OutlierHost {
   readonly pool: Pool;
 }
 
-/** Plain counters of a cluster (monotonic). */
+/**
+ * Plain counters of a cluster (monotonic).
+ *
+ * @example
+ * ```ts
+ * const c: ClusterCounters = sidecar.clusters.get('api')!.counters;
+ * console.log(`${c.circuitOpen} refused by the breaker, ${c.retries} retries`);
+ * ```
+ */
 export interface ClusterCounters {
   requests: number;
   responses2xx: number;

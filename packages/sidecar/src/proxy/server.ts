@@ -13,7 +13,14 @@ import type { FallbackConfig, ListenerConfig, RouteConfig, SidecarConfig } from 
 import { Cluster, type UpstreamHost } from './cluster.js';
 import type { Limiter } from './limits.js';
 
-/** Where the sidecar reports what it does. */
+/**
+ * Where the sidecar reports what it does (message first; pino's argument order is the other way round).
+ *
+ * @example
+ * ```ts
+ * const logger: Logger = { info: (m, f) => log.info(f, m), warn: (m, f) => log.warn(f, m), error: (m, f) => log.error(f, m) };
+ * ```
+ */
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -87,7 +94,14 @@ interface ListenerSlot {
   priorityHeader: string;
 }
 
-/** Options of {@link Sidecar}. */
+/**
+ * Options of {@link Sidecar}.
+ *
+ * @example
+ * ```ts
+ * const options: SidecarOptions = { logger, clock: new TestClock(), random: () => 0.5 }; // deterministic tests
+ * ```
+ */
 export interface SidecarOptions {
   /** @default systemClock */
   clock?: Clock;
