@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import util from 'node:util';
 import {
@@ -626,6 +627,73 @@ describe('circuitBreaker: store hook', () => {
     await succeed(b);
     assert.equal(b.state, 'closed');
     assert.equal(log.filter((l) => l === 'requestProbe').length, 2);
+  });
+
+  it('awaitProbe(): the first call after the open period waits for the permit and becomes the probe', async () => {
+    let allow = false;
+    let grant!: () => void;
+    const asked: string[] = [];
+    const store: import('./index.js').BreakerStore = {
+      attach: () => ({
+        onTransition: () => {},
+        requestProbe: () => allow,
+        awaitProbe: () => {
+          asked.push('await');
+          return new Promise<void>((resolve) => {
+            grant = () => {
+              allow = true;
+              resolve();
+            };
+          });
+        },
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 100 });
+    await fail(b);
+    clock.advance(100);
+    let ran = 0;
+    const call = b.execute(() => ++ran);
+    await Promise.resolve();
+    assert.equal(ran, 0, 'waits for the store');
+    assert.deepEqual(asked, ['await']);
+    grant();
+    assert.equal(await call, 1);
+    assert.equal(b.state, 'closed');
+    assert.equal(b.stats().rejections, 0);
+  });
+
+  it('awaitProbe(): refused, the call is rejected once; a permit never waits; an abort ends the wait', async () => {
+    let settle!: () => void;
+    const store: import('./index.js').BreakerStore = {
+      attach: () => ({
+        onTransition: () => {},
+        requestProbe: () => false,
+        awaitProbe: () =>
+          new Promise<void>((resolve) => {
+            settle = resolve;
+          }),
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 100 });
+    await fail(b);
+    clock.advance(100);
+    const refused = b.execute(ok);
+    await Promise.resolve();
+    settle();
+    const err = await refused.catch((e: unknown) => e);
+    assert.ok(isCircuitOpenError(err));
+    assert.equal(b.stats().rejections, 1);
+    assert.equal(b.tryAcquire(), undefined, 'a permit does not wait');
+    const ac = new AbortController();
+    const waiting = b.execute(ok, ac.signal);
+    await Promise.resolve();
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+    ac.abort(new Error('caller gave up'));
+    await assert.rejects(waiting, /caller gave up/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    settle();
   });
 
   it('applyRemote applies a state without publishing it back; open->open moves the deadline silently', async () => {

@@ -335,6 +335,15 @@ export interface StoreSession {
   onOutcome?(outcome: 'success' | 'failure' | 'slow-success' | 'slow-failure'): void;
   /** Asked before open -> half-open; false keeps the breaker open (asked again on the next call). */
   requestProbe?(): boolean;
+  /**
+   * Called by `execute()` when `requestProbe()` said false: resolves once the store has decided
+   * (for a shared store, when the fleet-wide probe permit arrived or was refused), after which the
+   * call asks `requestProbe()` once more. Lets the first call after the open period become the
+   * probe instead of being rejected while the permit is fetched, which matters for a quiet
+   * service whose calls are farther apart than a permit is kept. Must settle within a bounded
+   * time and never reject.
+   */
+  awaitProbe?(): Promise<unknown>;
   detach(): void;
 }
 
@@ -397,6 +406,27 @@ function rejectWith(e: unknown): PromiseLike<never> {
 
 const plainContext: BreakerContext = Object.freeze({ signal: neverAbortedSignal });
 
+/**
+ * Resolves when `p` settles (either way), or rejects with the signal's reason if it aborts first;
+ * the abort listener is removed in both cases.
+ */
+function untilSettledOrAborted(p: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+  const settled = p.then(
+    () => {},
+    () => {},
+  );
+  if (signal === undefined) return settled;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    settled.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
+
 function defaultIsNeutral(err: unknown, ctx: PolicyContext): boolean {
   const s = ctx.signal;
   return (
@@ -454,6 +484,8 @@ class Episode {
   probeSuccesses = 0;
   probeFailures = 0;
   halfOpenUntil = 0;
+  /** The store said "not yet" to the probe the last admission asked for (see `awaitProbe`). */
+  probeDenied = false;
   /** The one timer a breaker may hold: eager half-open, end of the open period, or the half-open deadline. */
   timer: TimerHandle | undefined = undefined;
   waiters: Waiter[] | undefined = undefined;
@@ -631,8 +663,32 @@ class Breaker implements CircuitBreaker {
     if (a !== REJECT) {
       return this.#run(fn, signal === undefined ? plainContext : { signal }, a === PROBE);
     }
+    const ep = this.#ep;
+    if (ep?.probeDenied) {
+      ep.probeDenied = false;
+      if (this.#session?.awaitProbe !== undefined) return this.#probeThenRun(fn, signal);
+    }
     if (this.#cfg.waitForProbes && this.#state === HALF) return this.#waitThenRun(fn, signal);
     return Promise.reject(this.#rejected(true)!);
+  }
+
+  /** The store is fetching the probe permit for this call: wait for it, then ask once more. */
+  async #probeThenRun<T>(
+    fn: (ctx: BreakerContext) => PromiseLike<T> | T,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    let pending: Promise<unknown>;
+    try {
+      pending = Promise.resolve(this.#session!.awaitProbe!());
+    } catch {
+      pending = Promise.resolve();
+    }
+    await untilSettledOrAborted(pending, signal);
+    const a = this.#admit();
+    this.#ep!.probeDenied = false;
+    if (a !== REJECT) return this.#run(fn, signal === undefined ? plainContext : { signal }, a === PROBE);
+    if (this.#cfg.waitForProbes && this.#state === HALF) return this.#waitThenRun(fn, signal);
+    throw this.#rejected(true)!;
   }
 
   async #run<T>(
@@ -803,6 +859,7 @@ class Breaker implements CircuitBreaker {
   tryAcquire(): Permit | undefined {
     const a = this.#admit();
     if (a === REJECT) {
+      if (this.#ep !== undefined) this.#ep.probeDenied = false; // a permit cannot wait for the store
       this.#rejected(false);
       return undefined;
     }
@@ -812,7 +869,10 @@ class Breaker implements CircuitBreaker {
 
   acquire(): Permit {
     const a = this.#admit();
-    if (a === REJECT) throw this.#rejected(true)!;
+    if (a === REJECT) {
+      if (this.#ep !== undefined) this.#ep.probeDenied = false;
+      throw this.#rejected(true)!;
+    }
     this.#inFlight++;
     return new BreakerPermit(this, this.#clock.now(), this.#gen, a === PROBE);
   }
@@ -828,13 +888,17 @@ class Breaker implements CircuitBreaker {
         // A pending timer (eager, or the one armed below) means the open period is not over, so
         // rejections while open need no clock read.
         const ep = this.#ep!;
+        ep.probeDenied = false;
         if (ep.timer !== undefined) return REJECT;
         const now = this.#clock.now();
         if (now < ep.nextAttemptAt) {
           this.#armOpenTimer(now);
           return REJECT;
         }
-        if (!this.#probeAllowed()) return REJECT;
+        if (!this.#probeAllowed()) {
+          ep.probeDenied = true;
+          return REJECT;
+        }
         this.#transition(HALF, 'open-duration-elapsed', false, undefined);
         break;
       }

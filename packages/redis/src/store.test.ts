@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
-import { type BreakerSnapshot, isInvalidOptionError } from 'tripswitch';
+import { type BreakerSnapshot, circuitBreaker, isCircuitOpenError, isInvalidOptionError } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
 import {
@@ -266,6 +266,51 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  test('a quiet instance probes: the first call after the open period waits for the lease instead of being rejected', async () => {
+    const prefix = uniquePrefix('quietprobe');
+    const [a, b] = await Promise.all([make({ prefix, probeRetryMs: 5 }), make({ prefix, probeRetryMs: 5 })]);
+    // A real breaker whose calls come rarely: each one is the only call for a long while.
+    const quiet = circuitBreaker({
+      name: 'rare',
+      store: a!,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 50,
+    });
+    await quiet.execute(() => Promise.reject(new Error('down'))).catch(() => {});
+    assert.equal(quiet.state, 'open');
+    const peer = attach(b!, 'rare');
+    await waitFor(() => peer.state === 'open', 'peer open');
+    await waitFor(() => (quiet.nextAttemptAt ?? 0) <= Date.now(), 'open period over');
+    await new Promise((r) => setTimeout(r, 400)); // longer than an unclaimed lease is kept
+    assert.equal(await quiet.execute(() => 'up'), 'up', 'the first call after the period is the probe');
+    assert.equal(quiet.state, 'closed');
+    assert.equal(quiet.stats().rejections, 0);
+    await waitFor(() => peer.state === 'closed', 'the close reached the peer');
+    // While another instance holds the lease, the wait ends refused and the call is rejected.
+    const holderSide = attach(b!, 'held');
+    const waiter = circuitBreaker({
+      name: 'held',
+      store: a!,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 50,
+    });
+    await waiter.execute(() => Promise.reject(new Error('down'))).catch(() => {});
+    await waitFor(
+      () => holderSide.state === 'open' && (waiter.nextAttemptAt ?? 0) <= Date.now(),
+      'open, period over',
+    );
+    await waitFor(
+      async () => holderSide.session.requestProbe?.() === true,
+      'the other instance holds the lease',
+      3000,
+      5,
+    );
+    const err = await waiter.execute(() => 'never').catch((e: unknown) => e);
+    assert.ok(isCircuitOpenError(err), 'refused: someone else probes');
+    quiet.dispose();
+    waiter.dispose();
   });
 
   test('fleet mode: failures spread thin across instances trip everyone on the aggregate', async () => {

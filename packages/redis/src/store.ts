@@ -664,7 +664,8 @@ class Session implements StoreSession {
   #pendingSeq = 0;
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #nextAcquireAt = Number.NEGATIVE_INFINITY;
-  #acquiring = false;
+  /** The lease request in flight: resolves true when granted. */
+  #acquiring: Promise<boolean> | undefined = undefined;
   #publishing = 0;
   #detached = false;
   #s = 0;
@@ -923,8 +924,20 @@ class Session implements StoreSession {
       this.#renewLater();
       return true;
     }
-    if (!this.#acquiring && now >= this.#nextAcquireAt) this.#acquire(now);
+    if (this.#acquiring === undefined && now >= this.#nextAcquireAt) this.#acquire(now);
     return false;
+  }
+
+  // The breaker's execute() waits here after requestProbe() said false, so the call that asked
+  // becomes the probe when the lease comes: without it a quiet instance (calls farther apart than
+  // the unclaimed lease is kept) would ask, be refused, give the lease back, and never probe.
+  // Bounded by the store's command timeout; never rejects.
+  awaitProbe(): Promise<boolean> {
+    if (this.#detached || !this.#store.healthy) return Promise.resolve(true);
+    const now = this.#store.clock.now();
+    if (now < this.#leaseUntil) return Promise.resolve(true);
+    if (this.#acquiring !== undefined) return this.#acquiring;
+    return Promise.resolve(false); // refused moments ago: retry on a later call, not in a loop
   }
 
   // While this instance probes, the lease is renewed every third of its life, so a probe slower
@@ -982,33 +995,35 @@ class Session implements StoreSession {
     this.#renewTimer = undefined;
   }
 
-  #acquire(sentAt: number): void {
+  #acquire(sentAt: number): Promise<boolean> {
     const store = this.#store;
-    this.#acquiring = true;
-    store
+    this.#acquiring = store
       .run(() =>
         store.scripts.tripswitchProbe(this.#kProbe, this.#kState, this.#kOpen, this.#id, store.leaseMs),
       )
       .then(
         ([granted, state, pttl]) => {
-          this.#acquiring = false;
-          if (this.#detached) return;
+          this.#acquiring = undefined;
+          if (this.#detached) return false;
           // The lease is counted from when it was asked for, so local time never outlives Redis's.
           if (granted === 1) {
             this.#leaseUntil = sentAt + store.leaseMs;
             this.#giveBackIfUnclaimed();
-            return;
+            return true;
           }
           this.#nextAcquireAt = store.clock.now() + store.probeRetryMs;
           const st = (state ?? '') as CircuitState | '';
           if (st === 'closed' || MANUAL_STATES.has(st)) this.#adopt(st, 'shared', -1);
           else if (Number(pttl) > 0) this.#apply('open', 'shared', Number(pttl));
+          return false;
         },
         (err: unknown) => {
-          this.#acquiring = false;
+          this.#acquiring = undefined;
           store.markDegraded(err);
+          return false;
         },
       );
+    return this.#acquiring;
   }
 
   /** Reads until a read is not overtaken by messages (bounded: messages keep it fresh too). */
