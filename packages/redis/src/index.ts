@@ -20,3 +20,4 @@ export {
   redisStore,
   type StoreLogger,
 } from './store.js';
+export { type RedisWriteStoreOptions, redisWriteStore } from './write-store.js';
