@@ -20,7 +20,14 @@ export {
   sidecarRegistry,
   startAdmin,
 } from './admin/admin.js';
-export { type ConfigProblem, ConfigError, isConfigError, loadConfig, parseConfig } from './config/load.js';
+export {
+  type ConfigProblem,
+  ConfigError,
+  isConfigError,
+  loadConfig,
+  type ParseConfigOptions,
+  parseConfig,
+} from './config/load.js';
 export * from './config/schema.js';
 export { toEnvoy, toIstio } from './export/export.js';
 export { Cluster, type ClusterCounters } from './proxy/cluster.js';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isConfigError, loadConfig, parseConfig } from './load.js';
 import { configSchema } from './schema.js';
@@ -149,4 +150,114 @@ test('retry.buffer_body_bytes: an integer 0..16 MiB, errors with line:col', () =
     assert.ok(p, `${bad}: ${JSON.stringify(ps)}`);
     assert.deepEqual({ line: p.line, col: p.col }, { line: 7, col: 30 });
   }
+});
+
+describe('tls blocks', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tripswitch-tls-config-'));
+  const pem = (name: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, 'not a certificate\n');
+    return p;
+  };
+  const missing = join(dir, 'missing-ca.pem');
+
+  test('a missing ca_file names the field, the line and the file', () => {
+    const ps = problems(
+      [
+        'listeners: [{ port: 1, routes: [{ cluster: a }] }]', // 1
+        'clusters:', //                                          2
+        '  - name: a', //                                        3
+        '    hosts: [https://127.0.0.1:1]', //                   4
+        '    tls:', //                                           5
+        `      ca_file: ${missing}`, //                          6
+      ].join('\n'),
+    );
+    assert.equal(ps.length, 1);
+    assert.equal(ps[0]!.path, '/clusters/0/tls/ca_file');
+    assert.deepEqual([ps[0]!.line, ps[0]!.col], [6, 16]);
+    assert.ok(ps[0]!.message.includes(missing), ps[0]!.message);
+    assert.match(ps[0]!.message, /ENOENT/);
+  });
+
+  test('a file that is not a certificate is refused at load', () => {
+    const ps = problems(
+      [
+        'listeners: [{ port: 1, routes: [{ cluster: a }] }]',
+        'clusters:',
+        '  - name: a',
+        '    hosts: [https://127.0.0.1:1]',
+        `    tls: { cert_file: ${pem('c.pem')}, key_file: ${pem('k.pem')} }`,
+      ].join('\n'),
+    );
+    assert.equal(ps.length, 1);
+    assert.match(ps[0]!.path, /^\/clusters\/0\/tls/);
+    assert.equal(ps[0]!.line, 5);
+    assert.match(ps[0]!.message, /unusable certificate or key/);
+  });
+
+  test('relative paths start from baseDir (loadConfig: the config file directory)', () => {
+    const text = [
+      'listeners: [{ port: 1, routes: [{ cluster: a }] }]',
+      'clusters:',
+      '  - name: a',
+      '    hosts: [https://127.0.0.1:1]',
+      '    tls: { ca_file: nope.pem }',
+    ].join('\n');
+    try {
+      parseConfig(text, 't.yaml', { baseDir: dir });
+      assert.fail('expected an error');
+    } catch (err) {
+      assert.ok(isConfigError(err));
+      assert.ok(err.problems[0]!.message.includes(join(dir, 'nope.pem')));
+    }
+  });
+
+  test('tls on a cluster with non-https hosts, cert without key, client certs without a CA', () => {
+    const ps = problems(
+      [
+        'listeners:', //                                                   1
+        '  - port: 1', //                                                  2
+        '    routes: [{ cluster: a }]', //                                 3
+        `    tls: { cert_file: ${missing}, key_file: ${missing},`, //     4
+        '           request_client_cert: true }', //                      5
+        '  - port: 2', //                                                  6
+        '    routes: [{ cluster: a }]', //                                 7
+        `    tls: { cert_file: x, key_file: y, ca_file: z }`, //          8
+        'clusters:', //                                                    9
+        '  - name: a', //                                                  10
+        '    hosts: [https://127.0.0.1:1, 127.0.0.1:2]', //               11
+        '    tls: { servername: a.test }', //                             12
+      ].join('\n'),
+    );
+    const by = (path: string) => ps.filter((p) => p.path === path);
+    assert.equal(by('/clusters/0/hosts/1')[0]?.line, 11);
+    assert.match(by('/clusters/0/hosts/1')[0]!.message, /not https/);
+    assert.equal(by('/listeners/0/tls')[0]?.line, 4);
+    assert.match(by('/listeners/0/tls')[0]!.message, /request_client_cert: true needs ca_file/);
+    assert.equal(by('/listeners/1/tls/ca_file')[0]?.line, 8);
+    assert.match(by('/listeners/1/tls/ca_file')[0]!.message, /only used with request_client_cert/);
+    // The listener's missing files are reported too, each at its field.
+    assert.equal(by('/listeners/0/tls/cert_file')[0]?.line, 4);
+  });
+
+  test('cert_file without key_file (and the reverse) is a schema error', () => {
+    for (const [field, other] of [
+      ['cert_file', 'key_file'],
+      ['key_file', 'cert_file'],
+    ]) {
+      const ps = problems(
+        [
+          'listeners: [{ port: 1, routes: [{ cluster: a }] }]',
+          'clusters:',
+          '  - name: a',
+          '    hosts: [https://127.0.0.1:1]',
+          `    tls: { ${field}: x.pem }`,
+        ].join('\n'),
+      );
+      assert.equal(ps.length, 1, JSON.stringify(ps));
+      assert.equal(ps[0]!.path, '/clusters/0/tls');
+      assert.equal(ps[0]!.line, 5);
+      assert.match(ps[0]!.message, new RegExp(other!));
+    }
+  });
 });

@@ -5,11 +5,13 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { circuitBreaker, systemClock } from 'tripswitch';
 import { breakerOptions } from '../proxy/cluster.js';
 import { type SidecarConfig, configSchema } from './schema.js';
+import { readTlsFiles } from './tls.js';
 
 /**
  * One problem in a configuration file.
@@ -117,14 +119,33 @@ function describe(e: ErrorObject): { segments: string[]; key: boolean; message: 
 }
 
 /**
- * Parses and validates YAML text. Throws {@link ConfigError}.
+ * Options of {@link parseConfig}.
  *
  * @example
  * ```ts
- * const cfg = parseConfig(readFileSync('tripswitch.yaml', 'utf8'), 'tripswitch.yaml');
+ * const options: ParseConfigOptions = { baseDir: '/etc/tripswitch' }; // tls files named relative to it
  * ```
  */
-export function parseConfig(text: string, file = '<config>'): SidecarConfig {
+export interface ParseConfigOptions {
+  /** Directory that relative `tls` file paths start from. @default process.cwd() */
+  baseDir?: string;
+}
+
+/**
+ * Parses and validates YAML text, and reads the certificate and key files named by `tls` blocks.
+ * Throws {@link ConfigError}.
+ *
+ * @example
+ * ```ts
+ * const cfg = parseConfig(readFileSync('tripswitch.yaml', 'utf8'), 'tripswitch.yaml', { baseDir: '.' });
+ * ```
+ */
+export function parseConfig(
+  text: string,
+  file = '<config>',
+  options: ParseConfigOptions = {},
+): SidecarConfig {
+  const baseDir = options.baseDir ?? process.cwd();
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const pos = (offset: number | undefined) => {
@@ -161,8 +182,19 @@ export function parseConfig(text: string, file = '<config>'): SidecarConfig {
     const s = segments.map(String);
     problems.push({ path: `/${s.join('/')}`, ...pos(locate(doc.contents as Node, s, false)?.[0]), message });
   };
+  const readTls = (segments: (string | number)[], block: Parameters<typeof readTlsFiles>[0]) => {
+    for (const p of readTlsFiles(block, baseDir).problems)
+      at(p.field ? [...segments, p.field] : segments, p.message);
+  };
   const names = new Set<string>();
   cfg.clusters.forEach((c, i) => {
+    if (c.tls) {
+      c.hosts.forEach((h, j) => {
+        if (!h.startsWith('https://'))
+          at(['clusters', i, 'hosts', j], `"${h}" is not https:// (the cluster has a tls block)`);
+      });
+      readTls(['clusters', i, 'tls'], c.tls);
+    }
     if (names.has(c.name)) at(['clusters', i, 'name'], `duplicate cluster name "${c.name}"`);
     names.add(c.name);
     const pr = new Set<string>();
@@ -191,6 +223,16 @@ export function parseConfig(text: string, file = '<config>'): SidecarConfig {
     const key = `${l.address ?? '127.0.0.1'}:${l.port}`;
     if (l.port !== 0 && ports.has(key)) at(['listeners', i, 'port'], `duplicate listener ${key}`);
     ports.add(key);
+    if (l.tls) {
+      if (l.tls.request_client_cert === true && l.tls.ca_file === undefined)
+        at(
+          ['listeners', i, 'tls'],
+          'request_client_cert: true needs ca_file (the CA client certificates must chain to)',
+        );
+      if (l.tls.ca_file !== undefined && l.tls.request_client_cert !== true)
+        at(['listeners', i, 'tls', 'ca_file'], 'ca_file is only used with request_client_cert: true');
+      readTls(['listeners', i, 'tls'], l.tls);
+    }
     l.routes.forEach((r, j) => {
       if (!names.has(r.cluster))
         at(['listeners', i, 'routes', j, 'cluster'], `unknown cluster "${r.cluster}"`);
@@ -201,7 +243,8 @@ export function parseConfig(text: string, file = '<config>'): SidecarConfig {
 }
 
 /**
- * Reads and validates a YAML file. Throws {@link ConfigError} (or the fs error).
+ * Reads and validates a YAML file; relative `tls` file paths start from the file's directory.
+ * Throws {@link ConfigError} (or the fs error).
  *
  * @example
  * ```ts
@@ -209,5 +252,5 @@ export function parseConfig(text: string, file = '<config>'): SidecarConfig {
  * ```
  */
 export function loadConfig(file: string): SidecarConfig {
-  return parseConfig(readFileSync(file, 'utf8'), file);
+  return parseConfig(readFileSync(file, 'utf8'), file, { baseDir: dirname(resolve(file)) });
 }

@@ -196,6 +196,56 @@ const route = {
   },
 } as const;
 
+const pemFile = (what: string) =>
+  ({
+    type: 'string',
+    minLength: 1,
+    description: `${what} (PEM file; relative paths from the config file's directory). Read when the config is loaded or reloaded.`,
+  }) as const;
+
+const upstreamTls = {
+  type: 'object',
+  additionalProperties: false,
+  description:
+    'TLS to the upstream hosts (all of them must be https://). Without this block https hosts are checked against the system CAs.',
+  properties: {
+    ca_file: pemFile(
+      'CA certificates that the upstream certificate must chain to, instead of the system CAs',
+    ),
+    cert_file: pemFile('Client certificate chain for mTLS (needs key_file)'),
+    key_file: pemFile('Private key of cert_file'),
+    servername: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'SNI sent and the name the certificate is checked against. @default the host name of each hosts entry (no SNI for an IP address, checked against the IP)',
+    },
+    reject_unauthorized: {
+      type: 'boolean',
+      description:
+        'false accepts any upstream certificate (no CA or name check). For tests only. @default true',
+    },
+  },
+  dependencies: { cert_file: ['key_file'], key_file: ['cert_file'] },
+} as const;
+
+const listenerTls = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['cert_file', 'key_file'],
+  description: 'Serve HTTPS on this listener.',
+  properties: {
+    cert_file: pemFile('Server certificate chain'),
+    key_file: pemFile('Private key of cert_file'),
+    ca_file: pemFile('CA certificates that client certificates must chain to (needs request_client_cert)'),
+    request_client_cert: {
+      type: 'boolean',
+      description:
+        'mTLS: require a client certificate that chains to ca_file; other clients fail the handshake. @default false',
+    },
+  },
+} as const;
+
 /**
  * The JSON Schema (draft 2020-12 subset ajv understands) of a tripswitch sidecar YAML file.
  *
@@ -252,6 +302,7 @@ export const configSchema = {
               'Request header that picks the priority (value "high"). @default x-tripswitch-priority',
           },
           routes: { type: 'array', minItems: 1, items: route },
+          tls: listenerTls,
         },
       },
     },
@@ -268,7 +319,7 @@ export const configSchema = {
             type: 'array',
             minItems: 1,
             items: { type: 'string', pattern: '^(https?://)?[^/\\s]+:[0-9]{1,5}$' },
-            description: 'host:port or http://host:port',
+            description: 'host:port, http://host:port or https://host:port',
           },
           lb_policy: { enum: ['round_robin', 'least_request'], description: '@default round_robin' },
           connect_timeout_ms: { type: 'integer', minimum: 1, description: '@default 5000' },
@@ -288,6 +339,7 @@ export const configSchema = {
           },
           breaker,
           outlier_detection: outlier,
+          tls: upstreamTls,
         },
       },
     },
@@ -402,6 +454,46 @@ export interface RouteConfig {
 }
 
 /**
+ * A cluster's `tls` block: how the proxy speaks TLS to its https:// hosts.
+ *
+ * @example
+ * ```ts
+ * const tls: UpstreamTlsConfig = { ca_file: 'certs/ca.pem', cert_file: 'certs/client.pem', key_file: 'certs/client.key', servername: 'payments.internal' };
+ * ```
+ */
+export interface UpstreamTlsConfig {
+  /** PEM CA certificates replacing the system CAs for this cluster. */
+  ca_file?: string;
+  /** PEM client certificate chain (mTLS); set with `key_file`. */
+  cert_file?: string;
+  /** PEM private key of `cert_file`. */
+  key_file?: string;
+  /** SNI and the name the upstream certificate is checked against. */
+  servername?: string;
+  /** `false` skips certificate checks: for tests only. @default true */
+  reject_unauthorized?: boolean;
+}
+
+/**
+ * A listener's `tls` block: serve HTTPS, optionally requiring client certificates.
+ *
+ * @example
+ * ```ts
+ * const tls: ListenerTlsConfig = { cert_file: 'certs/proxy.pem', key_file: 'certs/proxy.key', ca_file: 'certs/clients-ca.pem', request_client_cert: true };
+ * ```
+ */
+export interface ListenerTlsConfig {
+  /** PEM server certificate chain. */
+  cert_file: string;
+  /** PEM private key of `cert_file`. */
+  key_file: string;
+  /** PEM CA certificates that client certificates must chain to; set with `request_client_cert`. */
+  ca_file?: string;
+  /** Require and verify a client certificate (mTLS). @default false */
+  request_client_cert?: boolean;
+}
+
+/**
  * A listening socket and its routes (first match wins).
  *
  * @example
@@ -417,6 +509,8 @@ export interface ListenerConfig {
   idle_timeout_ms?: number;
   priority_header?: string;
   routes: RouteConfig[];
+  /** Serve HTTPS. */
+  tls?: ListenerTlsConfig;
 }
 
 /**
@@ -437,6 +531,8 @@ export interface ClusterConfig {
   circuit_breakers?: { thresholds?: ThresholdConfig[] };
   breaker?: BreakerConfig;
   outlier_detection?: OutlierConfig;
+  /** TLS settings for https:// hosts. */
+  tls?: UpstreamTlsConfig;
 }
 
 /**

@@ -93,3 +93,118 @@ test('istio: one DestinationRule per cluster with connectionPool and outlierDete
   assert.equal(tp.loadBalancer.simple, 'LEAST_REQUEST');
   assert.equal(docs[1].spec.trafficPolicy.loadBalancer.simple, 'ROUND_ROBIN');
 });
+
+const tlsCfg: SidecarConfig = {
+  listeners: [
+    {
+      name: 'public',
+      port: 8443,
+      tls: {
+        cert_file: '/certs/proxy.pem',
+        key_file: '/certs/proxy.key',
+        ca_file: '/certs/clients.pem',
+        request_client_cert: true,
+      },
+      routes: [
+        { prefix: '/api', host: 'api.example.com', cluster: 'mtls', timeout_ms: 2000 },
+        { prefix: '/', cluster: 'simple', retry: { attempts: 2, retry_on: [503, 'connect-failure'] } },
+      ],
+    },
+    { port: 8080, routes: [{ cluster: 'pay' }] },
+  ],
+  clusters: [
+    {
+      name: 'mtls',
+      hosts: ['https://10.0.0.5:8443'],
+      tls: {
+        ca_file: '/certs/ca.pem',
+        cert_file: '/certs/client.pem',
+        key_file: '/certs/client.key',
+        servername: 'pay.internal',
+      },
+    },
+    { name: 'simple', hosts: ['https://api.internal:443'] },
+    { name: 'pay', hosts: ['10.0.0.1:8080'] },
+  ],
+};
+
+test('envoy: UpstreamTlsContext on https clusters, DownstreamTlsContext and routes on listeners', () => {
+  const doc = parse(toEnvoy(tlsCfg)).static_resources;
+  const [mtls, simple, pay] = doc.clusters;
+  const up = mtls.transport_socket;
+  assert.equal(up.name, 'envoy.transport_sockets.tls');
+  assert.equal(
+    up.typed_config['@type'],
+    'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  );
+  assert.equal(up.typed_config.sni, 'pay.internal');
+  assert.deepEqual(up.typed_config.common_tls_context, {
+    tls_certificates: [
+      {
+        certificate_chain: { filename: '/certs/client.pem' },
+        private_key: { filename: '/certs/client.key' },
+      },
+    ],
+    validation_context: {
+      trusted_ca: { filename: '/certs/ca.pem' },
+      match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'pay.internal' } }],
+    },
+  });
+  // No tls block: the host name is the SNI, the system CAs are trusted.
+  assert.equal(simple.transport_socket.typed_config.sni, 'api.internal');
+  assert.equal(
+    simple.transport_socket.typed_config.common_tls_context.validation_context.trusted_ca.filename,
+    '/etc/ssl/certs/ca-certificates.crt',
+  );
+  assert.equal(pay.transport_socket, undefined);
+
+  const [pub, plain] = doc.listeners;
+  assert.deepEqual(pub.address, { socket_address: { address: '127.0.0.1', port_value: 8443 } });
+  const down = pub.filter_chains[0].transport_socket.typed_config;
+  assert.equal(
+    down['@type'],
+    'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+  );
+  assert.equal(down.require_client_certificate, true);
+  assert.deepEqual(down.common_tls_context, {
+    tls_certificates: [
+      { certificate_chain: { filename: '/certs/proxy.pem' }, private_key: { filename: '/certs/proxy.key' } },
+    ],
+    validation_context: { trusted_ca: { filename: '/certs/clients.pem' } },
+  });
+  assert.equal(plain.filter_chains[0].transport_socket, undefined);
+  const hcm = pub.filter_chains[0].filters[0].typed_config;
+  const [api, rest] = hcm.route_config.virtual_hosts;
+  assert.deepEqual(api.domains, ['api.example.com', 'api.example.com:*']);
+  assert.deepEqual(
+    api.routes.map((r: { route: { cluster: string } }) => r.route.cluster),
+    ['mtls', 'simple'],
+  );
+  assert.equal(api.routes[0].route.timeout, '2s');
+  assert.deepEqual(rest.domains, ['*']);
+  assert.deepEqual(rest.routes[0].route.retry_policy.retry_on, 'connect-failure,retriable-status-codes');
+  assert.deepEqual(rest.routes[0].route.retry_policy.retriable_status_codes, [503]);
+});
+
+test('istio: trafficPolicy.tls MUTUAL or SIMPLE for https clusters', () => {
+  const docs = parseAllDocuments(toIstio(tlsCfg)).map((d) => d.toJS());
+  assert.deepEqual(docs[0].spec.trafficPolicy.tls, {
+    mode: 'MUTUAL',
+    clientCertificate: '/certs/client.pem',
+    privateKey: '/certs/client.key',
+    caCertificates: '/certs/ca.pem',
+    sni: 'pay.internal',
+    subjectAltNames: ['pay.internal'],
+  });
+  assert.deepEqual(docs[1].spec.trafficPolicy.tls, {
+    mode: 'SIMPLE',
+    sni: 'api.internal',
+    subjectAltNames: ['api.internal'],
+  });
+  assert.equal(docs[2].spec.trafficPolicy.tls, undefined);
+  const insecure = toIstio({
+    listeners: [{ port: 1, routes: [{ cluster: 'x' }] }],
+    clusters: [{ name: 'x', hosts: ['https://10.0.0.9:443'], tls: { reject_unauthorized: false } }],
+  });
+  assert.deepEqual(parse(insecure).spec.trafficPolicy.tls, { mode: 'SIMPLE', insecureSkipVerify: true });
+});

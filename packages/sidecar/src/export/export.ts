@@ -5,7 +5,14 @@
  * @module
  */
 import { stringify } from 'yaml';
-import type { ClusterConfig, SidecarConfig, ThresholdConfig } from '../config/schema.js';
+import { isIP } from 'node:net';
+import type {
+  ClusterConfig,
+  ListenerConfig,
+  RouteConfig,
+  SidecarConfig,
+  ThresholdConfig,
+} from '../config/schema.js';
 import { outlierSettings } from '../outlier/outlier.js';
 
 const dur = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms / 1000}s`);
@@ -14,6 +21,135 @@ function endpoint(h: string): { address: string; port: number } {
   const bare = h.replace(/^https?:\/\//, '');
   const i = bare.lastIndexOf(':');
   return { address: bare.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(bare.slice(i + 1)) };
+}
+
+/** True when the cluster speaks TLS to its hosts (all https://). */
+function isTls(c: ClusterConfig): boolean {
+  return c.hosts.every((h) => h.startsWith('https://'));
+}
+
+/** `servername`, else the one DNS name all hosts share (an IP address gets no SNI). */
+function sniOf(c: ClusterConfig): string | undefined {
+  if (c.tls?.servername) return c.tls.servername;
+  const names = new Set(c.hosts.map((h) => endpoint(h).address));
+  const [only] = names;
+  return names.size === 1 && only && isIP(only) === 0 ? only : undefined;
+}
+
+/** Where Envoy finds the system CAs when the cluster has no ca_file (Debian, Ubuntu, Alpine). */
+const SYSTEM_CA = '/etc/ssl/certs/ca-certificates.crt';
+
+function upstreamTransportSocket(c: ClusterConfig): Record<string, unknown> {
+  const t = c.tls ?? {};
+  const sni = sniOf(c);
+  const common: Record<string, unknown> = {};
+  if (t.cert_file && t.key_file)
+    common.tls_certificates = [
+      { certificate_chain: { filename: t.cert_file }, private_key: { filename: t.key_file } },
+    ];
+  // reject_unauthorized: false is Envoy's default (no validation_context: any certificate).
+  if (t.reject_unauthorized !== false) {
+    const validation: Record<string, unknown> = { trusted_ca: { filename: t.ca_file ?? SYSTEM_CA } };
+    if (sni) validation.match_typed_subject_alt_names = [{ san_type: 'DNS', matcher: { exact: sni } }];
+    common.validation_context = validation;
+  }
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      ...(sni ? { sni } : {}),
+      common_tls_context: common,
+    },
+  };
+}
+
+function downstreamTransportSocket(l: ListenerConfig): Record<string, unknown> {
+  const t = l.tls!;
+  const common: Record<string, unknown> = {
+    tls_certificates: [
+      { certificate_chain: { filename: t.cert_file }, private_key: { filename: t.key_file } },
+    ],
+  };
+  if (t.request_client_cert && t.ca_file) common.validation_context = { trusted_ca: { filename: t.ca_file } };
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+      ...(t.request_client_cert ? { require_client_certificate: true } : {}),
+      common_tls_context: common,
+    },
+  };
+}
+
+function envoyRoute(r: RouteConfig): Record<string, unknown> {
+  const route: Record<string, unknown> = { cluster: r.cluster };
+  if (r.timeout_ms !== undefined) route.timeout = dur(r.timeout_ms);
+  if (r.priority === 'high') route.priority = 'HIGH';
+  const rt = r.retry;
+  if (rt && (rt.attempts ?? 0) > 0) {
+    const on = rt.retry_on ?? [502, 503, 504, 'connect-failure', 'reset'];
+    const statuses = on.filter((x): x is number => typeof x === 'number');
+    const kinds: string[] = on.filter((x) => typeof x === 'string');
+    if (statuses.length > 0) kinds.push('retriable-status-codes');
+    route.retry_policy = {
+      retry_on: kinds.join(','),
+      num_retries: rt.attempts,
+      ...(statuses.length > 0 ? { retriable_status_codes: statuses } : {}),
+      retry_back_off: {
+        base_interval: dur(rt.backoff_base_ms ?? 25),
+        max_interval: dur(rt.backoff_max_ms ?? 250),
+      },
+    };
+  }
+  return { match: { prefix: r.prefix ?? '/' }, route };
+}
+
+/**
+ * The listener's routes as virtual hosts: one per `host` value (its own routes and the host-less
+ * ones, in config order, which is the order the proxy tries them in) plus `*` for the rest.
+ */
+function virtualHosts(l: ListenerConfig): Record<string, unknown>[] {
+  const hosts = [...new Set(l.routes.flatMap((r) => (r.host ? [r.host.toLowerCase()] : [])))];
+  const out = hosts.map((h, i) => ({
+    name: `host_${i}`,
+    domains: [h, `${h}:*`],
+    routes: l.routes.filter((r) => !r.host || r.host.toLowerCase() === h).map(envoyRoute),
+  }));
+  const rest = l.routes.filter((r) => !r.host);
+  if (rest.length > 0) out.push({ name: 'default', domains: ['*'], routes: rest.map(envoyRoute) });
+  return out;
+}
+
+function envoyListener(l: ListenerConfig, i: number): Record<string, unknown> {
+  const name = l.name ?? `listener_${i}`;
+  const chain: Record<string, unknown> = {
+    filters: [
+      {
+        name: 'envoy.filters.network.http_connection_manager',
+        typed_config: {
+          '@type':
+            'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+          stat_prefix: name,
+          codec_type: 'HTTP1',
+          common_http_protocol_options: { idle_timeout: dur(l.idle_timeout_ms ?? 5000) },
+          max_request_headers_kb: Math.ceil((l.max_header_bytes ?? 16_384) / 1024),
+          route_config: { name, virtual_hosts: virtualHosts(l) },
+          http_filters: [
+            {
+              name: 'envoy.filters.http.router',
+              typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+            },
+          ],
+        },
+      },
+    ],
+  };
+  if (l.tls) chain.transport_socket = downstreamTransportSocket(l);
+  return {
+    name,
+    address: { socket_address: { address: l.address ?? '127.0.0.1', port_value: l.port } },
+    filter_chains: [chain],
+  };
 }
 
 function threshold(t: ThresholdConfig): Record<string, unknown> {
@@ -53,7 +189,9 @@ function outlier(c: ClusterConfig): Record<string, unknown> {
 }
 
 /**
- * Envoy `static_resources.clusters` for every cluster, as YAML.
+ * Envoy `static_resources`, as YAML: a listener per listener (HTTP connection manager with the
+ * routes; `DownstreamTlsContext` for a `tls` listener) and a cluster per cluster (with an
+ * `UpstreamTlsContext` when its hosts are https://). Certificate paths are written as in the config.
  * @example
  * ```ts
  * process.stdout.write(toEnvoy(loadConfig('tripswitch.yaml')));
@@ -90,15 +228,20 @@ export function toEnvoy(cfg: SidecarConfig): string {
         explicit_http_config: { http_protocol_options: {} },
       },
     },
+    ...(isTls(c) ? { transport_socket: upstreamTransportSocket(c) } : {}),
   }));
+  const listeners = cfg.listeners.map(envoyListener);
   const head =
     '# Generated by `tripswitch export envoy`. Envoy has no per-cluster tripswitch breaker:\n' +
-    '# circuit_breakers.thresholds and outlier_detection carry the limits and ejection rules.\n';
-  return head + stringify({ static_resources: { clusters } });
+    '# circuit_breakers.thresholds and outlier_detection carry the limits and ejection rules.\n' +
+    '# Route fallbacks have no Envoy equivalent and are left out. TLS file paths are as in the\n' +
+    `# config; a cluster without ca_file trusts ${SYSTEM_CA}.\n`;
+  return head + stringify({ static_resources: { listeners, clusters } });
 }
 
 /**
- * One Istio DestinationRule per cluster (connectionPool from the DEFAULT thresholds, outlierDetection).
+ * One Istio DestinationRule per cluster (connectionPool from the DEFAULT thresholds, outlierDetection,
+ * and `tls` SIMPLE or MUTUAL when the hosts are https://).
  * @example
  * ```ts
  * process.stdout.write(toIstio(loadConfig('tripswitch.yaml')));
@@ -116,6 +259,18 @@ export function toIstio(cfg: SidecarConfig): string {
       idleTimeout: dur(c.idle_timeout_ms ?? 60_000),
     };
     if (!t.retry_budget) http.maxRetries = t.max_retries ?? 3;
+    let tls: Record<string, unknown> | undefined;
+    if (isTls(c)) {
+      const x = c.tls ?? {};
+      const sni = sniOf(c);
+      tls = {
+        mode: x.cert_file ? 'MUTUAL' : 'SIMPLE',
+        ...(x.cert_file ? { clientCertificate: x.cert_file, privateKey: x.key_file } : {}),
+        ...(x.ca_file ? { caCertificates: x.ca_file } : {}),
+        ...(sni ? { sni, ...(x.reject_unauthorized === false ? {} : { subjectAltNames: [sni] }) } : {}),
+        ...(x.reject_unauthorized === false ? { insecureSkipVerify: true } : {}),
+      };
+    }
     return {
       apiVersion: 'networking.istio.io/v1',
       kind: 'DestinationRule',
@@ -138,6 +293,7 @@ export function toIstio(cfg: SidecarConfig): string {
             baseEjectionTime: dur(s.baseEjectionMs),
             maxEjectionPercent: s.maxEjectionPercent,
           },
+          ...(tls ? { tls } : {}),
         },
       },
     };

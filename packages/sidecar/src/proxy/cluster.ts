@@ -4,10 +4,11 @@
  * @module
  */
 import { type CircuitBreaker, type CircuitBreakerOptions, type Clock, circuitBreaker } from 'tripswitch';
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
 import { Balancer } from '../lb/balancer.js';
 import { OutlierDetector, type OutlierHost, outlierSettings } from '../outlier/outlier.js';
 import type { BreakerConfig, ClusterConfig } from '../config/schema.js';
+import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
 import { Limiter } from './limits.js';
 
 /** An upstream host with its connection pool. */
@@ -61,9 +62,28 @@ export function breakerOptions(
 }
 
 /** Cluster settings that, when unchanged on reload, let a pool be reused. */
-function poolKey(c: ClusterConfig): string {
+function poolKey(c: ClusterConfig, tls: TlsMaterial | undefined): string {
   const max = Math.max(...(c.circuit_breakers?.thresholds ?? []).map((t) => t.max_connections ?? 1024), 1024);
-  return JSON.stringify([c.connect_timeout_ms, c.idle_timeout_ms, max]);
+  return JSON.stringify([c.connect_timeout_ms, c.idle_timeout_ms, max, tls?.digest]);
+}
+
+/**
+ * undici's connector with the cluster's TLS options (the names of node's `tls.connect()`). It drops
+ * the servername undici derives from each request's Host header (the client's, forwarded), so SNI
+ * and the certificate check use `servername`, else the host name of the `hosts` entry (no SNI for
+ * an IP address, which is then what the certificate must name).
+ */
+function tlsConnector(c: ClusterConfig, tls: TlsMaterial | undefined): buildConnector.connector {
+  const t = c.tls;
+  const base = buildConnector({
+    timeout: c.connect_timeout_ms ?? 5000,
+    ...(tls?.ca ? { ca: tls.ca } : {}),
+    ...(tls?.cert ? { cert: tls.cert } : {}),
+    ...(tls?.key ? { key: tls.key } : {}),
+    ...(t?.servername ? { servername: t.servername } : {}),
+    rejectUnauthorized: t?.reject_unauthorized ?? true,
+  });
+  return ({ servername: _fromHostHeader, ...opts }, callback) => base(opts, callback);
 }
 
 /**
@@ -111,7 +131,8 @@ export class Cluster {
       fallbacks: 0,
       clientAborts: 0,
     };
-    this.poolKey = poolKey(config);
+    const tls = config.tls ? tlsMaterial(config.tls, `cluster ${config.name} tls`) : undefined;
+    this.poolKey = poolKey(config, tls);
     this.breakerKey = JSON.stringify(config.breaker ?? {});
     const th = config.circuit_breakers?.thresholds ?? [];
     this.limits = {
@@ -132,7 +153,9 @@ export class Cluster {
           keepAliveTimeout: config.idle_timeout_ms ?? 60_000,
           // Caps the server's Keep-Alive hint too (undici prefers the hint over keepAliveTimeout).
           keepAliveMaxTimeout: config.idle_timeout_ms ?? 60_000,
-          connect: { timeout: config.connect_timeout_ms ?? 5000 },
+          connect: origin.startsWith('https:')
+            ? tlsConnector(config, tls)
+            : { timeout: config.connect_timeout_ms ?? 5000 },
           headersTimeout: 0,
           bodyTimeout: 0,
         });

@@ -5,11 +5,14 @@
  * @module
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { type Clock, type Permit, systemClock } from 'tripswitch';
 import type { Dispatcher } from 'undici';
 import type { FallbackConfig, ListenerConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
+import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
 import { Cluster, type UpstreamHost } from './cluster.js';
 import type { Limiter } from './limits.js';
 
@@ -89,7 +92,9 @@ interface CompiledRoute {
 interface ListenerSlot {
   key: string;
   config: ListenerConfig;
-  server: Server;
+  server: Server | HttpsServer;
+  /** The TLS files in force (HTTPS listeners). */
+  tls: TlsMaterial | undefined;
   routes: CompiledRoute[];
   priorityHeader: string;
 }
@@ -154,9 +159,36 @@ function hostMatches(pattern: string, hostHeader: string | undefined): boolean {
   return h === pattern;
 }
 
-type FailKind = 'connect-failure' | 'timeout' | 'reset';
+// OpenSSL's certificate verification results, as node reports them in err.code.
+const CERT_ERRORS = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'EPROTO',
+]);
+
+type FailKind = 'connect-failure' | 'tls' | 'timeout' | 'reset';
 function classify(err: unknown): FailKind {
   const code = (err as { code?: string })?.code;
+  if (
+    code !== undefined &&
+    (CERT_ERRORS.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'))
+  )
+    return 'tls';
   if (
     code === 'UND_ERR_CONNECT_TIMEOUT' ||
     code === 'ECONNREFUSED' ||
@@ -622,6 +654,8 @@ class Exchange {
     }
     const kind = classify(err);
     cluster.outlier.record(this.host!, 'gateway');
+    // A failed TLS handshake (certificate not trusted, wrong name, client certificate refused) is a
+    // connect failure for counters and retry_on, answered 502: a host answered, but not acceptably.
     if (kind === 'timeout') cluster.counters.timeouts++;
     else if (kind === 'reset') cluster.counters.resets++;
     else cluster.counters.connectFailures++;
@@ -629,7 +663,7 @@ class Exchange {
     if (
       !this.res.headersSent &&
       this.retryable() &&
-      (kind === 'connect-failure' ? r!.connectFailure : kind === 'reset' && r!.reset) &&
+      (kind === 'connect-failure' || kind === 'tls' ? r!.connectFailure : kind === 'reset' && r!.reset) &&
       this.lim.tryRetry()
     ) {
       this.retryHeld = true;
@@ -815,6 +849,18 @@ export class Sidecar {
     return `${l.address ?? '127.0.0.1'}:${l.port}`;
   }
 
+  /** The secure context options of an HTTPS listener (node's `tls.createServer()` names). */
+  static #secureOptions(l: ListenerConfig, tls: TlsMaterial) {
+    const mtls = l.tls?.request_client_cert === true;
+    return {
+      cert: tls.cert,
+      key: tls.key,
+      ...(tls.ca ? { ca: tls.ca } : {}),
+      requestCert: mtls,
+      rejectUnauthorized: mtls,
+    };
+  }
+
   /** Opens the listeners. */
   async start(): Promise<void> {
     for (const l of this.#state.config.listeners) {
@@ -826,15 +872,19 @@ export class Sidecar {
   /** Binds a listener (not yet registered); rejects on a listen error. */
   async #open(l: ListenerConfig, clusters: Map<string, Cluster>): Promise<ListenerSlot> {
     const key = Sidecar.#key(l);
+    const tls = l.tls ? tlsMaterial(l.tls, `listener ${l.name ?? key} tls`) : undefined;
+    // HTTP and HTTPS listeners share the parser options and the clientError handling below.
+    const http = { maxHeaderSize: l.max_header_bytes ?? 16_384, keepAliveTimeout: l.idle_timeout_ms ?? 5000 };
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(slot, req, res);
     const slot: ListenerSlot = {
       key,
       config: l,
+      tls,
       routes: this.#compile(l, clusters),
       priorityHeader: (l.priority_header ?? 'x-tripswitch-priority').toLowerCase(),
-      server: createServer(
-        { maxHeaderSize: l.max_header_bytes ?? 16_384, keepAliveTimeout: l.idle_timeout_ms ?? 5000 },
-        (req, res) => this.#handle(slot, req, res),
-      ),
+      server: tls
+        ? createHttpsServer({ ...http, ...Sidecar.#secureOptions(l, tls) }, handler)
+        : createServer(http, handler),
     };
     slot.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable) {
@@ -893,7 +943,8 @@ export class Sidecar {
       out.push(k, raw[i + 1]!);
     }
     const remote = req.socket.remoteAddress ?? 'unknown';
-    out.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote, 'x-forwarded-proto', 'http');
+    const proto = (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
+    out.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote, 'x-forwarded-proto', proto);
     if (req.headers.host) out.push('x-forwarded-host', req.headers.host);
     return out;
   }
@@ -938,6 +989,21 @@ export class Sidecar {
    * finish on the objects they started with; pools and breakers carry over where unchanged.
    */
   async reload(config: SidecarConfig): Promise<void> {
+    // A bound server cannot switch between HTTP and HTTPS or start/stop asking for client
+    // certificates: refuse before anything changes.
+    for (const l of config.listeners) {
+      const slot = this.#slots.get(Sidecar.#key(l));
+      if (!slot) continue;
+      const was = slot.config.tls;
+      if (!was !== !l.tls || (was?.request_client_cert === true) !== (l.tls?.request_client_cert === true))
+        throw new Error(
+          `listener ${l.name ?? slot.key}: turning tls or request_client_cert on or off needs a restart (or a new port)`,
+        );
+    }
+    const tlsNext = new Map<string, TlsMaterial>();
+    for (const l of config.listeners)
+      if (l.tls && this.#slots.has(Sidecar.#key(l)))
+        tlsNext.set(Sidecar.#key(l), tlsMaterial(l.tls, `listener ${l.name ?? Sidecar.#key(l)} tls`));
     const old = this.#state;
     const next = this.#build(config, old);
     // New listeners are bound before anything changes, so a port in use leaves the old config
@@ -964,6 +1030,13 @@ export class Sidecar {
       const slot = this.#slots.get(key)!;
       if (opened.includes(slot)) continue;
       slot.routes = this.#compile(l, next.clusters, slot);
+      const tls = tlsNext.get(key);
+      if (tls && tls.digest !== slot.tls?.digest) {
+        // New handshakes use the new certificate; open connections keep theirs.
+        (slot.server as HttpsServer).setSecureContext(Sidecar.#secureOptions(l, tls));
+        this.logger.info('listener tls reloaded', { listener: l.name ?? key });
+      }
+      slot.tls = tls;
       slot.config = l;
       slot.priorityHeader = (l.priority_header ?? 'x-tripswitch-priority').toLowerCase();
     }

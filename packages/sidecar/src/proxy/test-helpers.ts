@@ -3,7 +3,11 @@
  * @module
  */
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from 'tripswitch';
 import type { ClusterConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
@@ -157,4 +161,128 @@ export async function until(cond: () => boolean, ms = 3000): Promise<void> {
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** PEM files of a test PKI: paths, and the contents for clients. */
+export interface TestCerts {
+  dir: string;
+  /** The private CA (certificate only; its key stays in `dir`). */
+  ca: string;
+  caPem: string;
+  /** Server certificate for IP 127.0.0.1, DNS localhost and upstream.test, signed by the CA. */
+  server: { cert: string; key: string };
+  /** A second server certificate with the same names (for reload), signed by the CA. */
+  server2: { cert: string; key: string };
+  /** Client certificate (CN test-client), signed by the CA. */
+  client: { cert: string; key: string; certPem: string; keyPem: string };
+}
+
+let certs: TestCerts | false | undefined;
+
+/**
+ * A private CA with server and client certificates, made once per process with the openssl CLI
+ * (EC P-256, valid two days). Undefined when openssl is not installed or fails.
+ */
+export function testCerts(): TestCerts | undefined {
+  if (certs !== undefined) return certs || undefined;
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'tripswitch-sidecar-tls-'));
+    const f = (name: string) => join(dir, name);
+    writeFileSync(
+      f('openssl.cnf'),
+      [
+        '[req]',
+        'distinguished_name = dn',
+        'prompt = no',
+        '[dn]',
+        'CN = unused',
+        '[ca]',
+        'basicConstraints = critical,CA:TRUE',
+        'keyUsage = critical,keyCertSign,cRLSign',
+        'subjectKeyIdentifier = hash',
+        '[server]',
+        'basicConstraints = CA:FALSE',
+        'subjectAltName = IP:127.0.0.1,DNS:localhost,DNS:upstream.test',
+        'extendedKeyUsage = serverAuth',
+        '[client]',
+        'basicConstraints = CA:FALSE',
+        'extendedKeyUsage = clientAuth',
+        '',
+      ].join('\n'),
+    );
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', input: '' });
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    ssl(
+      'req',
+      '-x509',
+      '-config',
+      f('openssl.cnf'),
+      '-extensions',
+      'ca',
+      ...ec,
+      '-keyout',
+      f('ca.key'),
+      '-out',
+      f('ca.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=tripswitch test CA',
+    );
+    let serial = 1;
+    const leaf = (name: string, cn: string, ext: string) => {
+      ssl(
+        'req',
+        '-new',
+        '-config',
+        f('openssl.cnf'),
+        ...ec,
+        '-keyout',
+        f(`${name}.key`),
+        '-out',
+        f(`${name}.csr`),
+        '-subj',
+        `/CN=${cn}`,
+      );
+      ssl(
+        'x509',
+        '-req',
+        '-in',
+        f(`${name}.csr`),
+        '-CA',
+        f('ca.pem'),
+        '-CAkey',
+        f('ca.key'),
+        '-set_serial',
+        String(++serial),
+        '-days',
+        '2',
+        '-extfile',
+        f('openssl.cnf'),
+        '-extensions',
+        ext,
+        '-out',
+        f(`${name}.pem`),
+      );
+      return { cert: f(`${name}.pem`), key: f(`${name}.key`) };
+    };
+    const server = leaf('server', 'upstream.test', 'server');
+    const server2 = leaf('server2', 'upstream.test', 'server');
+    const client = leaf('client', 'test-client', 'client');
+    certs = {
+      dir,
+      ca: f('ca.pem'),
+      caPem: readFileSync(f('ca.pem'), 'utf8'),
+      server,
+      server2,
+      client: {
+        ...client,
+        certPem: readFileSync(client.cert, 'utf8'),
+        keyPem: readFileSync(client.key, 'utf8'),
+      },
+    };
+  } catch {
+    certs = false;
+  }
+  return certs || undefined;
 }
