@@ -352,30 +352,44 @@ class Exchange {
    * client that goes away ends it in onClose; one that stalls past the timeout gets a 408.
    */
   bufferBody(length: number): void {
-    const { req, route } = this;
-    const clock = route.cluster.clock;
     const buf = Buffer.allocUnsafe(length);
     let got = 0;
-    const onData = (chunk: Buffer) => {
-      if (got + chunk.length > length) {
-        // Node's parser stops at Content-Length, so this is only a guard.
-        stop();
-        this.res.shouldKeepAlive = false;
-        plain(this.res, 400, 'request body longer than content-length\n');
-        return;
-      }
-      chunk.copy(buf, got);
-      got += chunk.length;
-    };
-    const onEnd = () => {
+    this.readBody(
+      (chunk, stop) => {
+        if (got + chunk.length > length) {
+          // Node's parser stops at Content-Length, so this is only a guard.
+          stop();
+          this.res.shouldKeepAlive = false;
+          plain(this.res, 400, 'request body longer than content-length\n');
+          return;
+        }
+        chunk.copy(buf, got);
+        got += chunk.length;
+      },
+      () => {
+        if (got !== length) {
+          this.res.shouldKeepAlive = false;
+          plain(this.res, 400, 'request body shorter than content-length\n');
+          return;
+        }
+        this.body = buf;
+        this.admit();
+      },
+    );
+  }
+
+  /**
+   * Listens to the request body with the route timeout armed (408 when the client is too slow):
+   * `onData` gets each chunk and the function that stops listening (and the timer); `onEnd` runs
+   * after both are stopped. A client abort calls the same stop through `stopBuffering`.
+   */
+  readBody(onData: (chunk: Buffer, stop: () => void) => void, onEnd: () => void): void {
+    const { req, route } = this;
+    const clock = route.cluster.clock;
+    const data = (chunk: Buffer) => onData(chunk, stop);
+    const end = () => {
       stop();
-      if (got !== length) {
-        this.res.shouldKeepAlive = false;
-        plain(this.res, 400, 'request body shorter than content-length\n');
-        return;
-      }
-      this.body = buf;
-      this.admit();
+      onEnd();
     };
     const timer = clock.setTimeout(() => {
       stop();
@@ -386,12 +400,12 @@ class Exchange {
     const stop = () => {
       this.stopBuffering = undefined;
       clock.clearTimeout(timer);
-      req.off('data', onData);
-      req.off('end', onEnd);
+      req.off('data', data);
+      req.off('end', end);
     };
     this.stopBuffering = stop;
-    req.on('data', onData);
-    req.on('end', onEnd);
+    req.on('data', data);
+    req.on('end', end);
   }
 
   /**
@@ -405,40 +419,24 @@ class Exchange {
    * the request, as one stream (see {@link Exchange.streamBody}), which undici sends chunked.
    */
   bufferChunked(limit: number): void {
-    const { req, route } = this;
-    const clock = route.cluster.clock;
     const chunks: Buffer[] = [];
     let got = 0;
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      got += chunk.length;
-      if (got <= limit) return;
-      // Pause before the listener goes: a flowing stream without a 'data' listener drops bytes.
-      req.pause();
-      stop();
-      this.head = chunks;
-      this.admit();
-    };
-    const onEnd = () => {
-      stop();
-      this.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, got);
-      this.admit();
-    };
-    const timer = clock.setTimeout(() => {
-      stop();
-      route.cluster.counters.responses4xx++;
-      this.res.shouldKeepAlive = false;
-      plain(this.res, 408, 'request timeout\n', { connection: 'close' });
-    }, route.timeoutMs);
-    const stop = () => {
-      this.stopBuffering = undefined;
-      clock.clearTimeout(timer);
-      req.off('data', onData);
-      req.off('end', onEnd);
-    };
-    this.stopBuffering = stop;
-    req.on('data', onData);
-    req.on('end', onEnd);
+    this.readBody(
+      (chunk, stop) => {
+        chunks.push(chunk);
+        got += chunk.length;
+        if (got <= limit) return;
+        // Pause before the listener goes: a flowing stream without a 'data' listener drops bytes.
+        this.req.pause();
+        stop();
+        this.head = chunks;
+        this.admit();
+      },
+      () => {
+        this.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, got);
+        this.admit();
+      },
+    );
   }
 
   /**
