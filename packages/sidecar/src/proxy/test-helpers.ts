@@ -2,7 +2,15 @@
  * Test helpers (real sockets on 127.0.0.1, port 0). Not exported from the package.
  * @module
  */
-import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
+import {
+  type ClientRequest,
+  createServer,
+  type IncomingMessage,
+  type RequestOptions,
+  request,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -83,21 +91,31 @@ export function send(
     timeoutMs?: number;
   } = {},
 ): Promise<Reply> {
+  return exchange(
+    { host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers: init.headers, agent: false },
+    init.timeoutMs,
+    (req) => req.end(init.body),
+  );
+}
+
+/** One client request: `write` sends the body; resolves with the whole reply. */
+function exchange(
+  options: RequestOptions,
+  timeoutMs: number | undefined,
+  write: (req: ClientRequest) => void,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers: init.headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(init.timeoutMs ?? 10_000, () => req.destroy(new Error('client timeout')));
+    const req = request(options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs ?? 10_000, () => req.destroy(new Error('client timeout')));
     req.on('error', reject);
-    req.end(init.body);
+    write(req);
   });
 }
 
@@ -110,23 +128,14 @@ export function sendChunked(
   path: string,
   init: { method?: string; pieces: Buffer[]; timeoutMs?: number },
 ): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path, method: init.method ?? 'PUT', agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(init.timeoutMs ?? 10_000, () => req.destroy(new Error('client timeout')));
-    req.on('error', reject);
-    for (const p of init.pieces) req.write(p);
-    req.end();
-  });
+  return exchange(
+    { host: '127.0.0.1', port, path, method: init.method ?? 'PUT', agent: false },
+    init.timeoutMs,
+    (req) => {
+      for (const p of init.pieces) req.write(p);
+      req.end();
+    },
+  );
 }
 
 /** Writes raw bytes and returns everything read until the server closes (or `timeoutMs`). */
