@@ -106,6 +106,8 @@ export class Cluster {
   readonly counters: ClusterCounters;
   readonly poolKey: string;
   readonly breakerKey: string;
+  /** The files of the cluster's `tls` block (also used for Upgrade tunnels to https hosts). */
+  readonly tls: TlsMaterial | undefined;
 
   /**
    * @param previous - the same-named cluster of the config being replaced: its pools (same
@@ -132,6 +134,7 @@ export class Cluster {
       clientAborts: 0,
     };
     const tls = config.tls ? tlsMaterial(config.tls, `cluster ${config.name} tls`) : undefined;
+    this.tls = tls;
     this.poolKey = poolKey(config, tls);
     this.breakerKey = JSON.stringify(config.breaker ?? {});
     const th = config.circuit_breakers?.thresholds ?? [];

@@ -2,14 +2,23 @@
  * The sidecar proxy: HTTP/1.1 listeners, routing, per-cluster limits, breaker, outlier detection,
  * retries, fallbacks, hot reload and graceful drain. Upstream requests go through undici's
  * `Pool.stream()` straight into the client's response (no per-request `stream.pipeline()`).
+ * HTTP/1.1 Upgrade (WebSocket) requests are tunnelled over a connection of their own (`Tunnel`).
  * @module
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  type ClientRequest,
+  createServer,
+  type IncomingMessage,
+  request,
+  STATUS_CODES,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
-import { PassThrough } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
-import { type Clock, type Permit, systemClock } from 'tripswitch';
+import { type AddressInfo, isIP, connect as netConnect, type Socket } from 'node:net';
+import { type Duplex, PassThrough } from 'node:stream';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type Clock, type Permit, systemClock, type TimerHandle } from 'tripswitch';
 import type { Dispatcher } from 'undici';
 import type { FallbackConfig, ListenerConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
@@ -783,6 +792,230 @@ class Exchange {
   }
 }
 
+/** Writes a whole plain-text response on a raw (upgrade or CONNECT) socket, then closes it. */
+function rawReply(socket: Duplex, status: number, text: string, extra?: Record<string, string>): void {
+  if (socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\n`;
+  if (extra) for (const k of Object.keys(extra)) head += `${k}: ${extra[k]}\r\n`;
+  socket.end(`${head}\r\n${text}`);
+  // Read (and drop) whatever the client still sends, so that its FIN is seen and the socket closes.
+  socket.resume();
+}
+
+/** A response head from node's parsed status and raw header list. */
+function rawHead(status: number, message: string | undefined, raw: string[], skip?: Set<string>): string {
+  let head = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || ''}\r\n`;
+  for (let i = 0; i < raw.length; i += 2)
+    if (!skip?.has(raw[i]!.toLowerCase())) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return head;
+}
+
+// A refused upgrade's response is relayed with the connection closing after its body.
+const REFUSED_SKIP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+]);
+
+/**
+ * One proxied HTTP/1.1 Upgrade (WebSocket): the request goes to the upstream on a connection of
+ * its own (node's http client over `net.connect()` or `tls.connect()` with the cluster's tls
+ * options); a 101 is relayed and both sockets are then piped to each other until either side
+ * closes. The breaker permit is settled by the answer (or its absence); the limiter slot and the
+ * host's `active` count are held until the tunnel closes and released exactly once in `finish()`.
+ */
+class Tunnel {
+  upReq: ClientRequest | undefined;
+  upstream: Duplex | undefined;
+  timer: TimerHandle | undefined;
+  connectTimer: TimerHandle | undefined;
+  /** The upstream answered (or failed): the permit is settled. */
+  answered = false;
+  finished = false;
+
+  constructor(
+    readonly proxy: Sidecar,
+    readonly req: IncomingMessage,
+    readonly client: Duplex,
+    readonly head: Buffer,
+    readonly route: CompiledRoute,
+    readonly lim: Limiter,
+    readonly host: UpstreamHost,
+    public permit: Permit | undefined,
+  ) {}
+
+  start(): void {
+    const { req, client, route, host } = this;
+    const cluster = route.cluster;
+    const clock = cluster.clock;
+    host.active++;
+    client.on('error', () => this.close());
+    client.on('close', () => this.close());
+    const url = new URL(host.origin);
+    const secure = url.protocol === 'https:';
+    const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port) || (secure ? 443 : 80);
+    const t = cluster.config.tls;
+    const m = cluster.tls;
+    const headers = this.proxy.upstreamHeaders(req);
+    headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? '');
+    const upReq = request({
+      method: 'GET',
+      path: req.url ?? '/',
+      headers,
+      setHost: false,
+      createConnection: () =>
+        secure
+          ? tlsConnect({
+              host: hostname,
+              port,
+              // As for the pools: `servername`, else the hosts entry's name (no SNI for an IP).
+              servername: t?.servername ?? (isIP(hostname) ? '' : hostname),
+              ...(m?.ca ? { ca: m.ca } : {}),
+              ...(m?.cert ? { cert: m.cert } : {}),
+              ...(m?.key ? { key: m.key } : {}),
+              rejectUnauthorized: t?.reject_unauthorized ?? true,
+            })
+          : netConnect({ host: hostname, port }),
+    });
+    this.upReq = upReq;
+    upReq.on('socket', (s: Socket) => {
+      s.once(secure ? 'secureConnect' : 'connect', () => this.clearConnectTimer());
+    });
+    upReq.on('upgrade', (res: IncomingMessage, sock: Duplex, upHead: Buffer) =>
+      this.opened(res, sock, upHead),
+    );
+    upReq.on('response', (res: IncomingMessage) => this.refused(res));
+    upReq.on('error', (err: Error) => this.fail(classify(err), err));
+    this.connectTimer = clock.setTimeout(() => {
+      const err = Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' });
+      this.fail('connect-failure', err);
+    }, cluster.config.connect_timeout_ms ?? 5000);
+    this.timer = clock.setTimeout(
+      () => this.fail('timeout', new Error('no upgrade answer in time')),
+      route.timeoutMs,
+    );
+    upReq.end();
+  }
+
+  clearConnectTimer(): void {
+    if (this.connectTimer === undefined) return;
+    this.route.cluster.clock.clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+  }
+
+  /** Settles the permit, counters and outlier record for an answer (or failure) of `status`. */
+  answer(status: number, err: Error | undefined): void {
+    this.answered = true;
+    this.clearConnectTimer();
+    const c = this.route.cluster;
+    if (this.timer !== undefined) c.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    if (status === 101 || status < 300) c.counters.responses2xx++;
+    else if (status < 400) c.counters.responses3xx++;
+    else if (status < 500) c.counters.responses4xx++;
+    else c.counters.responses5xx++;
+    c.outlier.record(
+      this.host,
+      err !== undefined || status === 502 || status === 503 || status === 504
+        ? 'gateway'
+        : status >= 500
+          ? 'error-5xx'
+          : 'success',
+    );
+    const p = this.permit;
+    this.permit = undefined;
+    if (!p) return;
+    if (err !== undefined || c.isFailureStatus(status))
+      p.failure(err ?? new Error(`upstream status ${status}`));
+    else p.success();
+  }
+
+  opened(res: IncomingMessage, sock: Duplex, upHead: Buffer): void {
+    if (this.finished) {
+      sock.destroy();
+      return;
+    }
+    this.answer(101, undefined);
+    const { client } = this;
+    this.upstream = sock;
+    sock.on('error', () => this.close());
+    sock.on('close', () => this.close());
+    client.write(`${rawHead(101, res.statusMessage, res.rawHeaders)}\r\n`);
+    if (upHead.length > 0) client.write(upHead);
+    if (this.head.length > 0) sock.write(this.head);
+    // Either side's end is passed on (pipe), and once that reaches the other side the tunnel closes.
+    client.on('finish', () => this.close());
+    sock.on('finish', () => this.close());
+    client.pipe(sock);
+    sock.pipe(client);
+  }
+
+  refused(res: IncomingMessage): void {
+    if (this.finished) return;
+    this.answer(res.statusCode ?? 502, undefined);
+    const { client } = this;
+    res.on('error', () => this.close());
+    client.on('finish', () => this.close());
+    client.write(
+      `${rawHead(res.statusCode!, res.statusMessage, res.rawHeaders, REFUSED_SKIP)}connection: close\r\n\r\n`,
+    );
+    client.resume();
+    res.pipe(client);
+  }
+
+  fail(kind: FailKind, err: Error): void {
+    if (this.finished) return;
+    if (this.answered) {
+      // An error after the answer (a refused upgrade's body cut short): just tear down.
+      this.close();
+      return;
+    }
+    const c = this.route.cluster;
+    if (kind === 'timeout') c.counters.timeouts++;
+    else if (kind === 'reset') c.counters.resets++;
+    else c.counters.connectFailures++;
+    const status = kind === 'timeout' ? 504 : 502;
+    this.answer(status, err);
+    this.upReq?.destroy();
+    rawReply(this.client, status, `upstream ${kind}\n`, { 'x-tripswitch-upstream-error': kind });
+    this.finish();
+  }
+
+  /** Tears both sides down (either side closed or failed, or shutdown). */
+  close(): void {
+    if (!this.answered && !this.finished) {
+      // The client left before the upstream answered: neither success nor failure.
+      this.answered = true;
+      this.clearConnectTimer();
+      if (this.timer !== undefined) this.route.cluster.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+      this.route.cluster.counters.clientAborts++;
+      this.permit?.neutral();
+      this.permit = undefined;
+    }
+    this.upReq?.destroy();
+    this.upstream?.destroy();
+    this.client.destroy();
+    this.finish();
+  }
+
+  /** Gives back the limiter slot, the host's count and the in-flight count, once. */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.host.active--;
+    this.lim.release();
+    this.proxy.tunnelClosed(this);
+  }
+}
+
 interface State {
   config: SidecarConfig;
   clusters: Map<string, Cluster>;
@@ -806,6 +1039,7 @@ export class Sidecar {
   #slots = new Map<string, ListenerSlot>();
   inflight = 0;
   #drainWaiters: (() => void)[] = [];
+  #tunnels = new Set<Tunnel>();
   #stopping = false;
   /** Requests that matched no route. */
   noRoute = 0;
@@ -884,6 +1118,13 @@ export class Sidecar {
         ? createHttpsServer({ ...http, ...Sidecar.#secureOptions(l, tls) }, handler)
         : createServer(http, handler),
     };
+    slot.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.#upgrade(slot, req, socket, head),
+    );
+    slot.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      rawReply(socket, 501, 'CONNECT is not supported: this is a reverse proxy, not a forward proxy\n');
+    });
     slot.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable) {
         socket.destroy();
@@ -947,19 +1188,23 @@ export class Sidecar {
     return out;
   }
 
-  #handle(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void {
-    this.inflight++;
-    if (this.#stopping) res.shouldKeepAlive = false;
+  /** The first route of the listener matching the request's Host and path. */
+  static #route(slot: ListenerSlot, req: IncomingMessage): CompiledRoute | undefined {
     const url = req.url ?? '/';
-    let route: CompiledRoute | undefined;
     const routes = slot.routes;
     for (let i = 0; i < routes.length; i++) {
       const r = routes[i]!;
       if (r.host !== undefined && !hostMatches(r.host, req.headers.host)) continue;
       if (!url.startsWith(r.prefix)) continue;
-      route = r;
-      break;
+      return r;
     }
+    return undefined;
+  }
+
+  #handle(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void {
+    this.inflight++;
+    if (this.#stopping) res.shouldKeepAlive = false;
+    const route = Sidecar.#route(slot, req);
     if (!route) {
       this.noRoute++;
       res.once('close', () => {
@@ -973,6 +1218,61 @@ export class Sidecar {
     const high = route.high || req.headers[slot.priorityHeader] === 'high';
     const lim = high ? route.cluster.limits.high : route.cluster.limits.default;
     new Exchange(this, req, res, route, lim).start();
+  }
+
+  /**
+   * An Upgrade request (node hands over the socket): routed, admitted (breaker permit, one limiter
+   * slot for the tunnel's lifetime, no waiting) and tunnelled, or answered locally and closed.
+   */
+  #upgrade(slot: ListenerSlot, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    if (req.method !== 'GET') {
+      rawReply(socket, 405, 'upgrade requests are proxied for GET only\n', { allow: 'GET' });
+      return;
+    }
+    if (this.#stopping) {
+      rawReply(socket, 503, 'shutting down\n');
+      return;
+    }
+    const route = Sidecar.#route(slot, req);
+    if (!route) {
+      this.noRoute++;
+      rawReply(socket, 404, 'no route\n');
+      return;
+    }
+    const cluster = route.cluster;
+    cluster.counters.requests++;
+    const high = route.high || req.headers[slot.priorityHeader] === 'high';
+    const lim = high ? cluster.limits.high : cluster.limits.default;
+    let permit: Permit | undefined;
+    if (cluster.breaker) {
+      permit = cluster.breaker.tryAcquire();
+      if (!permit) {
+        cluster.counters.circuitOpen++;
+        cluster.counters.responses5xx++;
+        rawReply(socket, 503, 'circuit open\n', { 'x-tripswitch-circuit-open': 'true' });
+        return;
+      }
+    }
+    if (!lim.tryEnter()) {
+      permit?.neutral();
+      lim.pendingOverflow++;
+      cluster.counters.responses5xx++;
+      rawReply(socket, 503, 'upstream overflow\n', { 'x-tripswitch-overloaded': 'true' });
+      return;
+    }
+    const host = cluster.hosts.length === 1 ? cluster.hosts[0]! : cluster.balancer.pick(cluster.clock.now());
+    const t = new Tunnel(this, req, socket, head, route, lim, host, permit);
+    this.inflight++;
+    this.#tunnels.add(t);
+    t.start();
+  }
+
+  /** @internal */
+  tunnelClosed(t: Tunnel): void {
+    if (!this.#tunnels.delete(t)) return;
+    this.inflight--;
+    this.onRequestClosed();
   }
 
   /** @internal */
@@ -1073,6 +1373,7 @@ export class Sidecar {
       });
     }
     for (const s of this.#slots.values()) s.server.closeAllConnections();
+    for (const t of [...this.#tunnels]) t.close();
     this.#slots.clear();
     for (const c of this.#state.clusters.values()) {
       c.breaker?.dispose();
