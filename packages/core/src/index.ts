@@ -120,6 +120,7 @@ export {
 } from './write-queue.js';
 export { type FileWriteStoreOptions, fileWriteStore } from './file-write-store.js';
 export { logStateChanges, type StateChangeLogger } from './logging.js';
+export { rejectUnknownKeys, type Validator, validator } from './validate.js';
 export {
   bulkheadRejectionReasons,
   fallbackOutcomes,

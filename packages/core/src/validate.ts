@@ -1,5 +1,6 @@
 /**
- * Up-front option validation shared by every factory. Internal: not exported from the package.
+ * Up-front option validation shared by every factory, and by the add-on packages (`@tripswitch/redis`)
+ * so their errors read the same as core's.
  *
  * Each check throws {@link InvalidOptionError} naming the factory, the option path, the allowed
  * range and the value given, before anything is built, so a bad option never leaves a half-made
@@ -10,7 +11,15 @@
 import type { Clock } from './clock.js';
 import { InvalidOptionError } from './errors.js';
 
-/** Validates options for one factory, e.g. `const v = validator('retry')`. */
+/**
+ * Validates options for one factory; every check throws {@link InvalidOptionError} naming the option.
+ *
+ * @example
+ * ```ts
+ * const v: Validator = validator('redisStore');
+ * const timeoutMs = v.optionalNumber('commandTimeoutMs', opts.commandTimeoutMs, { min: 1 }) ?? 250;
+ * ```
+ */
 export interface Validator {
   /** A number in [min, max] (integers only when `integer`), or `undefined` when absent and optional. */
   number(
@@ -128,7 +137,14 @@ export function validator(owner: string): Validator {
   };
 }
 
-/** Throws if `opts` has keys outside `known`, naming the first unknown one (catches typos like `treshold`). */
+/**
+ * Throws if `opts` has keys outside `known`, naming the first unknown one (catches typos like `treshold`).
+ *
+ * @example
+ * ```ts
+ * rejectUnknownKeys('redisStore', opts, ['url', 'prefix']); // { urll: 'x' } throws naming "urll"
+ * ```
+ */
 export function rejectUnknownKeys(owner: string, opts: object, known: readonly string[], prefix = ''): void {
   for (const k of Object.keys(opts)) {
     if (!known.includes(k)) {

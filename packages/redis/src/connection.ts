@@ -1,0 +1,278 @@
+/**
+ * The store's two Redis connections (commands, and the subscriber) and its degraded mode.
+ *
+ * Commands fail fast instead of queueing (no offline queue, bounded timeouts, a store-side
+ * deadline on every command); the first failure or lost connection degrades the store once
+ * (one warning, one `degraded` event); a recheck timer runs only while degraded; when both
+ * connections answer again every attached breaker is re-read (`resync`) before `recovered`.
+ * Internal.
+ *
+ * @module
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import type { ConnectTarget, StoreConfig } from './options.js';
+import { flushScript, probeScript, readScript, releaseScript, transitionScript } from './scripts.js';
+
+class RedisCommandTimeoutError extends Error {
+  override readonly name = 'RedisCommandTimeoutError';
+  readonly code = 'ERR_REDIS_COMMAND_TIMEOUT';
+  constructor(ms: number) {
+    super(`Redis did not answer within ${ms} ms`);
+  }
+}
+
+/** Replies of the scripts in scripts.ts, as ioredis hands them back. */
+export interface Scripts {
+  tripswitchTransition(...args: Array<string | number>): Promise<[number, number, string, number]>;
+  tripswitchRead(...args: Array<string | number>): Promise<[string, string, number, number]>;
+  tripswitchProbe(...args: Array<string | number>): Promise<[number, string | null, number]>;
+  tripswitchFlush(...args: Array<string | number>): Promise<[number, number, number, number, number, number]>;
+  tripswitchRelease(...args: Array<string | number>): Promise<number>;
+}
+
+/** What the connection asks of the store it serves. */
+export interface ConnectionHooks {
+  /** Re-reads every attached breaker's shared state; resolves when all reads are done. */
+  resync(): Promise<unknown>;
+  /** A raw message from the state-change channel. */
+  message(raw: string): void;
+  degraded(e: { error: unknown; at: number }): void;
+  recovered(e: { at: number; downMs: number }): void;
+}
+
+/** The fail-fast settings every connection the store makes or duplicates gets. */
+export function failFastOptions(timeoutMs: number): RedisOptions {
+  return {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeoutMs,
+    connectTimeout: Math.max(1000, timeoutMs),
+    autoResubscribe: false,
+    retryStrategy: (times) => Math.min(25 * 2 ** times, 1000),
+  };
+}
+
+export class Connection {
+  readonly #cfg: StoreConfig;
+  readonly #hooks: ConnectionHooks;
+  readonly #cmd: Redis & Scripts;
+  readonly #sub: Redis;
+  readonly #ownsCmd: boolean;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #readyWaiters = new Set<(ok: boolean) => void>();
+  #subscribed = false;
+  #synced = false;
+  #degraded = false;
+  #degradedAt = 0;
+  #resyncing = false;
+  #recheck: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+  readonly #onCmdError = (err: unknown) => this.markDegraded(err);
+  readonly #onCmdClose = () => this.#lost('command connection closed');
+  readonly #onCmdReady = () => this.#onReady();
+
+  constructor(cfg: StoreConfig, target: ConnectTarget, hooks: ConnectionHooks) {
+    this.#cfg = cfg;
+    this.#hooks = hooks;
+    // Fail fast instead of queueing: a command issued while Redis is away must not hold anything.
+    const connection = failFastOptions(cfg.timeoutMs);
+    if (target.kind === 'client') {
+      this.#cmd = target.client as Redis & Scripts;
+      this.#ownsCmd = false;
+      this.#sub = target.client.duplicate(connection);
+    } else {
+      this.#cmd = new Redis(target.url, { ...connection, ...target.redisOptions }) as Redis & Scripts;
+      this.#ownsCmd = true;
+      this.#sub = new Redis(target.url, { ...connection, ...target.redisOptions });
+    }
+    this.#cmd.defineCommand('tripswitchTransition', { numberOfKeys: 3, lua: transitionScript });
+    this.#cmd.defineCommand('tripswitchRead', { numberOfKeys: 2, lua: readScript });
+    this.#cmd.defineCommand('tripswitchProbe', { numberOfKeys: 3, lua: probeScript });
+    this.#cmd.defineCommand('tripswitchFlush', { numberOfKeys: 2, lua: flushScript });
+    this.#cmd.defineCommand('tripswitchRelease', { numberOfKeys: 1, lua: releaseScript });
+
+    this.#cmd.on('error', this.#onCmdError);
+    this.#cmd.on('close', this.#onCmdClose);
+    this.#cmd.on('ready', this.#onCmdReady);
+    this.#sub.on('error', (err: unknown) => this.markDegraded(err));
+    this.#sub.on('close', () => {
+      this.#subscribed = false;
+      this.#lost('subscriber connection closed');
+    });
+    this.#sub.on('ready', () => this.#subscribe());
+    this.#sub.on('message', (_channel: string, raw: string) => this.#hooks.message(raw));
+    if (this.#sub.status === 'ready') this.#subscribe();
+  }
+
+  /** Connected, subscribed, synchronised and not degraded. */
+  get healthy(): boolean {
+    return !this.#degraded && this.#subscribed && this.#synced && this.#cmd.status === 'ready';
+  }
+
+  /** Commands can be sent now (they may still fail). */
+  get connected(): boolean {
+    return !this.#closed && this.#cmd.status === 'ready';
+  }
+
+  /** Degraded: breakers decide locally until the store re-synchronises. */
+  get degraded(): boolean {
+    return this.#degraded;
+  }
+
+  get scripts(): Scripts {
+    return this.#cmd;
+  }
+
+  /**
+   * Runs a command with a hard deadline; tracked so close() can wait for it. Network deadlines
+   * run on real time, not on the injected clock: a test clock must not freeze a socket.
+   */
+  run<T>(command: () => Promise<T>): Promise<T> {
+    const timeoutMs = this.#cfg.timeoutMs;
+    const p = new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new RedisCommandTimeoutError(timeoutMs)), timeoutMs);
+      timer.unref();
+      let started: Promise<T>;
+      try {
+        started = command();
+      } catch (err) {
+        clearTimeout(timer);
+        reject(err);
+        return;
+      }
+      started.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+    const tracked = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#inFlight.add(tracked);
+    void tracked.then(() => this.#inFlight.delete(tracked));
+    return p;
+  }
+
+  markDegraded(error: unknown): void {
+    if (this.#closed) return;
+    this.#synced = false;
+    if (!this.#degraded) {
+      this.#degraded = true;
+      this.#degradedAt = this.#cfg.clock.now();
+      const msg = error instanceof Error ? error.message : String(error);
+      this.#log(
+        'warn',
+        `tripswitch/redis: Redis unreachable (${msg}); breakers continue on local state and re-synchronise when it answers`,
+      );
+      this.#hooks.degraded({ error, at: this.#degradedAt });
+    }
+    this.#scheduleRecheck();
+  }
+
+  /** A one-line warning that is not about Redis (a breaker refusing a remote state). */
+  report(message: string): void {
+    this.#log('warn', `tripswitch/redis: ${message}`);
+  }
+
+  // Called from connection event handlers: a throwing logger must not take the connection down.
+  #log(level: 'warn' | 'info', message: string): void {
+    try {
+      this.#cfg.logger?.[level]?.(message);
+    } catch {
+      // nothing sensible left to report to
+    }
+  }
+
+  #lost(reason: string): void {
+    if (this.#closed) return;
+    this.markDegraded(new Error(reason));
+  }
+
+  #scheduleRecheck(): void {
+    if (this.#recheck !== undefined || this.#closed) return;
+    this.#recheck = setTimeout(() => {
+      this.#recheck = undefined;
+      this.#onReady();
+      if (this.#degraded) this.#scheduleRecheck();
+    }, this.#cfg.recheckMs);
+    this.#recheck.unref();
+  }
+
+  #subscribe(): void {
+    if (this.#closed) return;
+    this.#sub.subscribe(this.#cfg.channel).then(
+      () => {
+        this.#subscribed = true;
+        this.#onReady();
+      },
+      (err: unknown) => this.markDegraded(err),
+    );
+  }
+
+  // Both connections up: re-read every breaker's shared state (messages may have been missed
+  // while the subscriber was away), then report recovery.
+  #onReady(): void {
+    if (this.#closed || this.#resyncing || !this.#subscribed || this.#cmd.status !== 'ready') return;
+    this.#resyncing = true;
+    this.#hooks.resync().then(
+      () => {
+        this.#resyncing = false;
+        // a connection dropped while re-reading: not recovered yet, the next 'ready' retries
+        if (this.#closed || !this.#subscribed || this.#cmd.status !== 'ready') return;
+        this.#synced = true;
+        if (this.#degraded) {
+          this.#degraded = false;
+          const at = this.#cfg.clock.now();
+          this.#log('info', 'tripswitch/redis: Redis answers again; breaker state re-synchronised');
+          this.#hooks.recovered({ at, downMs: at - this.#degradedAt });
+        }
+        for (const w of this.#readyWaiters) w(true);
+      },
+      (err: unknown) => {
+        this.#resyncing = false;
+        this.markDegraded(err);
+      },
+    );
+  }
+
+  ready(timeoutMs: number): Promise<boolean> {
+    if (this.healthy) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#readyWaiters.delete(onReady);
+        resolve(ok);
+      };
+      const onReady = (ok: boolean) => done(ok);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#readyWaiters.add(onReady);
+      // A store that is connected but never needed a resync (no breaker attached yet) is ready now.
+      this.#onReady();
+    });
+  }
+
+  /** Waits (bounded) for in-flight commands, then closes what the store opened. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await Promise.allSettled([...this.#inFlight]);
+    this.#closed = true;
+    if (this.#recheck !== undefined) clearTimeout(this.#recheck);
+    this.#recheck = undefined;
+    for (const w of [...this.#readyWaiters]) w(false);
+    this.#sub.disconnect();
+    if (this.#ownsCmd) this.#cmd.disconnect();
+    else {
+      // The client stays the caller's: take back only what this store added to it.
+      this.#cmd.off('error', this.#onCmdError);
+      this.#cmd.off('close', this.#onCmdClose);
+      this.#cmd.off('ready', this.#onCmdReady);
+    }
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The options of `redisStore()`: their public types, and their validation through core's
+ * validator (so a bad option reads like any other tripswitch option error) into the resolved
+ * configuration the rest of the store works from.
+ *
+ * @module
+ */
+import type { Redis, RedisOptions } from 'ioredis';
+import { type Clock, rejectUnknownKeys, systemClock, validator } from 'tripswitch';
+
+/**
+ * The fleet-wide trip rule used in `mode: 'fleet'`, evaluated atomically on Redis.
+ *
+ * @example
+ * ```ts
+ * redisStore({ mode: 'fleet', fleet: { windowMs: 30_000, minimumCalls: 50, failureRateThreshold: 0.4 } });
+ * ```
+ */
+export interface FleetRule {
+  /** Length of the counting window. @default 10_000 */
+  windowMs: number;
+  /** Buckets in the window (counts age out one bucket at a time). @default 10 */
+  buckets: number;
+  /** No fleet-wide trip below this many calls in the window. @default 20 */
+  minimumCalls: number;
+  /** Trip when failures / calls reaches this (0..1; above 1 turns it off). @default 0.5 */
+  failureRateThreshold: number;
+  /** Trip when slow calls / calls reaches this (0..1; above 1 turns it off). @default 2 (off) */
+  slowCallRateThreshold: number;
+  /** Trip when this many failures are in the window (0 turns it off). @default 0 */
+  failureCount: number;
+  /**
+   * How long a fleet-wide trip keeps every instance open, for breakers that do not report their
+   * own next open period (`BreakerHandle.openDurationMs()`, backoff included, is used when present).
+   * @default 30_000
+   */
+  openDurationMs: number;
+}
+
+/**
+ * Where the store writes its one-line reports (one warning per outage, one note per recovery).
+ *
+ * @example
+ * ```ts
+ * redisStore({ logger: { warn: (m) => log.warn(m), info: (m) => log.info(m) } });
+ * ```
+ */
+export interface StoreLogger {
+  warn(message: string): void;
+  info?(message: string): void;
+}
+
+/**
+ * Options of {@link redisStore}.
+ *
+ * @example
+ * ```ts
+ * const options: RedisStoreOptions = { url: 'rediss://:secret@redis.internal:6380', prefix: 'shop' };
+ * ```
+ */
+export interface RedisStoreOptions {
+  /**
+   * An ioredis client to send commands on (it stays yours: `close()` does not quit it). The
+   * store subscribes on a `duplicate()` of it. Give `client` or `url`, not both.
+   */
+  client?: Redis;
+  /** `redis://[:password@]host:port[/db]` or `rediss://...` (TLS). @default 'redis://127.0.0.1:6379' */
+  url?: string;
+  /** Extra ioredis options for connections made from `url` (e.g. `tls: { ca }`). */
+  redisOptions?: RedisOptions;
+  /** Namespace of every key and of the channel. @default 'tripswitch' */
+  prefix?: string;
+  /**
+   * `'local'`: each instance trips on its own counts; state is shared.
+   * `'fleet'`: outcomes are also counted fleet-wide and {@link RedisStoreOptions.fleet} trips
+   * every instance when the aggregate crosses it.
+   * @default 'local'
+   */
+  mode?: 'local' | 'fleet';
+  /** Upper bound of any Redis command; nothing waits longer. @default 250 */
+  commandTimeoutMs?: number;
+  /** Fleet mode: counts are flushed at most this long after the first unflushed outcome. @default 100 */
+  flushIntervalMs?: number;
+  /**
+   * Fleet mode: a batch this large is flushed before `flushIntervalMs` ends (but never sooner than
+   * `flushIntervalMs / 10` after the previous flush, so a hot breaker does not flood Redis).
+   * @default 1000
+   */
+  flushMaxOutcomes?: number;
+  /**
+   * Lifetime of the fleet-wide probe lease. The holder renews it every third of this while its
+   * probes run, so a dead holder frees it after at most this long. @default 5000
+   */
+  probeLeaseMs?: number;
+  /** Pause between two attempts to take a probe lease held elsewhere. @default 50 */
+  probeRetryMs?: number;
+  /** While degraded, how often the store retries to re-synchronise. @default 1000 */
+  recheckIntervalMs?: number;
+  /** The fleet-wide trip rule (fleet mode). Every field has a default. */
+  fleet?: Partial<FleetRule>;
+  /** Same clock as the breakers' (open periods are converted to it). @default systemClock */
+  clock?: Clock;
+  /** Degradation and recovery are written here once each; `false` silences it. @default console */
+  logger?: StoreLogger | false;
+  /** This instance's id in Redis (probe lease holder, origin of messages). @default random */
+  instanceId?: string;
+}
+
+/** The validated configuration every part of the store reads. Internal. */
+export interface StoreConfig {
+  readonly instanceId: string;
+  readonly prefix: string;
+  readonly mode: 'local' | 'fleet';
+  readonly clock: Clock;
+  readonly timeoutMs: number;
+  readonly flushIntervalMs: number;
+  readonly flushMax: number;
+  readonly leaseMs: number;
+  readonly probeRetryMs: number;
+  readonly recheckMs: number;
+  readonly rule: FleetRule;
+  readonly logger: StoreLogger | undefined;
+  /** The classic pub/sub channel of every breaker's state changes. */
+  readonly channel: string;
+}
+
+/** Where the connections go: the caller's client, or a URL and extra options. Internal. */
+export type ConnectTarget =
+  | { kind: 'client'; client: Redis }
+  | { kind: 'url'; url: string; redisOptions: RedisOptions | undefined };
+
+export const OWNER = 'redisStore';
+const KNOWN = [
+  'client',
+  'url',
+  'redisOptions',
+  'prefix',
+  'mode',
+  'commandTimeoutMs',
+  'flushIntervalMs',
+  'flushMaxOutcomes',
+  'probeLeaseMs',
+  'probeRetryMs',
+  'recheckIntervalMs',
+  'fleet',
+  'clock',
+  'logger',
+  'instanceId',
+] as const;
+const FLEET_KNOWN = [
+  'windowMs',
+  'buckets',
+  'minimumCalls',
+  'failureRateThreshold',
+  'slowCallRateThreshold',
+  'failureCount',
+  'openDurationMs',
+] as const;
+
+// Every number ends up as a Lua argument or a timer delay: finite bounds keep "Infinity" (which
+// Lua's tonumber() does not read) out of Redis and out of setTimeout.
+const HOUR = 3_600_000;
+const BIG = Number.MAX_SAFE_INTEGER;
+
+/** Validates `redisStore()` options; throws `InvalidOptionError` naming the first bad one. */
+export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; target: ConnectTarget } {
+  const v = validator(OWNER);
+  v.object('options', opts);
+  rejectUnknownKeys(OWNER, opts, KNOWN);
+  if (opts.client !== undefined && opts.url !== undefined)
+    v.fail('url', 'absent when "client" is given', opts.url);
+  if (opts.url !== undefined && (typeof opts.url !== 'string' || !/^rediss?:\/\//.test(opts.url)))
+    v.fail('url', 'a redis:// or rediss:// URL', opts.url);
+  if (opts.client !== undefined && typeof (opts.client as { duplicate?: unknown }).duplicate !== 'function')
+    v.fail('client', 'an ioredis client', opts.client);
+  const redisOptions = v.optionalObject('redisOptions', opts.redisOptions) as RedisOptions | undefined;
+  const prefix = opts.prefix ?? 'tripswitch';
+  if (typeof prefix !== 'string' || prefix.length === 0 || /[{}\s]/.test(prefix))
+    v.fail('prefix', 'a non-empty string without braces or spaces', opts.prefix);
+  const mode = v.oneOf('mode', opts.mode ?? 'local', ['local', 'fleet'] as const);
+  const f = v.optionalObject('fleet', opts.fleet) ?? {};
+  rejectUnknownKeys(OWNER, f, FLEET_KNOWN, 'fleet.');
+  const num = (
+    path: string,
+    value: unknown,
+    dflt: number,
+    r: { min: number; max: number; integer?: boolean },
+  ) => v.optionalNumber(path, value, r) ?? dflt;
+  const rule: FleetRule = {
+    windowMs: num('fleet.windowMs', f.windowMs, 10_000, { min: 1, max: 24 * HOUR, integer: true }),
+    buckets: num('fleet.buckets', f.buckets, 10, { min: 1, max: 120, integer: true }),
+    minimumCalls: num('fleet.minimumCalls', f.minimumCalls, 20, { min: 1, max: BIG, integer: true }),
+    failureRateThreshold: num('fleet.failureRateThreshold', f.failureRateThreshold, 0.5, {
+      min: 0,
+      max: BIG,
+    }),
+    slowCallRateThreshold: num('fleet.slowCallRateThreshold', f.slowCallRateThreshold, 2, {
+      min: 0,
+      max: BIG,
+    }),
+    failureCount: num('fleet.failureCount', f.failureCount, 0, { min: 0, max: BIG, integer: true }),
+    openDurationMs: num('fleet.openDurationMs', f.openDurationMs, 30_000, { min: 1, max: 24 * HOUR }),
+  };
+  if (opts.clock !== undefined && typeof (opts.clock as Clock).now !== 'function')
+    v.fail('clock', 'a Clock', opts.clock);
+  if (opts.logger !== undefined && opts.logger !== false && typeof opts.logger?.warn !== 'function')
+    v.fail('logger', 'an object with warn() or false', opts.logger);
+  if (opts.instanceId !== undefined) v.string('instanceId', opts.instanceId);
+  const config: StoreConfig = {
+    instanceId: opts.instanceId ?? `${process.pid}-${Math.random().toString(36).slice(2, 10)}`,
+    prefix,
+    mode,
+    clock: opts.clock ?? systemClock,
+    timeoutMs: num('commandTimeoutMs', opts.commandTimeoutMs, 250, { min: 1, max: 60_000 }),
+    flushIntervalMs: num('flushIntervalMs', opts.flushIntervalMs, 100, { min: 1, max: 60_000 }),
+    flushMax: num('flushMaxOutcomes', opts.flushMaxOutcomes, 1000, { min: 1, max: BIG, integer: true }),
+    leaseMs: num('probeLeaseMs', opts.probeLeaseMs, 5000, { min: 1, max: HOUR, integer: true }),
+    probeRetryMs: num('probeRetryMs', opts.probeRetryMs, 50, { min: 0, max: HOUR }),
+    recheckMs: num('recheckIntervalMs', opts.recheckIntervalMs, 1000, { min: 1, max: HOUR }),
+    rule,
+    logger: opts.logger === false ? undefined : (opts.logger ?? console),
+    channel: `${prefix}:events`,
+  };
+  const target: ConnectTarget =
+    opts.client !== undefined
+      ? { kind: 'client', client: opts.client }
+      : { kind: 'url', url: opts.url ?? 'redis://127.0.0.1:6379', redisOptions };
+  return { config, target };
+}

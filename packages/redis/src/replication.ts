@@ -1,0 +1,327 @@
+/**
+ * State replication for one attached breaker (its `StoreSession`): local transitions are written
+ * to Redis and published by one script; other instances' messages are applied to the local
+ * breaker; a read reconciles the two at start-up, after a reconnect and after a refused write.
+ * Fleet counting and the probe lease are delegated to their own modules. Internal.
+ *
+ * @module
+ */
+import type { Connection } from './connection.js';
+import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
+import { FleetCounter, type Outcome } from './fleet-counts.js';
+import type { StoreConfig } from './options.js';
+import { ProbeLease } from './probe-lease.js';
+
+const MANUAL_STATES = new Set<string>(['isolated', 'disabled', 'metrics-only']);
+
+/** A state change on the channel, as the scripts publish it. */
+export interface Message {
+  n: string;
+  s: CircuitState;
+  r: string;
+  d: number;
+  i: string;
+  v: number;
+  /** The sender session's count of local transitions when it published (its own echo check). */
+  q?: number;
+}
+
+type Transition = {
+  from: CircuitState;
+  to: CircuitState;
+  reason: string;
+  openUntil?: number;
+  manual?: boolean;
+};
+
+// Transitions a breaker makes by itself; anything else is an operator's (manual) decision, which
+// always wins in Redis, while automatic ones never override a manual state set elsewhere.
+function isAutomatic(from: CircuitState, to: CircuitState): boolean {
+  return (
+    (from === 'closed' && to === 'open') ||
+    (from === 'half-open' && (to === 'open' || to === 'closed')) ||
+    (from === 'open' && to === 'half-open')
+  );
+}
+
+/** What a session needs from the store that made it. */
+export interface SessionHost {
+  readonly config: StoreConfig;
+  readonly connection: Connection;
+  /** `<prefix>:{<name>}:<part>`: every key of one breaker on one cluster slot. */
+  key(name: string, part: string): string;
+  /** A fresh holder id for a session of this store. */
+  nextHolderId(): string;
+  removeSession(session: Session, name: string): void;
+}
+
+export class Session implements StoreSession {
+  readonly #host: SessionHost;
+  readonly #cfg: StoreConfig;
+  readonly #conn: Connection;
+  readonly #handle: BreakerHandle;
+  readonly #name: string;
+  readonly #id: string;
+  readonly #kState: string;
+  readonly #kOpen: string;
+  readonly #kProbe: string;
+  readonly #lease: ProbeLease;
+  readonly #counts: FleetCounter | undefined;
+  /** Version of the shared state as last seen (applied or written); tells a re-read whether Redis moved on. */
+  #version = 0;
+  /** Bumped whenever a message or a reply tells this session something: detects stale reads. */
+  #moves = 0;
+  /** The last local transition that could not be published (Redis away). */
+  #pending: Transition | undefined;
+  /** Order of local transitions, so an older failure never replaces a newer pending one. */
+  #seq = 0;
+  #pendingSeq = 0;
+  #publishing = 0;
+  #detached = false;
+  /** Present only in fleet mode, so a local-mode breaker does not even make the call. */
+  onOutcome?: (outcome: Outcome) => void;
+
+  constructor(host: SessionHost, handle: BreakerHandle) {
+    // Per session, not per store: two breakers of one name on one store hear each other, and
+    // each holds (or not) the probe lease on its own.
+    this.#id = host.nextHolderId();
+    this.#host = host;
+    this.#cfg = host.config;
+    this.#conn = host.connection;
+    this.#handle = handle;
+    this.#name = handle.name;
+    this.#kState = host.key(handle.name, 's');
+    this.#kOpen = host.key(handle.name, 'o');
+    this.#kProbe = host.key(handle.name, 'p');
+    this.#lease = new ProbeLease(
+      this.#cfg,
+      this.#conn,
+      handle,
+      { probe: this.#kProbe, state: this.#kState, open: this.#kOpen, holder: this.#id },
+      (state, pttl) => {
+        if (state === 'closed' || MANUAL_STATES.has(state)) this.#adopt(state, 'shared', -1);
+        else if (pttl > 0) this.#apply('open', 'shared', pttl);
+      },
+    );
+    if (this.#cfg.mode === 'fleet') {
+      const counts = new FleetCounter(this.#cfg, this.#conn, handle, {
+        stateKey: this.#kState,
+        openKey: this.#kOpen,
+        countsKey: host.key(handle.name, 'c:'),
+        holder: this.#id,
+        name: this.#name,
+        seq: () => this.#seq,
+        openDuration: () => this.#openDuration(),
+      });
+      this.#counts = counts;
+      this.onOutcome = (o) => counts.record(o);
+    }
+  }
+
+  /** The breaker's own next open period (backoff included) when it tells, else the fleet rule's. */
+  #openDuration(): number {
+    try {
+      const d = this.#handle.openDurationMs?.();
+      if (typeof d === 'number' && Number.isFinite(d) && d > 0) return d;
+    } catch {
+      // a handle that cannot tell falls back to the configured period
+    }
+    return this.#cfg.rule.openDurationMs;
+  }
+
+  onTransition(ev: Transition): void {
+    if (this.#detached) return;
+    this.#seq++;
+    // open -> half-open is this instance's own step; the probe lease already speaks for it.
+    if (ev.from === 'open' && ev.to === 'half-open') return;
+    if (ev.to !== 'closed') this.#counts?.clear();
+    if (ev.from === 'half-open') this.#lease.end();
+    if (!this.#conn.connected) {
+      this.#pending = ev;
+      this.#pendingSeq = this.#seq;
+      return;
+    }
+    this.#publish(ev);
+  }
+
+  #publish(ev: Transition): void {
+    const { clock, channel } = this.#cfg;
+    const openMs =
+      ev.to === 'open' ? Math.max(1, (ev.openUntil ?? clock.now() + this.#openDuration()) - clock.now()) : -1;
+    // Breakers that say so are believed; older ones are classified by the transition itself.
+    const manual = ev.manual ?? !isAutomatic(ev.from, ev.to);
+    const kind = manual ? 'manual' : 'auto';
+    const seq = this.#seq;
+    const movesAtSend = this.#moves;
+    this.#publishing++;
+    this.#conn
+      .run(() =>
+        this.#conn.scripts.tripswitchTransition(
+          this.#kState,
+          this.#kOpen,
+          this.#kProbe,
+          ev.to,
+          ev.reason,
+          Math.round(openMs),
+          this.#id,
+          kind,
+          channel,
+          this.#name,
+          ev.from,
+          seq,
+        ),
+      )
+      .then(
+        ([applied, version, state, pttl]) => {
+          this.#publishing--;
+          if (this.#detached) return;
+          if (this.#pendingSeq <= seq) this.#pending = undefined;
+          if (applied === 1) return; // its own message (in order with the others) confirms it
+          // Refused: the shared state (a manual state, an earlier trip, another probe holder)
+          // wins, and this breaker takes it over, unless messages arrived meanwhile: they are
+          // newer than this answer, and a fresh read settles it.
+          if (this.#moves !== movesAtSend || this.#seq !== seq) {
+            this.refresh();
+            return;
+          }
+          this.#version = Number(version);
+          this.#moves++;
+          this.#adopt(state as CircuitState | '', 'shared', Number(pttl));
+        },
+        (err: unknown) => {
+          this.#publishing--;
+          if (this.#detached) return;
+          if (this.#pending === undefined || this.#pendingSeq < seq) {
+            this.#pending = ev;
+            this.#pendingSeq = seq;
+          }
+          this.#conn.markDegraded(err);
+        },
+      );
+  }
+
+  /** Applies a state read from Redis (not from a message) if it differs from the local one. */
+  #adopt(state: CircuitState | '', reason: string, pttl: number): void {
+    const local = this.#handle.state;
+    if (state === '' || state === 'half-open') {
+      // Another instance is probing (or the state is unknown): an open period that ran out
+      // stays open here until the probe decides.
+      if (state === 'half-open' && local === 'closed') this.#apply('open', reason, 0);
+      return;
+    }
+    if (state === 'open') {
+      if (pttl > 0) this.#apply('open', reason, pttl);
+      else if (local === 'closed' || MANUAL_STATES.has(local)) this.#apply('open', reason, 0);
+      return;
+    }
+    if (state !== local) this.#apply(state, reason, -1);
+  }
+
+  #apply(state: CircuitState, reason: string, openMs: number): void {
+    // Runs inside Redis callbacks and the subscriber's event handler: a throwing handle must
+    // become a log line, not an unhandled rejection or a crashed connection.
+    try {
+      if (state === 'open') {
+        this.#handle.applyRemote({
+          state,
+          openUntil: this.#cfg.clock.now() + Math.max(0, openMs),
+          reason: `remote:${reason}`,
+        });
+      } else {
+        this.#handle.applyRemote({ state, reason: `remote:${reason}` });
+      }
+    } catch (err) {
+      this.#conn.report(`applyRemote(${state}) failed on breaker "${this.#name}": ${String(err)}`);
+    }
+  }
+
+  onMessage(m: Message): void {
+    if (this.#detached) return;
+    if (m.i === this.#id) {
+      this.#version = m.v;
+      this.#moves++;
+      // Our own write, echoed in its place in the order. If another instance's message was
+      // applied after our local transition but was ordered before our write, the local state is
+      // now behind Redis: put it back, unless this instance moved on since (a later transition).
+      if (m.q === this.#seq && m.s !== this.#handle.state) {
+        if (m.s === 'open') this.#apply('open', m.r, m.d);
+        else this.#apply(m.s, m.r, -1);
+      }
+      return;
+    }
+    // One server executes every publish in order and delivers them in that order on the one
+    // subscriber connection, so arrival order is the order of the state changes: no version
+    // comparison here (a version could go back after a FLUSHALL or a failover).
+    this.#version = m.v;
+    this.#moves++;
+    this.#pending = undefined;
+    this.#lease.forget();
+    if (m.s === 'open') this.#apply('open', m.r, m.d);
+    else if (m.s !== this.#handle.state) this.#apply(m.s, m.r, -1);
+  }
+
+  requestProbe(): boolean {
+    if (this.#detached) return true;
+    return this.#lease.requestProbe();
+  }
+
+  awaitProbe(): Promise<boolean> {
+    if (this.#detached) return Promise.resolve(true);
+    return this.#lease.awaitProbe();
+  }
+
+  /** Reads until a read is not overtaken by messages (bounded: messages keep it fresh too). */
+  refresh(attempt = 0): void {
+    if (this.#detached || !this.#conn.connected) return;
+    this.sync().then(
+      (fresh) => {
+        if (!fresh && attempt < 5) this.refresh(attempt + 1);
+      },
+      (err: unknown) => this.#conn.markDegraded(err),
+    );
+  }
+
+  /**
+   * Reads the shared state and reconciles it with the local one (start-up, reconnect, after a
+   * refused write). Resolves false when the read was overtaken and nothing was applied.
+   */
+  async sync(): Promise<boolean> {
+    const seen = this.#moves;
+    const seq = this.#seq;
+    const [state, reason, version, pttl] = await this.#conn.run(() =>
+      this.#conn.scripts.tripswitchRead(this.#kState, this.#kOpen),
+    );
+    if (this.#detached) return true;
+    const v = Number(version);
+    const pending = this.#pending;
+    // A transition made while Redis was away is newer than what Redis holds, unless another
+    // instance wrote since this one last saw the state (or Redis restarted empty).
+    if (pending && (state === '' || v === this.#version)) {
+      this.#pending = undefined;
+      const stillOpen = pending.to !== 'open' || (pending.openUntil ?? 0) > this.#cfg.clock.now();
+      if (this.#handle.state === pending.to && stillOpen) {
+        this.#publish(pending);
+        return true;
+      }
+    }
+    this.#pending = undefined;
+    // A message was applied while the read was on its way, or a publish of ours is in flight and
+    // will reconcile with whatever Redis holds: the read is stale either way. Otherwise the read is
+    // the truth, even with a lower version than seen before (a server restarted with its clock
+    // set back), so the versions of later messages compare against it.
+    if (this.#publishing > 0) return true;
+    if (this.#moves !== seen || this.#seq !== seq) return false;
+    this.#version = v;
+    this.#moves++;
+    this.#adopt(state as CircuitState | '', reason || 'sync', Number(pttl));
+    return true;
+  }
+
+  detach(): void {
+    if (this.#detached) return;
+    this.#counts?.flush();
+    this.#lease.stop();
+    this.#detached = true;
+    this.#host.removeSession(this, this.#name);
+  }
+}
