@@ -518,6 +518,12 @@ const KNOWN = [
   'store',
 ] as const;
 
+/** The lean path's settle handlers, made once per period. */
+interface Lean {
+  ok: (v: unknown) => unknown;
+  err: (e: unknown) => PromiseLike<never>;
+}
+
 class BreakerPermit implements Permit {
   #b: Breaker | undefined;
   readonly #start: number;
@@ -580,7 +586,8 @@ class Breaker implements CircuitBreaker {
   #events: Emitter<BreakerEvents> | undefined = undefined;
   #listenerCount = 0;
   #session: StoreSession | undefined = undefined;
-  #lean: { ok: (v: unknown) => unknown; err: (e: unknown) => PromiseLike<never> } | undefined = undefined;
+  /** Settle handlers of the lean path for the current period (see `#runLean`). */
+  #lean: Lean | undefined = undefined;
   /** Open/half-open bookkeeping, made on first use: a breaker that never opened does not carry it. */
   #ep: Episode | undefined = undefined;
 
@@ -714,9 +721,10 @@ class Breaker implements CircuitBreaker {
   }
 
   /**
-   * The closed-state path without a duration: no clock read, no closure per call. The outcome is
-   * judged by the state at completion (a call admitted while closed that ends after the breaker
-   * opened is ignored by the state machine, as `_outcome` does for a non-probe in half-open).
+   * The path without a duration (admitting states, no signal, no listener, no slow-call rule): no
+   * clock read and no closure per call. The two handlers are made once per period and carry its
+   * generation, so a call admitted before a transition or reset settles without driving the next
+   * period, exactly as on the other paths: every outcome is recorded by `_outcome`.
    */
   #runLean<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T): Promise<T> {
     this.#inFlight++;
@@ -734,49 +742,17 @@ class Breaker implements CircuitBreaker {
     );
   }
 
-  #makeLean(): { ok: (v: unknown) => unknown; err: (e: unknown) => PromiseLike<never> } {
-    const h = {
+  #makeLean(): Lean {
+    const gen = this.#gen;
+    const h: Lean = {
       ok: (v: unknown): unknown => {
-        // The common case in full: closed, no classifier, no store, nobody listening.
-        if (
-          this.#state === CLOSED &&
-          this.#cfg.isResultFailure === undefined &&
-          this.#session === undefined &&
-          this.#events === undefined &&
-          !channels.success.hasSubscribers
-        ) {
-          this.#inFlight--;
-          this.#successes++;
-          this.#consecutive = 0;
-          const code = this.#rule.record(false, false, 0);
-          if (code !== 0) this.#trip(code);
-          return v;
-        }
         if (this.#cfg.isResultFailure !== undefined && this.#resultFails(v))
-          this._outcome(true, v, Number.NaN, this.#gen, false);
-        else this._outcome(false, undefined, Number.NaN, this.#gen, false);
+          this._outcome(true, v, Number.NaN, gen, false);
+        else this._outcome(false, undefined, Number.NaN, gen, false);
         return v;
       },
       err: (e: unknown): PromiseLike<never> => {
-        // The common failure in full, like `ok` (a failure path runs too rarely to be optimised,
-        // so fewer calls matter here).
-        const cfg = this.#cfg;
-        if (
-          this.#state === CLOSED &&
-          cfg.isFailure === undefined &&
-          cfg.isNeutral === undefined &&
-          this.#session === undefined &&
-          this.#events === undefined &&
-          !channels.failure.hasSubscribers
-        ) {
-          this.#inFlight--;
-          this.#failures++;
-          this.#lastFailure = e;
-          const code = this.#rule.record(true, false, ++this.#consecutive);
-          if (code !== 0) this.#trip(code);
-          return rejectWith(e);
-        }
-        this.#settleError(e, plainContext, Number.NaN, this.#gen, false);
+        this.#settleError(e, plainContext, Number.NaN, gen, false);
         return rejectWith(e);
       },
     };
@@ -975,28 +951,41 @@ class Breaker implements CircuitBreaker {
 
   // ---- outcomes (internal: called by permits) --------------------------------------------------
 
-  /** @internal Records a success (`failure` false) or failure. */
+  /**
+   * @internal Records a success (`failure` false) or failure: the one place every path (lean,
+   * observed, signal, permit) records an outcome. Totals and events count every settled call; only
+   * a call admitted in the current period (`gen`) moves the run of failures, the window or the
+   * half-open verdict.
+   */
   _outcome(failure: boolean, error: unknown, start: number, gen: number, probe: boolean): void {
     this.#inFlight--;
     const rule = this.#rule;
-    const duration = Number.isNaN(start) ? 0 : this.#clock.now() - start;
-    const slow = rule.slowCallDuration !== undefined && duration > rule.slowCallDuration;
-    if (slow) this.#slowCalls++;
+    let duration = 0;
+    let slow = false;
+    // NaN: nothing needed the call's duration when it was admitted.
+    if (!Number.isNaN(start)) {
+      duration = this.#clock.now() - start;
+      if (rule.slowCallDuration !== undefined && duration > rule.slowCallDuration) {
+        slow = true;
+        this.#slowCalls++;
+      }
+    }
     if (failure) {
       this.#failures++;
-      this.#consecutive++;
-      this.#lastFailure = error;
-    } else {
-      this.#successes++;
-      this.#consecutive = 0;
-    }
-    if (this.#session?.onOutcome !== undefined) this.#publishOutcome(failure, slow);
-    if (failure) {
       if (this.#events?.has('failure') === true || channels.failure.hasSubscribers)
         this.#emitFailure(error, duration);
-    } else if (this.#events?.has('success') === true || channels.success.hasSubscribers)
-      this.#emitSuccess(duration);
-    if (gen !== this.#gen) return; // admitted in an earlier period: does not drive this one
+    } else {
+      this.#successes++;
+      if (this.#events?.has('success') === true || channels.success.hasSubscribers)
+        this.#emitSuccess(duration);
+    }
+    // Admitted in an earlier period (or a listener above ended this one): it does not drive this one.
+    if (gen !== this.#gen) return;
+    if (failure) {
+      this.#consecutive++;
+      this.#lastFailure = error;
+    } else this.#consecutive = 0;
+    if (this.#session?.onOutcome !== undefined) this.#publishOutcome(failure, slow);
     const state = this.#state;
     if (state === CLOSED) {
       const code = rule.record(failure, slow, this.#consecutive);
@@ -1099,7 +1088,7 @@ class Breaker implements CircuitBreaker {
     const from = this.#state;
     if (from === to) return;
     const now = this.#clock.now();
-    this.#gen++;
+    this.#newPeriod();
     this.#state = to;
     this.#clearTimer();
     let openUntil: number | undefined;
@@ -1159,6 +1148,12 @@ class Breaker implements CircuitBreaker {
     }
   }
 
+  /** Ends the current period: calls admitted so far settle without driving the next one. */
+  #newPeriod(): void {
+    this.#gen++;
+    this.#lean = undefined;
+  }
+
   #clearTimer(): void {
     const ep = this.#ep;
     if (ep?.timer !== undefined) {
@@ -1216,6 +1211,8 @@ class Breaker implements CircuitBreaker {
 
   reset(): void {
     if (this.#state === CLOSED) {
+      // Clean counts are a new period: a call admitted before must not land in them.
+      this.#newPeriod();
       this.#rule.reset();
       this.#consecutive = 0;
       this.#e().openings = 0;
