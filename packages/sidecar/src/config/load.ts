@@ -223,6 +223,15 @@ export function parseConfig(
     const key = `${l.address ?? '127.0.0.1'}:${l.port}`;
     if (l.port !== 0 && ports.has(key)) at(['listeners', i, 'port'], `duplicate listener ${key}`);
     ports.add(key);
+    if (
+      l.request_timeout_ms !== undefined &&
+      l.request_timeout_ms > 0 &&
+      (l.headers_timeout_ms ?? 10_000) > l.request_timeout_ms
+    )
+      at(
+        ['listeners', i, 'request_timeout_ms'],
+        `request_timeout_ms (${l.request_timeout_ms}) is shorter than headers_timeout_ms (${l.headers_timeout_ms ?? 10_000})`,
+      );
     if (l.tls) {
       if (l.tls.request_client_cert === true && l.tls.ca_file === undefined)
         at(

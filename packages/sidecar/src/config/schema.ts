@@ -291,10 +291,28 @@ export const configSchema = {
           address: { type: 'string', description: '@default 127.0.0.1' },
           port: { type: 'integer', minimum: 0, maximum: 65535 },
           max_header_bytes: { type: 'integer', minimum: 1024, description: '@default 16384' },
+          max_headers_count: {
+            type: 'integer',
+            minimum: 1,
+            maximum: 10_000,
+            description: 'Most header lines a request may have; more are answered 431. @default 100',
+          },
           idle_timeout_ms: {
             type: 'integer',
             minimum: 1,
             description: 'How long an idle client keep-alive connection stays open. @default 5000',
+          },
+          headers_timeout_ms: {
+            type: 'integer',
+            minimum: 1,
+            description:
+              'Longest time to receive a request head (slowloris); answered 408 and closed. @default 10000',
+          },
+          request_timeout_ms: {
+            type: 'integer',
+            minimum: 0,
+            description:
+              'Longest time to receive a whole request (head and body); 0 = no limit. @default 300000',
           },
           priority_header: {
             type: 'string',
@@ -506,7 +524,14 @@ export interface ListenerConfig {
   address?: string;
   port: number;
   max_header_bytes?: number;
+  /** Most header lines a request may have; more are answered 431 (as Envoy's default). @default 100 */
+  max_headers_count?: number;
+  /** Keep-alive idle time of a client connection. @default 5000 */
   idle_timeout_ms?: number;
+  /** Longest time to receive a request head; past it the connection gets 408 and closes. @default 10000 */
+  headers_timeout_ms?: number;
+  /** Longest time to receive a whole request (0 = none); at least `headers_timeout_ms`. @default 300000 */
+  request_timeout_ms?: number;
   priority_header?: string;
   routes: RouteConfig[];
   /** Serve HTTPS. */

@@ -23,6 +23,7 @@ import type { Dispatcher } from 'undici';
 import type { FallbackConfig, ListenerConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
 import { Cluster, type UpstreamHost } from './cluster.js';
+import { checkHead, isClientFault, refuse, refusedBefore, refuseRaw } from './head.js';
 import type { Limiter } from './limits.js';
 
 /**
@@ -106,6 +107,28 @@ interface ListenerSlot {
   tls: TlsMaterial | undefined;
   routes: CompiledRoute[];
   priorityHeader: string;
+  maxHeadersCount: number;
+}
+
+/**
+ * The listener's limits on a client connection, set as properties so that a reload changes them
+ * for new requests: Node enforces headersTimeout/requestTimeout on a timer every
+ * connectionsCheckingInterval (fixed when the server is made), and reads maxHeadersCount when a
+ * connection's parser is set up (one more than the limit, so that the excess is seen and refused).
+ */
+function applyConnectionLimits(server: Server | HttpsServer, l: ListenerConfig): void {
+  const request = l.request_timeout_ms ?? 300_000;
+  const headers = l.headers_timeout_ms ?? 10_000;
+  server.requestTimeout = request;
+  server.headersTimeout = request > 0 ? Math.min(headers, request) : headers;
+  server.keepAliveTimeout = l.idle_timeout_ms ?? 5000;
+  server.maxHeadersCount = (l.max_headers_count ?? 100) + 1;
+}
+
+/** How often Node looks for connections past their header or request timeout. */
+function checkingInterval(l: ListenerConfig): number {
+  const headers = l.headers_timeout_ms ?? 10_000;
+  return Math.max(10, Math.min(1000, Math.floor(headers / 4)));
 }
 
 /**
@@ -659,6 +682,13 @@ class Exchange {
       this.settle(undefined, undefined);
       return;
     }
+    if (isClientFault(err)) {
+      // undici refused what the client sent: a 400, neutral for the breaker, the host and retries.
+      this.settle(undefined, undefined);
+      cluster.counters.responses4xx++;
+      refuse(this.req, this.res, 400, `request refused: ${(err as { message?: string }).message ?? ''}`);
+      return;
+    }
     const kind = classify(err);
     cluster.outlier.record(this.host!, 'gateway');
     // A failed TLS handshake (certificate not trusted, wrong name, client certificate refused) is a
@@ -1043,6 +1073,8 @@ export class Sidecar {
   #stopping = false;
   /** Requests that matched no route. */
   noRoute = 0;
+  /** Requests refused before routing (bad head: Host, target, header count, Expect), answered 4xx. */
+  refused = 0;
 
   constructor(config: SidecarConfig, options: SidecarOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -1106,7 +1138,12 @@ export class Sidecar {
     const key = Sidecar.#key(l);
     const tls = l.tls ? tlsMaterial(l.tls, `listener ${l.name ?? key} tls`) : undefined;
     // HTTP and HTTPS listeners share the parser options and the clientError handling below.
-    const http = { maxHeaderSize: l.max_header_bytes ?? 16_384, keepAliveTimeout: l.idle_timeout_ms ?? 5000 };
+    // Host is checked in #handle (checkHead), where a refusal also ends the connection.
+    const http = {
+      maxHeaderSize: l.max_header_bytes ?? 16_384,
+      requireHostHeader: false,
+      connectionsCheckingInterval: checkingInterval(l),
+    };
     const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(slot, req, res);
     const slot: ListenerSlot = {
       key,
@@ -1114,10 +1151,16 @@ export class Sidecar {
       tls,
       routes: this.#compile(l, clusters),
       priorityHeader: (l.priority_header ?? 'x-tripswitch-priority').toLowerCase(),
+      maxHeadersCount: l.max_headers_count ?? 100,
       server: tls
         ? createHttpsServer({ ...http, ...Sidecar.#secureOptions(l, tls) }, handler)
         : createServer(http, handler),
     };
+    applyConnectionLimits(slot.server, l);
+    // Node answers an unmet Expect with 417 but keeps reading the connection: refuse instead.
+    slot.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+      refuse(req, res, 417, 'only Expect: 100-continue is supported'),
+    );
     slot.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#upgrade(slot, req, socket, head),
     );
@@ -1202,6 +1245,14 @@ export class Sidecar {
   }
 
   #handle(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void {
+    // Pipelined behind a refused request on the same connection: dropped, the connection is closing.
+    if (refusedBefore(req)) return;
+    const refusal = checkHead(req, slot.maxHeadersCount);
+    if (refusal) {
+      this.refused++;
+      refuse(req, res, refusal.status, refusal.reason);
+      return;
+    }
     this.inflight++;
     if (this.#stopping) res.shouldKeepAlive = false;
     const route = Sidecar.#route(slot, req);
@@ -1226,6 +1277,12 @@ export class Sidecar {
    */
   #upgrade(slot: ListenerSlot, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    const refusal = checkHead(req, slot.maxHeadersCount);
+    if (refusal) {
+      this.refused++;
+      refuseRaw(socket, refusal.status, refusal.reason);
+      return;
+    }
     if (req.method !== 'GET') {
       rawReply(socket, 405, 'upgrade requests are proxied for GET only\n', { allow: 'GET' });
       return;
@@ -1337,6 +1394,8 @@ export class Sidecar {
       slot.tls = tls;
       slot.config = l;
       slot.priorityHeader = (l.priority_header ?? 'x-tripswitch-priority').toLowerCase();
+      slot.maxHeadersCount = l.max_headers_count ?? 100;
+      applyConnectionLimits(slot.server, l);
     }
     for (const [key, slot] of this.#slots) {
       if (keys.has(key)) continue;

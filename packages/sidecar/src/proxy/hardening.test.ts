@@ -1,0 +1,250 @@
+/**
+ * Hostile clients on raw sockets (issue 12): what the proxy refuses ends the connection, never reaches
+ * the upstream and never counts against it.
+ */
+import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
+import { after, describe, test } from 'node:test';
+import type { ListenerConfig } from '../config/schema.js';
+import type { Cluster } from './cluster.js';
+import { proxy, raw, send, until, upstream } from './test-helpers.js';
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+/** An upstream that records the request lines it sees and answers `ok` (or holds /hold). */
+async function recorder() {
+  const seen: string[] = [];
+  const held: ServerResponse[] = [];
+  const u = await upstream((req, res) => {
+    seen.push(`${req.method} ${req.url} host=${req.headers.host}`);
+    if (req.url === '/hold') {
+      held.push(res);
+      return;
+    }
+    res.end('ok');
+  });
+  cleanups.push(u.close, () => {
+    for (const r of held) r.destroy();
+  });
+  return { u, seen };
+}
+
+async function start(extra: Partial<ListenerConfig> = {}, routes?: { prefix?: string; host?: string }[]) {
+  const { u, seen } = await recorder();
+  const rs = (routes ?? [{ prefix: '/' }]).map((r) => ({ ...r, cluster: 'c' }));
+  const p = await proxy(
+    [
+      {
+        name: 'c',
+        hosts: [u.host],
+        breaker: { trip: { kind: 'consecutive', threshold: 5 }, openDuration: 60_000 },
+        outlier_detection: { consecutive_5xx: 5, consecutive_gateway_failure: 5 },
+      },
+    ],
+    rs,
+    { extra: { listeners: [{ port: 0, routes: rs, ...extra }] } },
+  );
+  cleanups.push(() => p.sidecar.shutdown(1000));
+  return { p, u, seen, cluster: p.sidecar.clusters.get('c')! };
+}
+
+/** Every count that a request holds while in flight is back to 0, and nothing failed. */
+async function quiet(p: Awaited<ReturnType<typeof start>>['p'], c: Cluster): Promise<void> {
+  await until(
+    () =>
+      p.sidecar.inflight === 0 &&
+      c.limits.default.active === 0 &&
+      c.limits.default.pending === 0 &&
+      c.limits.default.retries === 0 &&
+      c.hosts.every((h) => h.active === 0),
+  );
+  assert.equal(c.breaker!.state, 'closed');
+  assert.equal(c.breaker!.stats().failures, 0);
+  assert.equal(c.counters.resets + c.counters.timeouts + c.counters.connectFailures, 0);
+  for (const h of c.hosts) {
+    assert.equal(h.consecutiveGateway, 0, 'no gateway failure recorded against the host');
+    assert.equal(h.consecutive5xx, 0);
+    assert.equal(h.windowFailures, 0);
+  }
+}
+
+/** Resolves once a request sent afterwards on a new connection has been answered. */
+async function barrier(port: number, seen: string[]): Promise<void> {
+  const r = await send(port, '/barrier');
+  assert.equal(r.status, 200);
+  assert.ok(seen.some((s) => s.startsWith('GET /barrier')));
+  // Anything forwarded before the barrier has reached the upstream by now (same pool, in order).
+  await new Promise((r) => setTimeout(r, 30));
+}
+
+/** The HTTP responses in a raw read (status lines). */
+function statuses(data: string): number[] {
+  return [...data.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => Number(m[1]));
+}
+
+function rejectedAndClosed(r: { data: string; closed: boolean }, status: number): void {
+  assert.deepEqual(statuses(r.data), [status], r.data);
+  assert.match(r.data, /connection: close/i);
+  assert.equal(r.closed, true, 'the connection is closed');
+}
+
+describe('hole 1: a rejected request ends its connection', () => {
+  test('a request without Host gets 400 and the request pipelined after it is never forwarded', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(
+      p.port,
+      'GET /a HTTP/1.1\r\nX-A: 1\r\n\r\nGET /hold HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    rejectedAndClosed(r, 400);
+    await barrier(p.port, seen);
+    assert.deepEqual(seen, [`GET /barrier host=127.0.0.1:${p.port}`]);
+    await quiet(p, cluster);
+  });
+
+  test('40 such connections leave no slot held (the issue reproduced active: 40)', async () => {
+    const { p, seen, cluster } = await start();
+    const all = [];
+    for (let i = 0; i < 40; i++)
+      all.push(raw(p.port, 'GET /a HTTP/1.1\r\n\r\nGET /hold HTTP/1.1\r\nHost: x\r\n\r\n'));
+    for (const r of await Promise.all(all)) rejectedAndClosed(r, 400);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+
+  test('an Expect other than 100-continue gets 417 and ends the connection', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(
+      p.port,
+      'GET /a HTTP/1.1\r\nHost: x\r\nExpect: nonsense\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    rejectedAndClosed(r, 417);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+});
+
+describe('hole 2: what the client caused never counts against the upstream', () => {
+  test('two Host headers: 400, nothing forwarded, breaker closed, no host failure (five times)', async () => {
+    const { p, seen, cluster } = await start();
+    for (let i = 0; i < 5; i++) {
+      const r = await raw(
+        p.port,
+        'GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n',
+      );
+      rejectedAndClosed(r, 400);
+    }
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+    assert.equal((await send(p.port, '/after')).status, 200);
+  });
+
+  test('a Host header that is not a valid authority: 400', async () => {
+    const { p, seen, cluster } = await start();
+    for (const h of ['a b', 'a/b', 'a@b', 'x:y:z', '[::1', 'a.example:99999']) {
+      const r = await raw(p.port, `GET /x HTTP/1.1\r\nHost: ${h}\r\n\r\n`);
+      rejectedAndClosed(r, 400);
+    }
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+});
+
+describe('hole 3: max_headers_count', () => {
+  test('default 100: 101 headers get 431 and close; 100 pass', async () => {
+    const { p, seen, cluster } = await start();
+    const many = (n: number) => Array.from({ length: n }, (_, i) => `x-h${i}: ${i}\r\n`).join('');
+    const ok = await raw(p.port, `GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${many(98)}\r\n`);
+    assert.deepEqual(statuses(ok.data), [200]);
+    const r = await raw(
+      p.port,
+      `GET /x HTTP/1.1\r\nHost: x\r\n${many(100)}\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    rejectedAndClosed(r, 431);
+    await barrier(p.port, seen);
+    assert.deepEqual(
+      seen.map((s) => s.split(' ')[1]),
+      ['/ok', '/barrier'],
+    );
+    await quiet(p, cluster);
+  });
+
+  test('3,000 headers with Transfer-Encoding past #2,000: 431, nothing forwarded', async () => {
+    const { p, seen, cluster } = await start({ max_header_bytes: 65_536 });
+    const many = Array.from({ length: 3000 }, (_, i) => `a${i}:\r\n`).join('');
+    const r = await raw(
+      p.port,
+      `POST /x HTTP/1.1\r\nHost: x\r\n${many}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+    );
+    rejectedAndClosed(r, 431);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+
+  test('a configured max_headers_count', async () => {
+    const { p, seen } = await start({ max_headers_count: 3 });
+    const r1 = await raw(p.port, 'GET /ok HTTP/1.1\r\nHost: x\r\nA: 1\r\nConnection: close\r\n\r\n');
+    assert.deepEqual(statuses(r1.data), [200]);
+    const r2 = await raw(p.port, 'GET /no HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n');
+    rejectedAndClosed(r2, 431);
+    assert.equal(seen.length, 1);
+  });
+});
+
+describe('hole 4: request-target forms', () => {
+  test('absolute-form: routed on the path with the authority as the host, sent in origin-form', async () => {
+    const { p, seen, cluster } = await start({}, [
+      { host: 'other.example', prefix: '/x' },
+      { prefix: '/none' },
+    ]);
+    const r = await raw(
+      p.port,
+      'GET http://other.example/x/y?q=1 HTTP/1.1\r\nHost: ignored.example\r\nConnection: close\r\n\r\n',
+    );
+    assert.deepEqual(statuses(r.data), [200], r.data);
+    assert.deepEqual(seen, ['GET /x/y?q=1 host=other.example']);
+    const r2 = await raw(
+      p.port,
+      'GET HTTP://Other.Example:8080 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    // Path "/" matches neither route: 404 from the proxy, not a raw-string mismatch.
+    assert.deepEqual(statuses(r2.data), [404], r2.data);
+    await quiet(p, cluster);
+  });
+
+  test('absolute-form with a bad scheme or authority: 400 and close', async () => {
+    const { p, seen, cluster } = await start();
+    for (const target of [
+      'ftp://a.example/x',
+      'http:///x',
+      'http://user@a.example/x',
+      'http://a b/x',
+      'http://a.example:99999/x',
+    ]) {
+      const r = await raw(
+        p.port,
+        `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n`,
+      );
+      rejectedAndClosed(r, 400);
+    }
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+
+  test('asterisk-form for anything but OPTIONS: 400 and close', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(p.port, 'GET * HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n');
+    rejectedAndClosed(r, 400);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+});
