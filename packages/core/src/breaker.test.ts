@@ -696,6 +696,73 @@ describe('circuitBreaker: store hook', () => {
     settle();
   });
 
+  it("untilSynced(): calls wait for the store's first read and decide on what it found", async () => {
+    let synced!: () => void;
+    let asked = 0;
+    let handle!: import('./index.js').BreakerHandle;
+    let gate: Promise<void> | undefined = new Promise<void>((resolve) => {
+      synced = resolve;
+    });
+    const store: import('./index.js').BreakerStore = {
+      attach: (h) => {
+        handle = h;
+        return {
+          onTransition: () => {},
+          untilSynced: () => {
+            asked++;
+            return gate;
+          },
+          detach: () => {},
+        };
+      },
+    };
+    const { b, clock } = make({ store });
+    let ran = 0;
+    const calls = [b.execute(() => ++ran), b.execute(() => ++ran)];
+    await Promise.resolve();
+    assert.equal(ran, 0, 'no call runs before the first read');
+    // the read finds the fleet open
+    handle.applyRemote({ state: 'open', openUntil: clock.now() + 5000, reason: 'remote:sync' });
+    gate = undefined;
+    synced();
+    for (const c of calls) assert.ok(isCircuitOpenError(await c.catch((e: unknown) => e)));
+    assert.equal(ran, 0);
+    assert.equal(b.stats().rejections, 2);
+    const before = asked;
+    await b.execute(ok).catch(() => {});
+    await b.execute(ok).catch(() => {});
+    assert.equal(asked, before + 1, 'asked until it answered undefined, then never again');
+  });
+
+  it('untilSynced(): an abort ends the wait without a listener left; a throwing store holds nothing', async () => {
+    let settle!: () => void;
+    const pending = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    const waiting: import('./index.js').BreakerStore = {
+      attach: () => ({ onTransition: () => {}, untilSynced: () => pending, detach: () => {} }),
+    };
+    const { b } = make({ store: waiting });
+    const ac = new AbortController();
+    const call = b.execute(ok, ac.signal);
+    await Promise.resolve();
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+    ac.abort(new Error('caller gave up'));
+    await assert.rejects(call, /caller gave up/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    settle();
+    const throwing: import('./index.js').BreakerStore = {
+      attach: () => ({
+        onTransition: () => {},
+        untilSynced: () => {
+          throw new Error('broken store');
+        },
+        detach: () => {},
+      }),
+    };
+    assert.equal(await make({ store: throwing }).b.execute(ok), 'ok');
+  });
+
   it('applyRemote applies a state without publishing it back; open->open moves the deadline silently', async () => {
     const { store, log, handle } = fakeStore();
     const { b, clock, changes } = make({ store, openDuration: 100 });

@@ -344,6 +344,14 @@ export interface StoreSession {
    * time and never reject.
    */
   awaitProbe?(): Promise<unknown>;
+  /**
+   * Until the store has read the shared state once (a process started while the fleet's breaker
+   * is open must not admit calls before it knows), a promise that settles when it has, or when
+   * the store gave up waiting (bounded; never rejects); then `undefined` for good. `execute()`
+   * waits for it, racing the caller's signal, before it decides; a permit (`tryAcquire()`)
+   * cannot wait and decides on the local state. Asked on each call until it answers `undefined`.
+   */
+  untilSynced?(): Promise<unknown> | undefined;
   detach(): void;
 }
 
@@ -586,6 +594,8 @@ class Breaker implements CircuitBreaker {
   #events: Emitter<BreakerEvents> | undefined = undefined;
   #listenerCount = 0;
   #session: StoreSession | undefined = undefined;
+  /** The store has not read the shared state yet (see `StoreSession.untilSynced`). */
+  #syncing = false;
   /** Settle handlers of the lean path for the current period (see `#runLean`). */
   #lean: Lean | undefined = undefined;
   /** Open/half-open bookkeeping, made on first use: a breaker that never opened does not carry it. */
@@ -638,6 +648,7 @@ class Breaker implements CircuitBreaker {
       if (typeof session !== 'object' || session === null || typeof session.onTransition !== 'function')
         v.fail('store', 'a BreakerStore whose attach() returns a StoreSession', o.store);
       this.#session = session;
+      this.#syncing = typeof session.untilSynced === 'function';
     }
   }
 
@@ -657,6 +668,41 @@ class Breaker implements CircuitBreaker {
 
   execute<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
     if (typeof fn !== 'function') return Promise.reject(new TypeError('execute: fn must be a function'));
+    if (this.#syncing) {
+      const pending = this.#untilSynced();
+      if (pending !== undefined) return this.#syncThenExecute(fn, signal, pending);
+    }
+    return this.#execute(fn, signal);
+  }
+
+  /** The store's first read is on its way (or `undefined` from now on: it is done). */
+  #untilSynced(): Promise<unknown> | undefined {
+    let p: Promise<unknown> | undefined;
+    try {
+      p = this.#session?.untilSynced?.();
+    } catch {
+      p = undefined; // a broken store must not hold calls
+    }
+    if (p === undefined) this.#syncing = false;
+    return p;
+  }
+
+  /** Waits for the store's first read (racing the caller's signal), then decides once. */
+  async #syncThenExecute<T>(
+    fn: (ctx: BreakerContext) => PromiseLike<T> | T,
+    signal: AbortSignal | undefined,
+    pending: Promise<unknown>,
+  ): Promise<T> {
+    if (
+      signal !== undefined &&
+      (typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')
+    )
+      throw new TypeError('execute: signal must be an AbortSignal');
+    await untilSettledOrAborted(Promise.resolve(pending), signal);
+    return this.#execute(fn, signal);
+  }
+
+  #execute<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T, signal: AbortSignal | undefined): Promise<T> {
     if (signal === undefined) {
       if (this.#state < HALF) {
         // Nothing needs the call's duration: settle through two handlers made once per breaker.

@@ -7,6 +7,7 @@ type Outcome = 'ok' | 'fail' | 'hang';
 type Request =
   | { id: number; op: 'init'; store: RedisStoreOptions; breaker: Record<string, unknown> }
   | { id: number; op: 'calls'; n: number; outcome: Outcome; gapMs?: number }
+  | { id: number; op: 'startAndCall'; store: RedisStoreOptions; breaker: Record<string, unknown>; n: number }
   | { id: number; op: 'release'; outcome: 'ok' | 'fail' }
   | { id: number; op: 'state' }
   | { id: number; op: 'isolate' | 'close' | 'reset' }
@@ -57,6 +58,18 @@ async function handle(req: Request): Promise<unknown> {
       );
       const ready = await store.ready(5000);
       return { ready, state: breaker.state };
+    }
+    case 'startAndCall': {
+      // A process that takes traffic the moment it starts: no ready(), calls in the same tick as
+      // the store is made, some at once and some one after another.
+      store = redisStore({ logger: false, ...req.store });
+      breaker = circuitBreaker({ ...req.breaker, store } as Parameters<typeof circuitBreaker>[0]);
+      const r = { ok: 0, failed: 0, rejected: 0, started: 0, upstream: 0 };
+      const burst = await Promise.all(Array.from({ length: req.n }, () => call('ok')));
+      for (const x of burst) r[x]++;
+      for (let i = 0; i < req.n; i++) r[await call('ok')]++;
+      r.upstream = upstream;
+      return r;
     }
     case 'calls': {
       const r = { ok: 0, failed: 0, rejected: 0, started: 0, upstream: 0 };

@@ -2,10 +2,10 @@
 // through a real redis-server: propagation, manual states, fleet-wide probes, both counting modes,
 // a Redis killed and restarted mid-run, and a restarted instance.
 import assert from 'node:assert/strict';
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { RedisServer, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
+import { freePort, RedisServer, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
 import type { RedisStoreOptions } from './store.js';
 
 const childPath = fileURLToPath(new URL('./child.test.fixture.js', import.meta.url));
@@ -315,5 +315,65 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     await waitFor(async () => (await again!.state()) === 'open', 'restarted instance is open');
     const s = await again!.calls(3, 'ok');
     assert.deepEqual([s.rejected, s.upstream], [3, 0]);
+  });
+
+  test('cold start: a process started while the fleet is open sends nothing before its first read', async () => {
+    const url = await redisUrl();
+    const prefix = uniquePrefix('cold');
+    const breaker = { name: 'ledger', trip: { kind: 'consecutive', threshold: 2 }, openDuration: 30_000 };
+    const [a] = await spawnAll(1, { url, prefix }, breaker);
+    await a!.calls(2, 'fail');
+    assert.equal(await a!.state(), 'open');
+    // a generous command timeout: the wait is bounded by it, and this machine is slow at times
+    const fresh = new Instance();
+    procs.push(fresh);
+    const s = await fresh.request<CallStats>('startAndCall', {
+      store: { url, prefix, commandTimeoutMs: 3000 },
+      breaker,
+      n: 10,
+    });
+    assert.deepEqual(
+      [s.rejected, s.upstream],
+      [20, 0],
+      `the new process's first calls: ${JSON.stringify(s)}`,
+    );
+    // the same in a bare process (no IPC, no test runner): the awaited call settles, and after
+    // close() nothing keeps the process alive
+    const storeUrl = new URL('./index.js', import.meta.url).href;
+    const code = `
+      import { circuitBreaker, isCircuitOpenError } from 'tripswitch';
+      import { redisStore } from ${JSON.stringify(storeUrl)};
+      const store = redisStore({ url: ${JSON.stringify(url)}, prefix: ${JSON.stringify(prefix)}, commandTimeoutMs: 3000, logger: false });
+      const b = circuitBreaker({ ...${JSON.stringify(breaker)}, store });
+      let reached = 0;
+      const r = await b.execute(() => ++reached).then(() => 'admitted', (e) => (isCircuitOpenError(e) ? 'rejected' : String(e)));
+      console.log(JSON.stringify({ r, reached }));
+      await store.close();
+    `;
+    const out = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+    });
+    assert.equal(out.status, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout.trim()), { r: 'rejected', reached: 0 });
+  });
+
+  test('cold start with Redis unreachable: calls decide locally at once', async () => {
+    const dead = await freePort(); // nothing listens there
+    const fresh = new Instance();
+    procs.push(fresh);
+    const s = await fresh.request<CallStats>('startAndCall', {
+      store: {
+        url: `redis://127.0.0.1:${dead}`,
+        prefix: uniquePrefix('cold-dead'),
+        commandTimeoutMs: 60_000,
+      },
+      breaker: { name: 'ledger', trip: { kind: 'consecutive', threshold: 2 } },
+      n: 10,
+    });
+    // a wait for the 60 s timeout would have outlived the request's 10 s: the refused connection
+    // released the calls
+    assert.deepEqual([s.ok, s.upstream], [20, 20], JSON.stringify(s));
   });
 });

@@ -78,6 +78,10 @@ export class Session implements StoreSession {
   #pendingSeq = 0;
   #publishing = 0;
   #detached = false;
+  /** The first read of the shared state is done (or was given up): calls decide without waiting. */
+  #firstSyncDone = false;
+  /** Calls waiting for the first read, and the deadline that bounds their wait. */
+  #syncGate: { promise: Promise<void>; open: () => void; timer: ReturnType<typeof setTimeout> } | undefined;
   /** Present only in fleet mode, so a local-mode breaker does not even make the call. */
   onOutcome?: (outcome: Outcome) => void;
 
@@ -270,6 +274,38 @@ export class Session implements StoreSession {
     return this.#lease.awaitProbe();
   }
 
+  // A process started while the fleet's breaker is open must not send calls to the dead
+  // dependency before it has read the shared state: until the first read, calls wait for it,
+  // bounded by the command timeout (on real time: a socket's deadline, like run()'s). With Redis
+  // known to be away they do not wait at all: the breaker decides locally, as when degraded.
+  untilSynced(): Promise<void> | undefined {
+    if (this.#firstSyncDone || this.#detached) return undefined;
+    if (this.#conn.degraded) {
+      this.firstSyncDone();
+      return undefined;
+    }
+    if (this.#syncGate === undefined) {
+      let open!: () => void;
+      const promise = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      const timer = setTimeout(() => this.firstSyncDone(), this.#cfg.timeoutMs);
+      timer.unref();
+      this.#syncGate = { promise, open, timer };
+    }
+    return this.#syncGate.promise;
+  }
+
+  /** The first read is done, failed, or Redis went away: waiting calls go on and decide. */
+  firstSyncDone(): void {
+    this.#firstSyncDone = true;
+    const gate = this.#syncGate;
+    if (gate === undefined) return;
+    this.#syncGate = undefined;
+    clearTimeout(gate.timer);
+    gate.open();
+  }
+
   /** Reads until a read is not overtaken by messages (bounded: messages keep it fresh too). */
   refresh(attempt = 0): void {
     if (this.#detached || !this.#conn.connected) return;
@@ -285,7 +321,13 @@ export class Session implements StoreSession {
    * Reads the shared state and reconciles it with the local one (start-up, reconnect, after a
    * refused write). Resolves false when the read was overtaken and nothing was applied.
    */
-  async sync(): Promise<boolean> {
+  sync(): Promise<boolean> {
+    // Whatever the read gives (state applied, overtaken by a message, or an error that degrades
+    // the store), calls no longer wait for it.
+    return this.#read().finally(() => this.firstSyncDone());
+  }
+
+  async #read(): Promise<boolean> {
     const seen = this.#moves;
     const seq = this.#seq;
     const [state, reason, version, pttl] = await this.#conn.run(() =>
@@ -322,6 +364,7 @@ export class Session implements StoreSession {
     this.#counts?.flush();
     this.#lease.stop();
     this.#detached = true;
+    this.firstSyncDone();
     this.#host.removeSession(this, this.#name);
   }
 }

@@ -70,7 +70,8 @@ export interface RedisStore extends BreakerStore, AsyncDisposable {
   on<K extends keyof RedisStoreEvents>(event: K, listener: (e: RedisStoreEvents[K]) => void): Subscription;
   /**
    * Resolves `true` once connected, subscribed and synchronised, or `false` after `timeoutMs`.
-   * Breakers never need this (they work before it); it is for start-up checks and tests.
+   * Breakers never need this (their first calls wait, bounded, for the first read of the shared
+   * state); it is for start-up checks and tests.
    */
   ready(timeoutMs?: number): Promise<boolean>;
   /** Detaches every breaker, waits (bounded) for in-flight commands, closes the connections. */
@@ -102,7 +103,10 @@ class Store implements RedisStore, SessionHost {
         return Promise.all(all);
       },
       message: (raw) => this.#onMessage(raw),
-      degraded: (e) => this.#emit('degraded', e),
+      degraded: (e) => {
+        for (const set of this.#sessions.values()) for (const s of set) s.firstSyncDone();
+        this.#emit('degraded', e);
+      },
       recovered: (e) => this.#emit('recovered', e),
     });
   }
