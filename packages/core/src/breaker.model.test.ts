@@ -31,6 +31,8 @@ interface Config {
   base: number;
   maxProbes: number;
   successesToClose: number;
+  /** halfOpen.failureRateThreshold */
+  probeRate: number | undefined;
   deadlineMs: number;
 }
 
@@ -52,6 +54,7 @@ class Model {
   consecutive = 0;
   probes = 0;
   probeSuccesses = 0;
+  probeFailures = 0;
   /** Count and consecutive rules: every outcome recorded since the window was last cleared. */
   window: boolean[] = [];
   /** Time rule: [bucket index, failure] of every outcome since the window was last cleared. */
@@ -83,6 +86,7 @@ class Model {
     } else if (state === 'half-open') {
       this.probes = 0;
       this.probeSuccesses = 0;
+      this.probeFailures = 0;
       this.halfAt = this.now;
     } else {
       this.clearWindow();
@@ -104,7 +108,8 @@ class Model {
       }
       this.to('half-open');
     }
-    if (this.probes < this.c.maxProbes) {
+    const sample = Math.max(this.c.maxProbes, this.c.successesToClose);
+    if (this.probes < this.c.maxProbes && this.probes + this.probeSuccesses + this.probeFailures < sample) {
       this.probes++;
       return { gen: this.gen, probe: true, settled: false };
     }
@@ -132,8 +137,15 @@ class Model {
       else this.clearWindow(); // metrics-only: `wouldOpen`, and the window starts again
     } else if (this.state === 'half-open' && p.probe) {
       this.probes--;
-      if (failure) this.to('open');
-      else if (++this.probeSuccesses >= this.c.successesToClose) this.to('closed');
+      if (failure) this.probeFailures++;
+      else this.probeSuccesses++;
+      // The verdict of the whole sample, taken once the outstanding probes cannot change it.
+      const sample = Math.max(this.c.maxProbes, this.c.successesToClose);
+      const outstanding = sample - this.probeSuccesses - this.probeFailures;
+      const opens = (failures: number) =>
+        this.c.probeRate === undefined ? failures > 0 : failures / sample >= this.c.probeRate;
+      if (opens(this.probeFailures)) this.to('open');
+      else if (!opens(this.probeFailures + outstanding)) this.to('closed');
     }
   }
 
@@ -226,7 +238,8 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   ),
   base: fc.integer({ min: 1, max: 50 }),
   maxProbes: fc.integer({ min: 1, max: 3 }),
-  successesToClose: fc.integer({ min: 1, max: 3 }),
+  successesToClose: fc.integer({ min: 1, max: 4 }),
+  probeRate: fc.constantFrom(undefined, 0.25, 0.5, 0.75, 1),
   deadlineMs: fc.integer({ min: 1, max: 200 }),
 });
 
@@ -277,7 +290,12 @@ function breakerFor(c: Config, clock: TestClock): CircuitBreaker {
               failureRateThreshold: c.rule.rate,
             },
     openDuration: { base: c.base, multiplier: 2, max: 4 * c.base },
-    halfOpen: { maxProbes: c.maxProbes, successesToClose: c.successesToClose, deadlineMs: c.deadlineMs },
+    halfOpen: {
+      maxProbes: c.maxProbes,
+      successesToClose: c.successesToClose,
+      failureRateThreshold: c.probeRate,
+      deadlineMs: c.deadlineMs,
+    },
   });
 }
 

@@ -943,28 +943,6 @@ describe('circuitBreaker: idle cost', () => {
   });
 });
 
-describe('circuitBreaker: half-open failure rate', () => {
-  it('with halfOpen.failureRateThreshold, one stray failure among the probes does not reopen', async () => {
-    const { b, clock, changes } = make({
-      trip: { kind: 'consecutive', threshold: 1 },
-      openDuration: 10,
-      halfOpen: { successesToClose: 3, failureRateThreshold: 0.5 },
-    });
-    await fail(b);
-    clock.advance(10);
-    await succeed(b); // 0/1
-    await fail(b); // 1/2 = 50%: reopens
-    assert.equal(b.state, 'open');
-    assert.equal(changes.at(-1), 'half-open->open:probe-failure-rate');
-    clock.advance(20);
-    await succeed(b, 2); // 0/2
-    await fail(b); // 1/3 < 50%
-    assert.equal(b.state, 'half-open');
-    await succeed(b); // third success closes
-    assert.equal(b.state, 'closed');
-  });
-});
-
 describe('CircuitOpenError', () => {
   it('is cheap: no Error constructor, no stack frames, message built on first read, yet an Error', async () => {
     const { b } = make({ name: 'cheap', trip: { kind: 'consecutive', threshold: 1 } });

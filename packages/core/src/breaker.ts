@@ -89,20 +89,31 @@ export interface OpenDurationBackoff {
 /**
  * Half-open behaviour.
  *
+ * A half-open period judges a fixed sample of `max(maxProbes, successesToClose)` probes, at most
+ * `maxProbes` of them at once (a probe the caller cancels, a neutral outcome, gives its place
+ * back). The verdict depends only on how many of the sample failed, never on which probe finished
+ * first: it is taken when the sample is complete, or as soon as the probes still outstanding can
+ * no longer change it (a failure without `failureRateThreshold`, say, reopens at once).
+ *
  * @example
  * ```ts
- * circuitBreaker({ halfOpen: { maxProbes: 3, successesToClose: 3, deadlineMs: 10_000 } });
+ * // Four probes at once; reopen if two or more of the four fail, close otherwise.
+ * circuitBreaker({ halfOpen: { maxProbes: 4, failureRateThreshold: 0.5, deadlineMs: 10_000 } });
  * ```
  */
 export interface HalfOpenOptions {
-  /** Concurrent probe calls admitted in half-open. @default 1 */
+  /** Probe calls admitted at once in half-open. @default 1 */
   maxProbes?: number;
-  /** Successful probes needed to close. @default 1 */
+  /**
+   * Without `failureRateThreshold`: successful probes needed to close, every probe of the sample
+   * succeeding (the sample is `max(maxProbes, successesToClose)` probes, so with `maxProbes` 3 all
+   * three must succeed). With it: the sample size, when larger than `maxProbes`. @default 1
+   */
   successesToClose?: number;
   /**
-   * Reopen when the failure rate of this half-open period's probes reaches this value in (0, 1],
-   * instead of on the first failed probe (useful with `successesToClose` > 1, where one stray
-   * failure among many probes should not restart the open period). @default undefined (any failure reopens)
+   * Judge the sample as a rate, as Resilience4j does: reopen when failed / sample reaches this
+   * value in (0, 1], close otherwise (so with `maxProbes: 4` and 0.5, one failure of four closes
+   * and two reopen). Without it, any failed probe reopens. @default undefined (any failure reopens)
    */
   failureRateThreshold?: number;
   /**
@@ -454,7 +465,8 @@ interface Backoff {
 interface ColdConfig {
   readonly open: number | Backoff;
   readonly maxProbes: number;
-  readonly successesToClose: number;
+  /** Probes a half-open period judges: max(maxProbes, successesToClose). */
+  readonly sample: number;
   readonly deadlineMs: number;
   readonly waitForProbes: boolean;
   readonly probeFailureRate: number | undefined;
@@ -474,7 +486,7 @@ function coldConfig(c: ColdConfig): ColdConfig {
     return Object.freeze(c);
   const o = c.open;
   const open = typeof o === 'number' ? `${o}` : `${o.base},${o.max},${o.multiplier},${o.jitter}`;
-  const key = `${open}|${c.maxProbes}|${c.successesToClose}|${c.probeFailureRate}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}`;
+  const key = `${open}|${c.maxProbes}|${c.sample}|${c.probeFailureRate}|${c.deadlineMs}|${c.waitForProbes}|${c.eager}`;
   const hit = coldConfigs.get(key);
   if (hit !== undefined) return hit;
   const frozen = Object.freeze(c);
@@ -622,11 +634,13 @@ class Breaker implements CircuitBreaker {
       ['maxProbes', 'successesToClose', 'failureRateThreshold', 'deadlineMs', 'waitForProbes'],
       'halfOpen.',
     );
+    const maxProbes = v.optionalNumber('halfOpen.maxProbes', h.maxProbes, { min: 1, integer: true }) ?? 1;
+    const successesToClose =
+      v.optionalNumber('halfOpen.successesToClose', h.successesToClose, { min: 1, integer: true }) ?? 1;
     this.#cfg = coldConfig({
       open,
-      maxProbes: v.optionalNumber('halfOpen.maxProbes', h.maxProbes, { min: 1, integer: true }) ?? 1,
-      successesToClose:
-        v.optionalNumber('halfOpen.successesToClose', h.successesToClose, { min: 1, integer: true }) ?? 1,
+      maxProbes,
+      sample: Math.max(maxProbes, successesToClose),
       deadlineMs: v.optionalNumber('halfOpen.deadlineMs', h.deadlineMs, { min: 1 }) ?? 60_000,
       waitForProbes: v.optionalBoolean('halfOpen.waitForProbes', h.waitForProbes) ?? false,
       probeFailureRate: v.optionalNumber('halfOpen.failureRateThreshold', h.failureRateThreshold, {
@@ -929,7 +943,13 @@ class Breaker implements CircuitBreaker {
     }
     // half-open
     const ep = this.#ep!;
-    if (ep.probes >= this.#cfg.maxProbes) return REJECT;
+    // At most maxProbes at once, and no more than the sample in all: a verdict taken on a sample
+    // that grows while probes finish would depend on which finished first.
+    if (
+      ep.probes >= this.#cfg.maxProbes ||
+      ep.probes + ep.probeSuccesses + ep.probeFailures >= this.#cfg.sample
+    )
+      return REJECT;
     ep.probes++;
     return PROBE;
   }
@@ -1040,21 +1060,9 @@ class Breaker implements CircuitBreaker {
       if (!probe) return;
       const ep = this.#ep!;
       ep.probes--;
-      if (failure) {
-        ep.probeFailures++;
-        const rate = this.#cfg.probeFailureRate;
-        if (rate === undefined || ep.probeFailures >= rate * (ep.probeFailures + ep.probeSuccesses)) {
-          ep.openFailures = ep.probeFailures;
-          this.#transition(
-            OPEN,
-            rate === undefined ? 'probe-failed' : 'probe-failure-rate',
-            false,
-            undefined,
-          );
-        } else this.#wake();
-      } else if (++ep.probeSuccesses >= this.#cfg.successesToClose)
-        this.#transition(CLOSED, 'probe-succeeded', false, undefined);
-      else this.#wake();
+      if (failure) ep.probeFailures++;
+      else ep.probeSuccesses++;
+      this.#judgeProbes(ep);
     } else if (state === METRICS) {
       const code = rule.record(failure, slow, this.#consecutive);
       if (code !== 0) {
@@ -1068,6 +1076,26 @@ class Breaker implements CircuitBreaker {
         this.#consecutive = 0;
       }
     }
+  }
+
+  /**
+   * Takes the half-open verdict once the sample decides it: the full sample's verdict, announced
+   * as soon as the probes not finished yet (running or still to be admitted) cannot change it, so
+   * the same failures in any completion order give the same verdict.
+   */
+  #judgeProbes(ep: Episode): void {
+    const n = this.#cfg.sample;
+    const rate = this.#cfg.probeFailureRate;
+    const failed = ep.probeFailures;
+    const worst = n - ep.probeSuccesses; // failures if every outstanding probe failed
+    // Rates as failed / n rather than failed >= rate * n: 0.7 * 10 is 7.000000000000001.
+    const reopen = rate === undefined ? failed > 0 : failed / n >= rate;
+    if (reopen) {
+      ep.openFailures = failed;
+      this.#transition(OPEN, rate === undefined ? 'probe-failed' : 'probe-failure-rate', false, undefined);
+    } else if (rate === undefined ? worst === 0 : worst / n < rate)
+      this.#transition(CLOSED, 'probe-succeeded', false, undefined);
+    else this.#wake();
   }
 
   /** @internal Records a neutral outcome: no count but `neutral`, the probe slot is given back. */
