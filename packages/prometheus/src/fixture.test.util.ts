@@ -2,7 +2,8 @@
  * Shared test fixture, no tests of its own: an exposition in which every metric family of
  * `prometheusMetrics` has samples, driven by a real breaker, real policies and a write queue under a
  * TestClock.
- * Used by the promtool check (index.test.ts) and the dashboard check (grafana.test.ts).
+ * Used by the promtool check (index.test.ts) and the dashboard checks (grafana.test.ts here and
+ * packages/sidecar/src/admin/grafana.test.ts, which also uses references()).
  */
 import { Registry } from 'prom-client';
 import {
@@ -138,4 +139,46 @@ export function sample(text: string, name: string, labels: Record<string, string
   );
   if (hits.length !== 1) throw new Error(`${hits.length} samples of ${name} ${JSON.stringify(labels)}`);
   return hits[0]!.value;
+}
+
+const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
+
+/** Metric selectors, their matcher labels, and the grouping labels of a PromQL expression. */
+export function references(expr: string): {
+  selectors: { name: string | undefined; labels: string[] }[];
+  grouping: string[];
+} {
+  const selectors: { name: string | undefined; labels: string[] }[] = [];
+  const grouping: string[] = [];
+  let rest = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  rest = rest.replace(
+    /([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{([^}]*)\}/g,
+    (_, name: string | undefined, body: string) => {
+      selectors.push({
+        name,
+        labels: [...body.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((m) => m[1]!),
+      });
+      return ' ';
+    },
+  );
+  rest = rest.replace(/\[[^\]]*\]/g, ' ');
+  rest = rest.replace(
+    /\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g,
+    (_, labels: string) => {
+      grouping.push(
+        ...labels
+          .split(',')
+          .map((l) => l.trim())
+          .filter(Boolean),
+      );
+      return ' ';
+    },
+  );
+  for (const m of rest.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*(?!\s*\()/g)) {
+    // A lookahead miss on a shorter prefix of a function name would still match: skip those.
+    const after = rest.slice(m.index! + m[0].length);
+    if (/^[a-zA-Z0-9_:]/.test(after) || /^\s*\(/.test(after) || KEYWORDS.has(m[0].toLowerCase())) continue;
+    selectors.push({ name: m[0], labels: [] });
+  }
+  return { selectors, grouping };
 }

@@ -6,6 +6,7 @@
 import { watch } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { Command } from 'commander';
+import type { TimerHandle } from 'tripswitch';
 import { type AdminServer, startAdmin } from './admin/admin.js';
 import { isConfigError, loadConfig } from './config/load.js';
 import { toEnvoy, toIstio } from './export/export.js';
@@ -96,15 +97,14 @@ program
     };
     process.on('SIGHUP', () => reload('SIGHUP'));
     if (opts.watch) {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: TimerHandle | undefined;
       // The directory, not the file: editors that save by rename would leave a file watcher on a
       // deleted inode.
       const file = resolve(opts.config);
       watch(dirname(file), (_event, name) => {
         if (name !== null && name !== basename(file)) return;
-        clearTimeout(timer);
-        timer = setTimeout(() => reload('file changed'), 200);
-        timer.unref();
+        if (timer !== undefined) sidecar.clock.clearTimeout(timer);
+        timer = sidecar.clock.setTimeout(() => reload('file changed'), 200).unref();
       }).unref();
     }
     let stopping = false;

@@ -17,6 +17,7 @@ export {
   type AdminServer,
   breakersJson,
   isLoopback,
+  type SidecarRegistry,
   sidecarRegistry,
   startAdmin,
 } from './admin/admin.js';

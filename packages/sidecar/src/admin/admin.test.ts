@@ -29,7 +29,7 @@ test('/metrics counts requests by class and passes promtool check metrics', asyn
     assert.match(text, /tripswitch_proxy_requests_total\{cluster="api"\} 4/);
     assert.match(text, /tripswitch_proxy_responses_total\{cluster="api",class="2xx"\} 3/);
     assert.match(text, /tripswitch_proxy_responses_total\{cluster="api",class="5xx"\} 1/);
-    assert.match(text, /tripswitch_breaker_state\{breaker="api"\} 0/);
+    assert.match(text, /circuit_breaker_state\{service="api"\} 0/);
     assert.match(text, /tripswitch_proxy_no_route_total 1/);
     const breakers = JSON.parse((await send(admin.port, '/breakers')).body.toString());
     assert.equal(breakers[0].stats.failures, 1);

@@ -8,6 +8,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { prometheusMetrics } from '@tripswitch/prometheus';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Sidecar } from '../proxy/server.js';
 
@@ -30,9 +31,9 @@ export type AdminHandler = (req: IncomingMessage, res: ServerResponse) => boolea
  * ```
  */
 export interface AdminOptions {
-  /** @default config admin.address ?? '127.0.0.1' */
+  /** @default config admin.address (127.0.0.1) */
   address?: string;
-  /** @default config admin.port ?? 9901 */
+  /** @default config admin.port (9901) */
   port?: number;
   /** @default config admin.token ?? env TRIPSWITCH_ADMIN_TOKEN */
   token?: string;
@@ -56,24 +57,31 @@ export function isLoopback(address: string): boolean {
   );
 }
 
-const STATE_VALUE: Record<string, number> = {
-  closed: 0,
-  open: 1,
-  'half-open': 2,
-  isolated: 3,
-  disabled: 4,
-  'metrics-only': 5,
-};
+/**
+ * A prom-client registry whose metrics read the sidecar's counters at scrape time; `dispose()`
+ * detaches it from the breakers.
+ *
+ * @example
+ * ```ts
+ * const registry: SidecarRegistry = sidecarRegistry(sidecar);
+ * registry.dispose();
+ * ```
+ */
+export type SidecarRegistry = Registry & { dispose(): void };
 
 /**
- * A prom-client registry whose metrics read the sidecar's counters at scrape time.
+ * The sidecar's metrics. The breakers are exposed by `@tripswitch/prometheus` itself (the
+ * `circuit_breaker_*` families, `service` = cluster name), so the Grafana dashboard that serves a
+ * library user serves the sidecar; the proxy's own families are `tripswitch_proxy_*` with `cluster`
+ * (and `priority` where limits are per priority) labels.
  * @example
  * ```ts
  * const text = await sidecarRegistry(sidecar).metrics();
  * ```
  */
-export function sidecarRegistry(sidecar: Sidecar): Registry {
+export function sidecarRegistry(sidecar: Sidecar): SidecarRegistry {
   const registry = new Registry();
+  const breakers = prometheusMetrics({ registry: sidecar.breakers, register: registry });
   const labels = ['cluster'];
   const counter = (name: string, help: string, read: (c: ReturnType<typeof clusterList>[number]) => number) =>
     new Counter({
@@ -172,18 +180,7 @@ export function sidecarRegistry(sidecar: Sidecar): Registry {
       for (const c of clusterList()) this.set({ cluster: c.name }, c.outlier.ejectedCount(now));
     },
   });
-  new Gauge({
-    name: 'tripswitch_breaker_state',
-    help: 'Breaker state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only.',
-    labelNames: ['breaker'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const c of clusterList())
-        if (c.breaker) this.set({ breaker: c.name }, STATE_VALUE[c.breaker.state] ?? -1);
-    },
-  });
-  return registry;
+  return Object.assign(registry, { dispose: () => breakers.dispose() });
 }
 
 function send(res: ServerResponse, status: number, body: string, type = 'application/json'): void {
@@ -245,9 +242,9 @@ export interface AdminServer {
  * ```
  */
 export async function startAdmin(sidecar: Sidecar, options: AdminOptions = {}): Promise<AdminServer> {
-  const cfg = sidecar.config.admin ?? {};
-  const address = options.address ?? cfg.address ?? '127.0.0.1';
-  const port = options.port ?? cfg.port ?? 9901;
+  const cfg = sidecar.resolved.admin;
+  const address = options.address ?? cfg.address;
+  const port = options.port ?? cfg.port;
   const token = options.token ?? cfg.token ?? process.env.TRIPSWITCH_ADMIN_TOKEN;
   if (!isLoopback(address) && !token) {
     throw new Error(
@@ -322,6 +319,7 @@ export async function startAdmin(sidecar: Sidecar, options: AdminOptions = {}): 
     port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
+        registry.dispose();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

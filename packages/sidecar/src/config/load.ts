@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
-import { circuitBreaker, systemClock } from 'tripswitch';
-import { breakerOptions } from '../proxy/cluster.js';
+import { circuitBreaker } from 'tripswitch';
+import { realClock } from '../clock.js';
+import { breakerOptions } from './breaker.js';
+import { CONFIG_DEFAULTS } from './resolve.js';
 import { type SidecarConfig, configSchema } from './schema.js';
 import { readTlsFiles } from './tls.js';
 
@@ -212,7 +214,7 @@ export function parseConfig(
     // (e.g. minimumCalls <= window) live in one place.
     if (c.breaker && c.breaker.enabled !== false) {
       try {
-        circuitBreaker(breakerOptions(c.name, c.breaker, systemClock)).dispose();
+        circuitBreaker(breakerOptions(c.name, c.breaker, realClock)).dispose();
       } catch (err) {
         at(['clusters', i, 'breaker'], err instanceof Error ? err.message : String(err));
       }
@@ -220,17 +222,17 @@ export function parseConfig(
   });
   const ports = new Set<string>();
   cfg.listeners.forEach((l, i) => {
-    const key = `${l.address ?? '127.0.0.1'}:${l.port}`;
+    const key = `${l.address ?? CONFIG_DEFAULTS.listener.address}:${l.port}`;
     if (l.port !== 0 && ports.has(key)) at(['listeners', i, 'port'], `duplicate listener ${key}`);
     ports.add(key);
     if (
       l.request_timeout_ms !== undefined &&
       l.request_timeout_ms > 0 &&
-      (l.headers_timeout_ms ?? 10_000) > l.request_timeout_ms
+      (l.headers_timeout_ms ?? CONFIG_DEFAULTS.listener.headers_timeout_ms) > l.request_timeout_ms
     )
       at(
         ['listeners', i, 'request_timeout_ms'],
-        `request_timeout_ms (${l.request_timeout_ms}) is shorter than headers_timeout_ms (${l.headers_timeout_ms ?? 10_000})`,
+        `request_timeout_ms (${l.request_timeout_ms}) is shorter than headers_timeout_ms (${l.headers_timeout_ms ?? CONFIG_DEFAULTS.listener.headers_timeout_ms})`,
       );
     if (l.tls) {
       if (l.tls.request_client_cert === true && l.tls.ca_file === undefined)

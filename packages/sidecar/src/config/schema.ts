@@ -3,6 +3,7 @@
  * `schema/tripswitch.schema.json` (for editors) is this object written out (a test keeps them equal).
  * @module
  */
+import { CONFIG_DEFAULTS as D } from './resolve.js';
 
 const ms = { type: 'integer', minimum: 0 } as const;
 const count = { type: 'integer', minimum: 0 } as const;
@@ -14,18 +15,32 @@ const threshold = {
     priority: { enum: ['default', 'high'], description: 'Which traffic class these limits apply to.' },
     max_connections: {
       ...count,
-      description: 'Upstream connections (one request each on HTTP/1.1). @default 1024',
+      description: `Upstream connections (one request each on HTTP/1.1). @default ${D.threshold.max_connections}`,
     },
-    max_pending_requests: { ...count, description: 'Requests waiting for a connection. @default 1024' },
-    max_requests: { ...count, description: 'Requests in flight to the cluster. @default 1024' },
-    max_retries: { ...count, description: 'Retries in flight to the cluster. @default 3' },
+    max_pending_requests: {
+      ...count,
+      description: `Requests waiting for a connection. @default ${D.threshold.max_pending_requests}`,
+    },
+    max_requests: {
+      ...count,
+      description: `Requests in flight to the cluster. @default ${D.threshold.max_requests}`,
+    },
+    max_retries: {
+      ...count,
+      description: `Retries in flight to the cluster. @default ${D.threshold.max_retries}`,
+    },
     retry_budget: {
       type: 'object',
       additionalProperties: false,
       description: 'Retries in flight limited to a share of active requests (replaces max_retries).',
       properties: {
-        budget_percent: { type: 'number', minimum: 0, maximum: 100, description: '@default 20' },
-        min_retry_concurrency: { ...count, description: '@default 3' },
+        budget_percent: {
+          type: 'number',
+          minimum: 0,
+          maximum: 100,
+          description: `@default ${D.retry_budget.budget_percent}`,
+        },
+        min_retry_concurrency: { ...count, description: `@default ${D.retry_budget.min_retry_concurrency}` },
       },
     },
   },
@@ -98,10 +113,13 @@ const outlier = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    consecutive_5xx: { ...count, description: '5xx in a row that eject a host; 0 disables. @default 5' },
+    consecutive_5xx: {
+      ...count,
+      description: `5xx in a row that eject a host; 0 disables. @default ${D.outlier_detection.consecutive_5xx}`,
+    },
     consecutive_gateway_failure: {
       ...count,
-      description: '502/503/504 or connection errors in a row that eject a host; 0 disables. @default 5',
+      description: `502/503/504 or connection errors in a row that eject a host; 0 disables. @default ${D.outlier_detection.consecutive_gateway_failure}`,
     },
     failure_percentage_threshold: {
       type: 'number',
@@ -111,12 +129,29 @@ const outlier = {
     },
     failure_percentage_request_volume: {
       ...count,
-      description: 'Requests needed in the interval. @default 50',
+      description: `Requests needed in the interval. @default ${D.outlier_detection.failure_percentage_request_volume}`,
     },
-    interval_ms: { type: 'integer', minimum: 1, description: 'Failure-percentage interval. @default 10000' },
-    base_ejection_time_ms: { type: 'integer', minimum: 1, description: '@default 30000' },
-    max_ejection_time_ms: { type: 'integer', minimum: 1, description: '@default 300000' },
-    max_ejection_percent: { type: 'number', minimum: 0, maximum: 100, description: '@default 10' },
+    interval_ms: {
+      type: 'integer',
+      minimum: 1,
+      description: `Failure-percentage interval. @default ${D.outlier_detection.interval_ms}`,
+    },
+    base_ejection_time_ms: {
+      type: 'integer',
+      minimum: 1,
+      description: `@default ${D.outlier_detection.base_ejection_time_ms}`,
+    },
+    max_ejection_time_ms: {
+      type: 'integer',
+      minimum: 1,
+      description: `@default ${D.outlier_detection.max_ejection_time_ms}`,
+    },
+    max_ejection_percent: {
+      type: 'number',
+      minimum: 0,
+      maximum: 100,
+      description: `@default ${D.outlier_detection.max_ejection_percent}`,
+    },
   },
 } as const;
 
@@ -128,27 +163,26 @@ const retry = {
       type: 'integer',
       minimum: 0,
       maximum: 10,
-      description: 'Retries after the first try. @default 0',
+      description: `Retries after the first try. @default ${D.retry.attempts}`,
     },
     retry_on: {
       type: 'array',
       items: {
         anyOf: [{ type: 'integer', minimum: 500, maximum: 599 }, { enum: ['connect-failure', 'reset'] }],
       },
-      description: '@default [502, 503, 504, connect-failure, reset]',
+      description: `@default [${D.retry.retry_on.join(', ')}]`,
     },
-    backoff_base_ms: { ...ms, description: '@default 25' },
-    backoff_max_ms: { ...ms, description: '@default 250' },
+    backoff_base_ms: { ...ms, description: `@default ${D.retry.backoff_base_ms}` },
+    backoff_max_ms: { ...ms, description: `@default ${D.retry.backoff_max_ms}` },
     retry_non_idempotent: {
       type: 'boolean',
-      description: 'Also retry POST/PATCH and other non-idempotent methods. @default false',
+      description: `Also retry POST/PATCH and other non-idempotent methods. @default ${D.retry.retry_non_idempotent}`,
     },
     buffer_body_bytes: {
       type: 'integer',
       minimum: 0,
       maximum: 16_777_216,
-      description:
-        'A request body up to this size is read into memory first so that retries can replay it; a larger one streams and is not retried (a chunked body is read until it ends or passes this size, then the bytes read and the rest stream on). 0 disables. @default 65536',
+      description: `A request body up to this size is read into memory first so that retries can replay it; a larger one streams and is not retried (a chunked body is read until it ends or passes this size, then the bytes read and the rest stream on). 0 disables. @default ${D.retry.buffer_body_bytes}`,
     },
   },
 } as const;
@@ -171,7 +205,7 @@ const fallback = {
       required: ['last_good'],
       properties: {
         last_good: { const: true },
-        max_body_bytes: { ...count, description: '@default 1048576' },
+        max_body_bytes: { ...count, description: `@default ${D.last_good.max_body_bytes}` },
       },
     },
   ],
@@ -182,14 +216,14 @@ const route = {
   additionalProperties: false,
   required: ['cluster'],
   properties: {
-    prefix: { type: 'string', pattern: '^/', description: 'Path prefix. @default /' },
+    prefix: { type: 'string', pattern: '^/', description: `Path prefix. @default ${D.route.prefix}` },
     host: {
       type: 'string',
       minLength: 1,
       description: 'Host header (port ignored); "*.x" matches subdomains.',
     },
     cluster: { type: 'string', minLength: 1 },
-    priority: { enum: ['default', 'high'], description: '@default default' },
+    priority: { enum: ['default', 'high'], description: `@default ${D.route.priority}` },
     timeout_ms: { ...ms, description: 'Overrides the cluster request timeout.' },
     retry,
     fallback,
@@ -266,8 +300,8 @@ export const configSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        address: { type: 'string', description: '@default 127.0.0.1' },
-        port: { type: 'integer', minimum: 0, maximum: 65535, description: '@default 9901' },
+        address: { type: 'string', description: `@default ${D.admin.address}` },
+        port: { type: 'integer', minimum: 0, maximum: 65535, description: `@default ${D.admin.port}` },
         token: {
           type: 'string',
           minLength: 16,
@@ -277,7 +311,7 @@ export const configSchema = {
     },
     drain_timeout_ms: {
       ...ms,
-      description: 'Longest wait for in-flight requests on shutdown. @default 10000',
+      description: `Longest wait for in-flight requests on shutdown. @default ${D.drain_timeout_ms}`,
     },
     listeners: {
       type: 'array',
@@ -288,36 +322,37 @@ export const configSchema = {
         required: ['port', 'routes'],
         properties: {
           name: { type: 'string' },
-          address: { type: 'string', description: '@default 127.0.0.1' },
+          address: { type: 'string', description: `@default ${D.listener.address}` },
           port: { type: 'integer', minimum: 0, maximum: 65535 },
-          max_header_bytes: { type: 'integer', minimum: 1024, description: '@default 16384' },
+          max_header_bytes: {
+            type: 'integer',
+            minimum: 1024,
+            description: `@default ${D.listener.max_header_bytes}`,
+          },
           max_headers_count: {
             type: 'integer',
             minimum: 1,
             maximum: 10_000,
-            description: 'Most header lines a request may have; more are answered 431. @default 100',
+            description: `Most header lines a request may have; more are answered 431. @default ${D.listener.max_headers_count}`,
           },
           idle_timeout_ms: {
             type: 'integer',
             minimum: 1,
-            description: 'How long an idle client keep-alive connection stays open. @default 5000',
+            description: `How long an idle client keep-alive connection stays open. @default ${D.listener.idle_timeout_ms}`,
           },
           headers_timeout_ms: {
             type: 'integer',
             minimum: 1,
-            description:
-              'Longest time to receive a request head (slowloris); answered 408 and closed. @default 10000',
+            description: `Longest time to receive a request head (slowloris); answered 408 and closed. @default ${D.listener.headers_timeout_ms}`,
           },
           request_timeout_ms: {
             type: 'integer',
             minimum: 0,
-            description:
-              'Longest time to receive a whole request (head and body); 0 = no limit. @default 300000',
+            description: `Longest time to receive a whole request (head and body); 0 = no limit. @default ${D.listener.request_timeout_ms}`,
           },
           priority_header: {
             type: 'string',
-            description:
-              'Request header that picks the priority (value "high"). @default x-tripswitch-priority',
+            description: `Request header that picks the priority (value "high"). @default ${D.listener.priority_header}`,
           },
           routes: { type: 'array', minItems: 1, items: route },
           tls: listenerTls,
@@ -339,16 +374,23 @@ export const configSchema = {
             items: { type: 'string', pattern: '^(https?://)?[^/\\s]+:[0-9]{1,5}$' },
             description: 'host:port, http://host:port or https://host:port',
           },
-          lb_policy: { enum: ['round_robin', 'least_request'], description: '@default round_robin' },
-          connect_timeout_ms: { type: 'integer', minimum: 1, description: '@default 5000' },
+          lb_policy: {
+            enum: ['round_robin', 'least_request'],
+            description: `@default ${D.cluster.lb_policy}`,
+          },
+          connect_timeout_ms: {
+            type: 'integer',
+            minimum: 1,
+            description: `@default ${D.cluster.connect_timeout_ms}`,
+          },
           request_timeout_ms: {
             ...ms,
-            description: 'Headers and body idle time; 0 disables. @default 15000',
+            description: `Headers and body idle time; 0 disables. @default ${D.cluster.request_timeout_ms}`,
           },
           idle_timeout_ms: {
             type: 'integer',
             minimum: 1,
-            description: 'Keep-alive of idle upstream connections. @default 60000',
+            description: `Keep-alive of idle upstream connections. @default ${D.cluster.idle_timeout_ms}`,
           },
           circuit_breakers: {
             type: 'object',

@@ -10,7 +10,7 @@
  * @module
  */
 import type { BreakerRegistry, CircuitBreaker, CircuitState, Clock, Subscription } from 'tripswitch';
-import { systemClock } from 'tripswitch';
+import { realClock } from '../clock.js';
 
 /**
  * The most general source: a function listing breakers by name, read again on every tick (so a
@@ -210,7 +210,7 @@ export interface DashboardSnapshot {
  * ```
  */
 export interface CollectorOptions {
-  /** @default systemClock */
+  /** @default realClock */
   clock?: Clock;
   /** Durations kept per breaker for percentiles. @default 1024 */
   latencySamples?: number;
@@ -393,7 +393,7 @@ export class Collector {
 
   constructor(source: DashboardSource, options: CollectorOptions = {}) {
     this.#source = toBreakerSource(source);
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock ?? realClock;
     this.#latencySamples = positiveInt('latencySamples', options.latencySamples, 1024, 1 << 20);
     this.#points = positiveInt('seriesPoints', options.seriesPoints, 120, 86_400);
     this.#recentSeconds = positiveInt('recentSeconds', options.recentSeconds, 10, 86_400);

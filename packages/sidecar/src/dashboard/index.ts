@@ -25,7 +25,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock, TimerHandle } from 'tripswitch';
-import { systemClock } from 'tripswitch';
+import { realClock } from '../clock.js';
 import { Collector, type DashboardSnapshot, type DashboardSource } from './collector.js';
 import { DATA_CSP, PAGE_CSP, renderPage } from './page.js';
 
@@ -55,7 +55,7 @@ export interface DashboardOptions {
   basePath?: string;
   /** Least time between two periodic snapshots on the event stream (state changes are sent at once). @default 500 */
   intervalMs?: number;
-  /** Source of time and timers. @default the source's `clock` (a Sidecar's), else systemClock */
+  /** Source of time and timers. @default the source's `clock` (a Sidecar's), else realClock */
   clock?: Clock;
   /** Page title. @default 'tripswitch breakers' */
   title?: string;
@@ -139,7 +139,7 @@ export function createDashboardHandler(
   const base = normalizeBase(options.basePath);
   const intervalMs = positive('intervalMs', options.intervalMs, 500);
   const maxClients = positive('maxClients', options.maxClients, 32);
-  const clock = options.clock ?? sourceClock(source) ?? systemClock;
+  const clock = options.clock ?? sourceClock(source) ?? realClock;
   const page = renderPage({ basePath: base, title: options.title ?? 'tripswitch breakers' });
   const pageBytes = Buffer.byteLength(page);
   const clients = new Set<ServerResponse>();

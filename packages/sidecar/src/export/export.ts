@@ -6,14 +6,14 @@
  */
 import { stringify } from 'yaml';
 import { isIP } from 'node:net';
-import type {
-  ClusterConfig,
-  ListenerConfig,
-  RouteConfig,
-  SidecarConfig,
-  ThresholdConfig,
-} from '../config/schema.js';
-import { outlierSettings } from '../outlier/outlier.js';
+import {
+  type ResolvedCluster,
+  type ResolvedListener,
+  type ResolvedRoute,
+  type ResolvedThreshold,
+  resolveConfig,
+} from '../config/resolve.js';
+import type { SidecarConfig } from '../config/schema.js';
 
 const dur = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms / 1000}s`);
 
@@ -24,12 +24,12 @@ function endpoint(h: string): { address: string; port: number } {
 }
 
 /** True when the cluster speaks TLS to its hosts (all https://). */
-function isTls(c: ClusterConfig): boolean {
+function isTls(c: ResolvedCluster): boolean {
   return c.hosts.every((h) => h.startsWith('https://'));
 }
 
 /** `servername`, else the one DNS name all hosts share (an IP address gets no SNI). */
-function sniOf(c: ClusterConfig): string | undefined {
+function sniOf(c: ResolvedCluster): string | undefined {
   if (c.tls?.servername) return c.tls.servername;
   const names = new Set(c.hosts.map((h) => endpoint(h).address));
   const [only] = names;
@@ -39,7 +39,7 @@ function sniOf(c: ClusterConfig): string | undefined {
 /** Where Envoy finds the system CAs when the cluster has no ca_file (Debian, Ubuntu, Alpine). */
 const SYSTEM_CA = '/etc/ssl/certs/ca-certificates.crt';
 
-function upstreamTransportSocket(c: ClusterConfig): Record<string, unknown> {
+function upstreamTransportSocket(c: ResolvedCluster): Record<string, unknown> {
   const t = c.tls ?? {};
   const sni = sniOf(c);
   const common: Record<string, unknown> = {};
@@ -63,7 +63,7 @@ function upstreamTransportSocket(c: ClusterConfig): Record<string, unknown> {
   };
 }
 
-function downstreamTransportSocket(l: ListenerConfig): Record<string, unknown> {
+function downstreamTransportSocket(l: ResolvedListener): Record<string, unknown> {
   const t = l.tls!;
   const common: Record<string, unknown> = {
     tls_certificates: [
@@ -81,13 +81,12 @@ function downstreamTransportSocket(l: ListenerConfig): Record<string, unknown> {
   };
 }
 
-function envoyRoute(r: RouteConfig): Record<string, unknown> {
-  const route: Record<string, unknown> = { cluster: r.cluster };
-  if (r.timeout_ms !== undefined) route.timeout = dur(r.timeout_ms);
+function envoyRoute(r: ResolvedRoute): Record<string, unknown> {
+  const route: Record<string, unknown> = { cluster: r.cluster, timeout: dur(r.timeout_ms) };
   if (r.priority === 'high') route.priority = 'HIGH';
   const rt = r.retry;
-  if (rt && (rt.attempts ?? 0) > 0) {
-    const on = rt.retry_on ?? [502, 503, 504, 'connect-failure', 'reset'];
+  if (rt.attempts > 0) {
+    const on = rt.retry_on;
     const statuses = on.filter((x): x is number => typeof x === 'number');
     const kinds: string[] = on.filter((x) => typeof x === 'string');
     if (statuses.length > 0) kinds.push('retriable-status-codes');
@@ -96,31 +95,31 @@ function envoyRoute(r: RouteConfig): Record<string, unknown> {
       num_retries: rt.attempts,
       ...(statuses.length > 0 ? { retriable_status_codes: statuses } : {}),
       retry_back_off: {
-        base_interval: dur(rt.backoff_base_ms ?? 25),
-        max_interval: dur(rt.backoff_max_ms ?? 250),
+        base_interval: dur(rt.backoff_base_ms),
+        max_interval: dur(rt.backoff_max_ms),
       },
     };
   }
-  return { match: { prefix: r.prefix ?? '/' }, route };
+  return { match: { prefix: r.prefix }, route };
 }
 
 /**
  * The listener's routes as virtual hosts: one per `host` value (its own routes and the host-less
  * ones, in config order, which is the order the proxy tries them in) plus `*` for the rest.
  */
-function virtualHosts(l: ListenerConfig): Record<string, unknown>[] {
-  const hosts = [...new Set(l.routes.flatMap((r) => (r.host ? [r.host.toLowerCase()] : [])))];
+function virtualHosts(l: ResolvedListener): Record<string, unknown>[] {
+  const hosts = [...new Set(l.routes.flatMap((r) => (r.host ? [r.host] : [])))];
   const out = hosts.map((h, i) => ({
     name: `host_${i}`,
     domains: [h, `${h}:*`],
-    routes: l.routes.filter((r) => !r.host || r.host.toLowerCase() === h).map(envoyRoute),
+    routes: l.routes.filter((r) => !r.host || r.host === h).map(envoyRoute),
   }));
   const rest = l.routes.filter((r) => !r.host);
   if (rest.length > 0) out.push({ name: 'default', domains: ['*'], routes: rest.map(envoyRoute) });
   return out;
 }
 
-function envoyListener(l: ListenerConfig, i: number): Record<string, unknown> {
+function envoyListener(l: ResolvedListener, i: number): Record<string, unknown> {
   const name = l.name ?? `listener_${i}`;
   const chain: Record<string, unknown> = {
     filters: [
@@ -131,8 +130,8 @@ function envoyListener(l: ListenerConfig, i: number): Record<string, unknown> {
             'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
           stat_prefix: name,
           codec_type: 'HTTP1',
-          common_http_protocol_options: { idle_timeout: dur(l.idle_timeout_ms ?? 5000) },
-          max_request_headers_kb: Math.ceil((l.max_header_bytes ?? 16_384) / 1024),
+          common_http_protocol_options: { idle_timeout: dur(l.idle_timeout_ms) },
+          max_request_headers_kb: Math.ceil(l.max_header_bytes / 1024),
           route_config: { name, virtual_hosts: virtualHosts(l) },
           http_filters: [
             {
@@ -147,43 +146,43 @@ function envoyListener(l: ListenerConfig, i: number): Record<string, unknown> {
   if (l.tls) chain.transport_socket = downstreamTransportSocket(l);
   return {
     name,
-    address: { socket_address: { address: l.address ?? '127.0.0.1', port_value: l.port } },
+    address: { socket_address: { address: l.address, port_value: l.port } },
     filter_chains: [chain],
   };
 }
 
-function threshold(t: ThresholdConfig): Record<string, unknown> {
+function threshold(t: ResolvedThreshold): Record<string, unknown> {
   const out: Record<string, unknown> = {
     priority: t.priority === 'high' ? 'HIGH' : 'DEFAULT',
-    max_connections: t.max_connections ?? 1024,
-    max_pending_requests: t.max_pending_requests ?? 1024,
-    max_requests: t.max_requests ?? 1024,
+    max_connections: t.max_connections,
+    max_pending_requests: t.max_pending_requests,
+    max_requests: t.max_requests,
   };
   if (t.retry_budget) {
     out.retry_budget = {
-      budget_percent: { value: t.retry_budget.budget_percent ?? 20 },
-      min_retry_concurrency: t.retry_budget.min_retry_concurrency ?? 3,
+      budget_percent: { value: t.retry_budget.budget_percent },
+      min_retry_concurrency: t.retry_budget.min_retry_concurrency,
     };
-  } else out.max_retries = t.max_retries ?? 3;
+  } else out.max_retries = t.max_retries;
   return out;
 }
 
-function outlier(c: ClusterConfig): Record<string, unknown> {
-  const s = outlierSettings(c.outlier_detection);
+function outlier(c: ResolvedCluster): Record<string, unknown> {
+  const s = c.outlier_detection;
   const out: Record<string, unknown> = {
-    consecutive_5xx: s.consecutive5xx,
-    enforcing_consecutive_5xx: s.consecutive5xx > 0 ? 100 : 0,
-    consecutive_gateway_failure: s.consecutiveGateway,
-    enforcing_consecutive_gateway_failure: s.consecutiveGateway > 0 ? 100 : 0,
-    interval: dur(s.intervalMs),
-    base_ejection_time: dur(s.baseEjectionMs),
-    max_ejection_time: dur(s.maxEjectionMs),
-    max_ejection_percent: s.maxEjectionPercent,
+    consecutive_5xx: s.consecutive_5xx,
+    enforcing_consecutive_5xx: s.consecutive_5xx > 0 ? 100 : 0,
+    consecutive_gateway_failure: s.consecutive_gateway_failure,
+    enforcing_consecutive_gateway_failure: s.consecutive_gateway_failure > 0 ? 100 : 0,
+    interval: dur(s.interval_ms),
+    base_ejection_time: dur(s.base_ejection_time_ms),
+    max_ejection_time: dur(s.max_ejection_time_ms),
+    max_ejection_percent: s.max_ejection_percent,
   };
-  if (s.failurePercentage !== undefined) {
-    out.failure_percentage_threshold = s.failurePercentage;
+  if (s.failure_percentage_threshold !== undefined) {
+    out.failure_percentage_threshold = s.failure_percentage_threshold;
     out.enforcing_failure_percentage = 100;
-    out.failure_percentage_request_volume = s.requestVolume;
+    out.failure_percentage_request_volume = s.failure_percentage_request_volume;
   }
   return out;
 }
@@ -197,11 +196,12 @@ function outlier(c: ClusterConfig): Record<string, unknown> {
  * process.stdout.write(toEnvoy(loadConfig('tripswitch.yaml')));
  * ```
  */
-export function toEnvoy(cfg: SidecarConfig): string {
+export function toEnvoy(config: SidecarConfig): string {
+  const cfg = resolveConfig(config);
   const clusters = cfg.clusters.map((c) => ({
     name: c.name,
     type: 'STRICT_DNS',
-    connect_timeout: dur(c.connect_timeout_ms ?? 5000),
+    connect_timeout: dur(c.connect_timeout_ms),
     lb_policy: c.lb_policy === 'least_request' ? 'LEAST_REQUEST' : 'ROUND_ROBIN',
     load_assignment: {
       cluster_name: c.name,
@@ -214,17 +214,12 @@ export function toEnvoy(cfg: SidecarConfig): string {
         },
       ],
     },
-    circuit_breakers: {
-      thresholds: (c.circuit_breakers?.thresholds?.length
-        ? c.circuit_breakers.thresholds
-        : [{ priority: 'default' } as ThresholdConfig]
-      ).map(threshold),
-    },
+    circuit_breakers: { thresholds: [threshold(c.thresholds.default), threshold(c.thresholds.high)] },
     outlier_detection: outlier(c),
     typed_extension_protocol_options: {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
         '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        common_http_protocol_options: { idle_timeout: dur(c.idle_timeout_ms ?? 60_000) },
+        common_http_protocol_options: { idle_timeout: dur(c.idle_timeout_ms) },
         explicit_http_config: { http_protocol_options: {} },
       },
     },
@@ -247,18 +242,16 @@ export function toEnvoy(cfg: SidecarConfig): string {
  * process.stdout.write(toIstio(loadConfig('tripswitch.yaml')));
  * ```
  */
-export function toIstio(cfg: SidecarConfig): string {
-  const docs = cfg.clusters.map((c) => {
-    const t = c.circuit_breakers?.thresholds?.find((x) => x.priority === 'default') ?? {
-      priority: 'default',
-    };
-    const s = outlierSettings(c.outlier_detection);
+export function toIstio(config: SidecarConfig): string {
+  const docs = resolveConfig(config).clusters.map((c) => {
+    const t = c.thresholds.default;
+    const s = c.outlier_detection;
     const http: Record<string, unknown> = {
-      http1MaxPendingRequests: t.max_pending_requests ?? 1024,
-      http2MaxRequests: t.max_requests ?? 1024,
-      idleTimeout: dur(c.idle_timeout_ms ?? 60_000),
+      http1MaxPendingRequests: t.max_pending_requests,
+      http2MaxRequests: t.max_requests,
+      idleTimeout: dur(c.idle_timeout_ms),
     };
-    if (!t.retry_budget) http.maxRetries = t.max_retries ?? 3;
+    if (!t.retry_budget) http.maxRetries = t.max_retries;
     let tls: Record<string, unknown> | undefined;
     if (isTls(c)) {
       const x = c.tls ?? {};
@@ -281,17 +274,17 @@ export function toIstio(cfg: SidecarConfig): string {
           loadBalancer: { simple: c.lb_policy === 'least_request' ? 'LEAST_REQUEST' : 'ROUND_ROBIN' },
           connectionPool: {
             tcp: {
-              maxConnections: t.max_connections ?? 1024,
-              connectTimeout: dur(c.connect_timeout_ms ?? 5000),
+              maxConnections: t.max_connections,
+              connectTimeout: dur(c.connect_timeout_ms),
             },
             http,
           },
           outlierDetection: {
-            consecutive5xxErrors: s.consecutive5xx,
-            consecutiveGatewayErrors: s.consecutiveGateway,
-            interval: dur(s.intervalMs),
-            baseEjectionTime: dur(s.baseEjectionMs),
-            maxEjectionPercent: s.maxEjectionPercent,
+            consecutive5xxErrors: s.consecutive_5xx,
+            consecutiveGatewayErrors: s.consecutive_gateway_failure,
+            interval: dur(s.interval_ms),
+            baseEjectionTime: dur(s.base_ejection_time_ms),
+            maxEjectionPercent: s.max_ejection_percent,
           },
           ...(tls ? { tls } : {}),
         },

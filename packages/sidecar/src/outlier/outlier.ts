@@ -6,6 +6,7 @@
  * @module
  */
 import type { Clock } from 'tripswitch';
+import { type ResolvedOutlier, resolveOutlier } from '../config/resolve.js';
 import type { OutlierConfig } from '../config/schema.js';
 
 /** What happened to one request on a host. */
@@ -41,22 +42,23 @@ export interface OutlierSettings {
 }
 
 /**
- * Fills in defaults.
+ * The outlier block (defaults from `config/resolve`) in the detector's names.
  * @example
  * ```ts
  * const s = outlierSettings({ consecutive_5xx: 3 });
  * ```
  */
-export function outlierSettings(c: OutlierConfig | undefined): OutlierSettings {
+export function outlierSettings(c: ResolvedOutlier | OutlierConfig | undefined): OutlierSettings {
+  const r = resolveOutlier(c);
   return {
-    consecutive5xx: c?.consecutive_5xx ?? 5,
-    consecutiveGateway: c?.consecutive_gateway_failure ?? 5,
-    failurePercentage: c?.failure_percentage_threshold,
-    requestVolume: c?.failure_percentage_request_volume ?? 50,
-    intervalMs: c?.interval_ms ?? 10_000,
-    baseEjectionMs: c?.base_ejection_time_ms ?? 30_000,
-    maxEjectionMs: c?.max_ejection_time_ms ?? 300_000,
-    maxEjectionPercent: c?.max_ejection_percent ?? 10,
+    consecutive5xx: r.consecutive_5xx,
+    consecutiveGateway: r.consecutive_gateway_failure,
+    failurePercentage: r.failure_percentage_threshold,
+    requestVolume: r.failure_percentage_request_volume,
+    intervalMs: r.interval_ms,
+    baseEjectionMs: r.base_ejection_time_ms,
+    maxEjectionMs: r.max_ejection_time_ms,
+    maxEjectionPercent: r.max_ejection_percent,
   };
 }
 

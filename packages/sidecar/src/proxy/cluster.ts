@@ -3,11 +3,12 @@
  * tripswitch breaker, outlier detection and the balancer, plus plain counters for /metrics.
  * @module
  */
-import { type CircuitBreaker, type CircuitBreakerOptions, type Clock, circuitBreaker } from 'tripswitch';
+import { type BreakerRegistry, type CircuitBreaker, type Clock, circuitBreaker } from 'tripswitch';
 import { buildConnector, Pool } from 'undici';
 import { Balancer } from '../lb/balancer.js';
 import { OutlierDetector, type OutlierHost, outlierSettings } from '../outlier/outlier.js';
-import type { BreakerConfig, ClusterConfig } from '../config/schema.js';
+import { breakerOptions } from '../config/breaker.js';
+import type { ResolvedCluster } from '../config/resolve.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
 import { Limiter } from './limits.js';
 
@@ -41,29 +42,9 @@ export interface ClusterCounters {
   clientAborts: number;
 }
 
-/**
- * The config's breaker block as tripswitch circuitBreaker() options (the same names).
- * @example
- * ```ts
- * const breaker = circuitBreaker(breakerOptions('payments', { trip: { kind: 'consecutive', threshold: 5 } }, systemClock));
- * ```
- */
-export function breakerOptions(
-  name: string,
-  b: BreakerConfig | undefined,
-  clock: Clock,
-): CircuitBreakerOptions {
-  const opts: CircuitBreakerOptions = { name, clock };
-  if (b?.trip) opts.trip = b.trip as CircuitBreakerOptions['trip'];
-  if (b?.openDuration !== undefined) opts.openDuration = b.openDuration;
-  if (b?.halfOpen) opts.halfOpen = b.halfOpen;
-  if (b?.eagerHalfOpen !== undefined) opts.eagerHalfOpen = b.eagerHalfOpen;
-  return opts;
-}
-
 /** Cluster settings that, when unchanged on reload, let a pool be reused. */
-function poolKey(c: ClusterConfig, tls: TlsMaterial | undefined): string {
-  const max = Math.max(...(c.circuit_breakers?.thresholds ?? []).map((t) => t.max_connections ?? 1024), 1024);
+function poolKey(c: ResolvedCluster, tls: TlsMaterial | undefined): string {
+  const max = Math.max(c.thresholds.default.max_connections, c.thresholds.high.max_connections);
   return JSON.stringify([c.connect_timeout_ms, c.idle_timeout_ms, max, tls?.digest]);
 }
 
@@ -73,10 +54,10 @@ function poolKey(c: ClusterConfig, tls: TlsMaterial | undefined): string {
  * and the certificate check use `servername`, else the host name of the `hosts` entry (no SNI for
  * an IP address, which is then what the certificate must name).
  */
-function tlsConnector(c: ClusterConfig, tls: TlsMaterial | undefined): buildConnector.connector {
+function tlsConnector(c: ResolvedCluster, tls: TlsMaterial | undefined): buildConnector.connector {
   const t = c.tls;
   const base = buildConnector({
-    timeout: c.connect_timeout_ms ?? 5000,
+    timeout: c.connect_timeout_ms,
     ...(tls?.ca ? { ca: tls.ca } : {}),
     ...(tls?.cert ? { cert: tls.cert } : {}),
     ...(tls?.key ? { key: tls.key } : {}),
@@ -90,13 +71,13 @@ function tlsConnector(c: ClusterConfig, tls: TlsMaterial | undefined): buildConn
  * One cluster's runtime.
  * @example
  * ```ts
- * const c = new Cluster({ name: 'api', hosts: ['127.0.0.1:3000'] }, systemClock);
+ * const c = new Cluster(resolveCluster({ name: 'api', hosts: ['127.0.0.1:3000'] }), systemClock);
  * ```
  */
 export class Cluster {
   readonly name: string;
   readonly hosts: UpstreamHost[];
-  readonly breaker: CircuitBreaker | undefined;
+  #breaker: CircuitBreaker | undefined;
   readonly failureStatuses: Set<number> | undefined;
   readonly limits: { default: Limiter; high: Limiter };
   readonly outlier: OutlierDetector;
@@ -112,11 +93,15 @@ export class Cluster {
   /**
    * @param previous - the same-named cluster of the config being replaced: its pools (same
    * host and pool settings) and breaker (same breaker options) carry over.
+   * @param breakers - where the breaker is created, by {@link Cluster.attachBreaker} once the
+   * cluster comes into force (so that a reload that fails leaves the registry as it was); without
+   * it the breaker is created here.
    */
   constructor(
-    readonly config: ClusterConfig,
+    readonly config: ResolvedCluster,
     readonly clock: Clock,
     previous?: Cluster,
+    breakers?: BreakerRegistry,
   ) {
     this.name = config.name;
     this.counters = previous?.counters ?? {
@@ -137,10 +122,9 @@ export class Cluster {
     this.tls = tls;
     this.poolKey = poolKey(config, tls);
     this.breakerKey = JSON.stringify(config.breaker ?? {});
-    const th = config.circuit_breakers?.thresholds ?? [];
     this.limits = {
-      default: new Limiter(th.find((t) => t.priority === 'default')),
-      high: new Limiter(th.find((t) => t.priority === 'high')),
+      default: new Limiter(config.thresholds.default),
+      high: new Limiter(config.thresholds.high),
     };
     const maxConn = Math.max(this.limits.default.maxConnections, this.limits.high.maxConnections);
     const reuse = previous && previous.poolKey === this.poolKey ? previous : undefined;
@@ -153,12 +137,12 @@ export class Cluster {
         new Pool(origin, {
           connections: maxConn,
           pipelining: 1,
-          keepAliveTimeout: config.idle_timeout_ms ?? 60_000,
+          keepAliveTimeout: config.idle_timeout_ms,
           // Caps the server's Keep-Alive hint too (undici prefers the hint over keepAliveTimeout).
-          keepAliveMaxTimeout: config.idle_timeout_ms ?? 60_000,
+          keepAliveMaxTimeout: config.idle_timeout_ms,
           connect: origin.startsWith('https:')
             ? tlsConnector(config, tls)
-            : { timeout: config.connect_timeout_ms ?? 5000 },
+            : { timeout: config.connect_timeout_ms },
           headersTimeout: 0,
           bodyTimeout: 0,
         });
@@ -177,17 +161,33 @@ export class Cluster {
       };
     });
     const b = config.breaker;
-    if (b?.enabled === false) this.breaker = undefined;
-    else if (previous?.breaker && previous.breakerKey === this.breakerKey) this.breaker = previous.breaker;
-    else this.breaker = circuitBreaker(breakerOptions(this.name, b, clock));
+    if (b !== undefined && previous?.breaker && previous.breakerKey === this.breakerKey)
+      this.#breaker = previous.breaker;
+    else if (b !== undefined && breakers === undefined)
+      this.#breaker = circuitBreaker(breakerOptions(this.name, b, clock));
     this.failureStatuses = b?.failureStatuses ? new Set(b.failureStatuses) : undefined;
     this.outlier = new OutlierDetector(outlierSettings(config.outlier_detection), clock, this.hosts);
     if (previous) {
       this.outlier.ejectionsTotal = previous.outlier.ejectionsTotal;
       this.outlier.ejectionsOverflow = previous.outlier.ejectionsOverflow;
     }
-    this.balancer = new Balancer(config.lb_policy ?? 'round_robin', this.hosts);
-    this.requestTimeoutMs = config.request_timeout_ms ?? 15_000;
+    this.balancer = new Balancer(config.lb_policy, this.hosts);
+    this.requestTimeoutMs = config.request_timeout_ms;
+  }
+
+  /** The cluster's breaker; undefined when disabled (or not yet attached). */
+  get breaker(): CircuitBreaker | undefined {
+    return this.#breaker;
+  }
+
+  /**
+   * Creates the breaker in `breakers` under the cluster's name, unless it was carried over or is
+   * disabled. The caller first deletes the breaker of the cluster this one replaces.
+   */
+  attachBreaker(breakers: BreakerRegistry): void {
+    if (this.#breaker !== undefined || this.config.breaker === undefined) return;
+    const { name: _name, ...options } = breakerOptions(this.name, this.config.breaker, this.clock);
+    this.#breaker = breakers.get(this.name, options);
   }
 
   /** True when `status` counts as a failure for the breaker. */

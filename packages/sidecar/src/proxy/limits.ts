@@ -5,6 +5,7 @@
  * Counting is O(1); the wait queue is a FIFO with lazy removal of cancelled waiters.
  * @module
  */
+import { CONFIG_DEFAULTS, type ResolvedThreshold, resolveThreshold } from '../config/resolve.js';
 import type { ThresholdConfig } from '../config/schema.js';
 
 /** A queued request; `cancel()` gives its place back. */
@@ -43,13 +44,16 @@ export class Limiter {
   #queue: Entry[] = [];
   #head = 0;
 
-  constructor(t: ThresholdConfig | undefined) {
-    this.maxConnections = t?.max_connections ?? 1024;
-    this.maxPending = t?.max_pending_requests ?? 1024;
-    this.maxRequests = t?.max_requests ?? 1024;
-    this.maxRetries = t?.max_retries ?? 3;
-    this.budgetPercent = t?.retry_budget ? (t.retry_budget.budget_percent ?? 20) : undefined;
-    this.minRetryConcurrency = t?.retry_budget?.min_retry_concurrency ?? 3;
+  /** @param t - the threshold block; missing fields take the defaults of `config/resolve`. */
+  constructor(t: ResolvedThreshold | ThresholdConfig | undefined) {
+    const r = resolveThreshold(t);
+    this.maxConnections = r.max_connections;
+    this.maxPending = r.max_pending_requests;
+    this.maxRequests = r.max_requests;
+    this.maxRetries = r.max_retries;
+    this.budgetPercent = r.retry_budget?.budget_percent;
+    this.minRetryConcurrency =
+      r.retry_budget?.min_retry_concurrency ?? CONFIG_DEFAULTS.retry_budget.min_retry_concurrency;
     this.#concurrency = Math.min(this.maxConnections, this.maxRequests);
   }
 

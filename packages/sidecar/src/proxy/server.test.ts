@@ -139,7 +139,7 @@ describe('breaker', () => {
     assert.equal(listing[0].state, 'open');
     const metrics = (await send(admin.port, '/metrics')).body.toString();
     assert.match(metrics, /tripswitch_proxy_circuit_open_total\{cluster="flaky"\} 5/);
-    assert.match(metrics, /tripswitch_breaker_state\{breaker="flaky"\} 1/);
+    assert.match(metrics, /circuit_breaker_state\{service="flaky"\} 1/);
     assert.equal((await send(admin.port, '/breakers/flaky/reset', { method: 'POST' })).status, 200);
     assert.equal(c.breaker!.state, 'closed');
     assert.equal((await send(p.port, '/')).status, 500);

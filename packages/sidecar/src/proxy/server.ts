@@ -18,9 +18,17 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { type AddressInfo, isIP, connect as netConnect, type Socket } from 'node:net';
 import { type Duplex, PassThrough } from 'node:stream';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { type Clock, type Permit, systemClock, type TimerHandle } from 'tripswitch';
+import { type BreakerRegistry, breakerRegistry, type Clock, type Permit, type TimerHandle } from 'tripswitch';
+import { realClock } from '../clock.js';
 import type { Dispatcher } from 'undici';
-import type { FallbackConfig, ListenerConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
+import {
+  type ResolvedConfig,
+  type ResolvedFallback,
+  type ResolvedListener,
+  type ResolvedRoute,
+  resolveConfig,
+} from '../config/resolve.js';
+import type { SidecarConfig } from '../config/schema.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
 import { Cluster, type UpstreamHost } from './cluster.js';
 import { checkHead, isClientFault, refuse, refusedBefore, refuseRaw } from './head.js';
@@ -93,7 +101,7 @@ interface CompiledRoute {
   high: boolean;
   timeoutMs: number;
   retry: CompiledRetry | undefined;
-  fallback: FallbackConfig | undefined;
+  fallback: ResolvedFallback | undefined;
   /** Last good GET responses by URL, when the fallback is `last_good`. */
   lastGood: Map<string, CachedResponse> | undefined;
   maxCacheBody: number;
@@ -101,7 +109,7 @@ interface CompiledRoute {
 
 interface ListenerSlot {
   key: string;
-  config: ListenerConfig;
+  config: ResolvedListener;
   server: Server | HttpsServer;
   /** The TLS files in force (HTTPS listeners). */
   tls: TlsMaterial | undefined;
@@ -116,18 +124,18 @@ interface ListenerSlot {
  * connectionsCheckingInterval (fixed when the server is made), and reads maxHeadersCount when a
  * connection's parser is set up (one more than the limit, so that the excess is seen and refused).
  */
-function applyConnectionLimits(server: Server | HttpsServer, l: ListenerConfig): void {
-  const request = l.request_timeout_ms ?? 300_000;
-  const headers = l.headers_timeout_ms ?? 10_000;
+function applyConnectionLimits(server: Server | HttpsServer, l: ResolvedListener): void {
+  const request = l.request_timeout_ms;
+  const headers = l.headers_timeout_ms;
   server.requestTimeout = request;
   server.headersTimeout = request > 0 ? Math.min(headers, request) : headers;
-  server.keepAliveTimeout = l.idle_timeout_ms ?? 5000;
-  server.maxHeadersCount = (l.max_headers_count ?? 100) + 1;
+  server.keepAliveTimeout = l.idle_timeout_ms;
+  server.maxHeadersCount = l.max_headers_count + 1;
 }
 
 /** How often Node looks for connections past their header or request timeout. */
-function checkingInterval(l: ListenerConfig): number {
-  const headers = l.headers_timeout_ms ?? 10_000;
+function checkingInterval(l: ResolvedListener): number {
+  const headers = l.headers_timeout_ms;
   return Math.max(10, Math.min(1000, Math.floor(headers / 4)));
 }
 
@@ -140,7 +148,7 @@ function checkingInterval(l: ListenerConfig): number {
  * ```
  */
 export interface SidecarOptions {
-  /** @default systemClock */
+  /** @default realClock */
   clock?: Clock;
   /** @default stderrLogger */
   logger?: Logger;
@@ -149,36 +157,37 @@ export interface SidecarOptions {
 }
 
 function compileRoute(
-  r: RouteConfig,
+  r: ResolvedRoute,
   clusters: Map<string, Cluster>,
   previous?: CompiledRoute,
 ): CompiledRoute {
   const cluster = clusters.get(r.cluster)!;
   const rt = r.retry;
-  const on = rt?.retry_on ?? [502, 503, 504, 'connect-failure', 'reset'];
-  const lastGood = r.fallback && 'last_good' in r.fallback;
+  const on = rt.retry_on;
+  const f = r.fallback;
+  const lastGood = f !== undefined && 'last_good' in f;
   return {
-    prefix: r.prefix ?? '/',
-    host: r.host?.toLowerCase(),
+    prefix: r.prefix,
+    host: r.host,
     cluster,
     high: r.priority === 'high',
-    timeoutMs: r.timeout_ms ?? cluster.requestTimeoutMs,
+    timeoutMs: r.timeout_ms,
     retry:
-      rt && (rt.attempts ?? 0) > 0
+      rt.attempts > 0
         ? {
-            attempts: rt.attempts ?? 0,
+            attempts: rt.attempts,
             statuses: new Set(on.filter((x): x is number => typeof x === 'number')),
             connectFailure: on.includes('connect-failure'),
             reset: on.includes('reset'),
-            baseMs: rt.backoff_base_ms ?? 25,
-            maxMs: rt.backoff_max_ms ?? 250,
-            nonIdempotent: rt.retry_non_idempotent ?? false,
-            bufferBodyBytes: rt.buffer_body_bytes ?? 65_536,
+            baseMs: rt.backoff_base_ms,
+            maxMs: rt.backoff_max_ms,
+            nonIdempotent: rt.retry_non_idempotent,
+            bufferBodyBytes: rt.buffer_body_bytes,
           }
         : undefined,
-    fallback: r.fallback,
+    fallback: f,
     lastGood: lastGood ? (previous?.lastGood ?? new Map()) : undefined,
-    maxCacheBody: r.fallback && 'last_good' in r.fallback ? (r.fallback.max_body_bytes ?? 1 << 20) : 0,
+    maxCacheBody: lastGood ? f.max_body_bytes : 0,
   };
 }
 
@@ -780,7 +789,7 @@ class Exchange {
     this.route.cluster.counters.fallbacks++;
     if (this.res.headersSent || this.res.destroyed) return;
     if ('status' in f) {
-      const body = f.body ?? '';
+      const body = f.body;
       this.res.writeHead(f.status, {
         'content-length': Buffer.byteLength(body),
         ...f.headers,
@@ -926,7 +935,7 @@ class Tunnel {
     this.connectTimer = clock.setTimeout(() => {
       const err = Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' });
       this.fail('connect-failure', err);
-    }, cluster.config.connect_timeout_ms ?? 5000);
+    }, cluster.config.connect_timeout_ms);
     this.timer = clock.setTimeout(
       () => this.fail('timeout', new Error('no upgrade answer in time')),
       route.timeoutMs,
@@ -1047,7 +1056,7 @@ class Tunnel {
 }
 
 interface State {
-  config: SidecarConfig;
+  config: ResolvedConfig;
   clusters: Map<string, Cluster>;
 }
 
@@ -1065,6 +1074,8 @@ export class Sidecar {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly random: () => number;
+  /** The clusters' breakers, by cluster name (what `@tripswitch/prometheus` follows). */
+  readonly breakers: BreakerRegistry;
   #state: State;
   #slots = new Map<string, ListenerSlot>();
   inflight = 0;
@@ -1077,10 +1088,12 @@ export class Sidecar {
   refused = 0;
 
   constructor(config: SidecarConfig, options: SidecarOptions = {}) {
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock ?? realClock;
     this.logger = options.logger ?? stderrLogger;
     this.random = options.random ?? Math.random;
-    this.#state = this.#build(config, undefined);
+    this.breakers = breakerRegistry({ clock: this.clock });
+    this.#state = this.#build(resolveConfig(config), undefined);
+    for (const c of this.#state.clusters.values()) c.attachBreaker(this.breakers);
   }
 
   /** True once {@link Sidecar.shutdown} started (readiness turns false). */
@@ -1088,8 +1101,13 @@ export class Sidecar {
     return this.#stopping;
   }
 
-  /** The configuration in force. */
+  /** The configuration in force, as given. */
   get config(): SidecarConfig {
+    return this.#state.config.source;
+  }
+
+  /** The configuration in force with every default applied (see `CONFIG_DEFAULTS`). */
+  get resolved(): ResolvedConfig {
     return this.#state.config;
   }
 
@@ -1098,23 +1116,23 @@ export class Sidecar {
     return this.#state.clusters;
   }
 
-  #build(config: SidecarConfig, previous: State | undefined): State {
+  #build(config: ResolvedConfig, previous: State | undefined): State {
     const clusters = new Map<string, Cluster>();
     for (const c of config.clusters)
-      clusters.set(c.name, new Cluster(c, this.clock, previous?.clusters.get(c.name)));
+      clusters.set(c.name, new Cluster(c, this.clock, previous?.clusters.get(c.name), this.breakers));
     return { config, clusters };
   }
 
-  #compile(l: ListenerConfig, clusters: Map<string, Cluster>, old?: ListenerSlot): CompiledRoute[] {
+  #compile(l: ResolvedListener, clusters: Map<string, Cluster>, old?: ListenerSlot): CompiledRoute[] {
     return l.routes.map((r, i) => compileRoute(r, clusters, old?.routes[i]));
   }
 
-  static #key(l: ListenerConfig): string {
-    return `${l.address ?? '127.0.0.1'}:${l.port}`;
+  static #key(l: ResolvedListener): string {
+    return l.key;
   }
 
   /** The secure context options of an HTTPS listener (node's `tls.createServer()` names). */
-  static #secureOptions(l: ListenerConfig, tls: TlsMaterial) {
+  static #secureOptions(l: ResolvedListener, tls: TlsMaterial) {
     const mtls = l.tls?.request_client_cert === true;
     return {
       cert: tls.cert,
@@ -1134,13 +1152,13 @@ export class Sidecar {
   }
 
   /** Binds a listener (not yet registered); rejects on a listen error. */
-  async #open(l: ListenerConfig, clusters: Map<string, Cluster>): Promise<ListenerSlot> {
+  async #open(l: ResolvedListener, clusters: Map<string, Cluster>): Promise<ListenerSlot> {
     const key = Sidecar.#key(l);
     const tls = l.tls ? tlsMaterial(l.tls, `listener ${l.name ?? key} tls`) : undefined;
     // HTTP and HTTPS listeners share the parser options and the clientError handling below.
     // Host is checked in #handle (checkHead), where a refusal also ends the connection.
     const http = {
-      maxHeaderSize: l.max_header_bytes ?? 16_384,
+      maxHeaderSize: l.max_header_bytes,
       requireHostHeader: false,
       connectionsCheckingInterval: checkingInterval(l),
     };
@@ -1150,8 +1168,8 @@ export class Sidecar {
       config: l,
       tls,
       routes: this.#compile(l, clusters),
-      priorityHeader: (l.priority_header ?? 'x-tripswitch-priority').toLowerCase(),
-      maxHeadersCount: l.max_headers_count ?? 100,
+      priorityHeader: l.priority_header,
+      maxHeadersCount: l.max_headers_count,
       server: tls
         ? createHttpsServer({ ...http, ...Sidecar.#secureOptions(l, tls) }, handler)
         : createServer(http, handler),
@@ -1183,7 +1201,7 @@ export class Sidecar {
     });
     await new Promise<void>((resolve, reject) => {
       slot.server.once('error', reject);
-      slot.server.listen(l.port, l.address ?? '127.0.0.1', () => {
+      slot.server.listen(l.port, l.address, () => {
         slot.server.off('error', reject);
         resolve();
       });
@@ -1343,7 +1361,8 @@ export class Sidecar {
    * Applies a new (already validated) config: routes and clusters swap at once; requests in flight
    * finish on the objects they started with; pools and breakers carry over where unchanged.
    */
-  async reload(config: SidecarConfig): Promise<void> {
+  async reload(source: SidecarConfig): Promise<void> {
+    const config = resolveConfig(source);
     // A bound server cannot switch between HTTP and HTTPS or start/stop asking for client
     // certificates: refuse before anything changes.
     for (const l of config.listeners) {
@@ -1372,11 +1391,14 @@ export class Sidecar {
       for (const [name, c] of next.clusters) {
         const o = old.clusters.get(name);
         for (const pool of c.poolsNotIn(o)) void pool.destroy().catch(() => {});
-        if (c.breaker && c.breaker !== o?.breaker) c.breaker.dispose();
       }
       throw err;
     }
     this.#state = next;
+    // Breakers not carried over leave the registry before their replacements join it.
+    for (const [name, c] of old.clusters)
+      if (c.breaker && c.breaker !== next.clusters.get(name)?.breaker) this.breakers.delete(name);
+    for (const c of next.clusters.values()) c.attachBreaker(this.breakers);
     for (const s of opened) this.#slots.set(s.key, s);
     const keys = new Set<string>();
     for (const l of config.listeners) {
@@ -1393,8 +1415,8 @@ export class Sidecar {
       }
       slot.tls = tls;
       slot.config = l;
-      slot.priorityHeader = (l.priority_header ?? 'x-tripswitch-priority').toLowerCase();
-      slot.maxHeadersCount = l.max_headers_count ?? 100;
+      slot.priorityHeader = l.priority_header;
+      slot.maxHeadersCount = l.max_headers_count;
       applyConnectionLimits(slot.server, l);
     }
     for (const [key, slot] of this.#slots) {
@@ -1405,7 +1427,6 @@ export class Sidecar {
     for (const [name, c] of old.clusters) {
       const n = next.clusters.get(name);
       for (const pool of c.poolsNotIn(n)) void pool.close().catch(() => {});
-      if (c.breaker && c.breaker !== n?.breaker) c.breaker.dispose();
     }
     this.logger.info('config reloaded', { clusters: [...next.clusters.keys()] });
   }
@@ -1414,7 +1435,7 @@ export class Sidecar {
    * Stops accepting, waits up to `drainMs` for requests in flight, then closes everything.
    * Resolves true when everything drained in time.
    */
-  async shutdown(drainMs = this.#state.config.drain_timeout_ms ?? 10_000): Promise<boolean> {
+  async shutdown(drainMs = this.#state.config.drain_timeout_ms): Promise<boolean> {
     this.#stopping = true;
     for (const s of this.#slots.values()) {
       s.server.close();
@@ -1423,10 +1444,9 @@ export class Sidecar {
     let drained = true;
     if (this.inflight > 0) {
       drained = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => resolve(false), drainMs);
-        t.unref();
+        const t = this.clock.setTimeout(() => resolve(false), drainMs).unref();
         this.#drainWaiters.push(() => {
-          clearTimeout(t);
+          this.clock.clearTimeout(t);
           resolve(true);
         });
       });
@@ -1435,7 +1455,7 @@ export class Sidecar {
     for (const t of [...this.#tunnels]) t.close();
     this.#slots.clear();
     for (const c of this.#state.clusters.values()) {
-      c.breaker?.dispose();
+      this.breakers.delete(c.name);
       await Promise.all(c.hosts.map((h) => (drained ? h.pool.close() : h.pool.destroy()).catch(() => {})));
     }
     return drained;
