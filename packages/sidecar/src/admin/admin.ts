@@ -2,7 +2,8 @@
  * The admin listener: `/metrics` (Prometheus text), `/breakers` (JSON), `POST /breakers/:name/open|close|reset`,
  * `/healthz`, `/ready`, and the dashboard when `packages/sidecar/src/dashboard` provides a handler.
  * Off loopback it refuses to start without a token, and with a token every request needs
- * `Authorization: Bearer <token>`.
+ * `Authorization: Bearer <token>`. Browser requests from other origins, and (without a token) any
+ * request naming a Host that is not the admin's own, get 403 (see `origin.ts`).
  * @module
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -11,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { prometheusMetrics } from '@tripswitch/prometheus';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Sidecar } from '../proxy/server.js';
+import { adminNames, browserRefusal } from './origin.js';
 
 /**
  * A handler the dashboard can mount under the admin listener; returns false when not its URL.
@@ -37,6 +39,8 @@ export interface AdminOptions {
   port?: number;
   /** @default config admin.token ?? env TRIPSWITCH_ADMIN_TOKEN */
   token?: string;
+  /** Host names the admin is reached by besides loopback and `address`. @default config admin.allowed_hosts */
+  allowedHosts?: string[];
   /** Extra handler tried before the built-in routes (the dashboard). */
   dashboard?: AdminHandler;
 }
@@ -252,9 +256,15 @@ export async function startAdmin(sidecar: Sidecar, options: AdminOptions = {}): 
     );
   }
   const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
+  const names = adminNames(address, options.allowedHosts ?? cfg.allowed_hosts);
   const registry = sidecarRegistry(sidecar);
   const server = createServer(async (req, res) => {
     try {
+      const refusal = browserRefusal(req, names, !token);
+      if (refusal) {
+        send(res, 403, JSON.stringify({ error: refusal }));
+        return;
+      }
       if (expected) {
         const got = Buffer.from(req.headers.authorization ?? '');
         if (got.length !== expected.length || !timingSafeEqual(got, expected)) {

@@ -307,6 +307,12 @@ export const configSchema = {
           minLength: 16,
           description: 'Bearer token; required off loopback (or env TRIPSWITCH_ADMIN_TOKEN).',
         },
+        allowed_hosts: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          description:
+            'Host names the admin is reached by besides loopback and its address (DNS-rebinding check).',
+        },
       },
     },
     drain_timeout_ms: {
@@ -611,7 +617,7 @@ export interface ClusterConfig {
  * ```
  */
 export interface SidecarConfig {
-  admin?: { address?: string; port?: number; token?: string };
+  admin?: { address?: string; port?: number; token?: string; allowed_hosts?: string[] };
   drain_timeout_ms?: number;
   listeners: ListenerConfig[];
   clusters: ClusterConfig[];
