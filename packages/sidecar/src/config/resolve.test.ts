@@ -14,7 +14,7 @@ const minimal = {
 test('a minimal config resolves to CONFIG_DEFAULTS everywhere', () => {
   const r = resolveConfig(minimal);
   const D = CONFIG_DEFAULTS;
-  assert.deepEqual(r.admin, { ...D.admin, token: undefined });
+  assert.deepEqual(r.admin, { ...D.admin, token: undefined, allowed_hosts: [] });
   assert.equal(r.drain_timeout_ms, D.drain_timeout_ms);
   const l = r.listeners[0]!;
   assert.equal(l.key, `${D.listener.address}:0`);

@@ -213,7 +213,7 @@ export interface ResolvedCluster {
  * ```
  */
 export interface ResolvedConfig {
-  admin: { address: string; port: number; token: string | undefined };
+  admin: { address: string; port: number; token: string | undefined; allowed_hosts: string[] };
   drain_timeout_ms: number;
   listeners: ResolvedListener[];
   clusters: ResolvedCluster[];
@@ -390,6 +390,7 @@ export function resolveConfig(config: SidecarConfig): ResolvedConfig {
       address: config.admin?.address ?? CONFIG_DEFAULTS.admin.address,
       port: config.admin?.port ?? CONFIG_DEFAULTS.admin.port,
       token: config.admin?.token,
+      allowed_hosts: config.admin?.allowed_hosts ?? [],
     },
     drain_timeout_ms: config.drain_timeout_ms ?? CONFIG_DEFAULTS.drain_timeout_ms,
     listeners: config.listeners.map((l) => resolveListener(l, byName)),
