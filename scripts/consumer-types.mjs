@@ -4,6 +4,7 @@
 // type-checked with `strict` and `skipLibCheck: false` by each supported TypeScript (installed into
 // the tool cache by scripts/tool-cache.mjs, not into the repo):
 //
+//   defaults         module nodenext, no lib, no types: each compiler's defaults, every entry
 //   node-nodenext    module nodenext, every entry, @types/node (types: ["node"])
 //   node-bundler     module preserve + moduleResolution bundler, every entry, @types/node
 //   browser-bundler  lib es2022 + dom, no Node types, the entries meant to run in a browser
@@ -95,6 +96,9 @@ writeFileSync(join(project, 'src', 'readme-example.ts'), example);
 
 const base = { strict: true, skipLibCheck: false, noEmit: true, target: 'es2022', lib: ['es2022'] };
 const configs = {
+  // What `tsc --strict --module nodenext` does with no lib and no types: the compiler's defaults
+  // (TypeScript 7 loads no @types/* unless listed; the default lib includes dom).
+  defaults: { files: ['all.ts', 'readme-example.ts'], options: { module: 'nodenext', lib: undefined } },
   'node-nodenext': {
     files: ['all.ts', 'readme-example.ts'],
     options: { module: 'nodenext', types: ['node'] },

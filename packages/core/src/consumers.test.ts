@@ -4,7 +4,15 @@
 // from a .mjs file, in a bare child process resolving the package by name as a consumer would.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -33,7 +41,10 @@ function entries(): Entry[] {
     for (const [sub, target] of Object.entries(pkg.exports)) {
       const js = typeof target === 'string' ? target : (target as { default?: string }).default;
       if (!js?.endsWith('.js')) continue;
-      out.push({ specifier: sub === '.' ? pkg.name : `${pkg.name}${sub.slice(1)}`, dir: join(packagesDir, d) });
+      out.push({
+        specifier: sub === '.' ? pkg.name : `${pkg.name}${sub.slice(1)}`,
+        dir: join(packagesDir, d),
+      });
     }
   }
   return out;
@@ -46,7 +57,10 @@ const project = mkdtempSync(join(tmpdir(), 'tripswitch-consumer-'));
 after(() => rmSync(project, { recursive: true, force: true }));
 const all = entries();
 for (const e of all) {
-  const name = e.specifier.split('/').slice(0, e.specifier.startsWith('@') ? 2 : 1).join('/');
+  const name = e.specifier
+    .split('/')
+    .slice(0, e.specifier.startsWith('@') ? 2 : 1)
+    .join('/');
   const link = join(project, 'node_modules', name);
   mkdirSync(dirname(link), { recursive: true });
   try {
@@ -83,7 +97,8 @@ describe('consumers load every published entry by name', () => {
     const r = run('consumer.cjs', src);
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, number | boolean>;
-    for (const e of all) assert.ok((out[e.specifier] as number) > 0, `${e.specifier} has exports: ${r.stdout}`);
+    for (const e of all)
+      assert.ok((out[e.specifier] as number) > 0, `${e.specifier} has exports: ${r.stdout}`);
     assert.equal(out.rejected, true);
   });
 

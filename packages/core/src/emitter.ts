@@ -1,3 +1,5 @@
+/// <reference lib="esnext.disposable" preserve="true" />
+// Our .d.ts use Symbol.dispose / Disposable: this brings their lib to consumers compiling without it.
 /**
  * A tiny typed event emitter with disposable subscriptions. Internal building block of every
  * policy's `on()`.

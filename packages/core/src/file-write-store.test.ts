@@ -4,7 +4,8 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileWriteStore, isInvalidOptionError } from './index.js';
+import { isInvalidOptionError } from './index.js';
+import { fileWriteStore } from './file-write-store.js';
 
 const tmp = () => join(mkdtempSync(join(tmpdir(), 'tripswitch-fws-')), 'queue', 'outbox.jsonl');
 const w = (id: string, data: unknown = { id }) => ({ id, data, enqueuedAt: 1_000 });

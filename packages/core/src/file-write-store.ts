@@ -8,6 +8,9 @@
  * tombstones outnumber live writes the file is rewritten beside itself and renamed over (atomic
  * on POSIX), so it never holds more than about twice the waiting writes.
  *
+ * Published as `tripswitch/file-store`, not from the root entry: it needs `node:fs`, and the root
+ * entry loads where there is no file system (browsers, workers).
+ *
  * @module
  */
 import { mkdir, type FileHandle, open, readFile, rename, unlink } from 'node:fs/promises';
@@ -288,7 +291,8 @@ function isAlive(pid: number): boolean {
  *
  * @example
  * ```ts
- * import { fileWriteStore, writeQueue } from 'tripswitch';
+ * import { writeQueue } from 'tripswitch';
+ * import { fileWriteStore } from 'tripswitch/file-store';
  * const outbox = writeQueue({ store: fileWriteStore('/var/lib/shop/outbox.jsonl'), send, breaker });
  * ```
  */

@@ -118,7 +118,6 @@ export {
   type WriteResult,
   writeQueue,
 } from './write-queue.js';
-export { type FileWriteStoreOptions, fileWriteStore } from './file-write-store.js';
 export { logStateChanges, type StateChangeLogger } from './logging.js';
 export { rejectUnknownKeys, type Validator, validator } from './validate.js';
 export {

@@ -1,3 +1,5 @@
+/// <reference lib="esnext.disposable" preserve="true" />
+// Our .d.ts use Symbol.dispose / Disposable: this brings their lib to consumers compiling without it.
 import type { CircuitBreaker } from './breaker.js';
 import type { BreakerRegistry } from './registry.js';
 

@@ -7,7 +7,6 @@ import {
   type CircuitBreaker,
   circuitBreaker,
   constantBackoff,
-  fileWriteStore,
   isCircuitOpenError,
   isInvalidOptionError,
   isWriteQueueClosedError,
@@ -20,6 +19,7 @@ import {
   type WriteQueueStore,
   writeQueue,
 } from './index.js';
+import { fileWriteStore } from './file-write-store.js';
 import { TestClock } from './test-clock.js';
 
 class Unavailable extends Error {

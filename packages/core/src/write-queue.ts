@@ -1,3 +1,5 @@
+/// <reference lib="esnext.disposable" preserve="true" />
+// Our .d.ts use Symbol.dispose / Disposable: this brings their lib to consumers compiling without it.
 /**
  * `writeQueue()`: the fallback for writes. A write that fails because its downstream is down is
  * stored (durably, with {@link fileWriteStore}) and replayed in order once the downstream answers
@@ -612,7 +614,8 @@ class Queue<T, R> implements WriteQueue<T, R> {
  *
  * @example
  * ```ts
- * import { circuitBreaker, fileWriteStore, writeQueue } from 'tripswitch';
+ * import { circuitBreaker, writeQueue } from 'tripswitch';
+ * import { fileWriteStore } from 'tripswitch/file-store';
  *
  * const orders = circuitBreaker({ name: 'orders' });
  * const outbox = writeQueue({

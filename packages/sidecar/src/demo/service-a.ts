@@ -30,13 +30,13 @@ import {
   type CircuitBreaker,
   exponentialBackoff,
   fallback,
-  fileWriteStore,
   retry,
   timeout,
   type WriteQueue,
   wrap,
   writeQueue,
 } from 'tripswitch';
+import { fileWriteStore } from 'tripswitch/file-store';
 import { Agent, request } from 'undici';
 
 /**
