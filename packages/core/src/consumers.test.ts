@@ -76,6 +76,15 @@ function run(file: string, source: string): { status: number | null; stdout: str
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+describe('package metadata', () => {
+  it('no package points at a made-up place (repository, homepage, bugs)', () => {
+    for (const d of readdirSync(packagesDir)) {
+      const text = readFileSync(join(packagesDir, d, 'package.json'), 'utf8');
+      assert.doesNotMatch(text, /example\.(invalid|com|org)|localhost/, `packages/${d}/package.json`);
+    }
+  });
+});
+
 describe('consumers load every published entry by name', () => {
   it('finds the entries (the test would pass vacuously otherwise)', () => {
     const names = all.map((e) => e.specifier);

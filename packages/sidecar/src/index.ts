@@ -34,3 +34,4 @@ export { toEnvoy, toIstio } from './export/export.js';
 export { Cluster, type ClusterCounters } from './proxy/cluster.js';
 export { type Logger, Sidecar, type SidecarOptions, stderrLogger } from './proxy/server.js';
 export * from './dashboard/index.js';
+export { type DemoOptions, type DemoResult, formatReport, runDemo } from './demo/run.js';

@@ -37,7 +37,14 @@ import { startUpstream, type Upstream, type UpstreamMode, type UpstreamStats } f
 /** Which runs {@link runDemo} does. */
 export type RunLabel = 'unprotected' | 'protected';
 
-/** Options of {@link runDemo}; every duration in ms. */
+/**
+ * Options of {@link runDemo}; every duration in ms.
+ *
+ * @example
+ * ```ts
+ * const options: DemoOptions = { outage: 'failing', concurrency: 10, phases: { healthy: 2_000, outage: 5_000, recovery: 5_000 } };
+ * ```
+ */
 export interface DemoOptions {
   /** Phase lengths. @default { healthy: 4_000, outage: 9_000, recovery: 9_000 } */
   phases?: { healthy: number; outage: number; recovery: number };
@@ -112,7 +119,15 @@ export interface Comparison {
   ratio: number;
 }
 
-/** What {@link runDemo} returns. */
+/**
+ * What {@link runDemo} returns.
+ *
+ * @example
+ * ```ts
+ * const r: DemoResult = await runDemo();
+ * console.log(r.comparison.map((c) => `${c.route} ${c.phase}: ${c.ratio.toFixed(0)}x`));
+ * ```
+ */
 export interface DemoResult {
   runs: Partial<Record<RunLabel, RunResult>>;
   comparison: Comparison[];
@@ -434,7 +449,14 @@ export function demoSettings(o: DemoOptions = {}): DemoResult['settings'] {
   };
 }
 
-/** The text report: the table, the goal line and the breaker timeline. */
+/**
+ * The text report: the table, the goal line and the breaker timeline.
+ *
+ * @example
+ * ```ts
+ * process.stdout.write(formatReport(await runDemo({ outage: 'slow' })));
+ * ```
+ */
 export function formatReport(result: DemoResult): string {
   const u = result.runs.unprotected;
   const p = result.runs.protected;
