@@ -6,7 +6,7 @@
  * @module
  */
 import type { Redis, RedisOptions } from 'ioredis';
-import { type Clock, rejectUnknownKeys, systemClock, validator } from 'tripswitch';
+import { type Clock, InvalidOptionError, rejectUnknownKeys, systemClock, validator } from 'tripswitch';
 
 /**
  * The fleet-wide trip rule used in `mode: 'fleet'`, evaluated atomically on Redis.
@@ -66,7 +66,11 @@ export interface RedisStoreOptions {
   client?: Redis;
   /** `redis://[:password@]host:port[/db]` or `rediss://...` (TLS). @default 'redis://127.0.0.1:6379' */
   url?: string;
-  /** Extra ioredis options for connections made from `url` (e.g. `tls: { ca }`). */
+  /**
+   * Extra ioredis options for connections made from `url` (e.g. `tls: { ca }`). Options that would
+   * switch off failing fast (`enableOfflineQueue: true`, `maxRetriesPerRequest` other than 0,
+   * `autoResubscribe: true`, `lazyConnect: true`, `commandTimeout`, `keyPrefix`) throw, naming the option.
+   */
   redisOptions?: RedisOptions;
   /** Namespace of every key and of the channel. @default 'tripswitch' */
   prefix?: string;
@@ -162,6 +166,33 @@ const FLEET_KNOWN = [
 const HOUR = 3_600_000;
 const BIG = Number.MAX_SAFE_INTEGER;
 
+/**
+ * ioredis options that would switch off failing fast, each with the only value the store accepts
+ * (absent is always fine) and why. `redisOptions` is spread over the store's own settings, so
+ * without this check one of these would silently make calls' bookkeeping wait on Redis.
+ */
+const FAIL_FAST: ReadonlyArray<[keyof RedisOptions, unknown, string]> = [
+  ['enableOfflineQueue', false, 'commands must fail while Redis is away, not queue until it returns'],
+  ['maxRetriesPerRequest', 0, 'a command must not be retried across reconnects'],
+  ['autoResubscribe', false, 'the store re-subscribes itself, after re-reading the shared state'],
+  ['lazyConnect', false, 'the store connects at once and never calls connect()'],
+  ['commandTimeout', undefined, 'use the store option commandTimeoutMs'],
+  ['keyPrefix', undefined, 'use the store option prefix (keys must keep their {name} hash tag)'],
+];
+
+function checkFailFast(redisOptions: RedisOptions): void {
+  for (const [name, allowed, why] of FAIL_FAST) {
+    const value = redisOptions[name];
+    if (value === undefined || value === allowed) continue;
+    throw new InvalidOptionError(
+      OWNER,
+      `redisOptions.${name}`,
+      `${allowed === undefined ? 'absent' : `absent or ${String(allowed)}`} (${why})`,
+      value,
+    );
+  }
+}
+
 /** Validates `redisStore()` options; throws `InvalidOptionError` naming the first bad one. */
 export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; target: ConnectTarget } {
   const v = validator(OWNER);
@@ -174,6 +205,7 @@ export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; ta
   if (opts.client !== undefined && typeof (opts.client as { duplicate?: unknown }).duplicate !== 'function')
     v.fail('client', 'an ioredis client', opts.client);
   const redisOptions = v.optionalObject('redisOptions', opts.redisOptions) as RedisOptions | undefined;
+  if (redisOptions !== undefined) checkFailFast(redisOptions);
   const prefix = opts.prefix ?? 'tripswitch';
   if (typeof prefix !== 'string' || prefix.length === 0 || /[{}\s]/.test(prefix))
     v.fail('prefix', 'a non-empty string without braces or spaces', opts.prefix);

@@ -56,6 +56,20 @@ describe('redisStore options', () => {
     assert.equal(await pending, false);
   });
 
+  test("accepts redisOptions that keep failing fast (the store's own values, or unrelated ones)", async () => {
+    const s = redisStore({
+      url: 'redis://127.0.0.1:1',
+      logger: false,
+      redisOptions: {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        autoResubscribe: false,
+        connectionName: 'x',
+      },
+    });
+    await s.close();
+  });
+
   test('rejects bad options, naming the option, the range and the value', () => {
     const cases: Array<[RedisStoreOptions, string]> = [
       [{ mode: 'global' as 'local' }, 'mode'],
@@ -65,6 +79,14 @@ describe('redisStore options', () => {
       [{ prefix: 'a{b}' }, 'prefix'],
       [{ fleet: { minimumCals: 3 } as never }, 'fleet.minimumCals'],
       [{ treshold: 1 } as never, 'treshold'],
+      // options that would switch off failing fast are refused, not silently spread over it
+      [{ redisOptions: { enableOfflineQueue: true } }, 'redisOptions.enableOfflineQueue'],
+      [{ redisOptions: { maxRetriesPerRequest: null } }, 'redisOptions.maxRetriesPerRequest'],
+      [{ redisOptions: { maxRetriesPerRequest: 3 } }, 'redisOptions.maxRetriesPerRequest'],
+      [{ redisOptions: { autoResubscribe: true } }, 'redisOptions.autoResubscribe'],
+      [{ redisOptions: { lazyConnect: true } }, 'redisOptions.lazyConnect'],
+      [{ redisOptions: { commandTimeout: 5000 } }, 'redisOptions.commandTimeout'],
+      [{ redisOptions: { keyPrefix: 'app:' } }, 'redisOptions.keyPrefix'],
     ];
     for (const [opts, option] of cases) {
       assert.throws(
