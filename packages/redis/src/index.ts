@@ -21,3 +21,9 @@ export {
   type StoreLogger,
 } from './store.js';
 export { type RedisWriteStoreOptions, redisWriteStore } from './write-store.js';
+export {
+  type RedisOutbox,
+  type RedisOutboxEvents,
+  type RedisOutboxOptions,
+  redisOutbox,
+} from './outbox.js';
