@@ -32,6 +32,7 @@ export {
 export * from './config/schema.js';
 export { toEnvoy, toIstio } from './export/export.js';
 export { Cluster, type ClusterCounters } from './proxy/cluster.js';
-export { type Logger, Sidecar, type SidecarOptions, stderrLogger } from './proxy/server.js';
+export { type Logger, stderrLogger } from './proxy/logger.js';
+export { Sidecar, type SidecarOptions } from './proxy/server.js';
 export * from './dashboard/index.js';
 export { type DemoOptions, type DemoResult, formatReport, runDemo } from './demo/run.js';

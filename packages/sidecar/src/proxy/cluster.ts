@@ -190,6 +190,11 @@ export class Cluster {
     this.#breaker = breakers.get(this.name, options);
   }
 
+  /** The host for the next request or tunnel: the only one, else the balancer's pick. */
+  pick(): UpstreamHost {
+    return this.hosts.length === 1 ? this.hosts[0]! : this.balancer.pick(this.clock.now());
+  }
+
   /** True when `status` counts as a failure for the breaker. */
   isFailureStatus(status: number): boolean {
     return this.failureStatuses ? this.failureStatuses.has(status) : status >= 500;

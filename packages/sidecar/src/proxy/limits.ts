@@ -90,6 +90,19 @@ export class Limiter {
     };
   }
 
+  /**
+   * Takes a slot now (`true`), else queues `grant` for one (a {@link Waiter}); without `grant`, or
+   * with the queue full, the request is refused (`undefined`) and counted in `pendingOverflow`.
+   */
+  acquire(grant: (() => void) | undefined): true | Waiter | undefined {
+    if (this.tryEnter()) return true;
+    if (grant === undefined) {
+      this.pendingOverflow++;
+      return undefined;
+    }
+    return this.wait(grant);
+  }
+
   /** Frees an active slot, handing it to the oldest waiter if there is one. */
   release(): void {
     const q = this.#queue;

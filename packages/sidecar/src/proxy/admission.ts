@@ -1,0 +1,56 @@
+/**
+ * Admission, the filter every proxied request and tunnel passes before an upstream is chosen: the
+ * priority's limiter, then one `admit()` that takes a breaker permit and a limiter slot. A request
+ * may wait in the priority's pending queue; a tunnel may not (it would hold a client socket with
+ * nothing to say). Refusals are counted where they happen: the breaker counts its rejections and
+ * the cluster its `circuitOpen`, the limiter its own overflow.
+ * @module
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Permit } from 'tripswitch';
+import type { Cluster } from './cluster.js';
+import type { Limiter, Waiter } from './limits.js';
+import type { CompiledRoute } from './route.js';
+
+/** What {@link admit} fills in on the request or tunnel it admits. */
+export interface Admittee {
+  /** The breaker permit taken (settled by whoever holds it). */
+  permit: Permit | undefined;
+  /** The place in the pending queue while waiting. */
+  waiter: Waiter | undefined;
+}
+
+/** The outcome of {@link admit}. */
+export type Admission = 'admitted' | 'queued' | 'circuit-open' | 'overloaded';
+
+/** The limiter of the request's priority: the route's, or `high` when the priority header says so. */
+export function limiterFor(route: CompiledRoute, req: IncomingMessage, priorityHeader: string): Limiter {
+  const limits = route.cluster.limits;
+  return route.high || req.headers[priorityHeader] === 'high' ? limits.high : limits.default;
+}
+
+/**
+ * Takes a breaker permit and a slot of `lim`. `granted` (requests only) is called when a queued
+ * request gets its slot; without it nothing waits. On `circuit-open` and `overloaded` nothing is
+ * held (the permit taken is given back as neutral).
+ */
+export function admit(cluster: Cluster, lim: Limiter, who: Admittee, granted?: () => void): Admission {
+  const b = cluster.breaker;
+  if (b !== undefined) {
+    const p = b.tryAcquire();
+    if (p === undefined) {
+      cluster.counters.circuitOpen++;
+      return 'circuit-open';
+    }
+    who.permit = p;
+  }
+  const got = lim.acquire(granted);
+  if (got === true) return 'admitted';
+  if (got !== undefined) {
+    who.waiter = got;
+    return 'queued';
+  }
+  who.permit?.neutral();
+  who.permit = undefined;
+  return 'overloaded';
+}
