@@ -3,11 +3,12 @@
  * through tripswitch, through nginx (1 worker, upstream keepalive) and through the npm http-proxy
  * package (keep-alive agent). Load from wrk (-t1 -c50) when installed, else autocannon.
  * Each target runs in its own process; BENCH_SECONDS sets the duration (default 10), BENCH_ROUNDS
- * the rounds per target (median reported, default 1).
+ * the rounds per target (median reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
+ * this build's proxy with that one instead, in interleaved rounds.
  * @module
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -112,7 +113,83 @@ const httpProxySrc = `const http=require('node:http');const hp=require(${JSON.st
 const p=hp.createProxyServer({target:'http://127.0.0.1:${ports.backend}',agent:new http.Agent({keepAlive:true,maxSockets:256})});
 p.on('error',(e,q,s)=>{s.statusCode=502;s.end()});http.createServer((q,s)=>p.web(q,s)).listen(${ports.httpProxy},'127.0.0.1')`;
 
+/** User + system CPU milliseconds of a process so far (Linux /proc; NaN elsewhere). */
+function cpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // fields 14 and 15, in USER_HZ (100)
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * BENCH_COMPARE=<another build's dist directory>: this build's proxy against that one, both running
+ * at once in front of the same backend, loaded in interleaved rounds (A B B A ...) so that a loaded
+ * machine's drift hits both alike. Prints each round and the medians.
+ */
+async function compare(other: string): Promise<void> {
+  const n = Math.max(2, rounds);
+  console.log(
+    `bench:proxy compare: ${n} rounds of ${seconds}s per build (A B B A ...), ${connections} connections`,
+  );
+  start(process.execPath, ['-e', backendSrc]);
+  await waitPort(ports.backend);
+  const pids: number[] = [];
+  const builds = [
+    { name: 'this build', cli: join(here, '..', 'cli.js'), port: ports.tripswitch, admin: ports.admin },
+    { name: `BENCH_COMPARE`, cli: join(other, 'cli.js'), port: ports.nginx, admin: ports.httpProxy },
+  ];
+  for (const b of builds) {
+    const cfg = join(dir, `compare-${b.port}.yaml`);
+    writeFileSync(
+      cfg,
+      `admin: { port: ${b.admin} }
+listeners:
+  - port: ${b.port}
+    routes: [{ prefix: /, cluster: backend }]
+clusters:
+  - name: backend
+    hosts: [127.0.0.1:${ports.backend}]
+    circuit_breakers: { thresholds: [{ priority: default, max_connections: 256, max_requests: 1024 }] }
+`,
+    );
+    pids.push(start(process.execPath, [b.cli, 'proxy', '--config', cfg, '--no-watch']).pid!);
+    await waitPort(b.port);
+  }
+  const got: Result[][] = [[], []];
+  // CPU time each proxy spent per request: on a loaded machine throughput follows the scheduler,
+  // while the work per request does not.
+  const cpuPerRequest: number[][] = [[], []];
+  for (let i = 0; i < n; i++) {
+    const order = i % 2 === 0 ? [0, 1] : [1, 0];
+    for (const k of order) {
+      const before = cpuMs(pids[k]!);
+      const r = await loadOnce(builds[k]!.name, builds[k]!.port, i < 2);
+      const us = ((cpuMs(pids[k]!) - before) * 1000) / (r.rps * seconds);
+      got[k]!.push(r);
+      cpuPerRequest[k]!.push(us);
+      console.log(
+        `round ${i + 1} ${r.name}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${us.toFixed(1)} us CPU/request`,
+      );
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const m = got.map((rs) => median(rs.map((r) => r.rps)));
+  const ratios = got[0]!.map((r, i) => r.rps / got[1]![i]!.rps);
+  console.log(`\nmedian req/s: this build ${Math.round(m[0]!)}, BENCH_COMPARE ${Math.round(m[1]!)}`);
+  const c = cpuPerRequest.map(median);
+  console.log(`median CPU/request: this build ${c[0]!.toFixed(1)} us, BENCH_COMPARE ${c[1]!.toFixed(1)} us`);
+  console.log(
+    `median per-round ratio this/compare: ${median(ratios).toFixed(3)} (rounds: ${ratios.map((x) => x.toFixed(2)).join(' ')})`,
+  );
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_COMPARE) {
+    await compare(process.env.BENCH_COMPARE);
+    return;
+  }
   console.log(
     `bench:proxy ${seconds}s x ${rounds} round(s) per target (median), ${connections} connections, load from ${hasWrk ? 'wrk -t1' : 'autocannon'}`,
   );
