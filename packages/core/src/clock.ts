@@ -51,7 +51,24 @@ const perf = globalThis.performance;
 const origin = perf.timeOrigin;
 
 /**
- * The real clock: monotonic epoch milliseconds and Node's timers.
+ * A timer whose runtime gives back a number (browsers; Deno without Node compatibility), wrapped
+ * so callers can `unref()` it like Node's. Deno can unref by id; elsewhere nothing keeps a process
+ * alive, so it is a no-op.
+ */
+class IdTimer implements TimerHandle {
+  readonly id: number;
+  constructor(id: number) {
+    this.id = id;
+  }
+  unref(): TimerHandle {
+    (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno?.unrefTimer?.(this.id);
+    return this;
+  }
+}
+
+/**
+ * The real clock: monotonic epoch milliseconds and the runtime's timers (Node's are returned as
+ * they are; numeric ids are wrapped so `unref()` works everywhere).
  *
  * @example
  * ```ts
@@ -60,6 +77,10 @@ const origin = perf.timeOrigin;
  */
 export const systemClock: Clock = {
   now: () => origin + perf.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms) as unknown as TimerHandle,
-  clearTimeout: (handle) => clearTimeout(handle as unknown as ReturnType<typeof setTimeout>),
+  setTimeout: (fn, ms) => {
+    const t: unknown = setTimeout(fn, ms);
+    return typeof t === 'number' ? new IdTimer(t) : (t as TimerHandle);
+  },
+  clearTimeout: (handle) =>
+    clearTimeout((handle instanceof IdTimer ? handle.id : handle) as Parameters<typeof clearTimeout>[0]),
 };

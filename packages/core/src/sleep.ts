@@ -22,7 +22,9 @@ export function sleep(clock: Clock, ms: number, signal: AbortSignal | undefined)
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
-    timer.unref();
+    // Not unref'd: a caller awaits this sleep (a retry's backoff), and between attempts nothing
+    // else may hold the event loop, so an unref'd timer would let the process exit mid-retry.
+    // It never outlives the call: it fires or the abort clears it.
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
