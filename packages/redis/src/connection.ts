@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { ConnectTarget, StoreConfig } from './options.js';
 import { flushScript, probeScript, readScript, releaseScript, transitionScript } from './scripts.js';
 
@@ -52,12 +52,33 @@ export function failFastOptions(timeoutMs: number): RedisOptions {
   };
 }
 
+type Client = Redis | Cluster;
+
+/** The Cluster settings of the store's own cluster connections: fail fast, reconnect with backoff. */
+function clusterOptions(
+  failFast: RedisOptions,
+  redisOptions: RedisOptions | undefined,
+  extra: ClusterOptions | undefined,
+  subscriber: boolean,
+): ClusterOptions {
+  return {
+    ...extra,
+    enableOfflineQueue: false,
+    shardedSubscribers: subscriber,
+    clusterRetryStrategy: (times) => Math.min(25 * 2 ** times, 1000),
+    redisOptions: { ...failFast, ...redisOptions, ...extra?.redisOptions },
+  };
+}
+
 export class Connection {
   readonly #cfg: StoreConfig;
   readonly #hooks: ConnectionHooks;
-  readonly #cmd: Redis & Scripts;
-  readonly #sub: Redis;
+  readonly #cmd: Client & Scripts;
+  readonly #sub: Client;
   readonly #ownsCmd: boolean;
+  /** Redis Cluster: one sharded channel per breaker name, subscribed while a breaker uses it. */
+  readonly #sharded: boolean;
+  readonly #channels = new Set<string>();
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #readyWaiters = new Set<(ok: boolean) => void>();
   #subscribed = false;
@@ -70,25 +91,67 @@ export class Connection {
   readonly #onCmdError = (err: unknown) => this.markDegraded(err);
   readonly #onCmdClose = () => this.#lost('command connection closed');
   readonly #onCmdReady = () => this.#onReady();
+  readonly #onNodeLost = () => this.#lost('a Redis Cluster node was lost');
 
   constructor(cfg: StoreConfig, target: ConnectTarget, hooks: ConnectionHooks) {
     this.#cfg = cfg;
     this.#hooks = hooks;
+    this.#sharded = cfg.sharded;
     // Fail fast instead of queueing: a command issued while Redis is away must not hold anything.
-    const connection = failFastOptions(cfg.timeoutMs);
-    if (target.kind === 'client') {
-      this.#cmd = target.client as Redis & Scripts;
-      this.#ownsCmd = false;
-      this.#sub = target.client.duplicate(connection);
-    } else {
-      this.#cmd = new Redis(target.url, { ...connection, ...target.redisOptions }) as Redis & Scripts;
-      this.#ownsCmd = true;
-      this.#sub = new Redis(target.url, { ...connection, ...target.redisOptions });
+    const ff = failFastOptions(cfg.timeoutMs);
+    let cmd: Client;
+    switch (target.kind) {
+      case 'client':
+        cmd = target.client;
+        this.#sub = target.client.duplicate(ff);
+        break;
+      case 'cluster-client': {
+        cmd = target.client;
+        // Cluster.duplicate(startupNodes, options): the overrides go second (ioredis' signature).
+        const own = target.client.options;
+        this.#sub = target.client.duplicate([], {
+          enableOfflineQueue: false,
+          shardedSubscribers: true,
+          lazyConnect: false,
+          redisOptions: { ...own.redisOptions, ...ff },
+        });
+        break;
+      }
+      case 'url':
+        cmd = new Redis(target.url, { ...ff, ...target.redisOptions });
+        this.#sub = new Redis(target.url, { ...ff, ...target.redisOptions });
+        break;
+      case 'sentinel': {
+        // failoverDetector: the sentinels' +switch-master moves both connections to the new
+        // master at once, even when the old one stays up (a SENTINEL FAILOVER demotes it).
+        const o: RedisOptions = {
+          ...ff,
+          ...target.redisOptions,
+          sentinels: target.sentinels,
+          name: target.name,
+          failoverDetector: true,
+        };
+        cmd = new Redis(o);
+        this.#sub = new Redis(o);
+        break;
+      }
+      case 'cluster':
+        cmd = new Cluster(
+          target.nodes,
+          clusterOptions(ff, target.redisOptions, target.clusterOptions, false),
+        );
+        this.#sub = new Cluster(
+          target.nodes,
+          clusterOptions(ff, target.redisOptions, target.clusterOptions, true),
+        );
+        break;
     }
-    this.#cmd.defineCommand('tripswitchTransition', { numberOfKeys: 3, lua: transitionScript });
+    this.#cmd = cmd as Client & Scripts;
+    this.#ownsCmd = target.kind !== 'client' && target.kind !== 'cluster-client';
+    this.#cmd.defineCommand('tripswitchTransition', { numberOfKeys: 4, lua: transitionScript });
     this.#cmd.defineCommand('tripswitchRead', { numberOfKeys: 2, lua: readScript });
     this.#cmd.defineCommand('tripswitchProbe', { numberOfKeys: 3, lua: probeScript });
-    this.#cmd.defineCommand('tripswitchFlush', { numberOfKeys: 2, lua: flushScript });
+    this.#cmd.defineCommand('tripswitchFlush', { numberOfKeys: 3, lua: flushScript });
     this.#cmd.defineCommand('tripswitchRelease', { numberOfKeys: 1, lua: releaseScript });
 
     this.#cmd.on('error', this.#onCmdError);
@@ -100,7 +163,15 @@ export class Connection {
       this.#lost('subscriber connection closed');
     });
     this.#sub.on('ready', () => this.#subscribe());
-    this.#sub.on('message', (_channel: string, raw: string) => this.#hooks.message(raw));
+    if (this.#sharded) {
+      this.#sub.on('smessage', (_channel: string, raw: string) => this.#hooks.message(raw));
+      // A lost node (a master killed, a failover): messages of its slots may be lost until the
+      // subscribers follow the new master, so the store degrades and re-reads once it answers.
+      this.#cmd.on('-node', this.#onNodeLost);
+      this.#sub.on('-node', this.#onNodeLost);
+      // ioredis re-made its sharded subscribers (new topology): re-read what they may have missed.
+      this.#sub.on('subscribersReady', () => this.#subscribe());
+    } else this.#sub.on('message', (_channel: string, raw: string) => this.#hooks.message(raw));
     if (this.#sub.status === 'ready') this.#subscribe();
   }
 
@@ -199,15 +270,42 @@ export class Connection {
     if (this.#recheck !== undefined || this.#closed) return;
     this.#recheck = setTimeout(() => {
       this.#recheck = undefined;
-      this.#onReady();
+      // Sharded subscriptions live on per-shard connections that a failover replaces: renew
+      // them (idempotent) before the re-read, which #subscribe() starts when they are in place.
+      if (this.#sharded && this.#degraded) this.#subscribe();
+      else this.#onReady();
       if (this.#degraded) this.#scheduleRecheck();
     }, this.#cfg.recheckMs);
     this.#recheck.unref();
   }
 
+  /**
+   * Sharded: subscribes one breaker's channel (its first session on this store). Resolves once
+   * subscribed, so the breaker's first read cannot miss a change published in between.
+   */
+  addChannel(channel: string): Promise<void> {
+    if (!this.#sharded || this.#closed) return Promise.resolve();
+    this.#channels.add(channel);
+    if (this.#sub.status !== 'ready') return Promise.resolve(); // #subscribe() takes it along
+    return this.run(() => this.#sub.ssubscribe(channel)).then(
+      () => undefined,
+      (err: unknown) => this.markDegraded(err),
+    );
+  }
+
+  /** Sharded: the last breaker of that name left. */
+  removeChannel(channel: string): void {
+    if (!this.#sharded || !this.#channels.delete(channel) || this.#closed) return;
+    if (this.#sub.status === 'ready') this.run(() => this.#sub.sunsubscribe(channel)).catch(() => {});
+  }
+
   #subscribe(): void {
     if (this.#closed) return;
-    this.#sub.subscribe(this.#cfg.channel).then(
+    const subscribed = this.#sharded
+      ? // one command per channel: a command's channels must share a slot
+        this.run(() => Promise.all([...this.#channels].map((ch) => this.#sub.ssubscribe(ch))))
+      : this.#sub.subscribe(this.#cfg.channel);
+    subscribed.then(
       () => {
         this.#subscribed = true;
         this.#onReady();
@@ -273,6 +371,7 @@ export class Connection {
       this.#cmd.off('error', this.#onCmdError);
       this.#cmd.off('close', this.#onCmdClose);
       this.#cmd.off('ready', this.#onCmdReady);
+      this.#cmd.off('-node', this.#onNodeLost);
     }
   }
 }

@@ -20,6 +20,8 @@ export interface FlushContext {
   readonly countsKey: string;
   readonly holder: string;
   readonly name: string;
+  /** Where a fleet trip is published. */
+  readonly channel: string;
   /** The session's count of local transitions (echoed in a fleet trip's message). */
   seq(): number;
   /** The open period a fleet trip gives this breaker. */
@@ -117,9 +119,10 @@ export class FleetCounter {
           rule.failureCount,
           Math.round(c.openDuration()),
           c.holder,
-          this.#cfg.channel,
+          c.channel,
           c.name,
           c.seq(),
+          this.#cfg.sharded ? '1' : '0',
         ),
       )
       // A fleet trip reaches this instance as its own message, in order with everyone else's.

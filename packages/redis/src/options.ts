@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { type Clock, InvalidOptionError, rejectUnknownKeys, systemClock, validator } from 'tripswitch';
 
 /**
@@ -60,12 +60,27 @@ export interface StoreLogger {
  */
 export interface RedisStoreOptions {
   /**
-   * An ioredis client to send commands on (it stays yours: `close()` does not quit it). The
-   * store subscribes on a `duplicate()` of it. Give `client` or `url`, not both.
+   * An ioredis client to send commands on, a `Redis` or a `Cluster` (it stays yours: `close()` does
+   * not quit it). The store subscribes on a `duplicate()` of it. Give one of `client`, `url`,
+   * `cluster`, `sentinel`.
    */
-  client?: Redis;
+  client?: Redis | Cluster;
   /** `redis://[:password@]host:port[/db]` or `rediss://...` (TLS). @default 'redis://127.0.0.1:6379' */
   url?: string;
+  /**
+   * Redis Cluster: some of its nodes (`{ host, port }`); the store opens an ioredis `Cluster` on
+   * them, with `redisOptions` for every node connection (password, `tls`). State changes then
+   * travel over sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7+).
+   */
+  cluster?: ClusterNode[];
+  /** Extra ioredis `Cluster` options with `cluster` (e.g. `natMap`, `dnsLookup`). */
+  clusterOptions?: ClusterOptions;
+  /**
+   * Redis Sentinel: the sentinels and the name of the master they watch; the store connects to
+   * whichever data node they name master, and follows a failover. `redisOptions` add the rest
+   * (`password`, `sentinelPassword`, `tls`, `enableTLSForSentinelMode`).
+   */
+  sentinel?: { sentinels: Array<{ host: string; port: number }>; name: string };
   /**
    * Extra ioredis options for connections made from `url` (e.g. `tls: { ca }`). Options that would
    * switch off failing fast (`enableOfflineQueue: true`, `maxRetriesPerRequest` other than 0,
@@ -124,19 +139,37 @@ export interface StoreConfig {
   readonly recheckMs: number;
   readonly rule: FleetRule;
   readonly logger: StoreLogger | undefined;
-  /** The classic pub/sub channel of every breaker's state changes. */
+  /** The classic pub/sub channel of every breaker's state changes (not sharded). */
   readonly channel: string;
+  /** Redis Cluster: one sharded channel per breaker, `SPUBLISH`/`SSUBSCRIBE`. */
+  readonly sharded: boolean;
 }
 
 /** Where the connections go: the caller's client, or a URL and extra options. Internal. */
 export type ConnectTarget =
   | { kind: 'client'; client: Redis }
-  | { kind: 'url'; url: string; redisOptions: RedisOptions | undefined };
+  | { kind: 'cluster-client'; client: Cluster }
+  | { kind: 'url'; url: string; redisOptions: RedisOptions | undefined }
+  | {
+      kind: 'cluster';
+      nodes: ClusterNode[];
+      redisOptions: RedisOptions | undefined;
+      clusterOptions: ClusterOptions | undefined;
+    }
+  | {
+      kind: 'sentinel';
+      sentinels: Array<{ host: string; port: number }>;
+      name: string;
+      redisOptions: RedisOptions | undefined;
+    };
 
 export const OWNER = 'redisStore';
 const KNOWN = [
   'client',
   'url',
+  'cluster',
+  'clusterOptions',
+  'sentinel',
   'redisOptions',
   'prefix',
   'mode',
@@ -180,17 +213,38 @@ const FAIL_FAST: ReadonlyArray<[keyof RedisOptions, unknown, string]> = [
   ['keyPrefix', undefined, 'use the store option prefix (keys must keep their {name} hash tag)'],
 ];
 
-function checkFailFast(redisOptions: RedisOptions): void {
+function checkFailFast(redisOptions: RedisOptions, path = 'redisOptions'): void {
   for (const [name, allowed, why] of FAIL_FAST) {
     const value = redisOptions[name];
     if (value === undefined || value === allowed) continue;
     throw new InvalidOptionError(
       OWNER,
-      `redisOptions.${name}`,
+      `${path}.${name}`,
       `${allowed === undefined ? 'absent' : `absent or ${String(allowed)}`} (${why})`,
       value,
     );
   }
+}
+
+function checkClusterFailFast(clusterOptions: ClusterOptions): void {
+  if (clusterOptions.enableOfflineQueue !== undefined && clusterOptions.enableOfflineQueue !== false)
+    throw new InvalidOptionError(
+      OWNER,
+      'clusterOptions.enableOfflineQueue',
+      'absent or false (commands must fail while the cluster is away, not queue)',
+      clusterOptions.enableOfflineQueue,
+    );
+  if (clusterOptions.lazyConnect === true)
+    throw new InvalidOptionError(OWNER, 'clusterOptions.lazyConnect', 'absent or false', true);
+  if (clusterOptions.keyPrefix !== undefined)
+    throw new InvalidOptionError(
+      OWNER,
+      'clusterOptions.keyPrefix',
+      'absent (use the store option prefix)',
+      clusterOptions.keyPrefix,
+    );
+  if (clusterOptions.redisOptions !== undefined)
+    checkFailFast(clusterOptions.redisOptions as RedisOptions, 'clusterOptions.redisOptions');
 }
 
 /** Validates `redisStore()` options; throws `InvalidOptionError` naming the first bad one. */
@@ -198,12 +252,34 @@ export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; ta
   const v = validator(OWNER);
   v.object('options', opts);
   rejectUnknownKeys(OWNER, opts, KNOWN);
-  if (opts.client !== undefined && opts.url !== undefined)
-    v.fail('url', 'absent when "client" is given', opts.url);
+  const given = (['client', 'url', 'cluster', 'sentinel'] as const).filter((k) => opts[k] !== undefined);
+  if (given.length > 1)
+    v.fail(
+      given[1]!,
+      `absent when "${given[0]}" is given (one of client, url, cluster, sentinel)`,
+      opts[given[1]!],
+    );
+  if (opts.cluster !== undefined && (!Array.isArray(opts.cluster) || opts.cluster.length === 0))
+    v.fail('cluster', 'a non-empty array of cluster nodes ({ host, port })', opts.cluster);
+  const clusterOptions = v.optionalObject('clusterOptions', opts.clusterOptions) as
+    | ClusterOptions
+    | undefined;
+  if (clusterOptions !== undefined && opts.cluster === undefined)
+    v.fail('clusterOptions', 'absent unless "cluster" is given', clusterOptions);
+  if (clusterOptions !== undefined) checkClusterFailFast(clusterOptions);
+  if (opts.sentinel !== undefined) {
+    const sn = v.object('sentinel', opts.sentinel);
+    rejectUnknownKeys(OWNER, sn, ['sentinels', 'name'], 'sentinel.');
+    if (!Array.isArray(sn.sentinels) || sn.sentinels.length === 0)
+      v.fail('sentinel.sentinels', 'a non-empty array of { host, port }', sn.sentinels);
+    v.string('sentinel.name', sn.name);
+  }
   if (opts.url !== undefined && (typeof opts.url !== 'string' || !/^rediss?:\/\//.test(opts.url)))
     v.fail('url', 'a redis:// or rediss:// URL', opts.url);
   if (opts.client !== undefined && typeof (opts.client as { duplicate?: unknown }).duplicate !== 'function')
-    v.fail('client', 'an ioredis client', opts.client);
+    v.fail('client', 'an ioredis client (Redis or Cluster)', opts.client);
+  const clusterClient =
+    opts.client !== undefined && (opts.client as { isCluster?: unknown }).isCluster === true;
   const redisOptions = v.optionalObject('redisOptions', opts.redisOptions) as RedisOptions | undefined;
   if (redisOptions !== undefined) checkFailFast(redisOptions);
   const prefix = opts.prefix ?? 'tripswitch';
@@ -252,10 +328,16 @@ export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; ta
     rule,
     logger: opts.logger === false ? undefined : (opts.logger ?? console),
     channel: `${prefix}:events`,
+    sharded: clusterClient || opts.cluster !== undefined,
   };
-  const target: ConnectTarget =
-    opts.client !== undefined
-      ? { kind: 'client', client: opts.client }
-      : { kind: 'url', url: opts.url ?? 'redis://127.0.0.1:6379', redisOptions };
+  let target: ConnectTarget;
+  if (opts.client !== undefined)
+    target = clusterClient
+      ? { kind: 'cluster-client', client: opts.client as Cluster }
+      : { kind: 'client', client: opts.client as Redis };
+  else if (opts.cluster !== undefined)
+    target = { kind: 'cluster', nodes: opts.cluster, redisOptions, clusterOptions };
+  else if (opts.sentinel !== undefined) target = { kind: 'sentinel', ...opts.sentinel, redisOptions };
+  else target = { kind: 'url', url: opts.url ?? 'redis://127.0.0.1:6379', redisOptions };
   return { config, target };
 }

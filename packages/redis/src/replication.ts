@@ -50,6 +50,8 @@ export interface SessionHost {
   readonly connection: Connection;
   /** `<prefix>:{<name>}:<part>`: every key of one breaker on one cluster slot. */
   key(name: string, part: string): string;
+  /** The channel of one breaker's state changes (one per store, or per breaker when sharded). */
+  channel(name: string): string;
   /** A fresh holder id for a session of this store. */
   nextHolderId(): string;
   removeSession(session: Session, name: string): void;
@@ -65,6 +67,9 @@ export class Session implements StoreSession {
   readonly #kState: string;
   readonly #kOpen: string;
   readonly #kProbe: string;
+  readonly #kCounts: string;
+  /** The channel this breaker's state changes are published on. */
+  readonly #channel: string;
   readonly #lease: ProbeLease;
   readonly #counts: FleetCounter | undefined;
   /** Version of the shared state as last seen (applied or written); tells a re-read whether Redis moved on. */
@@ -97,6 +102,8 @@ export class Session implements StoreSession {
     this.#kState = host.key(handle.name, 's');
     this.#kOpen = host.key(handle.name, 'o');
     this.#kProbe = host.key(handle.name, 'p');
+    this.#kCounts = host.key(handle.name, 'c');
+    this.#channel = host.channel(handle.name);
     this.#lease = new ProbeLease(
       this.#cfg,
       this.#conn,
@@ -111,9 +118,10 @@ export class Session implements StoreSession {
       const counts = new FleetCounter(this.#cfg, this.#conn, handle, {
         stateKey: this.#kState,
         openKey: this.#kOpen,
-        countsKey: host.key(handle.name, 'c:'),
+        countsKey: this.#kCounts,
         holder: this.#id,
         name: this.#name,
+        channel: this.#channel,
         seq: () => this.#seq,
         openDuration: () => this.#openDuration(),
       });
@@ -149,7 +157,7 @@ export class Session implements StoreSession {
   }
 
   #publish(ev: Transition): void {
-    const { clock, channel } = this.#cfg;
+    const { clock, sharded } = this.#cfg;
     const openMs =
       ev.to === 'open' ? Math.max(1, (ev.openUntil ?? clock.now() + this.#openDuration()) - clock.now()) : -1;
     // Breakers that say so are believed; older ones are classified by the transition itself.
@@ -164,15 +172,17 @@ export class Session implements StoreSession {
           this.#kState,
           this.#kOpen,
           this.#kProbe,
+          this.#kCounts,
           ev.to,
           ev.reason,
           Math.round(openMs),
           this.#id,
           kind,
-          channel,
+          this.#channel,
           this.#name,
           ev.from,
           seq,
+          sharded ? '1' : '0',
         ),
       )
       .then(

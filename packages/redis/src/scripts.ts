@@ -8,7 +8,11 @@
  * Time inside the scripts comes from the Redis server (`TIME`, `PX` TTLs), never from a client, so
  * no decision depends on the wall clocks of the instances agreeing.
  *
- * Keys of one breaker share a hash tag (`prefix:{name}:...`) so a cluster keeps them on one slot.
+ * Keys of one breaker share a hash tag (`prefix:{name}:...`) so a cluster keeps them on one slot,
+ * and every key a script touches is declared in KEYS (cluster proxies and ACLs see all of them).
+ * A script publishes with `PUBLISH` on one channel per store, or, on a Redis Cluster, with
+ * `SPUBLISH` on the breaker's own channel `prefix:{name}:events` (same slot as its keys), so a
+ * state change reaches the one shard that serves the breaker instead of every node.
  *
  * @module
  */
@@ -28,18 +32,25 @@ local function next_version(key)
 end
 `;
 
+/** `publish(channel, payload, sharded)`: SPUBLISH on a cluster, PUBLISH otherwise. */
+const publish = `
+local function publish(channel, payload, sharded)
+  if sharded == '1' then redis.call('SPUBLISH', channel, payload) else redis.call('PUBLISH', channel, payload) end
+end
+`;
+
 /**
  * Publishes one transition.
- * KEYS: state hash, open marker, probe lease.
+ * KEYS: state hash, open marker, probe lease, fleet counts.
  * ARGV: to, reason, openMs, instance, kind ('auto' | 'manual'), channel, name, from, sequence
- * (the sender's count of local transitions, echoed in the message).
+ * (the sender's count of local transitions, echoed in the message), sharded ('1' | '0').
  * Returns { applied (1|0), version, state now stored, remaining open ms (-1 when none) }.
  *
  * Automatic transitions never override a manual state set elsewhere, a second trip keeps the
  * first opener's period, and a probe result from an instance that does not hold the probe lease
  * cannot close the breaker for everyone.
  */
-export const transitionScript: string = `${nextVersion}
+export const transitionScript: string = `${nextVersion}${publish}
 local to, reason, instance, kind, from = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[8]
 local cur = redis.call('HGET', KEYS[1], 'st')
 local function current()
@@ -65,14 +76,15 @@ if to == 'open' then
 else
   redis.call('DEL', KEYS[2])
 end
-if to == 'closed' then redis.call('HINCRBY', KEYS[1], 'g', 1) end
+-- a close starts the fleet count afresh
+if to == 'closed' then redis.call('DEL', KEYS[4]) end
 if kind == 'manual' or to == 'open' then
   -- an operator's decision, or a fresh open period: any probe lease is void
   redis.call('DEL', KEYS[3])
 elseif from == 'half-open' and redis.call('GET', KEYS[3]) == instance then
   redis.call('DEL', KEYS[3])
 end
-redis.call('PUBLISH', ARGV[6], cjson.encode({n = ARGV[7], s = to, r = reason, d = d, i = instance, v = v, q = tonumber(ARGV[9])}))
+publish(ARGV[6], cjson.encode({n = ARGV[7], s = to, r = reason, d = d, i = instance, v = v, q = tonumber(ARGV[9])}), ARGV[10])
 return {1, v, to, d}
 `;
 
@@ -110,54 +122,69 @@ return {0, st or '', pttl}
 /**
  * Adds a batch of outcomes to the fleet-wide window and trips the breaker for everyone when the
  * aggregate crosses the rule. Counts are dropped while the stored state is not closed, and a
- * close starts a fresh generation of buckets, so a recovered breaker starts from zero.
- * KEYS: state hash, open marker.
- * ARGV: 1 bucket key prefix, 2 bucket ms, 3 buckets, 4 successes, 5 failures, 6 slow successes,
- *       7 slow failures, 8 minimum calls, 9 failure rate threshold, 10 slow call rate threshold,
- *       11 failure count (0 = off), 12 open ms, 13 instance, 14 channel, 15 name, 16 sequence.
+ * close deletes the counts (transition script), so a recovered breaker starts from zero.
+ * The window is one hash: fields `<bucket>:s|f|ss|sf` for the buckets in the window and `last`,
+ * the newest bucket written; buckets that left the window are deleted at the next flush, and the
+ * whole hash expires when no flush comes for a window.
+ * KEYS: state hash, open marker, fleet counts.
+ * ARGV: 1 bucket ms, 2 buckets, 3 successes, 4 failures, 5 slow successes, 6 slow failures,
+ *       7 minimum calls, 8 failure rate threshold, 9 slow call rate threshold, 10 failure count
+ *       (0 = off), 11 open ms, 12 instance, 13 channel, 14 name, 15 sequence, 16 sharded.
  * Returns { 0 dropped | 1 counted | 2 tripped, calls, failures, slow calls, version, open ms }.
  */
-export const flushScript: string = `${nextVersion}
+export const flushScript: string = `${nextVersion}${publish}
 local st = redis.call('HGET', KEYS[1], 'st')
 if st and st ~= 'closed' then return {0, 0, 0, 0, 0, -1} end
-local g = redis.call('HGET', KEYS[1], 'g') or '0'
-local bucketMs = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local bucketMs = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local idx = math.floor(now / bucketMs)
-local base = ARGV[1] .. g .. ':'
-local key = base .. string.format('%d', idx)
 local fields = {'s', 'f', 'ss', 'sf'}
+local function field(b, i) return string.format('%d', b) .. ':' .. fields[i] end
+local last = tonumber(redis.call('HGET', KEYS[3], 'last') or '')
+if last then
+  if last <= idx - n then
+    redis.call('DEL', KEYS[3])
+  else
+    -- the hash holds buckets last-n+1 .. last; those before idx-n+1 just left the window
+    for b = last - n + 1, idx - n do
+      for i = 1, 4 do redis.call('HDEL', KEYS[3], field(b, i)) end
+    end
+  end
+end
 for i = 1, 4 do
-  local c = tonumber(ARGV[3 + i])
-  if c > 0 then redis.call('HINCRBY', key, fields[i], c) end
+  local c = tonumber(ARGV[2 + i])
+  if c > 0 then redis.call('HINCRBY', KEYS[3], field(idx, i), c) end
 end
-redis.call('PEXPIRE', key, bucketMs * (n + 1))
-local s, f, ss, sf = 0, 0, 0, 0
-for i = 0, n - 1 do
-  local h = redis.call('HMGET', base .. string.format('%d', idx - i), 's', 'f', 'ss', 'sf')
-  s = s + tonumber(h[1] or '0')
-  f = f + tonumber(h[2] or '0')
-  ss = ss + tonumber(h[3] or '0')
-  sf = sf + tonumber(h[4] or '0')
+if not last or idx > last then redis.call('HSET', KEYS[3], 'last', string.format('%d', idx)) end
+redis.call('PEXPIRE', KEYS[3], bucketMs * (n + 1))
+local want = {}
+for b = idx - n + 1, idx do
+  for i = 1, 4 do want[#want + 1] = field(b, i) end
 end
-local calls = s + f + ss + sf
-local failures = f + sf
-local slow = ss + sf
+local h = redis.call('HMGET', KEYS[3], unpack(want))
+local sum = {0, 0, 0, 0}
+for k = 1, #h do
+  local i = (k - 1) % 4 + 1
+  sum[i] = sum[i] + tonumber(h[k] or '0')
+end
+local calls = sum[1] + sum[2] + sum[3] + sum[4]
+local failures = sum[2] + sum[4]
+local slow = sum[3] + sum[4]
 local trip = false
-if calls > 0 and calls >= tonumber(ARGV[8]) then
-  if failures / calls >= tonumber(ARGV[9]) then trip = true end
-  if slow / calls >= tonumber(ARGV[10]) then trip = true end
-  local fc = tonumber(ARGV[11])
+if calls > 0 and calls >= tonumber(ARGV[7]) then
+  if failures / calls >= tonumber(ARGV[8]) then trip = true end
+  if slow / calls >= tonumber(ARGV[9]) then trip = true end
+  local fc = tonumber(ARGV[10])
   if fc > 0 and failures >= fc then trip = true end
 end
 if not trip then return {1, calls, failures, slow, 0, -1} end
 local v = next_version(KEYS[1])
-local d = math.max(1, math.floor(tonumber(ARGV[12])))
-redis.call('HSET', KEYS[1], 'st', 'open', 'r', 'fleet-trip', 'i', ARGV[13])
+local d = math.max(1, math.floor(tonumber(ARGV[11])))
+redis.call('HSET', KEYS[1], 'st', 'open', 'r', 'fleet-trip', 'i', ARGV[12])
 redis.call('SET', KEYS[2], '1', 'PX', d)
-redis.call('PUBLISH', ARGV[14], cjson.encode({n = ARGV[15], s = 'open', r = 'fleet-trip', d = d, i = ARGV[13], v = v, q = tonumber(ARGV[16])}))
+publish(ARGV[13], cjson.encode({n = ARGV[14], s = 'open', r = 'fleet-trip', d = d, i = ARGV[12], v = v, q = tonumber(ARGV[15])}), ARGV[16])
 return {2, calls, failures, slow, v, d}
 `;
 

@@ -127,6 +127,10 @@ class Store implements RedisStore, SessionHost {
     return `${this.config.prefix}:{${encodeURIComponent(name)}}:${part}`;
   }
 
+  channel(name: string): string {
+    return this.config.sharded ? this.key(name, 'events') : this.config.channel;
+  }
+
   nextHolderId(): string {
     return `${this.config.instanceId}#${++this.#sessionSeq}`;
   }
@@ -165,9 +169,12 @@ class Store implements RedisStore, SessionHost {
       this.#sessions.set(handle.name, set);
     }
     set.add(session);
-    // A restarted instance picks up the shared state now; before the connection is ready the
-    // 'ready' handler does it for every attached breaker.
-    if (this.connection.connected) session.refresh();
+    // A restarted instance picks up the shared state now (on a cluster, once the breaker's own
+    // channel is subscribed, so no change slips between the read and the subscription); before
+    // the connection is ready the 'ready' handler does it for every attached breaker.
+    if (set.size === 1 && this.config.sharded)
+      this.connection.addChannel(this.channel(handle.name)).then(() => session.refresh());
+    else if (this.connection.connected) session.refresh();
     return session;
   }
 
@@ -175,7 +182,9 @@ class Store implements RedisStore, SessionHost {
     const set = this.#sessions.get(name);
     if (!set) return;
     set.delete(session);
-    if (set.size === 0) this.#sessions.delete(name);
+    if (set.size > 0) return;
+    this.#sessions.delete(name);
+    this.connection.removeChannel(this.channel(name));
   }
 
   #onMessage(raw: string): void {
