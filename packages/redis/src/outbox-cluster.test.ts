@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Cluster } from 'ioredis';
 import { redisOutbox } from './outbox.js';
+import { redisWriteStore } from './write-store.js';
 import { uniquePrefix, waitFor } from './server.test.util.js';
 import { RedisCluster, skipNoCluster } from './topology.test.util.js';
 
@@ -13,7 +14,7 @@ interface Job {
   seq: number;
 }
 
-test('redisOutbox on Redis Cluster: one slot per queue, and a master killed mid-replay loses nothing and breaks no order', {
+test('redisOutbox and redisWriteStore on Redis Cluster: one slot per queue; a master killed mid-replay loses no outbox write, breaks no order', {
   skip: skipNoCluster,
   timeout: 90_000,
 }, async () => {
@@ -76,6 +77,19 @@ test('redisOutbox on Redis Cluster: one slot per queue, and a master killed mid-
     const slot = (k: string) => clients[0]!.call('CLUSTER', 'KEYSLOT', k);
     for (const k of [stream, `${prefix}:ob:{orders}:a`, `${prefix}:ob:{orders}:k:c0`])
       assert.equal(await slot(k), await slot(stream), k);
+
+    // The per-instance write store on the same cluster: its stream and lock share one slot.
+    const wsPrefix = uniquePrefix('wscluster');
+    const ws = redisWriteStore<{ n: number }>({ client: clients[0]!, prefix: wsPrefix, name: 'pod-0' });
+    assert.deepEqual(await ws.load(), []);
+    await ws.append({ id: 'w1', data: { n: 1 }, enqueuedAt: 1 });
+    await ws.append({ id: 'w2', data: { n: 2 }, enqueuedAt: 2 });
+    await ws.remove('w1');
+    await ws.close();
+    const ws2 = redisWriteStore<{ n: number }>({ client: clients[1]!, prefix: wsPrefix, name: 'pod-0' });
+    assert.deepEqual(await ws2.load(), [{ id: 'w2', data: { n: 2 }, enqueuedAt: 2 }]);
+    await ws2.close();
+    assert.equal(await slot(`${wsPrefix}:wq:{pod-0}:s`), await slot(`${wsPrefix}:wq:{pod-0}:l`));
 
     await waitFor(() => accepted.length >= 20, 'replays to be under way', 20_000, 10);
     const { failoverMs } = await cluster.killMaster({ key: stream });

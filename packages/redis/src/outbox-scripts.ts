@@ -99,3 +99,21 @@ for i = 4, #ARGV do
   end
 end
 return lost`;
+
+/**
+ * KEYS S; ARGV group, consumer, idleMs. Deletes consumers of instances that are gone: no pending
+ * entries and idle longer than idleMs. Atomic with the check, so no entry is delivered to a
+ * consumer between the check and the delete (deleting a consumer drops its pending entries); a live
+ * consumer removed this way is created again by its next read.
+ */
+export const pruneScript = `
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f.name ~= ARGV[2] and f.pending == 0 and f.idle > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f.name)
+    n = n + 1
+  end
+end
+return n`;

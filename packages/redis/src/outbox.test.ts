@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { circuitBreaker, isInvalidOptionError } from 'tripswitch';
 import { type RedisOutbox, redisOutbox } from './outbox.js';
+import { pruneScript } from './outbox-scripts.js';
 import { removeTestKeys, sharedRedis, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
 
 interface Job {
@@ -242,5 +243,25 @@ describe('redisOutbox on a real Redis', { skip: skipNoRedis }, () => {
         ['z', 1, 2],
       ],
     );
+  });
+
+  test('consumers of gone instances are pruned only when nothing is pending with them', async () => {
+    const prefix = uniquePrefix('obprune');
+    const stream = `${prefix}:ob:{orders}:s`;
+    const r = new Redis(url);
+    try {
+      await r.xgroup('CREATE', stream, 'replay', '0', 'MKSTREAM');
+      await r.xadd(stream, '*', 'id', 'x');
+      await r.xreadgroup('GROUP', 'replay', 'busy', 'COUNT', 1, 'STREAMS', stream, '>'); // holds x
+      await r.xgroup('CREATECONSUMER', stream, 'replay', 'gone'); // holds nothing
+      await r.xgroup('CREATECONSUMER', stream, 'replay', 'me');
+      await new Promise((res) => setTimeout(res, 20));
+      assert.equal(await r.eval(pruneScript, 1, stream, 'replay', 'me', '5'), 1);
+      const names = ((await r.xinfo('CONSUMERS', stream, 'replay')) as string[][]).map((c) => c[1]).sort();
+      assert.deepEqual(names, ['busy', 'me']);
+      assert.equal(await r.eval(pruneScript, 1, stream, 'replay', 'me', '60000'), 0, 'not idle long enough');
+    } finally {
+      r.disconnect();
+    }
   });
 });

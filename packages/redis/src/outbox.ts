@@ -44,6 +44,7 @@ import {
   enqueueScript,
   finishScript,
   holdScript,
+  pruneScript,
   takeScript,
   uncountScript,
 } from './outbox-scripts.js';
@@ -59,6 +60,7 @@ type Scripts = {
   tsObFinish(s: string, q: string, a: string, ...args: string[]): Promise<RawEntry | []>;
   tsObUncount(s: string, a: string, entry: string): Promise<number>;
   tsObHold(s: string, ...args: string[]): Promise<string[]>;
+  tsObPrune(s: string, group: string, consumer: string, idleMs: string): Promise<number>;
 };
 type Client = (Redis | Cluster) & Scripts;
 type RawEntry = [string, string[]] | null;
@@ -101,6 +103,8 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
   /** Writes pending with this consumer, in stream order (entry ids sort by insertion). */
   readonly #held = new Map<string, Held<T>>();
   #cursor = '0-0';
+  /** When consumers of gone instances were last removed from the group. */
+  #prunedAt = 0;
   #pumping: Promise<void> | undefined;
   #timer: TimerHandle | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -152,6 +156,7 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     r.defineCommand('tsObFinish', { numberOfKeys: 3, lua: finishScript });
     r.defineCommand('tsObUncount', { numberOfKeys: 2, lua: uncountScript });
     r.defineCommand('tsObHold', { numberOfKeys: 1, lua: holdScript });
+    r.defineCommand('tsObPrune', { numberOfKeys: 1, lua: pruneScript });
     this.#sub = c.breaker?.on('stateChange', ({ to }) => {
       if (to === 'closed' || to === 'disabled' || to === 'metrics-only') {
         this.#retryAt = 0;
@@ -178,7 +183,9 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     if (r.status === 'ready') return;
     if (r.status === 'wait') await r.connect().catch(() => {});
     if ((r.status as string) === 'ready') return;
-    const ms = (r as Redis).options?.connectTimeout ?? 2_000;
+    // A Cluster client keeps the per-node options (connectTimeout) under redisOptions.
+    const o = r.options as RedisOptions & { redisOptions?: RedisOptions };
+    const ms = o.connectTimeout ?? o.redisOptions?.connectTimeout ?? 2_000;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         r.off('ready', onReady);
@@ -336,7 +343,17 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     }
   }
 
+  /** Consumers idle this long with nothing pending belong to instances that are gone. */
+  get #pruneAfterMs(): number {
+    return Math.max(60_000, 10 * this.#claimMs, 10 * this.#pollMs);
+  }
+
   async #take(): Promise<void> {
+    const now = this.#clock.now();
+    if (now - this.#prunedAt >= this.#pruneAfterMs) {
+      this.#prunedAt = now;
+      await this.#redis.tsObPrune(this.#s, GROUP, this.#me, String(this.#pruneAfterMs));
+    }
     const [cursor, claimed, fresh] = await this.#redis.tsObTake(
       this.#s,
       GROUP,

@@ -11,7 +11,7 @@
  * @module
  */
 import { hostname } from 'node:os';
-import { Redis, type RedisOptions } from 'ioredis';
+import { type Cluster, Redis, type RedisOptions } from 'ioredis';
 import { InvalidOptionError, type QueuedWrite, type WriteQueueStore } from 'tripswitch';
 
 /**
@@ -31,8 +31,8 @@ export interface RedisWriteStoreOptions {
   name: string;
   /** @default 'redis://127.0.0.1:6379' */
   url?: string;
-  /** An ioredis client to use instead of `url` (not closed by the store). */
-  client?: Redis;
+  /** An ioredis client (a `Cluster` too) to use instead of `url` (not closed by the store). */
+  client?: Redis | Cluster;
   /** @default 'tripswitch' */
   prefix?: string;
   /** Bound on each command; an append that takes longer is reported as not stored. @default 2_000 */
@@ -59,7 +59,7 @@ class RedisWriteStore<T> implements WriteQueueStore<T> {
   readonly #lock: string;
   readonly #ttl: number;
   readonly #token = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
-  readonly #redis: Redis & Scripts;
+  readonly #redis: (Redis | Cluster) & Scripts;
   readonly #owns: boolean;
   /** Write id -> stream entry id, for XDEL. */
   readonly #entries = new Map<string, string>();
@@ -100,7 +100,7 @@ class RedisWriteStore<T> implements WriteQueueStore<T> {
     if (options.client !== undefined) {
       if (typeof (options.client as { xadd?: unknown }).xadd !== 'function')
         throw new InvalidOptionError(OWNER, 'client', 'an ioredis client', options.client);
-      this.#redis = options.client as Redis & Scripts;
+      this.#redis = options.client as (Redis | Cluster) & Scripts;
       this.#owns = false;
     } else {
       this.#redis = new Redis(options.url ?? 'redis://127.0.0.1:6379', connection) as Redis & Scripts;
@@ -138,11 +138,14 @@ class RedisWriteStore<T> implements WriteQueueStore<T> {
     if (r.status === 'ready') return;
     if (r.status === 'wait') await r.connect().catch(() => {});
     if ((r.status as string) === 'ready') return;
+    // A Cluster client keeps the per-node options (connectTimeout) under redisOptions.
+    const o = r.options as RedisOptions & { redisOptions?: RedisOptions };
+    const ms = o.connectTimeout ?? o.redisOptions?.connectTimeout ?? 1_000;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         r.off('ready', onReady);
-        reject(new Error(`${OWNER}: Redis did not answer within ${r.options.connectTimeout ?? 0} ms`));
-      }, r.options.connectTimeout ?? 1_000);
+        reject(new Error(`${OWNER}: Redis did not answer within ${ms} ms`));
+      }, ms);
       const onReady = () => {
         clearTimeout(timer);
         resolve();
