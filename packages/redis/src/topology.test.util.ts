@@ -296,12 +296,21 @@ function parseClusterNodes(text: unknown): ClusterNodeInfo[] {
 export class RedisCluster {
   readonly ports: readonly number[];
   readonly nodeTimeoutMs: number;
+  /** Masters serving slots (a failover keeps the count: a replica takes its master's place). */
+  readonly masters: number;
   readonly #procs: Processes;
   readonly #busPorts: Map<number, number>;
   readonly #killed = new Set<number>();
 
-  private constructor(procs: Processes, ports: number[], busPorts: number[], nodeTimeoutMs: number) {
+  private constructor(
+    procs: Processes,
+    ports: number[],
+    busPorts: number[],
+    nodeTimeoutMs: number,
+    masters: number,
+  ) {
     this.#procs = procs;
+    this.masters = masters;
     this.ports = ports;
     this.#busPorts = new Map(ports.map((p, i) => [p, busPorts[i]!]));
     this.nodeTimeoutMs = nodeTimeoutMs;
@@ -318,7 +327,7 @@ export class RedisCluster {
     const procs = new Processes('cluster');
     try {
       const ports = await freePorts(2 * n);
-      const cluster = new RedisCluster(procs, ports.slice(0, n), ports.slice(n), nodeTimeout);
+      const cluster = new RedisCluster(procs, ports.slice(0, n), ports.slice(n), nodeTimeout, masters);
       await bounded('RedisCluster.start', options.startTimeoutMs ?? 30_000, procs, async () => {
         for (const port of cluster.ports) cluster.#spawn(port);
         await Promise.all(
@@ -371,22 +380,31 @@ export class RedisCluster {
     this.#procs.spawn(port, args);
   }
 
-  /** Every live node: state ok, knows `expectLive` non-failed nodes, every live replica's link up. */
+  /**
+   * Every live node: state ok with all slots served, and the same picture of the cluster (`expectLive`
+   * healthy nodes, of which `masters` masters serve slots and the rest are replicas); every live
+   * replica's link to its master up. Gossip spreads roles node by node, so one node's view is not enough.
+   */
   async #converged(expectLive: number): Promise<void> {
     const live = this.ports.filter((p) => !this.#killed.has(p));
     await waitFor(
       async () => {
         for (const port of live) {
           const info = parseInfo(await tryAsk(port, ['CLUSTER', 'INFO']));
-          if (info.cluster_state !== 'ok') return false;
-          const nodes = parseClusterNodes(await tryAsk(port, ['CLUSTER', 'NODES']));
-          if (nodes.filter((x) => !x.failed).length !== expectLive) return false;
+          if (info.cluster_state !== 'ok' || info.cluster_slots_ok !== '16384') return false;
+          const healthy = parseClusterNodes(await tryAsk(port, ['CLUSTER', 'NODES'])).filter(
+            (x) => !x.failed,
+          );
+          if (healthy.length !== expectLive) return false;
+          const serving = healthy.filter((x) => x.role === 'master' && x.slots.length > 0).length;
+          const replicas = healthy.filter((x) => x.role === 'replica').length;
+          if (serving !== this.masters || replicas !== expectLive - this.masters) return false;
           const me = parseInfo(await tryAsk(port, ['INFO', 'replication']));
           if (me.role === 'slave' && me.master_link_status !== 'up') return false;
         }
         return true;
       },
-      `every cluster node (${live.join(', ')}) to report cluster_state:ok with ${expectLive} healthy nodes and replicas in sync`,
+      `every cluster node (${live.join(', ')}) to report cluster_state:ok with ${expectLive} healthy nodes (${this.masters} masters) and replicas in sync`,
       Math.max(20_000, this.nodeTimeoutMs * 20),
       50,
     );
