@@ -109,12 +109,19 @@ export async function openListener(
       socket.destroy();
       return;
     }
-    // Node would answer 431 for oversized headers; every malformed request gets 400 here, and
-    // the connection always closes (a desynchronised parser must not read another request).
+    // Headers too large (in bytes, or in count where the parser limits it, as Node 22+ does) are
+    // 431; every other malformed request is 400; the connection always closes (a desynchronised
+    // parser must not read another request).
     const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const overflow = err.code === 'HPE_HEADER_OVERFLOW';
+    const status = timeout
+      ? '408 Request Timeout'
+      : overflow
+        ? '431 Request Header Fields Too Large'
+        : '400 Bad Request';
     const body = timeout ? 'request timeout\n' : `bad request: ${String(err.code ?? 'malformed')}\n`;
     socket.end(
-      `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
     );
   });
   await new Promise<void>((resolve, reject) => {
