@@ -33,7 +33,7 @@ const count = () =>
   circuitBreaker({
     trip: {
       kind: 'count',
-      window: config.count.window,
+      windowSize: config.count.window,
       minimumCalls: config.count.minimumCalls,
       failureRateThreshold: config.count.failureRate,
     },

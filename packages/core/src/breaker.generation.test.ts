@@ -129,7 +129,7 @@ describe('circuitBreaker: an outcome belongs to the period that admitted it', ()
   });
 
   it('a stale failure does not land in a count window after reset()', async () => {
-    const { b } = setup('none', { trip: { kind: 'count', window: 4, minimumCalls: 2 } });
+    const { b } = setup('none', { trip: { kind: 'count', windowSize: 4, minimumCalls: 2 } });
     const call = hang(b, undefined);
     b.reset();
     await call.fail();

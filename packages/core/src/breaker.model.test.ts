@@ -285,7 +285,7 @@ function breakerFor(c: Config, clock: TestClock): CircuitBreaker {
             }
           : {
               kind: 'count',
-              window: c.rule.window,
+              windowSize: c.rule.window,
               minimumCalls: c.rule.minimumCalls,
               failureRateThreshold: c.rule.rate,
             },
@@ -531,7 +531,7 @@ describe('circuitBreaker: model-based property test', () => {
             kind === 'consecutive'
               ? { kind, threshold }
               : kind === 'count'
-                ? { kind, window: 5, minimumCalls: threshold }
+                ? { kind, windowSize: 5, minimumCalls: threshold }
                 : kind === 'time'
                   ? { kind, windowMs: 100, buckets: 4, minimumCalls: threshold }
                   : { kind, windowMs: 100, predicate: (c) => c.failures >= threshold };

@@ -453,9 +453,9 @@ describe('circuitBreaker: manual states', () => {
     ]);
   });
 
-  it('close() forces closed (disabled): admits everything and never opens', async () => {
+  it('forceClose() forces closed (disabled): admits everything and never opens', async () => {
     const { b } = make({ trip: { kind: 'consecutive', threshold: 1 } });
-    b.close();
+    b.forceClose();
     await fail(b, 10);
     assert.equal(b.state, 'disabled');
     assert.equal(b.stats().failures, 10);
@@ -474,6 +474,33 @@ describe('circuitBreaker: manual states', () => {
     assert.equal(b.state, 'metrics-only');
     assert.equal(failures, 5);
     assert.deepEqual(would, ['consecutive-failures', 'consecutive-failures']);
+  });
+
+  it('close() is the deprecated alias of forceClose()', () => {
+    const { b, changes } = make();
+    b.close();
+    assert.equal(b.state, 'disabled');
+    assert.deepEqual(changes, ['closed->disabled:forced-closed']);
+  });
+
+  it('the metricsOnly option starts a dry run: never rejects, reports wouldOpen; reset() makes it real', async () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 1 }, metricsOnly: true });
+    const would: string[] = [];
+    b.on('wouldOpen', (e) => would.push(e.reason));
+    assert.equal(b.state, 'metrics-only');
+    await fail(b, 2);
+    assert.deepEqual(would, ['consecutive-failures', 'consecutive-failures']);
+    b.reset();
+    await fail(b);
+    assert.equal(b.state, 'open');
+  });
+
+  it('the deprecated count-window name `window` still works', async () => {
+    const { b } = make({ trip: { kind: 'count', window: 2, minimumCalls: 2 } });
+    await succeed(b, 5);
+    await fail(b);
+    assert.equal(b.state, 'open', '1 of the last 2 = 50%');
+    assert.equal(b.stats().windowCalls, 2);
   });
 
   it('reset() of an open breaker forgets the backoff', async () => {
@@ -518,11 +545,11 @@ describe('circuitBreaker: toJSON / initialState', () => {
   });
 
   it('restores the count window', () => {
-    const { b, clock } = make({ trip: { kind: 'count', window: 10, minimumCalls: 4 } });
+    const { b, clock } = make({ trip: { kind: 'count', windowSize: 10, minimumCalls: 4 } });
     for (let i = 0; i < 3; i++) b.acquire().failure();
     const c = circuitBreaker({
       clock,
-      trip: { kind: 'count', window: 10, minimumCalls: 4 },
+      trip: { kind: 'count', windowSize: 10, minimumCalls: 4 },
       initialState: b.toJSON(),
     });
     assert.equal(c.stats().windowFailures, 3);
@@ -614,7 +641,12 @@ describe('circuitBreaker: store hook', () => {
   it('requestProbe() false keeps it open without a new period, and it asks again on the next call', async () => {
     let allow = false;
     const { store, log } = fakeStore({ probe: () => allow });
-    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 100 });
+    const { b, clock } = make({
+      name: 'stored',
+      store,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 100,
+    });
     await fail(b);
     const until = b.nextAttemptAt;
     clock.advance(100);
@@ -649,7 +681,12 @@ describe('circuitBreaker: store hook', () => {
         detach: () => {},
       }),
     };
-    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 100 });
+    const { b, clock } = make({
+      name: 'stored',
+      store,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 100,
+    });
     await fail(b);
     clock.advance(100);
     let ran = 0;
@@ -676,7 +713,12 @@ describe('circuitBreaker: store hook', () => {
         detach: () => {},
       }),
     };
-    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 100 });
+    const { b, clock } = make({
+      name: 'stored',
+      store,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 100,
+    });
     await fail(b);
     clock.advance(100);
     const refused = b.execute(ok);
@@ -716,7 +758,7 @@ describe('circuitBreaker: store hook', () => {
         };
       },
     };
-    const { b, clock } = make({ store });
+    const { b, clock } = make({ name: 'stored', store });
     let ran = 0;
     const calls = [b.execute(() => ++ran), b.execute(() => ++ran)];
     await Promise.resolve();
@@ -742,7 +784,7 @@ describe('circuitBreaker: store hook', () => {
     const waiting: import('./index.js').BreakerStore = {
       attach: () => ({ onTransition: () => {}, untilSynced: () => pending, detach: () => {} }),
     };
-    const { b } = make({ store: waiting });
+    const { b } = make({ name: 'stored', store: waiting });
     const ac = new AbortController();
     const call = b.execute(ok, ac.signal);
     await Promise.resolve();
@@ -760,12 +802,12 @@ describe('circuitBreaker: store hook', () => {
         detach: () => {},
       }),
     };
-    assert.equal(await make({ store: throwing }).b.execute(ok), 'ok');
+    assert.equal(await make({ name: 'stored', store: throwing }).b.execute(ok), 'ok');
   });
 
   it('applyRemote applies a state without publishing it back; open->open moves the deadline silently', async () => {
     const { store, log, handle } = fakeStore();
-    const { b, clock, changes } = make({ store, openDuration: 100 });
+    const { b, clock, changes } = make({ name: 'stored', store, openDuration: 100 });
     const h = handle();
     h.applyRemote({ state: 'open', openUntil: clock.now() + 5000, reason: 'remote-trip' });
     assert.equal(b.state, 'open');
@@ -795,7 +837,12 @@ describe('circuitBreaker: store hook', () => {
         detach: () => {},
       }),
     };
-    const { b, clock } = make({ store, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 10 });
+    const { b, clock } = make({
+      name: 'stored',
+      store,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 10,
+    });
     await fail(b);
     assert.equal(b.state, 'open');
     clock.advance(10);
@@ -817,7 +864,7 @@ describe('circuitBreaker: option validation', () => {
       'circuitBreaker: option "trip.kind" must be one of "consecutive", "count", "time", "custom", got "nope"',
     ],
     [
-      { trip: { kind: 'count', window: 10, minimumCalls: 11 } },
+      { trip: { kind: 'count', windowSize: 10, minimumCalls: 11 } },
       'circuitBreaker: option "trip.minimumCalls" must be an integer >= 1 and <= 10, got 11',
     ],
     [
@@ -867,8 +914,21 @@ describe('circuitBreaker: option validation', () => {
     ],
     [{ store: {} as never }, 'circuitBreaker: option "store" must be a BreakerStore with attach(), got {}'],
     [
+      { store: { attach: () => ({ onTransition() {}, detach() {} }) } },
+      'circuitBreaker: option "name" must be a name when store is given (breakers on one store are told apart by name), got undefined',
+    ],
+    [{ metricsOnly: 1 as never }, 'circuitBreaker: option "metricsOnly" must be true or false, got 1'],
+    [
+      { trip: { kind: 'count', window: 10, windowSize: 10 } },
+      'circuitBreaker: option "trip.window" must be absent when windowSize is given (window is its deprecated name), got 10',
+    ],
+    [
+      { trip: { kind: 'count', windowSize: 0 } },
+      'circuitBreaker: option "trip.windowSize" must be an integer >= 1 and <= 1000000, got 0',
+    ],
+    [
       { timeout: 5 } as never,
-      'circuitBreaker: option "timeout" must be one of the known options (name, clock, trip, openDuration, halfOpen, eagerHalfOpen, isFailure, isResultFailure, isNeutral, initialState, store), got 5',
+      'circuitBreaker: option "timeout" must be one of the known options (name, clock, trip, openDuration, halfOpen, eagerHalfOpen, isFailure, isResultFailure, isNeutral, initialState, store, metricsOnly), got 5',
     ],
   ];
   for (const [opts, message] of cases)
@@ -896,7 +956,7 @@ describe('circuitBreaker: idle cost', () => {
           kind === 0
             ? { kind: 'consecutive', threshold: 1 }
             : kind === 1
-              ? { kind: 'count', window: 10, minimumCalls: 1 }
+              ? { kind: 'count', windowSize: 10, minimumCalls: 1 }
               : { kind: 'time', windowMs: 1_000, minimumCalls: 1 },
         openDuration: 100,
       });

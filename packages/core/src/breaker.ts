@@ -150,7 +150,10 @@ export type ErrorClass = abstract new (...args: any[]) => unknown;
  * ```
  */
 export interface CircuitBreakerOptions {
-  /** Name in events, errors, metrics and the store. @default 'default' */
+  /**
+   * Name in events, errors, metrics and the store. Required with `store`: breakers sharing a store
+   * are told apart by name, so two unnamed ones would share one state. @default 'default'
+   */
   name?: string;
   /** Source of time and timers. @default systemClock */
   clock?: Clock;
@@ -167,7 +170,12 @@ export interface CircuitBreakerOptions {
    * rethrown but count as successes (the dependency answered). @default every error
    */
   isFailure?: ((err: unknown) => boolean) | readonly ErrorClass[];
-  /** Which resolved values count as failures (e.g. `(r) => r.status >= 500`). @default none */
+  /**
+   * Which resolved values count as failures (e.g. `(r) => r.status >= 500`). Such a call still
+   * resolves with its value (the breaker counts it, it does not turn it into an error), so to tell
+   * from the caller, apply the same predicate to the value; the breaker's `failure` event carries
+   * the value as its `error`. @default none
+   */
   isResultFailure?: (result: unknown) => boolean;
   /**
    * Errors that count as neither success nor failure; the permit is given back. @default the
@@ -176,8 +184,14 @@ export interface CircuitBreakerOptions {
   isNeutral?: (err: unknown, ctx: PolicyContext) => boolean;
   /** State to start from, from `toJSON()` (a half-open snapshot restores as open). @default closed */
   initialState?: BreakerSnapshot;
-  /** Shared state (for example `@tripswitch/redis`). @default none */
+  /** Shared state (for example `@tripswitch/redis`); needs a `name`. @default none */
   store?: BreakerStore;
+  /**
+   * Start in `metrics-only` (a dry run: counts, events and `wouldOpen`, never a rejection), as
+   * `metricsOnly()` does; `reset()` later makes it a real breaker. Overrides `initialState`'s
+   * state. @default false
+   */
+  metricsOnly?: boolean;
 }
 
 /**
@@ -398,7 +412,12 @@ export interface CircuitBreaker extends Policy<BreakerContext>, BreakerHandle {
   acquire(): Permit;
   /** Forced open until `reset()` (or another manual state). */
   isolate(): void;
-  /** Forced closed (`disabled`): admits everything, never opens. */
+  /** Forced closed (state `disabled`): admits everything and never opens, until `reset()`. */
+  forceClose(): void;
+  /**
+   * Forced closed: the old name of {@link CircuitBreaker.forceClose}.
+   * @deprecated Use `forceClose()` (renamed in 0.2: `close()` read like `reset()`); removed in 0.3.
+   */
   close(): void;
   /** Back to `closed` with clean counts. */
   reset(): void;
@@ -538,6 +557,7 @@ const KNOWN = [
   'isNeutral',
   'initialState',
   'store',
+  'metricsOnly',
 ] as const;
 
 /** The lean path's settle handlers, made once per period. */
@@ -593,6 +613,8 @@ class Breaker implements CircuitBreaker {
   readonly #cfg: ColdConfig;
   /** The rule tracks slow calls, so every call needs its duration. */
   readonly #timed: boolean;
+  /** A call longer than this is slow (Infinity: the rule does not track slow calls). */
+  readonly #slowAfter: number;
 
   #state = CLOSED;
   /** Bumped on every transition: outcomes of calls admitted in an earlier period do not drive this one. */
@@ -628,6 +650,7 @@ class Breaker implements CircuitBreaker {
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
     this.#rule = createTripRule(v, OWNER, o.trip, this.#clock);
     this.#timed = this.#rule.slowCallDuration !== undefined;
+    this.#slowAfter = this.#rule.slowCallDuration ?? Number.POSITIVE_INFINITY;
     const open = parseOpenDuration(v, o.openDuration);
     const h = v.optionalObject('halfOpen', o.halfOpen) ?? {};
     rejectUnknownKeys(
@@ -656,10 +679,16 @@ class Breaker implements CircuitBreaker {
       isNeutral: v.optionalFunction('isNeutral', o.isNeutral),
     });
     if (o.initialState !== undefined) this.#restore(v, o.initialState);
+    // Before the store is attached: a dry run from the start, nothing to publish.
+    if (v.optionalBoolean('metricsOnly', o.metricsOnly) === true)
+      this.#transition(METRICS, 'metrics-only', true, undefined);
     if (o.store !== undefined) {
       const store = o.store as BreakerStore;
       if (typeof store !== 'object' || store === null || typeof store.attach !== 'function')
         v.fail('store', 'a BreakerStore with attach()', o.store);
+      // Unnamed breakers would all be 'default' on the store and share one state.
+      if (o.name === undefined)
+        v.fail('name', 'a name when store is given (breakers on one store are told apart by name)', o.name);
       const session = store.attach(this);
       if (typeof session !== 'object' || session === null || typeof session.onTransition !== 'function')
         v.fail('store', 'a BreakerStore whose attach() returns a StoreSession', o.store);
@@ -1026,26 +1055,19 @@ class Breaker implements CircuitBreaker {
    * half-open verdict.
    */
   _outcome(failure: boolean, error: unknown, start: number, gen: number, probe: boolean): void {
+    // Kept small enough for V8 to inline into the lean path's handlers: the rare cases (listeners,
+    // a store, states other than closed) are calls out.
     this.#inFlight--;
-    const rule = this.#rule;
-    let duration = 0;
-    let slow = false;
     // NaN: nothing needed the call's duration when it was admitted.
-    if (!Number.isNaN(start)) {
-      duration = this.#clock.now() - start;
-      if (rule.slowCallDuration !== undefined && duration > rule.slowCallDuration) {
-        slow = true;
-        this.#slowCalls++;
-      }
-    }
+    const duration = Number.isNaN(start) ? 0 : this.#clock.now() - start;
+    const slow = duration > this.#slowAfter;
+    if (slow) this.#slowCalls++;
     if (failure) {
       this.#failures++;
-      if (this.#events?.has('failure') === true || channels.failure.hasSubscribers)
-        this.#emitFailure(error, duration);
+      if (this.#events !== undefined || channels.failure.hasSubscribers) this.#emitFailure(error, duration);
     } else {
       this.#successes++;
-      if (this.#events?.has('success') === true || channels.success.hasSubscribers)
-        this.#emitSuccess(duration);
+      if (this.#events !== undefined || channels.success.hasSubscribers) this.#emitSuccess(duration);
     }
     // Admitted in an earlier period (or a listener above ended this one): it does not drive this one.
     if (gen !== this.#gen) return;
@@ -1053,12 +1075,17 @@ class Breaker implements CircuitBreaker {
       this.#consecutive++;
       this.#lastFailure = error;
     } else this.#consecutive = 0;
-    if (this.#session?.onOutcome !== undefined) this.#publishOutcome(failure, slow);
-    const state = this.#state;
-    if (state === CLOSED) {
-      const code = rule.record(failure, slow, this.#consecutive);
+    if (this.#session !== undefined) this.#publishOutcome(failure, slow);
+    if (this.#state === CLOSED) {
+      const code = this.#rule.record(failure, slow, this.#consecutive);
       if (code !== 0) this.#trip(code);
-    } else if (state === HALF) {
+    } else this.#outcomeOutsideClosed(failure, slow, probe);
+  }
+
+  /** An outcome of the current period in half-open, metrics-only or forced closed. */
+  #outcomeOutsideClosed(failure: boolean, slow: boolean, probe: boolean): void {
+    const state = this.#state;
+    if (state === HALF) {
       if (!probe) return;
       const ep = this.#ep!;
       ep.probes--;
@@ -1066,6 +1093,7 @@ class Breaker implements CircuitBreaker {
       else ep.probeSuccesses++;
       this.#judgeProbes(ep);
     } else if (state === METRICS) {
+      const rule = this.#rule;
       const code = rule.record(failure, slow, this.#consecutive);
       if (code !== 0) {
         if (this.#events?.has('wouldOpen'))
@@ -1117,22 +1145,24 @@ class Breaker implements CircuitBreaker {
   }
 
   #publishOutcome(failure: boolean, slow: boolean): void {
+    const s = this.#session!;
+    if (s.onOutcome === undefined) return;
     try {
-      this.#session!.onOutcome!(
-        failure ? (slow ? 'slow-failure' : 'failure') : slow ? 'slow-success' : 'success',
-      );
+      s.onOutcome(failure ? (slow ? 'slow-failure' : 'failure') : slow ? 'slow-success' : 'success');
     } catch {
       // the store's problem, not the caller's
     }
   }
 
   #emitSuccess(duration: number): void {
+    if (this.#events?.has('success') !== true && !channels.success.hasSubscribers) return;
     const e = { name: this.name, duration };
     this.#events?.emit('success', e);
     if (channels.success.hasSubscribers) channels.success.publish(e);
   }
 
   #emitFailure(error: unknown, duration: number): void {
+    if (this.#events?.has('failure') !== true && !channels.failure.hasSubscribers) return;
     const e = { name: this.name, error, duration };
     this.#events?.emit('failure', e);
     if (channels.failure.hasSubscribers) channels.failure.publish(e);
@@ -1277,8 +1307,12 @@ class Breaker implements CircuitBreaker {
     this.#transition(ISOLATED, 'isolated', true, undefined);
   }
 
-  close(): void {
+  forceClose(): void {
     this.#transition(DISABLED, 'forced-closed', true, undefined);
+  }
+
+  close(): void {
+    this.forceClose();
   }
 
   metricsOnly(): void {
@@ -1490,7 +1524,7 @@ function parseIsFailure(v: Validator, raw: unknown): ((err: unknown) => boolean)
  *
  * const payments = circuitBreaker({
  *   name: 'payments',
- *   trip: { kind: 'count', window: 50, minimumCalls: 10, failureRateThreshold: 0.5 },
+ *   trip: { kind: 'count', windowSize: 50, minimumCalls: 10, failureRateThreshold: 0.5 },
  *   openDuration: { base: 5_000, max: 60_000 },
  *   isResultFailure: (r) => (r as Response).status >= 500,
  * });

@@ -243,7 +243,7 @@ class Registry implements BreakerRegistry {
  * @example
  * ```ts
  * const breakers = breakerRegistry({
- *   defaults: { trip: { kind: 'count', window: 50, minimumCalls: 10 } },
+ *   defaults: { trip: { kind: 'count', windowSize: 50, minimumCalls: 10 } },
  *   overrides: { payments: { openDuration: 60_000 } },
  *   maxSize: 1_000,
  *   idleEvictMs: 10 * 60_000,

@@ -25,7 +25,7 @@ describe('trip rule: count window', () => {
   it('waits for minimumCalls, then opens at the failure-rate threshold', () => {
     const { b, clock, reasons } = make({
       kind: 'count',
-      window: 10,
+      windowSize: 10,
       minimumCalls: 4,
       failureRateThreshold: 0.5,
     });
@@ -37,7 +37,7 @@ describe('trip rule: count window', () => {
   });
 
   it('judges only the last N calls (old failures slide out)', () => {
-    const { b, clock } = make({ kind: 'count', window: 4, minimumCalls: 4, failureRateThreshold: 0.75 });
+    const { b, clock } = make({ kind: 'count', windowSize: 4, minimumCalls: 4, failureRateThreshold: 0.75 });
     record(b, clock, 2, true); // F F
     record(b, clock, 2, false); // F F S S -> 50%
     assert.equal(b.state, 'closed');
@@ -53,7 +53,12 @@ describe('trip rule: count window', () => {
   });
 
   it('slow-call rate alone (slowCallDuration only) ignores failures', () => {
-    const { b, clock, reasons } = make({ kind: 'count', window: 4, minimumCalls: 4, slowCallDuration: 100 });
+    const { b, clock, reasons } = make({
+      kind: 'count',
+      windowSize: 4,
+      minimumCalls: 4,
+      slowCallDuration: 100,
+    });
     record(b, clock, 4, true, 10);
     assert.equal(b.state, 'closed', 'failures do not count for a slow-call-only rule');
     record(b, clock, 4, false, 101);
@@ -65,7 +70,7 @@ describe('trip rule: count window', () => {
   it('slow-call rate together with the failure rate', () => {
     const { b, clock, reasons } = make({
       kind: 'count',
-      window: 10,
+      windowSize: 10,
       minimumCalls: 4,
       failureRateThreshold: 0.5,
       slowCallRateThreshold: 0.5,
@@ -86,7 +91,7 @@ describe('trip rule: count window', () => {
   });
 
   it('a call exactly at slowCallDuration is not slow', () => {
-    const { b, clock } = make({ kind: 'count', window: 2, minimumCalls: 1, slowCallDuration: 100 });
+    const { b, clock } = make({ kind: 'count', windowSize: 2, minimumCalls: 1, slowCallDuration: 100 });
     record(b, clock, 1, false, 100);
     assert.equal(b.state, 'closed');
     assert.equal(b.stats().slowCalls, 0);
@@ -220,7 +225,7 @@ describe('trip rule: custom predicate', () => {
   });
 
   it('over the last N calls', () => {
-    const { b, clock } = make({ kind: 'custom', window: 3, predicate: (c) => c.failures === 3 });
+    const { b, clock } = make({ kind: 'custom', windowSize: 3, predicate: (c) => c.failures === 3 });
     record(b, clock, 2, true);
     record(b, clock, 1, false);
     record(b, clock, 2, true);
@@ -273,7 +278,7 @@ describe('open duration', () => {
 describe('trip rules: judging restored windows', () => {
   it('a restored window over the threshold trips on the next outcome, even a success', () => {
     for (const trip of [
-      { kind: 'count', window: 10, minimumCalls: 4, failureRateThreshold: 0.9 },
+      { kind: 'count', windowSize: 10, minimumCalls: 4, failureRateThreshold: 0.9 },
       { kind: 'time', windowMs: 10_000, minimumCalls: 4, failureRateThreshold: 0.9 },
     ] as const) {
       const { b, clock } = make(trip);
@@ -314,7 +319,12 @@ describe('trip rules: time window after buckets leave', () => {
 
 describe('slow calls through execute', () => {
   it('measures each call from admission and counts it slow past slowCallDuration', async () => {
-    const { b, clock, reasons } = make({ kind: 'count', window: 4, minimumCalls: 2, slowCallDuration: 100 });
+    const { b, clock, reasons } = make({
+      kind: 'count',
+      windowSize: 4,
+      minimumCalls: 2,
+      slowCallDuration: 100,
+    });
     const slowCall = () =>
       b.execute(async () => {
         clock.advance(150);
@@ -329,7 +339,7 @@ describe('slow calls through execute', () => {
   });
 
   it('stats totals never go backwards (reset clears the window, not the counters)', async () => {
-    const { b, clock } = make({ kind: 'count', window: 4, minimumCalls: 4 });
+    const { b, clock } = make({ kind: 'count', windowSize: 4, minimumCalls: 4 });
     record(b, clock, 2, true);
     record(b, clock, 1, false);
     b.reset();

@@ -29,18 +29,20 @@ export interface ConsecutiveTripOptions {
 }
 
 /**
- * Trip on the failure (or slow-call) rate over the last `window` calls.
+ * Trip on the failure (or slow-call) rate over the last `windowSize` calls.
  *
  * @example
  * ```ts
- * circuitBreaker({ trip: { kind: 'count', window: 100, minimumCalls: 20, failureRateThreshold: 0.5 } });
+ * circuitBreaker({ trip: { kind: 'count', windowSize: 100, minimumCalls: 20, failureRateThreshold: 0.5 } });
  * ```
  */
 export interface CountTripOptions {
   kind: 'count';
-  /** Number of most recent calls judged. @default 100 */
+  /** Number of most recent calls judged (the count window's size; a time window has `windowMs`). @default 100 */
+  windowSize?: number;
+  /** @deprecated Renamed `windowSize` (0.2); accepted until 0.3. */
   window?: number;
-  /** No trip before this many calls are in the window (at most `window`). @default 20 */
+  /** No trip before this many calls are in the window (at most `windowSize`). @default 20 */
   minimumCalls?: number;
   /**
    * Failure rate in (0, 1] at or over which the breaker opens. @default 0.5, or off when only
@@ -107,7 +109,7 @@ export interface TripCounts {
 
 /**
  * Trip when `predicate(counts)` returns true. Counts cover a time window (`windowMs`), the last
- * `window` calls, or (neither given) every call since the breaker last closed.
+ * `windowSize` calls, or (neither given) every call since the breaker last closed.
  *
  * @example
  * ```ts
@@ -121,7 +123,9 @@ export interface CustomTripOptions {
   windowMs?: number;
   /** Buckets of the time window. @default 10 */
   buckets?: number;
-  /** Count over the last `window` calls (when `windowMs` is not given). @default undefined */
+  /** Count over the last `windowSize` calls (instead of `windowMs`). @default undefined */
+  windowSize?: number;
+  /** @deprecated Renamed `windowSize` (0.2); accepted until 0.3. */
   window?: number;
   /** A call taking longer than this many ms counts as slow. @default undefined */
   slowCallDuration?: number;
@@ -132,7 +136,7 @@ export interface CustomTripOptions {
  *
  * @example
  * ```ts
- * const trip: TripOptions = { kind: 'count', window: 50, slowCallDuration: 2_000, slowCallRateThreshold: 0.8 };
+ * const trip: TripOptions = { kind: 'count', windowSize: 50, slowCallDuration: 2_000, slowCallRateThreshold: 0.8 };
  * ```
  */
 export type TripOptions = ConsecutiveTripOptions | CountTripOptions | TimeTripOptions | CustomTripOptions;
@@ -358,22 +362,22 @@ class CountRule implements TripRule {
  * Reading the clock costs tens of nanoseconds (40-90 ns measured on the 2-core CI machine), more
  * than the rest of a call's bookkeeping, so a call does not read it. The index is re-read from the
  * clock when the unref'd timer armed for the bucket's end has fired, and in any case every
- * {@link RECHECK} calls: a busy event loop runs no timer, and without the count a stretch of
- * millions of calls would all land in the bucket where it started, then vanish from the window at
- * once (stats() showing an empty window while the rule had judged a full one). Reads (`stats()`)
- * always read the clock, and a read that finds the index behind makes the next call re-read it. One timer serves every breaker with
- * that bucket length, and nothing is armed without traffic, so idle breakers hold no timer.
+ * {@link RECHECK} calls: a busy event loop runs no timer, and without the
+ * count a stretch of millions of calls would all land in the bucket where it started, then vanish
+ * from the window at once (stats() showing an empty window while the rule had judged a full one).
+ * Reads (`stats()`) always read the clock, and a read that finds the index behind makes the next
+ * call re-read it. One timer serves every breaker with that bucket length, and nothing is armed
+ * without traffic, so idle breakers hold no timer.
  */
 class BucketTicker {
-  /** Current bucket index (time / bucketMs, floored); meaningful while `valid`. */
+  /** Current bucket index (time / bucketMs, floored), while `left` > 0. */
   index = 0;
-  valid = false;
-  /** Calls left before the clock is read again even though no timer fired. */
+  /** Calls left before the clock is read again; 0 once the bucket-end timer fired. */
   left = 0;
   /** The bucket-end timer is pending. */
   armed = false;
   readonly #tick = () => {
-    this.valid = false;
+    this.left = 0;
     this.armed = false;
   };
   constructor(
@@ -381,14 +385,10 @@ class BucketTicker {
     readonly bucketMs: number,
   ) {}
   current(): number {
-    if (this.valid && --this.left > 0) return this.index;
-    return this.at(this.clock.now());
-  }
-  /** Reads the clock: the index now, and a timer for the end of its bucket. */
-  at(now: number): number {
+    if (--this.left > 0) return this.index;
+    const now = this.clock.now();
     const idx = Math.floor(now / this.bucketMs);
     this.index = idx;
-    this.valid = true;
     this.left = RECHECK;
     if (!this.armed) {
       this.armed = true;
@@ -404,11 +404,14 @@ class BucketTicker {
    * timer is armed here: reading an idle breaker's stats must not leave one behind.)
    */
   seen(idx: number): void {
-    if (this.valid && idx > this.index) this.valid = false;
+    if (idx > this.index) this.left = 0;
   }
 }
 
-/** Calls between two clock reads of a busy time window (see {@link BucketTicker}). */
+/**
+ * Calls between two clock reads of a busy time window (see {@link BucketTicker}). Counted down on
+ * the shared ticker: measured cheaper than testing the window's own running total.
+ */
 const RECHECK = 32;
 
 const tickers = new WeakMap<Clock, Map<number, BucketTicker>>();
@@ -645,6 +648,7 @@ export function createTripRule(
         o,
         [
           'kind',
+          'windowSize',
           'window',
           'minimumCalls',
           'failureRateThreshold',
@@ -653,8 +657,7 @@ export function createTripRule(
         ],
         `${p}.`,
       );
-      const window =
-        v.optionalNumber(`${p}.window`, o.window, { min: 1, max: 1_000_000, integer: true }) ?? 100;
+      const window = windowSize(v, p, o) ?? 100;
       const minimumCalls =
         v.optionalNumber(`${p}.minimumCalls`, o.minimumCalls, { min: 1, max: window, integer: true }) ??
         Math.min(20, window);
@@ -713,7 +716,7 @@ export function createTripRule(
       rejectUnknownKeys(
         owner,
         o,
-        ['kind', 'predicate', 'windowMs', 'buckets', 'window', 'slowCallDuration'],
+        ['kind', 'predicate', 'windowMs', 'buckets', 'windowSize', 'window', 'slowCallDuration'],
         `${p}.`,
       );
       const predicate = v.optionalFunction<(c: Readonly<TripCounts>) => boolean>(
@@ -733,17 +736,27 @@ export function createTripRule(
       const windowMs = v.optionalNumber(`${p}.windowMs`, o.windowMs, { min: 1 });
       if (windowMs !== undefined) {
         if (!Number.isFinite(windowMs)) v.fail(`${p}.windowMs`, 'a finite number >= 1', windowMs);
+        if (o.windowSize !== undefined)
+          v.fail(`${p}.windowSize`, 'absent when windowMs is given', o.windowSize);
         if (o.window !== undefined) v.fail(`${p}.window`, 'absent when windowMs is given', o.window);
         const buckets =
           v.optionalNumber(`${p}.buckets`, o.buckets, { min: 1, max: 1000, integer: true }) ?? 10;
         return new TimeRule(intern({ ...base, size: buckets, bucketMs: windowMs / buckets }), clock);
       }
       if (o.buckets !== undefined) v.fail(`${p}.buckets`, 'absent unless windowMs is given', o.buckets);
-      const window = v.optionalNumber(`${p}.window`, o.window, { min: 1, max: 1_000_000, integer: true });
+      const window = windowSize(v, p, o);
       if (window !== undefined) return new CountRule(intern({ ...base, size: window, bucketMs: 0 }));
       return new TotalRule(intern({ ...base, size: 0, bucketMs: 0 }));
     }
   }
+}
+
+/** `windowSize`, or its deprecated name `window` (not both). */
+function windowSize(v: Validator, p: string, o: Record<string, unknown>): number | undefined {
+  if (o.window !== undefined && o.windowSize !== undefined)
+    v.fail(`${p}.window`, 'absent when windowSize is given (window is its deprecated name)', o.window);
+  const key = o.windowSize === undefined && o.window !== undefined ? 'window' : 'windowSize';
+  return v.optionalNumber(`${p}.${key}`, o[key], { min: 1, max: 1_000_000, integer: true });
 }
 
 function rates(

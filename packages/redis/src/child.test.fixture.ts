@@ -95,7 +95,7 @@ async function handle(req: Request): Promise<unknown> {
       breaker!.isolate();
       return { state: breaker!.state };
     case 'close':
-      breaker!.close();
+      breaker!.forceClose();
       return { state: breaker!.state };
     case 'reset':
       breaker!.reset();

@@ -306,7 +306,7 @@ export async function startAdmin(sidecar: Sidecar, options: AdminOptions = {}): 
           return;
         }
         if (m[2] === 'open') c.breaker.isolate();
-        else if (m[2] === 'close') c.breaker.close();
+        else if (m[2] === 'close') c.breaker.forceClose();
         else c.breaker.reset();
         send(res, 200, JSON.stringify({ name: c.name, state: c.breaker.state }));
         return;

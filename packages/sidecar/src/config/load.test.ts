@@ -92,7 +92,7 @@ test('breaker options are judged by the library itself, reported at the breaker 
       '  - name: a',
       '    hosts: [127.0.0.1:1]',
       '    breaker:',
-      '      trip: { kind: count, window: 10, minimumCalls: 20, failureRateThreshold: 0.5 }',
+      '      trip: { kind: count, windowSize: 10, minimumCalls: 20, failureRateThreshold: 0.5 }',
     ].join('\n'),
   );
   assert.equal(ps.length, 1);

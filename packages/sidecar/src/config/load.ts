@@ -211,7 +211,7 @@ export function parseConfig(
         at(['clusters', i, 'circuit_breakers', 'thresholds', j], 'set max_retries or retry_budget, not both');
     });
     // The breaker block is circuitBreaker()'s options: let the library judge them, so the rules
-    // (e.g. minimumCalls <= window) live in one place.
+    // (e.g. minimumCalls <= windowSize) live in one place.
     if (c.breaker && c.breaker.enabled !== false) {
       try {
         circuitBreaker(breakerOptions(c.name, c.breaker, realClock)).dispose();

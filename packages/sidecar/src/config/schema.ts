@@ -53,6 +53,8 @@ const tripRule = {
   properties: {
     kind: { enum: ['consecutive', 'count', 'time'] },
     threshold: { type: 'integer', minimum: 1 },
+    windowSize: { type: 'integer', minimum: 1 },
+    /** Deprecated name of windowSize (core accepts it until 0.3). */
     window: { type: 'integer', minimum: 1 },
     windowMs: { type: 'integer', minimum: 1 },
     buckets: { type: 'integer', minimum: 1 },

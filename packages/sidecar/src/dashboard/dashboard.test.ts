@@ -66,7 +66,7 @@ describe('collector', () => {
     const b = circuitBreaker({
       name: 'a',
       clock,
-      trip: { kind: 'count', window: 10, minimumCalls: 10, failureRateThreshold: 1 },
+      trip: { kind: 'count', windowSize: 10, minimumCalls: 10, failureRateThreshold: 1 },
     });
     const c = new Collector({ breakers: () => [['a', b]] }, { clock, recentSeconds: 3 });
     c.start();
