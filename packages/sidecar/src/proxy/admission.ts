@@ -18,6 +18,8 @@ export interface Admittee {
   permit: Permit | undefined;
   /** The place in the pending queue while waiting. */
   waiter: Waiter | undefined;
+  /** A queued request got its slot (requests only; tunnels never wait). */
+  granted?(): void;
 }
 
 /** The outcome of {@link admit}. */
@@ -30,11 +32,11 @@ export function limiterFor(route: CompiledRoute, req: IncomingMessage, priorityH
 }
 
 /**
- * Takes a breaker permit and a slot of `lim`. `granted` (requests only) is called when a queued
- * request gets its slot; without it nothing waits. On `circuit-open` and `overloaded` nothing is
- * held (the permit taken is given back as neutral).
+ * Takes a breaker permit and a slot of `lim`. A request that finds no free slot waits in the
+ * pending queue when `who` has `granted()` (called with the slot); a tunnel does not. On
+ * `circuit-open` and `overloaded` nothing is held (the permit taken is given back as neutral).
  */
-export function admit(cluster: Cluster, lim: Limiter, who: Admittee, granted?: () => void): Admission {
+export function admit(cluster: Cluster, lim: Limiter, who: Admittee): Admission {
   const b = cluster.breaker;
   if (b !== undefined) {
     const p = b.tryAcquire();
@@ -44,7 +46,9 @@ export function admit(cluster: Cluster, lim: Limiter, who: Admittee, granted?: (
     }
     who.permit = p;
   }
-  const got = lim.acquire(granted);
+  if (lim.tryEnter()) return 'admitted';
+  // The callback is made only for a request that has to wait (no closure per request).
+  const got = lim.acquire(who.granted === undefined ? undefined : () => who.granted!());
   if (got === true) return 'admitted';
   if (got !== undefined) {
     who.waiter = got;

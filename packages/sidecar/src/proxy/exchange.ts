@@ -59,11 +59,6 @@ export class Exchange extends UpstreamHandler implements BodyState, RetryState {
   host: UpstreamHost | undefined;
   #headers: string[] | undefined;
   readonly random: () => number;
-  readonly #granted = (): void => {
-    this.waiter = undefined;
-    this.holdsSlot = true;
-    this.send();
-  };
 
   constructor(
     readonly proxy: ExchangeHost,
@@ -86,7 +81,7 @@ export class Exchange extends UpstreamHandler implements BodyState, RetryState {
 
   /** The admission filter (after the body filter). */
   admit(): void {
-    switch (admit(this.route.cluster, this.lim, this, this.#granted)) {
+    switch (admit(this.route.cluster, this.lim, this)) {
       case 'admitted':
         this.holdsSlot = true;
         this.send();
@@ -99,6 +94,13 @@ export class Exchange extends UpstreamHandler implements BodyState, RetryState {
       case 'overloaded':
         this.respondLocal(503, 'overloaded');
     }
+  }
+
+  /** Admission let a queued request in. */
+  granted(): void {
+    this.waiter = undefined;
+    this.holdsSlot = true;
+    this.send();
   }
 
   /** Sends one attempt to a host the balancer picks. */

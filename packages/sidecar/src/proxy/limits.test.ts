@@ -70,3 +70,20 @@ test('cancelled waiters do not pile up in the queue', () => {
   assert.equal(granted, 1);
   assert.equal(l.active, 1);
 });
+
+test('acquire(): a slot, else a place in the queue, else an overflow the limiter counts itself', () => {
+  const l = new Limiter({ priority: 'default', max_requests: 1, max_pending_requests: 1 });
+  assert.equal(l.acquire(undefined), true);
+  // Without a grant callback (a tunnel) nothing waits: refused and counted.
+  assert.equal(l.acquire(undefined), undefined);
+  assert.equal(l.pendingOverflow, 1);
+  let granted = 0;
+  const w = l.acquire(() => granted++);
+  assert.ok(w !== undefined && w !== true);
+  assert.equal(l.pending, 1);
+  assert.equal(l.acquire(() => granted++), undefined, 'the queue is full');
+  assert.equal(l.pendingOverflow, 2);
+  l.release();
+  assert.equal(granted, 1);
+  assert.deepEqual([l.active, l.pending], [1, 0]);
+});
