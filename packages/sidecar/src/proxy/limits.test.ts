@@ -81,7 +81,11 @@ test('acquire(): a slot, else a place in the queue, else an overflow the limiter
   const w = l.acquire(() => granted++);
   assert.ok(w !== undefined && w !== true);
   assert.equal(l.pending, 1);
-  assert.equal(l.acquire(() => granted++), undefined, 'the queue is full');
+  assert.equal(
+    l.acquire(() => granted++),
+    undefined,
+    'the queue is full',
+  );
   assert.equal(l.pendingOverflow, 2);
   l.release();
   assert.equal(granted, 1);
