@@ -6,10 +6,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { BreakerSnapshot } from 'tripswitch';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
+import { documentedAcl } from './acl.test.util.js';
 import { RedisServer, skipNoRedis, waitFor } from './server.test.util.js';
 import { type RedisStore, type RedisStoreOptions, redisStore } from './store.js';
 
@@ -29,16 +29,6 @@ class FakeBreaker implements BreakerHandle {
     const openUntil = openMs === undefined ? undefined : Date.now() + openMs;
     this.session.onTransition({ from, to, reason: 'test', openUntil });
   }
-}
-
-const docPath = fileURLToPath(new URL('../../../docs/redis.md', import.meta.url));
-
-/** The `ACL SETUSER` line docs/redis.md gives for `deployment` (standalone / cluster). */
-function documentedAcl(deployment: 'standalone' | 'cluster'): string[] {
-  const doc = readFileSync(docPath, 'utf8');
-  const m = doc.match(new RegExp(`<!-- acl:${deployment} -->\\s*\`\`\`\\w*\\n(ACL SETUSER [^\\n]+)\\n`));
-  assert.ok(m, `docs/redis.md has an ACL SETUSER line marked <!-- acl:${deployment} -->`);
-  return m[1]!.split(/\s+/).slice(3); // after "ACL SETUSER <user>"
 }
 
 function hasOpenssl(): boolean {

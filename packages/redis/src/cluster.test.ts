@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Cluster } from 'ioredis';
 import { type CircuitBreaker, circuitBreaker, isCircuitOpenError } from 'tripswitch';
+import { documentedAcl } from './acl.test.util.js';
 import { answers, uniquePrefix, waitFor } from './server.test.util.js';
 import { type RedisStore, type RedisStoreOptions, redisStore } from './store.js';
 import { ask, RedisCluster, skipNoCluster } from './topology.test.util.js';
@@ -70,6 +71,47 @@ describe('redisStore on a Redis Cluster', { skip: skipNoCluster, timeout: 180_00
     await b.close();
     assert.equal(own.status, 'ready');
     assert.equal(await own.hget(`${prefix}:{pay}:s`, 'st'), 'open');
+  });
+
+  test('a user limited to the documented cluster ACL (on every node) runs everything; ACL LOG stays empty', async () => {
+    const prefix = 'aclcl';
+    const rules = documentedAcl('cluster').map((r) =>
+      r.replaceAll('tripswitch:', `${prefix}:`).replace('>CHANGE-ME', '>acl-pw'),
+    );
+    for (const port of cluster.ports) {
+      await ask(port, ['ACL', 'SETUSER', 'tripswitch', ...rules]);
+      await ask(port, ['ACL', 'LOG', 'RESET']);
+    }
+    const limited = { username: 'tripswitch', password: 'acl-pw' };
+    const opts: RedisStoreOptions = { cluster: cluster.startupNodes, prefix, redisOptions: limited };
+    const [a, b] = [
+      await make({ ...opts, mode: 'fleet', flushIntervalMs: 5 }),
+      await make({ ...opts, mode: 'fleet', flushIntervalMs: 5 }),
+    ];
+    const [pa, pb] = [breaker(a!, 'pay'), breaker(b!, 'pay')];
+    await trip(pa);
+    await waitFor(() => pb.state === 'open', 'open propagated over sharded pub/sub', 5000);
+    pb.isolate();
+    await waitFor(() => pa.state === 'isolated', 'isolate propagated', 5000);
+    pa.reset();
+    await waitFor(() => pb.state === 'closed', 'reset propagated', 5000);
+    // fleet counting up to a fleet-wide trip (the breakers' own rule needs 3 in a row: alternate)
+    const [fa, fb] = [breaker(a!, 'agg'), breaker(b!, 'agg')];
+    for (let i = 0; i < 12; i++) {
+      await fa.execute(() => 'fine');
+      await fb
+        .execute(() => {
+          throw new Error('down');
+        })
+        .catch(() => {});
+    }
+    await waitFor(() => fa.state === 'open' && fb.state === 'open', 'fleet trip', 5000);
+    await a!.close();
+    await b!.close();
+    for (const port of cluster.ports) {
+      const log = (await ask(port, ['ACL', 'LOG'])) as unknown[];
+      assert.deepEqual(log, [], `commands refused on ${port}: ${JSON.stringify(log)}`);
+    }
   });
 
   test('a master killed mid-run: no call fails, and a trip made during the failover reaches everyone after it', async () => {
