@@ -391,6 +391,51 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     }
   });
 
+  test('fleet counts age out: the hash holds only buckets in the window, older ones are deleted', async () => {
+    const prefix = uniquePrefix('aging');
+    const s = await make({
+      prefix,
+      mode: 'fleet',
+      flushIntervalMs: 1,
+      fleet: { windowMs: 200, buckets: 2, minimumCalls: 1000 },
+    });
+    const b = attach(s, 'age');
+    const key = `${prefix}:{age}:c`;
+    const redis = new Redis(url);
+    // every field belongs to a bucket in (last - buckets, last], whatever the timing
+    const inWindow = async () => {
+      const h = await redis.hgetall(key);
+      const last = Number(h.last);
+      for (const f of Object.keys(h)) {
+        if (f === 'last') continue;
+        const bucket = Number(f.split(':')[0]);
+        assert.ok(bucket > last - 2 && bucket <= last, `field ${f} outside the window ending at ${last}`);
+      }
+      return h;
+    };
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    try {
+      for (let i = 0; i < 3; i++) b.session.onOutcome?.('failure');
+      await waitFor(async () => (await countsIn(redis, key)) === 3, 'first flush');
+      await pause(120); // at least one bucket (100 ms of Redis time) later
+      b.session.onOutcome?.('success');
+      await waitFor(
+        async () => (await redis.hexists(key, `${(await redis.hgetall(key)).last}:s`)) === 1,
+        'second',
+      );
+      await inWindow();
+      await pause(250); // more than the whole window later: everything before has left it
+      b.session.onOutcome?.('slow-success');
+      await waitFor(async () => (await countsIn(redis, key)) === 1, 'only the newest outcome is counted');
+      const h = await inWindow();
+      assert.deepEqual(Object.keys(h).sort(), [`${h.last}:ss`, 'last']);
+      const ttl = await redis.pttl(key);
+      assert.ok(ttl > 0 && ttl <= 300, `the hash expires after a window without flushes (${ttl} ms)`);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   test('a caller-supplied ioredis client is used, not closed, and left without our listeners', async () => {
     const client = new Redis(url);
     const before = ['error', 'close', 'ready'].map((e) => client.listenerCount(e));
