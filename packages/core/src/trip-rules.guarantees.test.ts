@@ -1,0 +1,296 @@
+/**
+ * Guarantees of the trip rules that no other test pins down (found by mutation testing): what
+ * leaves a window, what a reset clears, when a success must still be judged, and how a restored
+ * window is clamped to the rule it is restored into.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  type BreakerSnapshot,
+  type CircuitBreaker,
+  type CircuitBreakerOptions,
+  circuitBreaker,
+} from './index.js';
+import { TestClock } from './test-clock.js';
+
+function make(trip: CircuitBreakerOptions['trip']) {
+  const clock = new TestClock();
+  const b = circuitBreaker({ clock, trip, openDuration: 1_000 });
+  return { clock, b };
+}
+
+/** One call: `slow` calls take 200 ms (over a 100 ms slowCallDuration). */
+function call(b: CircuitBreaker, clock: TestClock, o: { slow?: boolean; failure?: boolean } = {}): void {
+  const p = b.acquire();
+  if (o.slow) clock.advance(200);
+  if (o.failure) p.failure(new Error('x'));
+  else p.success();
+}
+
+const slowCalls = (b: CircuitBreaker) => Math.round(b.stats().slowCallRate * b.stats().windowCalls);
+
+describe('trip rules: slow calls leave the window', () => {
+  it('count window: a slow call that slides out no longer counts (the slow-call rate can fall)', () => {
+    const { b, clock } = make({
+      kind: 'count',
+      windowSize: 4,
+      minimumCalls: 4,
+      slowCallDuration: 100,
+      slowCallRateThreshold: 0.75,
+    });
+    call(b, clock, { slow: true });
+    for (let i = 0; i < 3; i++) call(b, clock);
+    assert.equal(slowCalls(b), 1);
+    call(b, clock); // the slow call slides out
+    assert.equal(slowCalls(b), 0);
+    assert.equal(b.stats().slowCallRate, 0);
+    call(b, clock, { slow: true });
+    call(b, clock, { slow: true }); // 2 of the last 4
+    assert.equal(b.stats().slowCallRate, 0.5);
+    assert.equal(b.state, 'closed', 'a slow call counted forever would make it 3 of 4 = 75%');
+  });
+
+  it('count window: a failure that slides out no longer counts', () => {
+    const { b, clock } = make({ kind: 'count', windowSize: 3, minimumCalls: 3, failureRateThreshold: 0.6 });
+    call(b, clock, { failure: true });
+    call(b, clock);
+    call(b, clock); // 1 of 3
+    call(b, clock); // the failure slides out
+    assert.equal(b.stats().windowFailures, 0);
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed', '1 of the last 3, not 2');
+  });
+
+  it('time window: slow calls in buckets that left the window no longer count', () => {
+    const { b, clock } = make({
+      kind: 'time',
+      windowMs: 10_000,
+      buckets: 4,
+      minimumCalls: 4,
+      slowCallDuration: 100,
+      slowCallRateThreshold: 0.5,
+    });
+    call(b, clock, { slow: true }); // ends at 200 ms: bucket 0
+    clock.advance(2_500);
+    call(b, clock);
+    call(b, clock);
+    call(b, clock); // 1 slow of 4; the fast ones in bucket 1
+    assert.equal(slowCalls(b), 1);
+    clock.advance(7_500); // 10,200 ms: bucket 0 leaves, bucket 1 stays
+    assert.equal(b.stats().windowCalls, 3);
+    assert.equal(slowCalls(b), 0);
+    call(b, clock, { slow: true });
+    call(b, clock, { slow: true }); // 2 of 5 = 40%; with the old slow call kept, 3 of 5
+    assert.equal(b.state, 'closed');
+  });
+
+  it('time window: after an idle gap longer than the window, no slow call is left', () => {
+    const { b, clock } = make({
+      kind: 'time',
+      windowMs: 1_000,
+      buckets: 4,
+      minimumCalls: 1,
+      slowCallDuration: 100,
+      slowCallRateThreshold: 0.5,
+    });
+    call(b, clock);
+    call(b, clock);
+    call(b, clock, { slow: true }); // 1 of 3
+    clock.advance(5_000);
+    assert.equal(b.stats().windowCalls, 0);
+    assert.equal(b.stats().slowCallRate, 0);
+    call(b, clock);
+    call(b, clock);
+    call(b, clock);
+    call(b, clock, { slow: true }); // 1 of 4 = 25%; with the old slow call kept, 2 of 4 = 50%
+    assert.equal(b.state, 'closed');
+  });
+
+  for (const trip of [
+    { kind: 'count', windowSize: 10, minimumCalls: 5, slowCallDuration: 100, slowCallRateThreshold: 0.5 },
+    { kind: 'time', windowMs: 10_000, minimumCalls: 5, slowCallDuration: 100, slowCallRateThreshold: 0.5 },
+    { kind: 'custom', slowCallDuration: 100, predicate: (c) => c.slowCalls >= 3 },
+  ] satisfies CircuitBreakerOptions['trip'][])
+    it(`${trip.kind}: reset() clears slow calls and failures from the window`, () => {
+      const { b, clock } = make(trip);
+      call(b, clock, { slow: true });
+      call(b, clock, { slow: true, failure: true });
+      assert.equal(b.stats().windowCalls, 2);
+      b.reset();
+      assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures, b.stats().slowCallRate], [0, 0, 0]);
+      call(b, clock, { slow: true });
+      call(b, clock);
+      call(b, clock, { slow: true }); // 2 slow of 3 since the reset: the custom rule needs 3
+      call(b, clock);
+      call(b, clock); // 2 of 5 < 50%
+      assert.equal(b.state, 'closed');
+    });
+});
+
+describe('trip rules: which successes are judged', () => {
+  it('count window: the success that brings the window to minimumCalls is judged', () => {
+    const { b, clock } = make({ kind: 'count', windowSize: 10, minimumCalls: 3, failureRateThreshold: 0.5 });
+    call(b, clock, { failure: true });
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed', 'under minimumCalls');
+    call(b, clock); // 2 of 3
+    assert.equal(b.state, 'open');
+  });
+
+  it('time window: the success that brings the window to minimumCalls is judged', () => {
+    const { b, clock } = make({ kind: 'time', windowMs: 1_000, minimumCalls: 3, failureRateThreshold: 0.5 });
+    call(b, clock, { failure: true });
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed');
+    call(b, clock);
+    assert.equal(b.state, 'open');
+  });
+
+  it('a fast success never trips a rate rule past minimumCalls (and a slow one can)', () => {
+    const { b, clock } = make({
+      kind: 'count',
+      windowSize: 4,
+      minimumCalls: 2,
+      failureRateThreshold: 1,
+      slowCallDuration: 100,
+      slowCallRateThreshold: 0.5,
+    });
+    call(b, clock);
+    call(b, clock);
+    call(b, clock);
+    assert.equal(b.state, 'closed');
+    call(b, clock, { slow: true }); // 1 of 4 = 25%
+    assert.equal(b.state, 'closed');
+    call(b, clock, { slow: true }); // 2 of 4 = 50%: a slow success is judged
+    assert.equal(b.state, 'open');
+  });
+
+  it('time window: failureCount opens whatever minimumCalls says', () => {
+    const { b, clock } = make({ kind: 'time', windowMs: 1_000, minimumCalls: 100, failureCount: 2 });
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed');
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'open');
+  });
+
+  it('rates are judged at the threshold, not only over it', () => {
+    const failures = make({ kind: 'count', windowSize: 4, minimumCalls: 4, failureRateThreshold: 0.25 });
+    for (let i = 0; i < 3; i++) call(failures.b, failures.clock);
+    call(failures.b, failures.clock, { failure: true }); // exactly 25%
+    assert.equal(failures.b.state, 'open');
+    const slow = make({
+      kind: 'count',
+      windowSize: 4,
+      minimumCalls: 4,
+      slowCallDuration: 100,
+      slowCallRateThreshold: 0.25,
+    });
+    for (let i = 0; i < 3; i++) call(slow.b, slow.clock);
+    call(slow.b, slow.clock, { slow: true });
+    assert.equal(slow.b.state, 'open');
+  });
+
+  it('a call exactly minimumCalls - 1 into the window is not judged as a rate', () => {
+    const { b, clock } = make({ kind: 'time', windowMs: 1_000, minimumCalls: 3, failureRateThreshold: 0.5 });
+    call(b, clock, { failure: true });
+    call(b, clock, { failure: true }); // 2 of 2 = 100%, but only 2 calls
+    assert.equal(b.state, 'closed');
+  });
+});
+
+describe('trip rules: restoring a window clamps it to the rule', () => {
+  const base = (window: BreakerSnapshot['window']): BreakerSnapshot => ({
+    version: 1,
+    name: 'r',
+    state: 'closed',
+    savedAt: 0,
+    openings: 0,
+    consecutiveFailures: 0,
+    totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+    window,
+  });
+  const restore = (trip: CircuitBreakerOptions['trip'], window: BreakerSnapshot['window']) =>
+    circuitBreaker({ clock: new TestClock(), trip, initialState: base(window) });
+
+  it('count window: a longer snapshot keeps its newest outcomes', () => {
+    // 1 = failure, 2 = slow, 0 = fast success; oldest first.
+    const b = restore(
+      { kind: 'count', windowSize: 3, slowCallDuration: 100 },
+      {
+        kind: 'count',
+        outcomes: [1, 1, 1, 0, 2, 3],
+      },
+    );
+    const s = b.stats();
+    assert.deepEqual([s.windowCalls, s.windowFailures], [3, 1]);
+    assert.equal(Math.round(s.slowCallRate * 3), 2);
+    assert.deepEqual(b.toJSON().window, { kind: 'count', outcomes: [0, 2, 3] });
+  });
+
+  it('time window: counts are clamped (failures and slow calls at most the calls, no negatives)', () => {
+    const clock = new TestClock();
+    const epoch = Math.floor(clock.now() / 250);
+    const b = circuitBreaker({
+      clock,
+      trip: { kind: 'time', windowMs: 1_000, buckets: 4, slowCallDuration: 100 },
+      initialState: base({
+        kind: 'time',
+        bucketMs: 250,
+        epoch,
+        buckets: [
+          [2, 5, 9],
+          [-3, 1, 1],
+          [4.7, 1.2, 0],
+          ['x' as never, 1, 1],
+        ],
+      }),
+    });
+    const s = b.stats();
+    // [2, 2, 2] + [0, 0, 0] + [4, 1, 0] + [0, 0, 0]
+    assert.deepEqual([s.windowCalls, s.windowFailures], [6, 3]);
+    assert.equal(Math.round(s.slowCallRate * 6), 2);
+  });
+
+  it('time window: a snapshot of another bucket length, bucket count or epoch is ignored', () => {
+    const clock = new TestClock();
+    const epoch = Math.floor(clock.now() / 250);
+    const trip = { kind: 'time', windowMs: 1_000, buckets: 4 } as const;
+    const buckets = [
+      [1, 1, 0],
+      [1, 1, 0],
+      [1, 1, 0],
+      [1, 1, 0],
+    ];
+    for (const window of [
+      { kind: 'time', bucketMs: 100, epoch, buckets },
+      { kind: 'time', bucketMs: 250, epoch, buckets: buckets.slice(1) },
+      { kind: 'time', bucketMs: 250, epoch: -1, buckets },
+      { kind: 'time', bucketMs: 250, epoch: 1.5, buckets },
+      { kind: 'count', outcomes: [1, 1] },
+    ] as BreakerSnapshot['window'][]) {
+      const b = circuitBreaker({ clock, trip, initialState: base(window) });
+      assert.equal(b.stats().windowCalls, 0, JSON.stringify(window));
+    }
+    const ok = circuitBreaker({
+      clock,
+      trip,
+      initialState: base({ kind: 'time', bucketMs: 250, epoch, buckets }),
+    });
+    assert.equal(ok.stats().windowCalls, 4);
+  });
+
+  it('a since-close total is clamped too', () => {
+    const b = restore(
+      { kind: 'custom', predicate: () => false },
+      {
+        kind: 'total',
+        calls: 3,
+        failures: 7,
+        slowCalls: -1,
+      },
+    );
+    assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures, b.stats().slowCallRate], [3, 3, 0]);
+    const c = restore({ kind: 'consecutive' }, { kind: 'total', calls: 2.9, failures: 5, slowCalls: 0 });
+    assert.deepEqual([c.stats().windowCalls, c.stats().windowFailures], [2, 2]);
+  });
+});
