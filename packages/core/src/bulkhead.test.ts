@@ -100,6 +100,47 @@ describe('bulkhead', () => {
     await running;
   });
 
+  it('the queue timer keeps the process alive only while calls wait on it (ref)', async () => {
+    const clock = new TestClock();
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 2, queueTimeoutMs: 100, clock });
+    const g = gate();
+    const running = b.execute(() => g.promise);
+    assert.equal(clock.pending, 0, 'no queue, no timer');
+    const waiting = b.execute(() => 'ran');
+    assert.deepEqual([clock.pending, clock.refed], [1, 1]);
+    g.open();
+    await running;
+    assert.equal(await waiting, 'ran');
+    assert.deepEqual([clock.pending, clock.refed], [1, 0], "the queue emptied: the timer is unref'd");
+    const g2 = gate();
+    const running2 = b.execute(() => g2.promise);
+    const late = b.execute(() => 'late');
+    assert.deepEqual([clock.pending, clock.refed], [1, 1], 'a new waiter refs the armed timer');
+    clock.advance(50);
+    const later = b.execute(() => 'later');
+    clock.advance(50);
+    await assert.rejects(late, (e: unknown) => isBulkheadRejectedError(e));
+    assert.deepEqual([clock.pending, clock.refed], [1, 1], "re-armed, ref'd, for the later waiter");
+    clock.advance(50);
+    await assert.rejects(later, (e: unknown) => isBulkheadRejectedError(e));
+    assert.equal(clock.pending, 0);
+    g2.open();
+    await running2;
+
+    const off = bulkhead({ maxConcurrent: 1, maxQueue: 1, queueTimeoutMs: 100, ref: false, clock });
+    const g3 = gate();
+    const r3 = off.execute(() => g3.promise);
+    const w3 = off.execute(() => 3);
+    assert.deepEqual([clock.pending, clock.refed], [1, 0]);
+    g3.open();
+    await r3;
+    assert.equal(await w3, 3);
+    assert.throws(
+      () => bulkhead({ maxConcurrent: 1, ref: 'no' as unknown as boolean }),
+      /option "ref" must be true or false/,
+    );
+  });
+
   it('abort while queued leaves the queue, rejects with the reason, removes the listener', async () => {
     const b = bulkhead({ maxConcurrent: 1, maxQueue: 5, clock: new TestClock() });
     const g = gate();

@@ -28,6 +28,13 @@ export interface BulkheadOptions {
   maxQueue?: number;
   /** How long a call may wait in the queue, in ms. @default Infinity (no limit) */
   queueTimeoutMs?: number;
+  /**
+   * Whether a queued call's timeout keeps the process alive, like the `ref` option of Node's
+   * `timers/promises`: the caller's promise depends on it when the running calls never finish.
+   * `false` lets the process exit while calls wait. (The timer is unref'd once the queue is empty.)
+   * @default true
+   */
+  ref?: boolean;
   /** @default systemClock */
   clock?: Clock;
 }
@@ -81,7 +88,7 @@ export interface BulkheadPolicy extends Policy<PolicyContext> {
 }
 
 const OWNER = 'bulkhead';
-const KEYS = ['maxConcurrent', 'maxQueue', 'queueTimeoutMs', 'clock'] as const;
+const KEYS = ['maxConcurrent', 'maxQueue', 'queueTimeoutMs', 'ref', 'clock'] as const;
 const NO_KEYS: readonly string[] = [];
 const plainContext: PolicyContext = Object.freeze({ signal: neverAbortedSignal });
 
@@ -116,6 +123,7 @@ class Bulkhead implements BulkheadPolicy {
   readonly #max: number;
   readonly #maxQueue: number;
   readonly #queueMs: number;
+  readonly #ref: boolean;
   readonly #clock: Clock;
   readonly #events = new Emitter<BulkheadEvents>();
   #running = 0;
@@ -136,6 +144,7 @@ class Bulkhead implements BulkheadPolicy {
     this.#maxQueue = v.optionalNumber('maxQueue', o.maxQueue, { min: 0, integer: true }) ?? 0;
     this.#queueMs =
       v.optionalNumber('queueTimeoutMs', o.queueTimeoutMs, { min: 0 }) ?? Number.POSITIVE_INFINITY;
+    this.#ref = v.optionalBoolean('ref', o.ref) ?? true;
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
   }
 
@@ -181,7 +190,11 @@ class Bulkhead implements BulkheadPolicy {
       }
       this.#tail = w;
       signal?.addEventListener('abort', w);
-      if (finite && this.#timer === undefined) this.#arm(this.#queueMs);
+      if (finite) {
+        if (this.#timer === undefined) this.#arm(this.#queueMs);
+        // A timer left armed by waiters that have gone: a caller waits on it again.
+        else if (this.#queued === 1 && this.#ref) this.#timer.ref?.();
+      }
     });
   }
 
@@ -217,7 +230,8 @@ class Bulkhead implements BulkheadPolicy {
   /** @internal Removes a waiter from the queue (granted, aborted or timed out). */
   drop(w: Waiter): void {
     w.queued = false;
-    this.#queued--;
+    // Nobody waits on the queue timer any more: it must not keep the process alive.
+    if (--this.#queued === 0 && this.#timer !== undefined && this.#ref) this.#timer.unref();
     const { prev, next } = w;
     if (prev === undefined) this.#head = next;
     else prev.next = next;
@@ -228,8 +242,9 @@ class Bulkhead implements BulkheadPolicy {
   }
 
   #arm(ms: number): void {
+    // Armed only while calls wait, and they wait on it.
     const t = this.#clock.setTimeout(this.#onTimer, ms);
-    t.unref();
+    if (!this.#ref) t.unref();
     this.#timer = t;
   }
 

@@ -9,7 +9,11 @@
  */
 
 /**
- * A scheduled callback, as returned by {@link Clock.setTimeout}. Opaque apart from `unref`.
+ * A scheduled callback, as returned by {@link Clock.setTimeout}. Opaque apart from `unref` and `ref`.
+ *
+ * A new timer keeps the process alive (as Node's timers do). tripswitch keeps that for a timer a
+ * caller's promise waits on (a retry's backoff, a rate limiter's wait, a timeout's deadline) and
+ * unrefs the timers nobody awaits (eager half-open, bucket ticks, a write queue's next replay).
  *
  * @example
  * ```ts
@@ -20,6 +24,11 @@
 export interface TimerHandle {
   /** Lets the process exit while this timer is pending (no-op on clocks without a process). */
   unref(): TimerHandle;
+  /**
+   * Undoes {@link TimerHandle.unref}: the pending timer keeps the process alive again. Optional so
+   * that clocks written before it still work; policies skip it when absent.
+   */
+  ref?(): TimerHandle;
 }
 
 /**
@@ -62,6 +71,10 @@ class IdTimer implements TimerHandle {
   }
   unref(): TimerHandle {
     (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno?.unrefTimer?.(this.id);
+    return this;
+  }
+  ref(): TimerHandle {
+    (globalThis as { Deno?: { refTimer?: (id: number) => void } }).Deno?.refTimer?.(this.id);
     return this;
   }
 }

@@ -50,3 +50,43 @@ describe('rateLimiter', () => {
     assert.equal(clock.pending, 0);
   });
 });
+
+describe('rateLimiter: waits that keep the process alive', () => {
+  it("a call waiting for its token holds a ref'd timer unless ref: false", async () => {
+    const clock = new TestClock();
+    for (const ref of [undefined, false]) {
+      const l = rateLimiter({
+        rate: 1,
+        per: 100,
+        burst: 1,
+        maxWaitMs: 1_000,
+        clock,
+        ...(ref === undefined ? {} : { ref }),
+      });
+      assert.equal(l.tryAcquire(), true);
+      const p = l.execute(() => 'waited');
+      assert.deepEqual([clock.pending, clock.refed], [1, ref === false ? 0 : 1]);
+      await clock.advanceAsync(100);
+      assert.equal(await p, 'waited');
+    }
+    assert.throws(
+      () => rateLimiter({ rate: 1, ref: null as unknown as boolean }),
+      /option "ref" must be true or false/,
+    );
+  });
+
+  it('a timer that fires early does not run the call before its token', async () => {
+    const inner = new TestClock();
+    const early = {
+      now: () => inner.now(),
+      setTimeout: (fn: () => void, ms: number) => inner.setTimeout(fn, ms > 3 ? ms - 3 : ms),
+      clearTimeout: (h: Parameters<typeof inner.clearTimeout>[0]) => inner.clearTimeout(h),
+    };
+    const l = rateLimiter({ rate: 1, per: 100, burst: 1, maxWaitMs: 1_000, clock: early });
+    l.tryAcquire();
+    const start = inner.now();
+    const p = l.execute(() => inner.now() - start);
+    await inner.advanceAsync(200);
+    assert.equal(await p, 100);
+  });
+});

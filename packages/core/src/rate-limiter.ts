@@ -32,6 +32,13 @@ export interface RateLimiterOptions {
    * @default 0
    */
   maxWaitMs?: number;
+  /**
+   * Whether a call waiting for its token keeps the process alive, like the `ref` option of Node's
+   * `timers/promises`. The caller's promise depends on that wait, so it does by default; `false`
+   * lets the process exit while calls wait (they then never settle).
+   * @default true
+   */
+  ref?: boolean;
   /** @default systemClock */
   clock?: Clock;
 }
@@ -69,7 +76,7 @@ export interface RateLimiterPolicy extends Policy<PolicyContext> {
 }
 
 const OWNER = 'rateLimiter';
-const KEYS = ['rate', 'per', 'burst', 'maxWaitMs', 'clock'] as const;
+const KEYS = ['rate', 'per', 'burst', 'maxWaitMs', 'ref', 'clock'] as const;
 const NO_KEYS: readonly string[] = [];
 const plainContext: PolicyContext = Object.freeze({ signal: neverAbortedSignal });
 
@@ -83,6 +90,7 @@ class Limiter implements RateLimiterPolicy {
   readonly #perMs: number;
   readonly #burst: number;
   readonly #maxWait: number;
+  readonly #ref: boolean;
   readonly #clock: Clock;
   readonly #events = new Emitter<RateLimiterEvents>();
   #tokens: number;
@@ -97,6 +105,7 @@ class Limiter implements RateLimiterPolicy {
     this.#perMs = rate / per;
     this.#burst = v.optionalNumber('burst', o.burst, { min: 1, max: 1e9 }) ?? Math.max(1, rate);
     this.#maxWait = v.optionalNumber('maxWaitMs', o.maxWaitMs, { min: 0, max: 2_147_483_647 }) ?? 0;
+    this.#ref = v.optionalBoolean('ref', o.ref) ?? true;
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
     this.#tokens = this.#burst;
     this.#at = this.#clock.now();
@@ -144,7 +153,7 @@ class Limiter implements RateLimiterPolicy {
     }
     // Reserve the token now (the bucket goes negative) so later callers queue behind this one.
     this.#tokens -= 1;
-    return sleep(this.#clock, wait, signal).then(
+    return sleep(this.#clock, wait, signal, this.#ref).then(
       () => fn(ctx),
       (reason) => {
         this.#tokens += 1; // an aborted waiter gives its reservation back

@@ -253,3 +253,43 @@ describe('retry', () => {
     assert.equal(budget.tryRetry(), true);
   });
 });
+
+describe('retry: waits that keep the process alive', () => {
+  it("the backoff sleep is ref'd unless ref: false", async () => {
+    const clock = new TestClock();
+    for (const ref of [undefined, true, false]) {
+      let n = 0;
+      const r = retry({
+        maxAttempts: 2,
+        backoff: constantBackoff(100),
+        clock,
+        ...(ref === undefined ? {} : { ref }),
+      });
+      const p = r.execute(() => (++n === 1 ? Promise.reject(new Error('x')) : n));
+      await clock.advanceAsync(0);
+      assert.deepEqual([clock.pending, clock.refed], [1, ref === false ? 0 : 1], `ref: ${ref}`);
+      await clock.advanceAsync(100);
+      assert.equal(await p, 2);
+      assert.equal(clock.pending, 0);
+    }
+    assert.throws(() => retry({ ref: 0 as unknown as boolean }), /option "ref" must be true or false/);
+  });
+
+  it("a timer that fires early (the event loop's stale time) does not cut the wait short", async () => {
+    // Node starts a timer from the loop's cached time, which lags now() by the current turn's
+    // work: such a timer fires a few ms early by the clock. Waiting out an open breaker's
+    // retryAfter must not arrive while it is still open.
+    const inner = new TestClock();
+    const early = {
+      now: () => inner.now(),
+      setTimeout: (fn: () => void, ms: number) => inner.setTimeout(fn, ms > 3 ? ms - 3 : ms),
+      clearTimeout: (h: Parameters<typeof inner.clearTimeout>[0]) => inner.clearTimeout(h),
+    };
+    const b = circuitBreaker({ trip: { kind: 'consecutive', threshold: 1 }, openDuration: 30, clock: early });
+    await b.execute(() => Promise.reject(new Error('x'))).catch(() => {});
+    const r = retry({ maxAttempts: 2, retryOnCircuitOpen: true, clock: early });
+    const p = r.execute(() => b.execute(() => 'after open'));
+    for (let i = 0; i < 5 && inner.pending > 0; i++) await inner.advanceAsync(30);
+    assert.equal(await p, 'after open');
+  });
+});

@@ -186,6 +186,13 @@ export interface RetryOptions {
   budget?: RetryBudget | RetryBudgetOptions;
   /** Random source for jitter, in [0, 1). @default Math.random */
   random?: () => number;
+  /**
+   * Whether the wait between attempts keeps the process alive, like the `ref` option of Node's
+   * `timers/promises`. The caller's promise depends on that wait, so it does by default; `false`
+   * lets the process exit during a backoff (the pending call then never settles).
+   * @default true
+   */
+  ref?: boolean;
   /** @default systemClock */
   clock?: Clock;
 }
@@ -238,6 +245,7 @@ const KEYS = [
   'retryOnCircuitOpen',
   'budget',
   'random',
+  'ref',
   'clock',
 ] as const;
 const CONTEXT_KEYS: readonly string[] = ['attempt'];
@@ -263,6 +271,7 @@ class Retry implements RetryPolicy {
   readonly #handleResult: ((r: unknown, ctx: RetryContext) => boolean) | undefined;
   readonly #onOpen: boolean;
   readonly #random: () => number;
+  readonly #ref: boolean;
   readonly #clock: Clock;
   readonly #events = new Emitter<RetryEvents>();
 
@@ -279,6 +288,7 @@ class Retry implements RetryPolicy {
     this.#handleResult = v.optionalFunction('handleResult', o.handleResult);
     this.#onOpen = v.optionalBoolean('retryOnCircuitOpen', o.retryOnCircuitOpen) ?? false;
     this.#random = v.optionalFunction<() => number>('random', o.random) ?? Math.random;
+    this.#ref = v.optionalBoolean('ref', o.ref) ?? true;
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
     const b = v.optionalObject('budget', o.budget);
     this.budget =
@@ -359,7 +369,7 @@ class Retry implements RetryPolicy {
           'retry',
           failedResult ? { attempt, delay, error, result } : { attempt, delay, error },
         );
-      if (delay > 0) await sleep(this.#clock, delay, signal);
+      if (delay > 0) await sleep(this.#clock, delay, signal, this.#ref);
       ctx = { signal: sig, attempt: attempt + 1 };
       error = undefined;
       result = undefined;

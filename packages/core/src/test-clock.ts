@@ -4,6 +4,7 @@ interface Timer extends TimerHandle {
   readonly id: number;
   at: number;
   fn: (() => void) | undefined;
+  refed: boolean;
 }
 
 /**
@@ -45,7 +46,13 @@ export class TestClock implements Clock {
       id: ++this.#seq,
       at: this.#now + delay,
       fn,
+      refed: true,
       unref() {
+        this.refed = false;
+        return this;
+      },
+      ref() {
+        this.refed = true;
         return this;
       },
     };
@@ -61,6 +68,16 @@ export class TestClock implements Clock {
   /** How many timers are scheduled and not yet fired or cleared. */
   get pending(): number {
     return this.#timers.length;
+  }
+
+  /**
+   * How many pending timers are ref'd: on the system clock, each would keep the process alive.
+   * An idle policy should hold none; a caller waiting on a retry's backoff holds one.
+   */
+  get refed(): number {
+    let n = 0;
+    for (const t of this.#timers) if (t.refed) n++;
+    return n;
   }
 
   /** Moves time forward by `ms`, firing every timer that falls due, in order, synchronously. */

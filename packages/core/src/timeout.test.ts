@@ -86,6 +86,76 @@ describe('timeout', () => {
     assert.equal(clock.pending, 0);
   });
 
+  it('the deadline keeps the process alive only while a caller depends on it (ref)', async () => {
+    const clock = new TestClock();
+    // Cooperative, fn never reads the signal: it settles when fn does, the timer cannot help.
+    const co = timeout({ ms: 100, clock });
+    const d1 = deferred<number>();
+    const p1 = co.execute(() => d1.promise);
+    assert.deepEqual([clock.pending, clock.refed], [1, 0]);
+    // A call that takes the signal may be settled by the abort: the shared timer is ref'd.
+    const d2 = deferred<number>();
+    const p2 = co.execute(({ signal }) => (signal.aborted ? 0 : d2.promise));
+    assert.deepEqual([clock.pending, clock.refed], [1, 1]);
+    d2.resolve(2);
+    assert.equal(await p2, 2);
+    assert.deepEqual([clock.pending, clock.refed], [1, 0], 'unref once no caller depends on it');
+    d1.resolve(1);
+    assert.equal(await p1, 1);
+    // A signal read after the call settled holds nothing.
+    let late: { signal: AbortSignal } | undefined;
+    await co.execute(async (ctx) => {
+      late = ctx;
+    });
+    assert.equal(late!.signal.aborted, false);
+    assert.equal(clock.refed, 0);
+    // A timer re-armed for a later head stays ref'd while that head's caller depends on it.
+    const d3 = deferred<number>();
+    const p3 = co.execute(
+      ({ signal }) => new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason))),
+    );
+    clock.advance(50);
+    const p4 = co.execute(
+      ({ signal }) => new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason))),
+    );
+    clock.advance(50);
+    await assert.rejects(p3, isTimeoutError);
+    assert.deepEqual([clock.pending, clock.refed], [1, 1]);
+    clock.advance(50);
+    await assert.rejects(p4, isTimeoutError);
+    assert.deepEqual([clock.pending, clock.refed], [0, 0]);
+    d3.resolve(0);
+
+    // Aggressive: every pending call depends on the timer.
+    const ag = timeout({ ms: 100, strategy: 'aggressive', clock });
+    const d5 = deferred<number>();
+    const p5 = ag.execute(() => d5.promise);
+    assert.deepEqual([clock.pending, clock.refed], [1, 1]);
+    d5.resolve(5);
+    assert.equal(await p5, 5);
+    assert.deepEqual([clock.pending, clock.refed], [1, 0]);
+    // A synchronous result never depends on the timer.
+    assert.equal(await ag.execute(() => 6), 6);
+    assert.equal(clock.refed, 0);
+    const p7 = ag.execute(() => new Promise(() => {}));
+    assert.equal(clock.refed, 1, "an armed, unref'd timer is ref'd again for a new caller");
+    clock.advance(100);
+    await assert.rejects(p7, isTimeoutError);
+    assert.equal(clock.pending, 0);
+
+    // ref: false never keeps the process alive.
+    const off = timeout({ ms: 100, strategy: 'aggressive', ref: false, clock });
+    const p8 = off.execute(() => new Promise(() => {}));
+    const p9 = timeout({ ms: 100, ref: false, clock }).execute(
+      ({ signal }) => new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason))),
+    );
+    assert.deepEqual([clock.pending, clock.refed], [2, 0]);
+    clock.advance(100);
+    await assert.rejects(p8, isTimeoutError);
+    await assert.rejects(p9, isTimeoutError);
+    assert.throws(() => timeout({ ms: 1, ref: 1 as unknown as boolean }), /option "ref" must be true or false/);
+  });
+
   it('one timer serves many concurrent calls, firing each at its own deadline', async () => {
     const clock = new TestClock();
     const t = timeout({ ms: 100, strategy: 'aggressive', clock });

@@ -9,6 +9,11 @@
  * the list is empty it is not re-armed, so an idle policy holds no timer (at most one unref'd
  * timer outlives the last call, by at most `ms`).
  *
+ * The timer keeps the process alive only while some caller's promise depends on it: an aggressive
+ * call in flight, or a cooperative call whose function took `ctx.signal` (the abort may be what
+ * settles it). A cooperative call that never read the signal settles when its function does,
+ * whatever the timer does, so the common path never touches the timer's ref.
+ *
  * @module
  */
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
@@ -37,6 +42,13 @@ export interface TimeoutOptions {
    * @default 'cooperative'
    */
   strategy?: 'cooperative' | 'aggressive';
+  /**
+   * Whether a deadline that a caller's promise depends on keeps the process alive, like the `ref`
+   * option of Node's `timers/promises`: an aggressive call in flight, or a cooperative call whose
+   * function took `ctx.signal`. `false` lets the process exit before such a call's deadline.
+   * @default true
+   */
+  ref?: boolean;
   /** @default systemClock */
   clock?: Clock;
 }
@@ -76,7 +88,7 @@ export interface TimeoutPolicy extends Policy<PolicyContext> {
 }
 
 const OWNER = 'timeout';
-const KEYS = ['ms', 'strategy', 'clock'] as const;
+const KEYS = ['ms', 'strategy', 'ref', 'clock'] as const;
 const NO_KEYS: readonly string[] = [];
 
 // Call states.
@@ -97,6 +109,8 @@ class Call implements PolicyContext {
   state = RUNNING;
   ctl: AbortController | undefined = undefined;
   listening = false;
+  /** The caller's promise may depend on the deadline timer (see Timeout.hold). */
+  held = false;
   resolve: ((v: unknown) => void) | undefined = undefined;
   reject: ((e: unknown) => void) | undefined = undefined;
 
@@ -111,11 +125,15 @@ class Call implements PolicyContext {
     if (c !== undefined) return c.signal;
     c = this.ctl = new AbortController();
     if (this.state === EXPIRED) c.abort(this.owner.error());
-    else if (this.caller !== undefined) {
-      if (this.caller.aborted) c.abort(this.caller.reason);
-      else if (this.state === RUNNING && !this.listening) {
-        this.listening = true;
-        this.caller.addEventListener('abort', this);
+    else {
+      // fn holds the signal now: the deadline's abort may be what settles the call.
+      if (this.state === RUNNING) this.owner.hold(this);
+      if (this.caller !== undefined) {
+        if (this.caller.aborted) c.abort(this.caller.reason);
+        else if (this.state === RUNNING && !this.listening) {
+          this.listening = true;
+          this.caller.addEventListener('abort', this);
+        }
       }
     }
     return c.signal;
@@ -149,6 +167,10 @@ class Call implements PolicyContext {
   finish(): void {
     if (this.state === DONE) return;
     if (this.state === RUNNING) this.owner.unlink(this);
+    if (this.held) {
+      this.held = false;
+      this.owner.release();
+    }
     this.state = DONE;
     this.resolve = this.reject = undefined;
     if (this.listening) {
@@ -169,11 +191,14 @@ class Timeout implements TimeoutPolicy {
   readonly contextKeys = NO_KEYS;
   readonly #clock: Clock;
   readonly #aggressive: boolean;
+  readonly #ref: boolean;
   readonly #events = new Emitter<TimeoutEvents>();
   #head: Call | undefined = undefined;
   #tail: Call | undefined = undefined;
   #count = 0;
   #timer: TimerHandle | undefined = undefined;
+  /** Pending calls whose caller's promise the timer may settle; the timer is ref'd while > 0. */
+  #held = 0;
   #sweeping = false;
   readonly #onTimer = () => this.#fire();
 
@@ -187,6 +212,7 @@ class Timeout implements TimeoutPolicy {
         ? 'cooperative'
         : v.oneOf('strategy', o.strategy, ['cooperative', 'aggressive']);
     this.#aggressive = this.strategy === 'aggressive';
+    this.#ref = v.optionalBoolean('ref', o.ref) ?? true;
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
   }
 
@@ -238,6 +264,7 @@ class Timeout implements TimeoutPolicy {
         }
         call.resolve = resolve as (v: unknown) => void;
         call.reject = reject;
+        this.hold(call);
         if (caller !== undefined && !call.listening) {
           call.listening = true;
           caller.addEventListener('abort', call);
@@ -303,9 +330,20 @@ class Timeout implements TimeoutPolicy {
     // The timer stays armed: clearing and re-arming it on every settle would be a timer per call.
   }
 
+  /** @internal A caller's promise now depends on the deadline of `call`. */
+  hold(call: Call): void {
+    call.held = true;
+    if (this.#held++ === 0 && this.#ref) this.#timer?.ref?.();
+  }
+
+  /** @internal A held call settled. */
+  release(): void {
+    if (--this.#held === 0 && this.#ref) this.#timer?.unref();
+  }
+
   #arm(ms: number): void {
     const t = this.#clock.setTimeout(this.#onTimer, ms);
-    t.unref();
+    if (this.#held === 0 || !this.#ref) t.unref();
     this.#timer = t;
   }
 
