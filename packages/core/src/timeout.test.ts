@@ -153,7 +153,10 @@ describe('timeout', () => {
     clock.advance(100);
     await assert.rejects(p8, isTimeoutError);
     await assert.rejects(p9, isTimeoutError);
-    assert.throws(() => timeout({ ms: 1, ref: 1 as unknown as boolean }), /option "ref" must be true or false/);
+    assert.throws(
+      () => timeout({ ms: 1, ref: 1 as unknown as boolean }),
+      /option "ref" must be true or false/,
+    );
   });
 
   it('one timer serves many concurrent calls, firing each at its own deadline', async () => {
