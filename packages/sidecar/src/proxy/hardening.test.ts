@@ -24,16 +24,21 @@ async function recorder() {
       held.push(res);
       return;
     }
+    if (req.url === '/nolength') {
+      res.write('a');
+      res.end('b');
+      return;
+    }
     res.end('ok');
   });
   cleanups.push(u.close, () => {
     for (const r of held) r.destroy();
   });
-  return { u, seen };
+  return { u, seen, held };
 }
 
 async function start(extra: Partial<ListenerConfig> = {}, routes?: { prefix?: string; host?: string }[]) {
-  const { u, seen } = await recorder();
+  const { u, seen, held } = await recorder();
   const rs = (routes ?? [{ prefix: '/' }]).map((r) => ({ ...r, cluster: 'c' }));
   const p = await proxy(
     [
@@ -48,7 +53,7 @@ async function start(extra: Partial<ListenerConfig> = {}, routes?: { prefix?: st
     { extra: { listeners: [{ port: 0, routes: rs, ...extra }] } },
   );
   cleanups.push(() => p.sidecar.shutdown(1000));
-  return { p, u, seen, cluster: p.sidecar.clusters.get('c')! };
+  return { p, u, seen, held, cluster: p.sidecar.clusters.get('c')! };
 }
 
 /** Every count that a request holds while in flight is back to 0, and nothing failed. */
@@ -243,6 +248,110 @@ describe('hole 4: request-target forms', () => {
     const { p, seen, cluster } = await start();
     const r = await raw(p.port, 'GET * HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n');
     rejectedAndClosed(r, 400);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+});
+
+describe('found by the fuzzer (fuzz.test.ts)', () => {
+  test('a fragment in the request-target: 400 and close, not forwarded with the #', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(
+      p.port,
+      'GET /x?a=1#frag HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    rejectedAndClosed(r, 400);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+
+  test('bad bytes behind a request still being answered: that request gets its own answer, then close', async () => {
+    const { p, seen, held, cluster } = await start();
+    // /hold is answered after the garbage behind it has been parsed (and refused).
+    const reply = raw(p.port, 'GET /hold HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP\r\n\r\n');
+    await until(() => held.length === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    held[0]!.end('ok');
+    const r = await reply;
+    assert.equal(seen.length, 1);
+    assert.deepEqual(statuses(r.data), [200], r.data);
+    assert.match(r.data, /ok$/);
+    assert.equal(r.closed, true);
+    await quiet(p, cluster);
+  });
+
+  test('HTTP/1.0 PUT with bytes pipelined behind it: the PUT the upstream processed is answered 200, not 400', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(
+      p.port,
+      'PUT /p HTTP/1.0\r\nContent-Length: 1\r\n\r\nzGET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    assert.deepEqual(
+      seen.map((x) => x.split(' host=')[0]),
+      ['PUT /p'],
+    );
+    assert.deepEqual(statuses(r.data), [200], r.data);
+    assert.equal(r.closed, true);
+    await quiet(p, cluster);
+  });
+
+  test('Content-Length past 2^53-1 (Node takes up to 2^64-1): 413, never a 502 against the breaker', async () => {
+    const { p, seen, cluster } = await start();
+    for (const n of ['18446744073709551615', '9007199254740993']) {
+      const r = await raw(p.port, `POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: ${n}\r\n\r\nabc`);
+      rejectedAndClosed(r, 413);
+    }
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+
+  test('an Upgrade request with an unmet Expect: 417, not tunnelled', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(
+      p.port,
+      'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nExpect: nonsense\r\n\r\n',
+    );
+    rejectedAndClosed(r, 417);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+
+  test('"HTTP/2.0" on an HTTP/1 request line: 505 and close', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(p.port, 'GET /x HTTP/2.0\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n');
+    rejectedAndClosed(r, 505);
+    await barrier(p.port, seen);
+    assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+
+  test('a request pipelined behind a response that closes the connection leaves no count held', async () => {
+    const { p, cluster } = await start();
+    // HTTP/1.0 keep-alive, and an upstream answer with no length: Node must close after it, though
+    // it has already read the POST behind it.
+    const r = await raw(
+      p.port,
+      'GET /nolength HTTP/1.0\r\nConnection: keep-alive\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz',
+    );
+    assert.deepEqual(statuses(r.data), [200], r.data);
+    assert.equal(r.closed, true);
+    await quiet(p, cluster);
+    const t0 = Date.now();
+    assert.equal(await p.sidecar.shutdown(5000), true);
+    assert.ok(Date.now() - t0 < 2000, 'shutdown did not wait for a request that can never finish');
+  });
+
+  test('bytes after a request that closes the connection get no second answer', async () => {
+    const { p, seen, cluster } = await start();
+    const r = await raw(
+      p.port,
+      'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    assert.deepEqual(statuses(r.data), [404], r.data);
     await barrier(p.port, seen);
     assert.equal(seen.length, 1);
     await quiet(p, cluster);

@@ -7,10 +7,19 @@
  * @module
  */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 const kRefused = Symbol('tripswitch.refused');
-type Marked = { [kRefused]?: true };
+const kLast = Symbol('tripswitch.lastResponse');
+const kOwed = Symbol('tripswitch.owed');
+const kOpen = Symbol('tripswitch.openResponses');
+type Marked = {
+  [kRefused]?: true;
+  [kLast]?: ServerResponse;
+  [kOwed]?: number;
+  [kOpen]?: Set<ServerResponse>;
+};
 
 /** Why a request head is refused: the status (4xx) and a one-line reason. */
 export interface Refusal {
@@ -53,10 +62,24 @@ export function checkHead(req: IncomingMessage, maxHeadersCount: number): Refusa
     }
   }
   if (hosts > 1) return { status: 400, reason: 'more than one Host header' };
-  const v11 = req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
+  // Node's parser takes lengths up to 2^64-1; past 2^53-1 they are not exact as numbers, and
+  // undici refuses them on the way out (which would count against the upstream).
+  const cl = req.headers['content-length'];
+  if (cl !== undefined && cl.length > 15 && !Number.isSafeInteger(Number(cl)))
+    return { status: 413, reason: 'Content-Length too large' };
+  // "HTTP/2.0" in an HTTP/1 request line is no HTTP/2 (RFC 9112 section 2.3); Node's parser takes it.
+  if (req.httpVersionMajor !== 1)
+    return { status: 505, reason: `HTTP/${req.httpVersion} over HTTP/1 framing` };
+  const v11 = req.httpVersionMinor >= 1;
   if (hosts === 0 && v11) return { status: 400, reason: 'no Host header' };
   if (hosts === 1 && badAuthority(raw[hostAt + 1]!)) return { status: 400, reason: 'invalid Host header' };
+  // Node checks Expect on ordinary requests (the checkExpectation listener), not on upgrades.
+  const expect = req.headers.expect;
+  if (v11 && expect !== undefined && expect.toLowerCase() !== '100-continue')
+    return { status: 417, reason: 'only Expect: 100-continue is supported' };
   const url = req.url ?? '';
+  // A fragment is not part of a request-target (RFC 9112 section 3.2); Node's parser lets it through.
+  if (url.includes('#')) return { status: 400, reason: 'a fragment (#) in the request-target' };
   if (url.charCodeAt(0) === 47 /* / */) return undefined;
   if (url === '*')
     return req.method === 'OPTIONS'
@@ -100,17 +123,112 @@ export function refuse(req: IncomingMessage, res: ServerResponse, status: number
   res.end(body);
 }
 
+function owedDown(this: ServerResponse): void {
+  const s = this.req.socket as Marked;
+  if (s[kOwed] !== undefined) s[kOwed]--;
+}
+
+function forget(this: ServerResponse): void {
+  (this.req.socket as Marked)[kOpen]?.delete(this);
+}
+
+// Node closes a connection after a response that must end it (an HTTP/1.0 client and no length),
+// though it may have parsed requests pipelined behind it already: their responses, queued for a
+// socket they never get, would never emit 'close', and whoever waits for it (the in-flight count,
+// the limiter slot, drain on shutdown) would wait forever. They get their 'close' here, once.
+function closeQueued(this: Socket & Marked): void {
+  const open = this[kOpen];
+  if (open === undefined) return;
+  this[kOpen] = undefined;
+  for (const res of open) {
+    res.off('close', forget);
+    if (res.socket === null && !res.writableFinished) res.emit('close');
+  }
+}
+
 /**
- * True when an earlier request on this connection was refused: this one must not be read, routed
- * or answered (the connection closes once the refusal is written).
+ * Registers a request on its connection and says whether to serve it: false when an earlier
+ * request (or bytes) on this connection was refused, so this one must not be read, routed or
+ * answered (the connection closes once the refusal is written). The connection remembers its
+ * responses still owed, so that a parse error never answers in the place of one of them.
  *
  * @example
  * ```ts
- * if (refusedBefore(req)) return;
+ * if (!serveOnConnection(req, res)) return;
  * ```
  */
-export function refusedBefore(req: IncomingMessage): boolean {
-  return (req.socket as Marked)[kRefused] === true;
+export function serveOnConnection(req: IncomingMessage, res: ServerResponse): boolean {
+  const s = req.socket as Marked;
+  if (s[kRefused] === true) return false;
+  s[kLast] = res;
+  s[kOwed] = (s[kOwed] ?? 0) + 1;
+  // 'prefinish': the whole response is handed to the socket, so later writes come after it.
+  res.once('prefinish', owedDown);
+  let open = s[kOpen];
+  if (open === undefined) {
+    open = new Set();
+    s[kOpen] = open;
+    req.socket.once('close', closeQueued);
+  }
+  open.add(res);
+  res.once('close', forget);
+  return true;
+}
+
+/**
+ * The listener's `clientError`: Node's parser refused bytes on this connection (or the head or
+ * request took too long). Nothing after them is read. When no response is owed, or the refused
+ * bytes belong to the request whose answer has not started, the client gets 400 (408 for a timeout)
+ * and the connection closes. When a complete earlier request is still being answered, writing now
+ * would be read as that request's answer: the connection closes after it instead.
+ *
+ * @example
+ * ```ts
+ * server.on('clientError', answerClientError);
+ * ```
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  const s = socket as Socket & Marked;
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  // Refused already (a refusal with connection: close, or an error handled before): the
+  // connection is closing; more bytes get no second answer.
+  if (s[kRefused] === true) return;
+  s[kRefused] = true;
+  const last = s[kLast];
+  const owed = s[kOwed] ?? 0;
+  if (err.code === 'HPE_CLOSED_CONNECTION') {
+    // Bytes after a message that ends the connection (Connection: close, HTTP/1.0): its answer is
+    // the last one; the connection closes after it (Node's response already says close).
+    if (owed === 0) socket.end();
+    return;
+  }
+  if (last !== undefined && owed > 0) {
+    const req = last.req;
+    if (req.complete) {
+      // An earlier, whole request is still being answered: let it finish, then close.
+      if (!last.headersSent) last.shouldKeepAlive = false;
+      last.once('close', () => {
+        if (last.writableFinished) socket.end();
+        else socket.destroy();
+      });
+      return;
+    }
+    if (owed > 1 || last.headersSent) {
+      // The bad bytes are in a request whose answer has started, or behind other answers: no
+      // status line can be written that the client would match to the right request.
+      socket.destroy();
+      return;
+    }
+  }
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = timeout ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const body = timeout ? 'request timeout\n' : `bad request: ${String(err.code ?? 'malformed')}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+  );
 }
 
 /**

@@ -6,11 +6,11 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ResolvedListener } from '../config/resolve.js';
 import type { TlsMaterial } from '../config/tls.js';
-import { refuse } from './head.js';
+import { answerClientError, refuse } from './head.js';
 import { rawReply } from './http.js';
 import type { Logger } from './logger.js';
 import type { CompiledRoute } from './route.js';
@@ -104,26 +104,10 @@ export async function openListener(
     socket.on('error', () => socket.destroy());
     rawReply(socket, 501, 'CONNECT is not supported: this is a reverse proxy, not a forward proxy\n');
   });
-  slot.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    // Headers too large (in bytes, or in count where the parser limits it, as Node 22+ does) are
-    // 431; every other malformed request is 400; the connection always closes (a desynchronised
-    // parser must not read another request).
-    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    const overflow = err.code === 'HPE_HEADER_OVERFLOW';
-    const status = timeout
-      ? '408 Request Timeout'
-      : overflow
-        ? '431 Request Header Fields Too Large'
-        : '400 Bad Request';
-    const body = timeout ? 'request timeout\n' : `bad request: ${String(err.code ?? 'malformed')}\n`;
-    socket.end(
-      `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
-    );
-  });
+  // Headers too large (in bytes, or in count where the parser limits it, as Node 22+ does) are 431,
+  // a timeout 408, anything else malformed 400; the connection always closes (a desynchronised
+  // parser must not read another request).
+  slot.server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     slot.server.once('error', reject);
     slot.server.listen(l.port, l.address, () => {

@@ -16,7 +16,7 @@ import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
 import { limiterFor } from './admission.js';
 import { Cluster } from './cluster.js';
 import { Exchange, type ExchangeHost } from './exchange.js';
-import { checkHead, refuse, refusedBefore, refuseRaw } from './head.js';
+import { checkHead, refuse, refuseRaw, serveOnConnection } from './head.js';
 import { plain, rawReply } from './http.js';
 import { type ListenerSlot, needsRestart, openListener, updateListener } from './listener.js';
 import { type Logger, stderrLogger } from './logger.js';
@@ -143,7 +143,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
 
   #handle(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void {
     // Pipelined behind a refused request on the same connection: dropped, the connection is closing.
-    if (refusedBefore(req)) return;
+    if (!serveOnConnection(req, res)) return;
     const refusal = checkHead(req, slot.maxHeadersCount);
     if (refusal) {
       this.refused++;

@@ -1,0 +1,263 @@
+/**
+ * Seeded fuzzing of the proxy's request path over raw sockets (issue 12). Each case is a mutated
+ * request (fuzz-test-helpers.ts) followed by a valid pipelined one, on its own connection.
+ * Invariants: the mutated message is either refused (4xx, connection closed, nothing after it
+ * forwarded) or forwarded exactly once with the same method, target and body bytes; nothing else
+ * reaches the upstream; no breaker or host records a failure (the upstream never fails); in-flight,
+ * pending and limit counters return to 0; the process does not crash.
+ *
+ * Every run prints its base seed. Re-run a run: SIDECAR_FUZZ_BASE=<base> [SIDECAR_FUZZ_CASES=<n>];
+ * one case: SIDECAR_FUZZ_SEED=<seed> (prints its bytes and what came back).
+ */
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
+import { test } from 'node:test';
+import type { RouteConfig } from '../config/schema.js';
+import { type FuzzCase, fuzzCase, parseResponses, type RawResponse } from './fuzz-test-helpers.js';
+import { proxy, until } from './test-helpers.js';
+
+const env = process.env;
+const single = env.SIDECAR_FUZZ_SEED !== undefined ? Number(env.SIDECAR_FUZZ_SEED) : undefined;
+const base = Number(env.SIDECAR_FUZZ_BASE ?? Math.floor(Math.random() * 2 ** 31));
+const CASES = single !== undefined ? 1 : Number(env.SIDECAR_FUZZ_CASES ?? 3000);
+const CONCURRENCY = Number(env.SIDECAR_FUZZ_CONCURRENCY ?? 24);
+/** No new case starts after this: the test stays well under 20 s on a loaded machine. */
+const BUDGET_MS = Number(env.SIDECAR_FUZZ_BUDGET_MS ?? 8000);
+/** A case with no answer by then is stalled (allowed only where the framing never ends). */
+const DEADLINE_MS = 3000;
+
+interface Seen {
+  method: string;
+  url: string;
+  body: Buffer | undefined;
+}
+
+/** An upstream that records every request by case id and answers 200 "ok". */
+async function recordingUpstream() {
+  const byId = new Map<string, Seen[]>();
+  const unexpected: string[] = [];
+  const errors: string[] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    const id = /^\/([fs]\/[rn]\/\d+)/.exec(req.url ?? '')?.[1];
+    const seen: Seen = { method: req.method ?? '', url: req.url ?? '', body: undefined };
+    if (id === undefined) unexpected.push(`${req.method} ${req.url}`);
+    else byId.set(id, [...(byId.get(id) ?? []), seen]);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.body = Buffer.concat(chunks);
+      res.end('ok');
+    });
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // What the proxy sent that the upstream's parser refused. Not one: the proxy resetting or
+    // closing the connection mid-request (a client that left or sent a malformed body).
+    if (err.code !== 'ECONNRESET' && err.code !== 'HPE_INVALID_EOF_STATE')
+      errors.push(String(err.code ?? err.message));
+    socket.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    byId,
+    unexpected,
+    errors,
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+interface Outcome {
+  data: Buffer;
+  stalled: boolean;
+}
+
+function run(port: number, c: FuzzCase): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let stalled = false;
+    const timer = setTimeout(() => {
+      stalled = true;
+      s.destroy();
+    }, DEADLINE_MS);
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ data: Buffer.concat(chunks), stalled });
+    });
+    s.on('connect', async () => {
+      for (const p of c.pieces) {
+        if (s.destroyed) return;
+        s.write(p);
+        if (c.pieces.length > 1) await new Promise((r) => setTimeout(r, 1));
+      }
+    });
+  });
+}
+
+type Judge = (c: FuzzCase, o: Outcome, m: Seen[], next: Seen[]) => string | undefined;
+
+/** The first broken invariant of one case, or undefined. */
+const judge: Judge = (c, o, m, next) => {
+  if (o.stalled) {
+    if (!c.mayStall) return `no answer within ${DEADLINE_MS} ms`;
+    if (next.length > 0) return 'stalled, yet the pipelined request was forwarded';
+    return m.length > 1 ? `forwarded ${m.length} times` : undefined;
+  }
+  let rs: RawResponse[];
+  try {
+    rs = parseResponses(o.data, [c.method === 'HEAD', false]);
+  } catch (err) {
+    return `unparseable answer (${(err as Error).message}): ${JSON.stringify(o.data.toString('latin1').slice(0, 300))}`;
+  }
+  const first = rs[0];
+  if (!first) return m.length > 0 ? 'forwarded, but the client got no response' : 'closed without a response';
+  const closes = /close/i.test(first.headers.connection ?? '');
+  let outcome: 'refuse' | 'forward' | 'local';
+  if (m.length > 1) return `forwarded ${m.length} times`;
+  if (m.length === 1 && m[0]!.body === undefined && first.status >= 400 && first.status < 500 && closes) {
+    // The head was forwarded with a streamed body, then the body turned out malformed: the
+    // upstream request was aborted mid-body (never a whole request), the client refused.
+    outcome = 'refuse';
+    if (rs.length > 1 || next.length > 0)
+      return `refused with ${first.status} mid-body, yet answered or forwarded more`;
+  } else if (m.length === 1) {
+    outcome = 'forward';
+    const s = m[0]!;
+    if (s.method !== c.method) return `forwarded as ${s.method}, sent ${c.method}`;
+    if (s.url !== c.target) return `forwarded to ${JSON.stringify(s.url)}, sent ${JSON.stringify(c.target)}`;
+    if (s.body === undefined) return 'the forwarded body never ended';
+    if (!s.body.equals(c.body))
+      return `forwarded body of ${s.body.length} bytes differs from the ${c.body.length} sent`;
+    if (first.status !== 200) return `forwarded, answered ${first.status}`;
+  } else if (first.status === 404 && c.expect === 'local') outcome = 'local';
+  else if ((first.status >= 400 && first.status < 500) || first.status === 505) {
+    outcome = 'refuse';
+    if (!closes) return `refused with ${first.status} without connection: close`;
+    if (rs.length > 1) return `refused with ${first.status}, then answered ${rs.length - 1} more`;
+    if (next.length > 0) return `refused with ${first.status}, yet the request after it was forwarded`;
+  } else return `answered ${first.status} without forwarding`;
+  if (outcome !== 'refuse') {
+    if (c.lastOnConnection || closes) {
+      // A response may close a connection Node has already read a pipelined request from (an
+      // HTTP/1.0 client and no length): that request may have gone out once, unanswered, as
+      // HTTP/1.1 allows (the client resends it), but nothing is answered after the close.
+      if (next.length > (closes && !c.lastOnConnection ? 1 : 0) || rs.length > 1)
+        return 'the connection should have ended after the first response';
+    } else {
+      if (next.length !== 1) return `the pipelined request was forwarded ${next.length} times`;
+      if (next[0]!.url !== c.nextTarget || next[0]!.body?.length !== 0)
+        return 'the pipelined request changed';
+      if (rs.length !== 2 || rs[1]!.status !== 200)
+        return `the pipelined request got ${rs.slice(1).map((r) => r.status)}`;
+    }
+  }
+  if (c.expect === 'either') return outcome === 'local' ? 'answered locally' : undefined;
+  return outcome === c.expect ? undefined : `expected ${c.expect}, got ${outcome} (${first.status})`;
+};
+
+test(`fuzz: hostile request heads and bodies over raw sockets (base seed ${base})`, async (t) => {
+  const u = await recordingUpstream();
+  const retry = { attempts: 2, buffer_body_bytes: 100 };
+  const routes: RouteConfig[] = [
+    { prefix: '/f/r/', cluster: 'c', retry },
+    { prefix: '/s/r/', cluster: 'c', retry },
+    { prefix: '/', cluster: 'c' },
+  ];
+  const p = await proxy([{ name: 'c', hosts: [u.host] }], routes, {
+    extra: { listeners: [{ port: 0, routes, headers_timeout_ms: 3000, request_timeout_ms: 6000 }] },
+  });
+  const cluster = p.sidecar.clusters.get('c')!;
+  const failures: string[] = [];
+  const done: [FuzzCase, Outcome][] = [];
+  const t0 = Date.now();
+  let next = 0;
+  // Upstream failures counted while a case ran: with SIDECAR_FUZZ_CONCURRENCY=1 that names the case.
+  const failuresSoFar = () =>
+    cluster.counters.resets +
+    cluster.counters.timeouts +
+    cluster.counters.connectFailures +
+    cluster.breaker!.stats().failures;
+  const suspects: number[] = [];
+  const worker = async () => {
+    while (next < CASES && Date.now() - t0 < BUDGET_MS) {
+      const c = fuzzCase(single ?? (base + next) >>> 0);
+      next++;
+      const before = failuresSoFar();
+      done.push([c, await run(p.port, c)]);
+      if (failuresSoFar() > before) suspects.push(c.seed);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, CASES) }, worker));
+    const elapsed = Date.now() - t0;
+    // Everything forwarded has reached the upstream and every count is back to 0.
+    await until(
+      () =>
+        p.sidecar.inflight === 0 &&
+        cluster.hosts.every((h) => h.active === 0) &&
+        (['default', 'high'] as const).every(
+          (k) =>
+            cluster.limits[k].active === 0 &&
+            cluster.limits[k].pending === 0 &&
+            cluster.limits[k].retries === 0,
+        ),
+      5000,
+    ).catch(() =>
+      failures.push(
+        `counters not back to 0: inflight ${p.sidecar.inflight}, active ${cluster.limits.default.active}, pending ${cluster.limits.default.pending}, retries ${cluster.limits.default.retries}, host active ${cluster.hosts.map((h) => h.active)}`,
+      ),
+    );
+    const tally = new Map<string, number>();
+    for (const [c, o] of done) {
+      const id = c.target.match(/^\/f\/([rn]\/\d+)/)![1]!;
+      const why = judge(c, o, u.byId.get(`f/${id}`) ?? [], u.byId.get(`s/${id}`) ?? []);
+      if (why) failures.push(`seed ${c.seed} [${c.tags.join(', ')}]: ${why}`);
+      for (const tag of c.tags) {
+        const k = tag.replace(/\(.*$/, '');
+        tally.set(k, (tally.get(k) ?? 0) + 1);
+      }
+      if (single !== undefined)
+        t.diagnostic(
+          `case ${c.seed} [${c.tags.join(', ')}] expect ${c.expect}\nsent ${JSON.stringify(Buffer.concat(c.pieces).toString('latin1').slice(0, 2000))}\ngot ${JSON.stringify(o.data.toString('latin1').slice(0, 2000))}${o.stalled ? ' (stalled)' : ''}`,
+        );
+    }
+    if (u.unexpected.length > 0)
+      failures.push(`the upstream got requests no client sent: ${u.unexpected.slice(0, 5)}`);
+    if (u.errors.length > 0)
+      failures.push(`the upstream's parser refused what the proxy sent: ${u.errors.slice(0, 5)}`);
+    const stats = cluster.breaker!.stats();
+    if (stats.failures > 0 || cluster.breaker!.state !== 'closed')
+      failures.push(
+        `the breaker recorded ${stats.failures} failures (state ${cluster.breaker!.state}); the upstream never failed; while cases ${suspects.slice(0, 30)} ran`,
+      );
+    const c = cluster.counters;
+    if (c.resets + c.timeouts + c.connectFailures > 0)
+      failures.push(
+        `upstream failures counted: resets ${c.resets}, timeouts ${c.timeouts}, connect ${c.connectFailures}`,
+      );
+    for (const h of cluster.hosts)
+      if (h.consecutiveGateway + h.consecutive5xx + h.windowFailures > 0 || h.ejections > 0)
+        failures.push(
+          `host ${h.address} has failures recorded (gateway ${h.consecutiveGateway}, 5xx ${h.consecutive5xx})`,
+        );
+    t.diagnostic(
+      `${done.length} cases in ${elapsed} ms (base seed ${base}); mutations: ${[...tally].map(([k, n]) => `${k} ${n}`).join(', ')}`,
+    );
+    assert.ok(done.length >= Math.min(CASES, 200), `only ${done.length} cases ran`);
+    assert.equal(
+      failures.length,
+      0,
+      `${failures.length} failures (re-run one with SIDECAR_FUZZ_SEED=<seed> node --test packages/sidecar/dist/proxy/fuzz.test.js; this run: SIDECAR_FUZZ_BASE=${base}):\n${failures.slice(0, 25).join('\n')}`,
+    );
+  } finally {
+    await p.sidecar.shutdown(1000);
+    await u.close();
+  }
+});
