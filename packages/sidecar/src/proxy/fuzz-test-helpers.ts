@@ -119,7 +119,7 @@ export function fuzzCase(seed: number): FuzzCase {
   } else if (hasBody || chance(0.2)) {
     headers.push({ name: 'Content-Length', value: String(body.length), eol: '\r\n' });
   }
-  const cl = () => headers.find((h) => h.name === 'Content-Length');
+  const cl = () => headers.find((h) => h.name.toLowerCase() === 'content-length');
 
   const mutations: (() => void)[] = [
     // --- framing headers
@@ -178,7 +178,8 @@ export function fuzzCase(seed: number): FuzzCase {
     },
     once('te', () => {
       if (!chunked) return;
-      const te = headers.find((h) => h.name === 'Transfer-Encoding')!;
+      const te = headers.find((h) => h.name.toLowerCase() === 'transfer-encoding');
+      if (!te) return;
       const [v, e] = pick([
         ['CHUNKED', 'forward'],
         ['Chunked', 'forward'],
@@ -202,7 +203,8 @@ export function fuzzCase(seed: number): FuzzCase {
     }),
     once('te', () => {
       if (!chunked) return;
-      const te = headers.find((h) => h.name === 'Transfer-Encoding')!;
+      const te = headers.find((h) => h.name.toLowerCase() === 'transfer-encoding');
+      if (!te) return;
       te.raw = pick([
         'Transfer-Encoding : chunked',
         'Transfer-Encoding\t: chunked',
