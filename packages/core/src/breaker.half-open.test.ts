@@ -197,3 +197,48 @@ describe('circuitBreaker: half-open verdicts do not depend on completion order',
     );
   });
 });
+
+describe('circuitBreaker: half-open edges', () => {
+  it('a 40-day half-open deadline reopens at its end, not when the capped timer fires', () => {
+    const day = 86_400_000;
+    const { b, clock } = halfOpen({ deadlineMs: 40 * day });
+    const probe = b.tryAcquire();
+    assert.ok(probe);
+    assert.equal(b.state, 'half-open');
+    clock.advance(39 * day); // Node timers wait at most ~24.8 days: the first one fires early
+    assert.equal(b.state, 'half-open');
+    clock.advance(day);
+    assert.equal(b.state, 'open');
+  });
+
+  it('a reopened breaker reports the failed probes, not the failures of the first trip', async () => {
+    const clock = new TestClock();
+    const b = circuitBreaker({ clock, trip: { kind: 'consecutive', threshold: 3 }, openDuration: 10 });
+    for (let i = 0; i < 3; i++) b.tryAcquire()!.failure(new Error('x'));
+    const first = await b.execute(() => 1).catch((e: { failures?: number }) => e.failures);
+    assert.equal(first, 3);
+    clock.advance(10);
+    b.tryAcquire()!.failure(new Error('probe'));
+    const second = await b.execute(() => 1).catch((e: { failures?: number }) => e.failures);
+    assert.equal(second, 1);
+  });
+
+  it('the open period over but the store refused the probe: retry now (retryAfter 0), not in the past', async () => {
+    const clock = new TestClock();
+    const b = circuitBreaker({
+      name: 'refused',
+      clock,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 10,
+      store: { attach: () => ({ onTransition() {}, requestProbe: () => false, detach() {} }) },
+    });
+    b.tryAcquire()!.failure(new Error('x'));
+    clock.advance(25);
+    const err = await b.execute(() => 1).catch((e: { retryAt?: number; retryAfter?: number }) => e);
+    assert.equal(b.state, 'open');
+    assert.deepEqual(
+      [(err as { retryAt: number }).retryAt, (err as { retryAfter: number }).retryAfter],
+      [clock.now(), 0],
+    );
+  });
+});
