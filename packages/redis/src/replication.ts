@@ -299,8 +299,9 @@ export class Session implements StoreSession {
       const promise = new Promise<void>((resolve) => {
         open = resolve;
       });
+      // Not unref'd: a caller awaits it (the process must not exit under a waiting call); it
+      // exists only while calls wait, at most commandTimeoutMs.
       const timer = setTimeout(() => this.firstSyncDone(), this.#cfg.timeoutMs);
-      timer.unref();
       this.#syncGate = { promise, open, timer };
     }
     return this.#syncGate.promise;
