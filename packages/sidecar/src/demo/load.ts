@@ -7,8 +7,9 @@
  * @module
  */
 import { setMaxListeners } from 'node:events';
-import { performance } from 'node:perf_hooks';
 import { Agent, type Dispatcher, request } from 'undici';
+import { realClock } from '../clock.js';
+import type { TimerHandle } from 'tripswitch';
 
 /**
  * A connection pool without timeouts (the drain deadline bounds every request) and the run's
@@ -85,7 +86,7 @@ export interface LoadOptions {
   drainMs?: number;
   /** Abort everything early (Ctrl-C). */
   signal?: AbortSignal;
-  /** The time origin of `Sample.start` (a `performance.now()` value). @default when the load starts */
+  /** The time origin of `Sample.start` (a `realClock.now()` value). @default when the load starts */
   t0?: number;
   /** Called when a request is sent, with its sample (filled in when it settles). */
   onSend?: (s: Sample) => void;
@@ -133,14 +134,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const samples: Sample[] = [];
   let sent = 0;
   let cutOff = 0;
-  const t0 = options.t0 ?? performance.now();
-  const sendUntil = performance.now() + options.durationMs;
+  const t0 = options.t0 ?? realClock.now();
+  const sendUntil = realClock.now() + options.durationMs;
 
   const client = async (route: Route) => {
     const url = `${base}/${route}`;
-    while (!cut.signal.aborted && performance.now() < sendUntil && sent < maxRequests) {
+    while (!cut.signal.aborted && realClock.now() < sendUntil && sent < maxRequests) {
       sent++;
-      const start = performance.now();
+      const start = realClock.now();
       const s: Sample = { route, start: start - t0, latency: 0, status: 0, fallback: false };
       options.onSend?.(s);
       const ended = await exchange(
@@ -152,7 +153,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         },
       );
       if (ended) cutOff++;
-      s.latency = performance.now() - start;
+      s.latency = realClock.now() - start;
       samples.push(s);
       options.onSample?.(s);
     }
@@ -163,15 +164,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     ...Array.from({ length: clients.profile }, () => client('profile')),
   ]);
   // The drain deadline: durationMs + drainMs from the start; then whatever is in flight is aborted.
-  const deadline = setTimeout(() => cut.abort(new Error('drain deadline')), options.durationMs + drainMs);
+  const deadline = realClock.setTimeout(
+    () => cut.abort(new Error('drain deadline')),
+    options.durationMs + drainMs,
+  );
   try {
     await all;
   } finally {
-    clearTimeout(deadline);
+    realClock.clearTimeout(deadline);
     options.signal?.removeEventListener('abort', onAbort);
     await agent.destroy();
   }
-  return { samples, sent, cutOff, elapsedMs: performance.now() - t0, clients };
+  return { samples, sent, cutOff, elapsedMs: realClock.now() - t0, clients };
 }
 
 /** One write's outcome (`POST /orders`). */
@@ -202,7 +206,7 @@ export interface WriterOptions {
   drainMs?: number;
   /** Abort everything early (Ctrl-C). */
   signal?: AbortSignal;
-  /** The time origin of `WriteSample.start` (a `performance.now()` value). @default when the writer starts */
+  /** The time origin of `WriteSample.start` (a `realClock.now()` value). @default when the writer starts */
   t0?: number;
   /** Called for every write as it settles. */
   onSample?: (s: WriteSample) => void;
@@ -247,13 +251,13 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
   let submitted = 0;
   let skipped = 0;
   let cutOff = 0;
-  const t0 = options.t0 ?? performance.now();
-  const started = performance.now();
+  const t0 = options.t0 ?? realClock.now();
+  const started = realClock.now();
   const sendUntil = started + options.durationMs;
 
   const write = async () => {
     submitted++;
-    const start = performance.now();
+    const start = realClock.now();
     const s: WriteSample = { id: `w${submitted}`, start: start - t0, latency: 0, status: 0 };
     const ended = await exchange(s, cut.signal, () =>
       request(url, {
@@ -265,7 +269,7 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
       }),
     );
     if (ended) cutOff++;
-    s.latency = performance.now() - start;
+    s.latency = realClock.now() - start;
     samples.push(s);
     options.onSample?.(s);
   };
@@ -273,12 +277,12 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
   // Ticks on a fixed schedule (tick n at started + n * intervalMs), not drifting with timer lateness.
   await new Promise<void>((resolve) => {
     let n = 0;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: TimerHandle | undefined;
     const tick = () => {
       timer = undefined;
       // Tick n is due at n * intervalMs: the count is fixed by the schedule (a timer firing a
       // fraction of a ms early must not add one), and a late tick past the end sends nothing.
-      if (cut.signal.aborted || n * intervalMs >= options.durationMs || performance.now() >= sendUntil) {
+      if (cut.signal.aborted || n * intervalMs >= options.durationMs || realClock.now() >= sendUntil) {
         cut.signal.removeEventListener('abort', stop);
         return resolve();
       }
@@ -287,26 +291,26 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
         inflight.add(p);
       } else skipped++;
       n++;
-      timer = setTimeout(tick, Math.max(0, started + n * intervalMs - performance.now()));
+      timer = realClock.setTimeout(tick, Math.max(0, started + n * intervalMs - realClock.now()));
     };
     const stop = () => {
-      if (timer !== undefined) clearTimeout(timer);
+      if (timer !== undefined) realClock.clearTimeout(timer);
       timer = undefined;
       resolve();
     };
     cut.signal.addEventListener('abort', stop, { once: true });
     tick();
   });
-  const deadline = setTimeout(
+  const deadline = realClock.setTimeout(
     () => cut.abort(new Error('drain deadline')),
-    Math.max(0, started + options.durationMs + drainMs - performance.now()),
+    Math.max(0, started + options.durationMs + drainMs - realClock.now()),
   );
   try {
     await Promise.all(inflight);
   } finally {
-    clearTimeout(deadline);
+    realClock.clearTimeout(deadline);
     options.signal?.removeEventListener('abort', onAbort);
     await agent.destroy();
   }
-  return { samples, submitted, skipped, cutOff, elapsedMs: performance.now() - t0 };
+  return { samples, submitted, skipped, cutOff, elapsedMs: realClock.now() - t0 };
 }

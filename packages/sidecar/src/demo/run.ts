@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { performance } from 'node:perf_hooks';
 import { type BreakerRegistry, breakerRegistry } from 'tripswitch';
 import {
   type LoadResult,
@@ -33,6 +32,8 @@ import {
 } from './report.js';
 import { type ServiceA, type SideHandler, startServiceA } from './service-a.js';
 import { startUpstream, type Upstream, type UpstreamMode, type UpstreamStats } from './upstream.js';
+import { realClock } from '../clock.js';
+import type { TimerHandle } from 'tripswitch';
 
 /** Which runs {@link runDemo} does. */
 export type RunLabel = 'unprotected' | 'protected';
@@ -249,9 +250,9 @@ async function runOnce(
     { name: 'recovery', mode: 'recovering', startMs: healthy + outage, endMs: healthy + outage + recovery },
   ];
   const timeline: TimelineEntry[] = [];
-  const t0 = performance.now();
+  const t0 = realClock.now();
   const sub = a.breaker?.on('stateChange', (e) =>
-    timeline.push({ t: performance.now() - t0, from: e.from, to: e.to, reason: e.reason }),
+    timeline.push({ t: realClock.now() - t0, from: e.from, to: e.to, reason: e.reason }),
   );
   // Counted from the queue's own events, not inferred from the answers.
   const queueCounts = { queued: 0, replayed: 0, dead: 0 };
@@ -262,12 +263,12 @@ async function runOnce(
         a.writes.on('dead', () => queueCounts.dead++),
       ]
     : [];
-  const timers: NodeJS.Timeout[] = [];
+  const timers: TimerHandle[] = [];
   for (const ph of phases.slice(1)) {
     timers.push(
-      setTimeout(() => {
+      realClock.setTimeout(() => {
         b.setMode(ph.mode as UpstreamMode);
-        ph.startMs = performance.now() - t0; // the real switch time, a few ms late at most
+        ph.startMs = realClock.now() - t0; // the real switch time, a few ms late at most
         const prev = phases[phases.indexOf(ph) - 1]!;
         prev.endMs = ph.startMs;
         log(`[${label}] t=${(ph.startMs / 1000).toFixed(1)}s  phase ${ph.name}: B is now ${ph.mode}\n`);
@@ -278,20 +279,24 @@ async function runOnce(
   let writeWindow: WriteSample[] = [];
   const inflight = new Set<Sample>();
   const current = () => {
-    const t = performance.now() - t0;
+    const t = realClock.now() - t0;
     return phases.findLast((p) => t >= p.startMs)?.name ?? 'healthy';
   };
-  const ticker = setInterval(() => {
+  // A progress line a second (rescheduled each time: timers come from the one clock module).
+  let ticker: TimerHandle;
+  const tick = () => {
     log(
-      `${progressLine(label, current(), performance.now() - t0, window, inflight, a, a.breaker?.state ?? 'none (unprotected)', writeWindow)}\n`,
+      `${progressLine(label, current(), realClock.now() - t0, window, inflight, a, a.breaker?.state ?? 'none (unprotected)', writeWindow)}\n`,
     );
     window = [];
     writeWindow = [];
-  }, 1_000);
+    ticker = realClock.setTimeout(tick, 1_000);
+  };
+  ticker = realClock.setTimeout(tick, 1_000);
   log(`[${label}] t=0.0s  phase healthy: B is healthy\n`);
   let stopT: number | undefined;
   const onAbort = () => {
-    stopT = performance.now() - t0;
+    stopT = realClock.now() - t0;
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   let load: LoadResult;
@@ -333,29 +338,29 @@ async function runOnce(
     // that a bounded time before B's count is read.
     const q = a.writes;
     if (q !== undefined && q.size > 0 && !opts.signal?.aborted) {
-      const waitStart = performance.now();
+      const waitStart = realClock.now();
       log(
         `[${label}] waiting up to ${fmtMs(s.drainWaitMs)} for A's write queue (${q.size} writes) to drain\n`,
       );
       await new Promise<void>((resolve) => {
         const done = () => {
-          clearTimeout(timer);
+          realClock.clearTimeout(timer);
           drained.dispose();
           resolve();
         };
-        const timer = setTimeout(done, s.drainWaitMs);
+        const timer = realClock.setTimeout(done, s.drainWaitMs);
         const drained = q.on('drained', done);
         if (q.size === 0) done();
       });
-      drainWaitMs = performance.now() - waitStart;
+      drainWaitMs = realClock.now() - waitStart;
     }
   } catch (err) {
     await a.close();
     await b.close();
     throw err;
   } finally {
-    clearInterval(ticker);
-    for (const t of timers) clearTimeout(t);
+    realClock.clearTimeout(ticker);
+    for (const t of timers) realClock.clearTimeout(t);
     opts.signal?.removeEventListener('abort', onAbort);
     sub?.dispose();
     for (const q of queueSubs) q.dispose();
@@ -505,7 +510,7 @@ export function formatReport(result: DemoResult): string {
  */
 export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const settings = demoSettings(options);
-  const started = performance.now();
+  const started = realClock.now();
   const log = options.log ?? (() => {});
   log(describeModel(settings));
   const runs: Partial<Record<RunLabel, RunResult>> = {};
@@ -547,7 +552,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     comparison,
     settings,
     aborted: options.signal?.aborted ?? false,
-    wallMs: performance.now() - started,
+    wallMs: realClock.now() - started,
     ...(kept !== undefined ? { kept } : {}),
   };
 }

@@ -15,6 +15,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { realClock } from '../clock.js';
+import type { TimerHandle } from 'tripswitch';
 
 /** The behaviours of the upstream. */
 export type UpstreamMode = 'healthy' | 'slow' | 'failing' | 'hanging' | 'recovering';
@@ -89,7 +91,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
   let seq = 0;
   const counts = { received: 0, ok: 0, failed: 0, abandoned: 0 };
   const pending = new Set<ServerResponse>();
-  const timers = new Set<NodeJS.Timeout>();
+  const timers = new Set<TimerHandle>();
   const writes = { received: 0, applied: 0, duplicates: 0 };
   const appliedKeys = new Set<string>();
   const appliedIds = new Set<string>();
@@ -149,7 +151,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
       if (pending.delete(res)) counts.abandoned++;
     });
     if (m === 'slow') {
-      const t = setTimeout(() => {
+      const t = realClock.setTimeout(() => {
         timers.delete(t);
         // The client may have gone meanwhile: then nothing is applied.
         if (pending.has(res) && !res.destroyed) succeed();
@@ -220,7 +222,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
     appliedIds: () => appliedIds,
     close() {
       closing ??= new Promise<void>((resolve) => {
-        for (const t of timers) clearTimeout(t);
+        for (const t of timers) realClock.clearTimeout(t);
         timers.clear();
         server.close(() => resolve());
         server.closeAllConnections();
