@@ -222,6 +222,56 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     assert.ok(left > 1500 && left <= 3005, `remaining ${left}`);
   });
 
+  test('cold start: a breaker made with a new store decides its first calls on the stored state, whatever it is', async () => {
+    const prefix = uniquePrefix('cold');
+    const a = await make({ prefix });
+    // every state another instance can leave in Redis, and what a newcomer's first calls get
+    const cases: Array<[string, (b: FakeBreaker) => void, 'admitted' | 'rejected']> = [
+      ['nothing stored', () => {}, 'admitted'],
+      ['open', (b) => b.go('open', 'failures', 30_000), 'rejected'],
+      ['isolated', (b) => b.go('isolated', 'manual'), 'rejected'],
+      ['disabled', (b) => b.go('disabled', 'manual'), 'admitted'],
+      ['metrics-only', (b) => b.go('metrics-only', 'manual'), 'admitted'],
+      [
+        'closed after an open',
+        (b) => (b.go('open', 'failures', 30_000), b.go('closed', 'manual')),
+        'admitted',
+      ],
+    ];
+    for (const [i, [label, leave, expected]] of cases.entries()) {
+      const name = `cold-${i}`;
+      const other = attach(a, name);
+      leave(other);
+      const redis = new Redis(url);
+      try {
+        if (label !== 'nothing stored')
+          await waitFor(
+            async () => (await redis.hget(`${prefix}:{${name}}:s`, 'st')) === other.state,
+            'stored',
+          );
+      } finally {
+        redis.disconnect();
+      }
+      // a new instance: no ready(), calls in the same tick as the store and the breaker are made
+      const fresh = redisStore({ url, prefix, logger: silent, commandTimeoutMs: 3000 });
+      stores.push(fresh);
+      const breaker = circuitBreaker({ name, store: fresh });
+      let reached = 0;
+      const results = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          breaker
+            .execute(() => ++reached)
+            .then(
+              () => 'admitted',
+              (e: unknown) => (isCircuitOpenError(e) ? 'rejected' : String(e)),
+            ),
+        ),
+      );
+      assert.deepEqual(results, Array(5).fill(expected), `${label}: ${results.join()}`);
+      assert.equal(reached, expected === 'admitted' ? 5 : 0, label);
+    }
+  });
+
   test('half-open: one probe lease for the whole fleet; it expires when its holder dies', async () => {
     const prefix = uniquePrefix('probe');
     const opts = { prefix, probeLeaseMs: 300, probeRetryMs: 5 };
