@@ -12,14 +12,20 @@ import type { Duplex } from 'node:stream';
 
 const kRefused = Symbol('tripswitch.refused');
 const kLast = Symbol('tripswitch.lastResponse');
-const kOwed = Symbol('tripswitch.owed');
 const kOpen = Symbol('tripswitch.openResponses');
 type Marked = {
   [kRefused]?: true;
   [kLast]?: ServerResponse;
-  [kOwed]?: number;
-  [kOpen]?: Set<ServerResponse>;
+  /** This connection's responses, pruned of finished ones as requests come (usually 0 or 1 left). */
+  [kOpen]?: ServerResponse[];
 };
+
+/** Responses on the connection not yet finished (written out). */
+function owedOn(s: Marked): number {
+  let n = 0;
+  for (const res of s[kOpen] ?? []) if (!res.writableFinished && !res.destroyed) n++;
+  return n;
+}
 
 /** Why a request head is refused: the status (4xx) and a one-line reason. */
 export interface Refusal {
@@ -123,15 +129,6 @@ export function refuse(req: IncomingMessage, res: ServerResponse, status: number
   res.end(body);
 }
 
-function owedDown(this: ServerResponse): void {
-  const s = this.req.socket as Marked;
-  if (s[kOwed] !== undefined) s[kOwed]--;
-}
-
-function forget(this: ServerResponse): void {
-  (this.req.socket as Marked)[kOpen]?.delete(this);
-}
-
 // Node closes a connection after a response that must end it (an HTTP/1.0 client and no length),
 // though it may have parsed requests pipelined behind it already: their responses, queued for a
 // socket they never get, would never emit 'close', and whoever waits for it (the in-flight count,
@@ -140,10 +137,11 @@ function closeQueued(this: Socket & Marked): void {
   const open = this[kOpen];
   if (open === undefined) return;
   this[kOpen] = undefined;
-  for (const res of open) {
-    res.off('close', forget);
-    if (res.socket === null && !res.writableFinished) res.emit('close');
-  }
+  for (const res of open)
+    if (res.socket === null && !res.writableFinished && !res.destroyed) {
+      res.destroy();
+      res.emit('close');
+    }
 }
 
 /**
@@ -161,17 +159,20 @@ export function serveOnConnection(req: IncomingMessage, res: ServerResponse): bo
   const s = req.socket as Marked;
   if (s[kRefused] === true) return false;
   s[kLast] = res;
-  s[kOwed] = (s[kOwed] ?? 0) + 1;
-  // 'prefinish': the whole response is handed to the socket, so later writes come after it.
-  res.once('prefinish', owedDown);
-  let open = s[kOpen];
+  // No listener per request (hot path): one per connection, and a list pruned here.
+  const open = s[kOpen];
   if (open === undefined) {
-    open = new Set();
-    s[kOpen] = open;
+    s[kOpen] = [res];
     req.socket.once('close', closeQueued);
+    return true;
   }
-  open.add(res);
-  res.once('close', forget);
+  let kept = 0;
+  for (let i = 0; i < open.length; i++) {
+    const r = open[i]!;
+    if (!r.writableFinished && !r.destroyed) open[kept++] = r;
+  }
+  open.length = kept;
+  open.push(res);
   return true;
 }
 
@@ -198,7 +199,7 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   if (s[kRefused] === true) return;
   s[kRefused] = true;
   const last = s[kLast];
-  const owed = s[kOwed] ?? 0;
+  const owed = owedOn(s);
   if (err.code === 'HPE_CLOSED_CONNECTION') {
     // Bytes after a message that ends the connection (Connection: close, HTTP/1.0): its answer is
     // the last one; the connection closes after it (Node's response already says close).
