@@ -139,4 +139,24 @@ describe('circuitBreaker: an outcome belongs to the period that admitted it', ()
     assert.equal(b.state, 'open', '1 of 2 = 50% opens');
     assert.equal(b.stats().windowFailures, 1);
   });
+
+  for (const watch of watches)
+    it(`a call whose fn resets the breaker before failing counts in neither period (${watch})`, async () => {
+      const { b, signal } = setup(watch);
+      await b
+        .execute(() => {
+          b.reset();
+          return Promise.reject(new Error('during'));
+        }, signal)
+        .catch(() => {});
+      await b
+        .execute(() => {
+          b.reset();
+          throw new Error('sync');
+        }, signal)
+        .catch(() => {});
+      assert.equal(b.stats().consecutiveFailures, 0);
+      assert.equal(await failOnce(b, signal), 'fresh');
+      assert.equal(b.state, 'closed');
+    });
 });

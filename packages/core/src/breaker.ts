@@ -818,15 +818,16 @@ class Breaker implements CircuitBreaker {
    * period, exactly as on the other paths: every outcome is recorded by `_outcome`.
    */
   #runLean<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T): Promise<T> {
+    // Taken before `fn` runs: an `fn` that resets the breaker must not settle into the new period.
+    const h = this.#lean ?? this.#makeLean();
     this.#inFlight++;
     let r: PromiseLike<T> | T;
     try {
       r = fn(plainContext);
     } catch (err) {
-      this.#settleError(err, plainContext, Number.NaN, this.#gen, false);
+      h.err(err);
       return Promise.reject(err);
     }
-    const h = this.#lean ?? this.#makeLean();
     return (r instanceof Promise ? (r as Promise<T>) : Promise.resolve(r)).then(
       h.ok as (v: T) => T,
       h.err as (e: unknown) => PromiseLike<never>,
