@@ -294,3 +294,157 @@ describe('trip rules: restoring a window clamps it to the rule', () => {
     assert.deepEqual([c.stats().windowCalls, c.stats().windowFailures], [2, 2]);
   });
 });
+
+describe('trip rules: bad options name the field', () => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [
+      { kind: 'time', windowMs: Infinity },
+      'circuitBreaker: option "trip.windowMs" must be a finite number >= 1, got Infinity',
+    ],
+    [{ kind: 'time', windowMs: 0 }, 'circuitBreaker: option "trip.windowMs" must be a number >= 1, got 0'],
+    [
+      { kind: 'time', buckets: 1001 },
+      'circuitBreaker: option "trip.buckets" must be an integer >= 1 and <= 1000, got 1001',
+    ],
+    [
+      { kind: 'time', buckets: 2.5 },
+      'circuitBreaker: option "trip.buckets" must be an integer >= 1 and <= 1000, got 2.5',
+    ],
+    [
+      { kind: 'time', minimumCalls: 0 },
+      'circuitBreaker: option "trip.minimumCalls" must be an integer >= 1, got 0',
+    ],
+    [
+      { kind: 'time', failureCount: 0 },
+      'circuitBreaker: option "trip.failureCount" must be an integer >= 1, got 0',
+    ],
+    [
+      { kind: 'time', window: 5 },
+      'circuitBreaker: option "trip.window" must be one of the known options (kind, windowMs, buckets, minimumCalls, failureRateThreshold, failureCount, slowCallRateThreshold, slowCallDuration), got 5',
+    ],
+    [
+      { kind: 'count', windowSize: 5, minimumCalls: 6 },
+      'circuitBreaker: option "trip.minimumCalls" must be an integer >= 1 and <= 5, got 6',
+    ],
+    [
+      { kind: 'count', windowSize: 1_000_001 },
+      'circuitBreaker: option "trip.windowSize" must be an integer >= 1 and <= 1000000, got 1000001',
+    ],
+    [
+      { kind: 'count', windowMs: 10 },
+      'circuitBreaker: option "trip.windowMs" must be one of the known options (kind, windowSize, window, minimumCalls, failureRateThreshold, slowCallRateThreshold, slowCallDuration), got 10',
+    ],
+    [
+      { kind: 'count', slowCallRateThreshold: 0.5 },
+      'circuitBreaker: option "trip.slowCallDuration" must be a number >= 0 when slowCallRateThreshold is set, got undefined',
+    ],
+    [
+      { kind: 'count', slowCallDuration: 10, slowCallRateThreshold: 0 },
+      'circuitBreaker: option "trip.slowCallRateThreshold" must be a number > 0 and <= 1, got 0',
+    ],
+    [
+      { kind: 'count', failureRateThreshold: 1.5 },
+      'circuitBreaker: option "trip.failureRateThreshold" must be a number > 0 and <= 1, got 1.5',
+    ],
+    [
+      { kind: 'count', slowCallDuration: -1 },
+      'circuitBreaker: option "trip.slowCallDuration" must be a number >= 0, got -1',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, windowMs: 10, windowSize: 5 },
+      'circuitBreaker: option "trip.windowSize" must be absent when windowMs is given, got 5',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, windowMs: 10, window: 5 },
+      'circuitBreaker: option "trip.window" must be absent when windowMs is given, got 5',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, buckets: 5 },
+      'circuitBreaker: option "trip.buckets" must be absent unless windowMs is given, got 5',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, windowMs: Infinity },
+      'circuitBreaker: option "trip.windowMs" must be a finite number >= 1, got Infinity',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, windowSize: 0 },
+      'circuitBreaker: option "trip.windowSize" must be an integer >= 1 and <= 1000000, got 0',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, minimumCalls: 3 },
+      'circuitBreaker: option "trip.minimumCalls" must be one of the known options (kind, predicate, windowMs, buckets, windowSize, window, slowCallDuration), got 3',
+    ],
+    [
+      { kind: 'consecutive', threshold: 0 },
+      'circuitBreaker: option "trip.threshold" must be an integer >= 1, got 0',
+    ],
+    [
+      { kind: 'consecutive', threshold: 1.5 },
+      'circuitBreaker: option "trip.threshold" must be an integer >= 1, got 1.5',
+    ],
+    [{ kind: 'custom' }, 'circuitBreaker: option "trip.predicate" must be a function, got undefined'],
+  ];
+  for (const [trip, message] of cases)
+    it(message.slice(14, 100), () => {
+      assert.throws(() => circuitBreaker({ trip: trip as never }), { name: 'InvalidOptionError', message });
+    });
+});
+
+describe('trip rules: defaults', () => {
+  it('consecutive: 5 failures in a row', () => {
+    const { b, clock } = make({ kind: 'consecutive' });
+    for (let i = 0; i < 4; i++) call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed');
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'open');
+  });
+
+  it('count: a window smaller than 20 needs as many calls as it holds; 50% by default', () => {
+    const { b, clock } = make({ kind: 'count', windowSize: 4 });
+    call(b, clock);
+    call(b, clock);
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed', '3 calls, window of 4');
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'open', '2 of 4');
+  });
+
+  it('count: 100 calls, judged from 20', () => {
+    const { b, clock } = make({ kind: 'count' });
+    for (let i = 0; i < 19; i++) call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed');
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'open');
+    const c = make({ kind: 'count' });
+    for (let i = 0; i < 150; i++) call(c.b, c.clock);
+    assert.equal(c.b.stats().windowCalls, 100);
+  });
+
+  it('time: 30 s in 10 buckets, judged from 5 calls at 50%', () => {
+    const { b, clock } = make({ kind: 'time' });
+    call(b, clock, { failure: true });
+    clock.advance(2_999);
+    for (let i = 0; i < 3; i++) call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed', '4 calls');
+    clock.advance(27_001); // 30 s after the first failure: its bucket has left
+    call(b, clock, { failure: true });
+    assert.equal(b.stats().windowCalls, 4);
+    assert.equal(b.state, 'closed');
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'open');
+  });
+
+  it('a failureCount or slow-call rule does not also judge the failure rate unless asked', () => {
+    const counted = make({ kind: 'time', failureCount: 10, minimumCalls: 1 });
+    for (let i = 0; i < 9; i++) call(counted.b, counted.clock, { failure: true });
+    assert.equal(counted.b.state, 'closed');
+    const slowOnly = make({ kind: 'count', windowSize: 4, minimumCalls: 4, slowCallDuration: 100 });
+    for (let i = 0; i < 3; i++) call(slowOnly.b, slowOnly.clock, { failure: true, slow: true });
+    call(slowOnly.b, slowOnly.clock, { failure: true });
+    assert.equal(
+      slowOnly.b.state,
+      'closed',
+      '3 of 4 slow (threshold 1 by default), 4 of 4 failed: not judged',
+    );
+  });
+});
