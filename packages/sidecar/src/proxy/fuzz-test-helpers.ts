@@ -255,6 +255,14 @@ export function fuzzCase(seed: number): FuzzCase {
       at('forward', 'name-case');
     },
     () => {
+      // obs-text (bytes 0x80-0xff) in a value, and every tchar in a name: valid, forwarded as they are.
+      headers.push(
+        { name: "X-!#$%&'*+-.^_`|~9", value: 'a', eol: '\r\n' },
+        { name: 'X-Latin1', value: pick(['caf\u00e9', '\u00ff\u0080 x', 'a\u00a0b']), eol: '\r\n' },
+      );
+      at('forward', 'tchar-obs-text');
+    },
+    () => {
       const h = pick(headers.filter((x) => x.name.startsWith('X-')));
       if (!h) return;
       h.value = pick([`\t${h.value}`, `${h.value}  `, ` \t${h.value}\t `]);
