@@ -24,6 +24,11 @@ async function recorder() {
       held.push(res);
       return;
     }
+    if (req.url === '/up') {
+      req.resume();
+      req.on('end', () => res.end('ok'));
+      return;
+    }
     if (req.url === '/nolength') {
       res.write('a');
       res.end('b');
@@ -193,6 +198,24 @@ describe('hole 3: max_headers_count', () => {
     await quiet(p, cluster);
   });
 
+  test('max_headers_count and the header timeout follow a reload', async () => {
+    const { p, seen } = await start();
+    const four = 'GET /ok HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nConnection: close\r\n\r\n';
+    assert.deepEqual(statuses((await raw(p.port, four)).data), [200]);
+    const l = p.config.listeners[0]!;
+    await p.sidecar.reload({
+      ...p.config,
+      listeners: [{ ...l, max_headers_count: 3, headers_timeout_ms: 200 }],
+    });
+    rejectedAndClosed(await raw(p.port, four), 431);
+    // A head that never ends is now cut after ~0.2 s (the checking interval stays as it was made: <= 1 s).
+    const t0 = Date.now();
+    const slow = await raw(p.port, 'GET /slow HTTP/1.1\r\nHost: x\r\n', 5000);
+    assert.equal(slow.closed, true);
+    assert.ok(Date.now() - t0 < 4000, `closed after ${Date.now() - t0} ms`);
+    assert.equal(seen.length, 1);
+  });
+
   test('a configured max_headers_count', async () => {
     const { p, seen } = await start({ max_headers_count: 3 });
     const r1 = await raw(p.port, 'GET /ok HTTP/1.1\r\nHost: x\r\nA: 1\r\nConnection: close\r\n\r\n');
@@ -354,6 +377,42 @@ describe('found by the fuzzer (fuzz.test.ts)', () => {
     assert.deepEqual(statuses(r.data), [404], r.data);
     await barrier(p.port, seen);
     assert.equal(seen.length, 1);
+    await quiet(p, cluster);
+  });
+});
+
+describe('a client that stalls its upload', () => {
+  test('a streamed body that stops is ended by request_timeout_ms: 408, neutral for breaker and host', async () => {
+    const { u, seen } = await recorder();
+    const routes = [{ prefix: '/', cluster: 'c' }];
+    const p = await proxy(
+      [
+        {
+          name: 'c',
+          hosts: [u.host],
+          breaker: { trip: { kind: 'consecutive', threshold: 2 }, openDuration: 60_000 },
+          outlier_detection: { consecutive_5xx: 2, consecutive_gateway_failure: 2 },
+        },
+      ],
+      routes,
+      { extra: { listeners: [{ port: 0, routes, headers_timeout_ms: 300, request_timeout_ms: 600 }] } },
+    );
+    cleanups.push(() => p.sidecar.shutdown(1000));
+    const cluster = p.sidecar.clusters.get('c')!;
+    for (let i = 0; i < 3; i++) {
+      // 10 of 1,000 announced bytes, then nothing: the upstream waits for the rest (undici's
+      // headersTimeout starts only once the body is sent, so the route timeout does not fire).
+      const t0 = Date.now();
+      const r = await raw(
+        p.port,
+        'POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789',
+        5000,
+      );
+      assert.deepEqual(statuses(r.data), [408], r.data);
+      assert.equal(r.closed, true);
+      assert.ok(Date.now() - t0 < 4000);
+    }
+    assert.equal(seen.length, 3);
     await quiet(p, cluster);
   });
 });
