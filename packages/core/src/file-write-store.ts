@@ -11,7 +11,7 @@
  * Published as `tripswitch/file-store`, not from the root entry: it needs `node:fs`, and the root
  * entry loads where there is no file system (browsers, workers).
  *
- * @module
+ * @module file-store
  */
 import { mkdir, type FileHandle, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';

@@ -2,8 +2,8 @@
 // Our .d.ts use Symbol.dispose / Disposable: this brings their lib to consumers compiling without it.
 /**
  * `writeQueue()`: the fallback for writes. A write that fails because its downstream is down is
- * stored (durably, with {@link fileWriteStore}) and replayed in order once the downstream answers
- * again, instead of being lost or failing the user's request.
+ * stored (durably, with `fileWriteStore` from `tripswitch/file-store`) and replayed in order once
+ * the downstream answers again, instead of being lost or failing the user's request.
  *
  * Delivery is at least once: a write whose send succeeded but whose removal from the store did
  * not reach the disk (a crash in between) is sent again after a restart. Every write keeps one
@@ -85,7 +85,7 @@ export interface WriteQueueOptions<T, R> {
   send: (data: T, ctx: WriteContext) => PromiseLike<R> | R;
   /**
    * Where queued writes live. Required, so durability is a choice made in the code:
-   * {@link fileWriteStore} survives restarts, {@link memoryWriteStore} does not.
+   * `fileWriteStore` (`tripswitch/file-store`) survives restarts, {@link memoryWriteStore} does not.
    */
   store: WriteQueueStore<T>;
   /**
