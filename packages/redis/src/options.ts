@@ -65,7 +65,11 @@ export interface RedisStoreOptions {
    * `cluster`, `sentinel`.
    */
   client?: Redis | Cluster;
-  /** `redis://[:password@]host:port[/db]` or `rediss://...` (TLS). @default 'redis://127.0.0.1:6379' */
+  /**
+   * `redis://[:password@]host:port[/db]`, `rediss://...` (TLS), or Sentinel:
+   * `redis-sentinel://[[user]:password@]host:port[,host:port...][/db]#<master name>` (the sentinels'
+   * addresses; the password is the data nodes'). @default 'redis://127.0.0.1:6379'
+   */
   url?: string;
   /**
    * Redis Cluster: some of its nodes (`{ host, port }`); the store opens an ioredis `Cluster` on
@@ -247,6 +251,39 @@ function checkClusterFailFast(clusterOptions: ClusterOptions): void {
     checkFailFast(clusterOptions.redisOptions as RedisOptions, 'clusterOptions.redisOptions');
 }
 
+/**
+ * `redis-sentinel://[[user]:password@]host:port[,host:port...][/db]#<master name>` (the form Lettuce
+ * and Spring use): the sentinels, the master's name, and the data nodes' credentials and db.
+ */
+function parseSentinelUrl(url: string): {
+  sentinels: Array<{ host: string; port: number }>;
+  name: string;
+  auth: RedisOptions;
+} {
+  const m = /^redis-sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/#]+)(?:\/(\d+))?#(.+)$/.exec(url);
+  const bad = (): never => {
+    throw new InvalidOptionError(
+      OWNER,
+      'url',
+      'redis-sentinel://[[user]:password@]host:port[,host:port...][/db]#<master name>',
+      url,
+    );
+  };
+  if (!m) return bad();
+  const sentinels = m[3]!.split(',').map((hp) => {
+    const at = hp.lastIndexOf(':');
+    const host = at > 0 ? hp.slice(0, at) : hp;
+    const port = at > 0 ? Number(hp.slice(at + 1)) : 26379;
+    if (host === '' || !Number.isInteger(port) || port < 1 || port > 65535) bad();
+    return { host: host.replace(/^\[|\]$/g, ''), port };
+  });
+  const auth: RedisOptions = {};
+  if (m[1]) auth.username = decodeURIComponent(m[1]);
+  if (m[2] !== undefined) auth.password = decodeURIComponent(m[2]);
+  if (m[4] !== undefined) auth.db = Number(m[4]);
+  return { sentinels, name: decodeURIComponent(m[5]!), auth };
+}
+
 /** Validates `redisStore()` options; throws `InvalidOptionError` naming the first bad one. */
 export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; target: ConnectTarget } {
   const v = validator(OWNER);
@@ -274,8 +311,15 @@ export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; ta
       v.fail('sentinel.sentinels', 'a non-empty array of { host, port }', sn.sentinels);
     v.string('sentinel.name', sn.name);
   }
-  if (opts.url !== undefined && (typeof opts.url !== 'string' || !/^rediss?:\/\//.test(opts.url)))
-    v.fail('url', 'a redis:// or rediss:// URL', opts.url);
+  if (
+    opts.url !== undefined &&
+    (typeof opts.url !== 'string' || !/^(rediss?|redis-sentinel):\/\//.test(opts.url))
+  )
+    v.fail('url', 'a redis://, rediss:// or redis-sentinel:// URL', opts.url);
+  const sentinelUrl =
+    typeof opts.url === 'string' && opts.url.startsWith('redis-sentinel://')
+      ? parseSentinelUrl(opts.url)
+      : undefined;
   if (opts.client !== undefined && typeof (opts.client as { duplicate?: unknown }).duplicate !== 'function')
     v.fail('client', 'an ioredis client (Redis or Cluster)', opts.client);
   const clusterClient =
@@ -338,6 +382,13 @@ export function parseOptions(opts: RedisStoreOptions): { config: StoreConfig; ta
   else if (opts.cluster !== undefined)
     target = { kind: 'cluster', nodes: opts.cluster, redisOptions, clusterOptions };
   else if (opts.sentinel !== undefined) target = { kind: 'sentinel', ...opts.sentinel, redisOptions };
+  else if (sentinelUrl !== undefined)
+    target = {
+      kind: 'sentinel',
+      sentinels: sentinelUrl.sentinels,
+      name: sentinelUrl.name,
+      redisOptions: { ...sentinelUrl.auth, ...redisOptions },
+    };
   else target = { kind: 'url', url: opts.url ?? 'redis://127.0.0.1:6379', redisOptions };
   return { config, target };
 }

@@ -21,9 +21,15 @@ describe('redisStore through Redis Sentinel', { skip: skipNoSentinel, timeout: 1
     await sentinel?.stop();
     assert.deepEqual(unhandled, [], 'no unhandled rejections');
   });
-  const make = async (prefix: string): Promise<RedisStore> => {
+  const make = async (prefix: string, form: 'options' | 'url' = 'options'): Promise<RedisStore> => {
+    const where =
+      form === 'options'
+        ? { sentinel: { sentinels: sentinel.sentinelNodes, name: sentinel.masterName } }
+        : {
+            url: `redis-sentinel://${sentinel.sentinelNodes.map((n) => `${n.host}:${n.port}`).join(',')}#${sentinel.masterName}`,
+          };
     const s = redisStore({
-      sentinel: { sentinels: sentinel.sentinelNodes, name: sentinel.masterName },
+      ...where,
       prefix,
       logger: false,
       commandTimeoutMs: 500,
@@ -46,7 +52,8 @@ describe('redisStore through Redis Sentinel', { skip: skipNoSentinel, timeout: 1
 
   test('failovers mid-run (SENTINEL FAILOVER, then a killed master): no call fails, state reconverges', async () => {
     const prefix = uniquePrefix('sentinel');
-    const stores3 = [await make(prefix), await make(prefix), await make(prefix)];
+    // the third one from a redis-sentinel:// URL
+    const stores3 = [await make(prefix), await make(prefix), await make(prefix, 'url')];
     const names = ['inv', 'ship', 'tax'];
     const all = stores3.map((s) => names.map((n) => breaker(s, n)));
     let running = true;

@@ -83,6 +83,16 @@ describe('redisStore options', () => {
       [{ commandTimeoutMs: 0 }, 'commandTimeoutMs'],
       [{ flushMaxOutcomes: 1.5 }, 'flushMaxOutcomes'],
       [{ url: 'http://x' }, 'url'],
+      [{ url: 'redis-sentinel://127.0.0.1:26379' }, 'url'], // no #<master name>
+      [{ url: 'redis-sentinel://127.0.0.1:0#m' }, 'url'],
+      [{ url: 'redis://x', sentinel: { sentinels: [{ host: 'h', port: 1 }], name: 'm' } }, 'sentinel'],
+      [{ cluster: [] }, 'cluster'],
+      [{ sentinel: { sentinels: [], name: 'm' } }, 'sentinel.sentinels'],
+      [{ clusterOptions: {} }, 'clusterOptions'],
+      [
+        { cluster: [{ host: 'h', port: 1 }], clusterOptions: { enableOfflineQueue: true } },
+        'clusterOptions.enableOfflineQueue',
+      ],
       [{ prefix: 'a{b}' }, 'prefix'],
       [{ fleet: { minimumCals: 3 } as never }, 'fleet.minimumCals'],
       [{ treshold: 1 } as never, 'treshold'],
