@@ -569,7 +569,7 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
     assert.equal(b.healthy, true, 'the subscriber connection survived');
   });
 
-  test('converges: after any interleaving of transitions every instance holds the stored state', async () => {
+  test('converges: after any interleaving of transitions every instance, a newcomer too, holds the stored state', async () => {
     const targets = ['closed', 'open', 'isolated', 'disabled', 'metrics-only'] as const;
     const redis = new Redis(url);
     try {
@@ -583,17 +583,30 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
             }),
             { minLength: 1, maxLength: 12 },
           ),
-          async (ops) => {
+          fc.nat({ max: 12 }),
+          async (ops, joinAt) => {
             const prefix = uniquePrefix('conv');
             const trio = await Promise.all([make({ prefix }), make({ prefix }), make({ prefix })]);
             const bs = trio.map((st) => attach(st, 'c'));
+            // an instance that starts mid-run (no ready()); its first call waits for its first read
+            let joined: Promise<void> | undefined;
+            const join = () => {
+              const st = redisStore({ url, prefix, logger: silent });
+              trio.push(st);
+              const b = attach(st, 'c');
+              bs.push(b);
+              joined = Promise.resolve(b.session.untilSynced?.()).then(() => undefined);
+            };
             try {
-              for (const op of ops) {
+              for (const [i, op] of ops.entries()) {
+                if (i === joinAt) join();
                 const b = bs[op.who]!;
                 if (b.state !== op.to) b.go(op.to, 'op', op.to === 'open' ? 60_000 : undefined);
                 // some operations race with the messages of the previous ones, some do not
                 if (op.pause) await new Promise((r) => setImmediate(r));
               }
+              if (joined === undefined) join();
+              await joined; // never hangs: bounded by the command timeout
               const stored = async () => (await redis.hget(`${prefix}:{c}:s`, 'st')) ?? 'closed';
               await waitFor(
                 async () => {
