@@ -112,6 +112,88 @@ export class TestClock implements Clock {
     await flushMicrotasks();
   }
 
+  /** The due time (epoch ms on this clock) of the next pending timer, or `undefined` when none is pending. */
+  nextTimerAt(): number | undefined {
+    let at: number | undefined;
+    for (const t of this.#timers) if (at === undefined || t.at < at) at = t.at;
+    return at;
+  }
+
+  /**
+   * Lets pending promise callbacks run, moves time to the next timer's due time and fires every
+   * timer due then (in order), then lets promise callbacks run again. Resolves with the new time,
+   * or `undefined` (time unchanged) when no timer is pending.
+   *
+   * Promise callbacks run to completion, however long their chain: each step waits one macrotask
+   * turn, which Node (and browsers) take only once the microtask queue is empty.
+   */
+  async advanceToNext(): Promise<number | undefined> {
+    await drain();
+    const at = this.nextTimerAt();
+    if (at === undefined) return undefined;
+    this.advance(Math.max(0, at - this.#now));
+    await drain();
+    return this.#now;
+  }
+
+  /**
+   * Advances time, timer by timer, until `promise` settles, and returns (or throws) its outcome.
+   * Code under test may schedule new timers after any number of awaits: they are waited for.
+   *
+   * Throws a clear error instead of waiting forever when the promise is still pending and no timer
+   * is left (it waits on something this clock does not drive), or after `maxTimers` firings or
+   * `maxMs` of clock time (a loop that keeps scheduling timers).
+   *
+   * @example
+   * ```ts
+   * const clock = new TestClock();
+   * const chain = wrap(retry({ maxAttempts: 3, clock }), timeout({ ms: 1_000, clock }));
+   * const hangsOnce = faulty({ schedule: ['hang'], value: 'ok', clock });
+   * assert.equal(await clock.settle(chain.execute(hangsOnce)), 'ok');
+   * ```
+   */
+  async settle<T>(promise: PromiseLike<T>, options?: SettleOptions): Promise<T> {
+    const maxTimers = options?.maxTimers ?? 10_000;
+    const maxMs = options?.maxMs ?? 86_400_000;
+    if (!(maxTimers >= 0)) throw new RangeError(`TestClock.settle: maxTimers must be >= 0, got ${maxTimers}`);
+    if (!(maxMs >= 0)) throw new RangeError(`TestClock.settle: maxMs must be >= 0, got ${maxMs}`);
+    // An object, not a local: TypeScript cannot see the callbacks change a local.
+    const seen: { state: 'pending' | 'fulfilled' | 'rejected'; outcome: unknown } = {
+      state: 'pending',
+      outcome: undefined,
+    };
+    Promise.resolve(promise).then(
+      (v) => {
+        seen.state = 'fulfilled';
+        seen.outcome = v;
+      },
+      (e) => {
+        seen.state = 'rejected';
+        seen.outcome = e;
+      },
+    );
+    const start = this.#now;
+    let fired = 0;
+    for (;;) {
+      await drain();
+      if (seen.state === 'fulfilled') return seen.outcome as T;
+      if (seen.state === 'rejected') throw seen.outcome;
+      const at = this.nextTimerAt();
+      if (at === undefined)
+        throw new Error(
+          `TestClock.settle: the promise is still pending and no timer is scheduled ` +
+            `(after ${this.#now - start} ms and ${fired} timers): it waits on something this clock does not drive`,
+        );
+      if (fired >= maxTimers || at - start > maxMs)
+        throw new Error(
+          `TestClock.settle: the promise did not settle within ${fired} timers and ${this.#now - start} ms ` +
+            `(limits: maxTimers ${maxTimers}, maxMs ${maxMs}); the next timer is due at +${at - start} ms`,
+        );
+      this.advance(Math.max(0, at - this.#now));
+      fired++;
+    }
+  }
+
   /** Fires every pending timer (and timers they schedule) until none is left. Bounded to stop runaway loops. */
   runAll(limit = 10_000): void {
     for (let i = 0; i < limit; i++) {
@@ -140,6 +222,31 @@ export class TestClock implements Clock {
     if (best < 0) return undefined;
     return this.#timers.splice(best, 1)[0];
   }
+}
+
+/**
+ * Limits of {@link TestClock.settle}.
+ *
+ * @example
+ * ```ts
+ * await clock.settle(promise, { maxTimers: 100, maxMs: 60_000 });
+ * ```
+ */
+export interface SettleOptions {
+  /** Timer due times advanced to before giving up. @default 10_000 */
+  maxTimers?: number;
+  /** Clock time advanced before giving up, in ms. @default 86_400_000 (a day) */
+  maxMs?: number;
+}
+
+// One macrotask turn: the runtime takes it only once every pending promise callback has run.
+const macrotask: (fn: () => void) => void =
+  typeof globalThis.setImmediate === 'function'
+    ? (fn) => globalThis.setImmediate(fn)
+    : (fn) => globalThis.setTimeout(fn, 0);
+
+function drain(): Promise<void> {
+  return new Promise((resolve) => macrotask(resolve));
 }
 
 async function flushMicrotasks(): Promise<void> {

@@ -1,5 +1,6 @@
 /**
- * Test helpers: `import { TestClock } from 'tripswitch/testing'`.
+ * Test helpers: `import { TestClock, faulty } from 'tripswitch/testing'`.
  * @module
  */
-export { TestClock } from './test-clock.js';
+export { type Fault, type FaultCall, type FaultyFunction, type FaultyOptions, faulty } from './faults.js';
+export { type SettleOptions, TestClock } from './test-clock.js';
