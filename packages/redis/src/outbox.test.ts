@@ -2,6 +2,8 @@
 // write replayed once by the fleet, per-key order, take-over of a dead instance's writes with its
 // attempt count, close() handing writes back at once, and submit's send-now / store-behind rules.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { circuitBreaker, isInvalidOptionError } from 'tripswitch';
@@ -263,5 +265,21 @@ describe('redisOutbox on a real Redis', { skip: skipNoRedis }, () => {
     } finally {
       r.disconnect();
     }
+  });
+
+  test('a bare process that submits, sees the replay and closes exits on its own', async () => {
+    const fixture = fileURLToPath(new URL('./outbox-bare.test.fixture.js', import.meta.url));
+    const prefix = uniquePrefix('obbare');
+    const t0 = performance.now();
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        [fixture],
+        { env: { ...process.env, OUTBOX_URL: url, OUTBOX_PREFIX: prefix }, timeout: 20_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+      ),
+    );
+    assert.deepEqual(JSON.parse(out), { submitted: 'queued', value: 'sent on attempt 2' });
+    assert.ok(performance.now() - t0 < 15_000);
   });
 });
