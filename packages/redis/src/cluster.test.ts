@@ -55,6 +55,22 @@ describe('redisStore on a Redis Cluster', { skip: skipNoCluster, timeout: 180_00
     await trip(ba);
     assert.equal(ba.state, 'open');
     await waitFor(() => bb.state === 'open', 'the open reaches the store on the caller’s client', 5000);
+    // a newcomer that names the nodes by hostname (ioredis swaps them for the cluster's own
+    // addresses): no outage reported, and its first calls wait for the first read: rejected
+    const byName = cluster.startupNodes.map((n) => ({ host: 'localhost', port: n.port }));
+    const c = redisStore({ cluster: byName, prefix, logger: false, commandTimeoutMs: 3000 });
+    stores.push(c);
+    const outages: unknown[] = [];
+    c.on('degraded', ({ error }) => outages.push(error));
+    const bc = breaker(c, 'pay');
+    let reached = 0;
+    const first = await Promise.all(
+      Array.from({ length: 5 }, () => bc.execute(() => ++reached).catch((e: unknown) => e)),
+    );
+    assert.ok(first.every(isCircuitOpenError), `a newcomer's first calls: ${first.map(String).join()}`);
+    assert.equal(reached, 0);
+    assert.equal(await c.ready(10_000), true);
+    assert.deepEqual(outages, [], 'renaming startup nodes is no outage');
     const channel = `${prefix}:{pay}:events`;
     const master = await cluster.masterOf(channel);
     const sharded = (await ask(master, ['PUBSUB', 'SHARDCHANNELS', `${prefix}:*`])) as string[];

@@ -93,7 +93,13 @@ export class Connection {
   readonly #onCmdError = (err: unknown) => this.markDegraded(err);
   readonly #onCmdClose = () => this.#lost('command connection closed');
   readonly #onCmdReady = () => this.#onReady();
-  readonly #onNodeLost = () => this.#lost('a Redis Cluster node was lost');
+  // Only once the store has been synchronised: while ioredis first maps the cluster it drops the
+  // startup nodes it reaches by another name (a hostname for an IP), which is no outage, and
+  // degrading then would release the first calls before the first read.
+  readonly #onNodeLost = () => {
+    if (this.#everSynced) this.#lost('a Redis Cluster node was lost');
+  };
+  #everSynced = false;
 
   constructor(cfg: StoreConfig, target: ConnectTarget, hooks: ConnectionHooks) {
     this.#cfg = cfg;
@@ -172,7 +178,10 @@ export class Connection {
       this.#cmd.on('-node', this.#onNodeLost);
       this.#sub.on('-node', this.#onNodeLost);
       // ioredis re-made its sharded subscribers (new topology): re-read what they may have missed.
-      this.#sub.on('subscribersReady', () => this.#subscribe());
+      // (It also says so while the cluster connection is still starting: 'ready' covers that.)
+      this.#sub.on('subscribersReady', () => {
+        if (this.#sub.status === 'ready') this.#subscribe();
+      });
     } else this.#sub.on('message', (_channel: string, raw: string) => this.#hooks.message(raw));
     if (this.#sub.status === 'ready') this.#subscribe();
   }
@@ -327,6 +336,7 @@ export class Connection {
         // a connection dropped while re-reading: not recovered yet, the next 'ready' retries
         if (this.#closed || !this.#subscribed || this.#cmd.status !== 'ready') return;
         this.#synced = true;
+        this.#everSynced = true;
         if (this.#degraded) {
           this.#degraded = false;
           const at = this.#cfg.clock.now();
