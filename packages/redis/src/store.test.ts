@@ -244,7 +244,10 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
       ['metrics-only', (b) => b.go('metrics-only', 'manual'), 'admitted'],
       [
         'closed after an open',
-        (b) => (b.go('open', 'failures', 30_000), b.go('closed', 'manual')),
+        (b) => {
+          b.go('open', 'failures', 30_000);
+          b.go('closed', 'manual');
+        },
         'admitted',
       ],
     ];
