@@ -41,6 +41,8 @@ export interface FuzzCase {
   lastOnConnection: boolean;
   /** The pipelined valid request's target. */
   nextTarget: string;
+  /** The upstream answers this message 503 (route x). */
+  upstreamFails: boolean;
   /** Names of the mutations applied (printed on failure). */
   tags: string[];
 }
@@ -82,7 +84,9 @@ export function fuzzCase(seed: number): FuzzCase {
   let last = false;
 
   let method = pick(METHODS);
-  const route = chance(0.5) ? 'r' : 'n';
+  // r: a route with retries (bodies up to 100 bytes buffered), n: without, x: without, and the
+  // upstream answers 503 (a failure it did cause, which must be counted, exactly once).
+  const route = chance(0.08) ? 'x' : chance(0.5) ? 'r' : 'n';
   let target = `/f/${route}/${seed}${chance(0.3) ? `?q=${Math.floor(r() * 1e6)}&x=%20y` : ''}`;
   const upstreamTarget = target;
   let version = 'HTTP/1.1';
@@ -440,6 +444,7 @@ export function fuzzCase(seed: number): FuzzCase {
     mayStall,
     lastOnConnection: last,
     nextTarget,
+    upstreamFails: route === 'x',
     tags,
   };
 }
