@@ -173,6 +173,15 @@ export function sidecarRegistry(sidecar: Sidecar): SidecarRegistry {
       this.inc(sidecar.noRoute);
     },
   });
+  new Counter({
+    name: 'tripswitch_proxy_refused_total',
+    help: 'Requests refused before routing (Host, request-target, header count, Expect, Content-Length), answered 4xx/505 with the connection closed.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sidecar.refused);
+    },
+  });
   new Gauge({
     name: 'tripswitch_proxy_hosts_ejected',
     help: 'Hosts currently ejected.',

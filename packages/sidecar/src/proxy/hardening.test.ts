@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { after, describe, test } from 'node:test';
+import { sidecarRegistry } from '../admin/admin.js';
 import type { ListenerConfig } from '../config/schema.js';
 import type { Cluster } from './cluster.js';
 import { proxy, raw, send, until, upstream } from './test-helpers.js';
@@ -112,6 +113,14 @@ describe('hole 1: a rejected request ends its connection', () => {
     await barrier(p.port, seen);
     assert.deepEqual(seen, [`GET /barrier host=127.0.0.1:${p.port}`]);
     await quiet(p, cluster);
+  });
+
+  test('refusals are counted in tripswitch_proxy_refused_total', async () => {
+    const { p } = await start();
+    for (const head of ['GET /a HTTP/1.1\r\n\r\n', 'GET * HTTP/1.1\r\nHost: x\r\n\r\n'])
+      rejectedAndClosed(await raw(p.port, head), 400);
+    const text = await sidecarRegistry(p.sidecar).metrics();
+    assert.match(text, /^tripswitch_proxy_refused_total 2$/m);
   });
 
   test('40 such connections leave no slot held (the issue reproduced active: 40)', async () => {
