@@ -89,10 +89,13 @@ function run(port: number, c: FuzzCase): Promise<Outcome> {
     const s = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     let stalled = false;
-    const timer = setTimeout(() => {
-      stalled = true;
-      s.destroy();
-    }, c.mayStall ? STALL_MS : DEADLINE_MS);
+    const timer = setTimeout(
+      () => {
+        stalled = true;
+        s.destroy();
+      },
+      c.mayStall ? STALL_MS : DEADLINE_MS,
+    );
     s.on('data', (d: Buffer) => chunks.push(d));
     s.on('error', () => {});
     s.on('close', () => {
