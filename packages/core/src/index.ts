@@ -86,6 +86,14 @@ export {
   bulkhead,
 } from './bulkhead.js';
 export {
+  type HedgeContext,
+  type HedgeEvents,
+  type HedgeOptions,
+  type HedgePolicy,
+  type HedgeStats,
+  hedge,
+} from './hedge.js';
+export {
   type RateLimiterEvents,
   type RateLimiterOptions,
   type RateLimiterPolicy,
