@@ -108,7 +108,8 @@ export interface RedisOutbox<T, R> {
   /**
    * Sends now; if that fails with a retryable error, stores the write for any instance to replay and
    * resolves `{ status: 'queued' }`. A write whose `orderKey` has writes waiting is stored behind them
-   * without being sent now. Rejects when the write was neither sent nor stored.
+   * without being sent now; submits of one key in this instance are decided one after the other.
+   * Rejects when the write was neither sent nor stored.
    */
   submit(data: T, signal?: AbortSignal): Promise<WriteResult<R>>;
   /** Stores `data` for replay without sending it now; resolves with its id once stored. */

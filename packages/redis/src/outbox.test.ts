@@ -282,4 +282,36 @@ describe('redisOutbox on a real Redis', { skip: skipNoRedis }, () => {
     assert.deepEqual(JSON.parse(out), { submitted: 'queued', value: 'sent on attempt 2' });
     assert.ok(performance.now() - t0 < 15_000);
   });
+
+  test('concurrent submits of one key in one instance keep their order (the second waits for the first)', async () => {
+    const prefix = uniquePrefix('obconc');
+    const d = downstream();
+    let calls = 0;
+    const a = outbox(
+      prefix,
+      'a',
+      async (job: Job, ctx: { id: string; attempt: number }) => {
+        // The first attempt of seq 1 fails, slowly: seq 2 is submitted meanwhile.
+        if (calls++ === 0) {
+          await new Promise((r) => setTimeout(r, 100));
+          throw new Error('503');
+        }
+        return d.sendAs('a')(job, ctx);
+      },
+      { backoff: { delay: () => 20 } },
+    );
+    const [first, second] = await Promise.all([
+      a.submit({ key: 'c', seq: 1 }),
+      a.submit({ key: 'c', seq: 2 }),
+    ]);
+    assert.deepEqual([first.status, second.status], ['queued', 'queued']);
+    await waitFor(() => d.sends.length === 2, 'both replayed', 5_000, 10);
+    assert.deepEqual(
+      d.sends.map((s) => [s.seq, s.attempt]),
+      [
+        [1, 2],
+        [2, 1],
+      ],
+    );
+  });
 });

@@ -103,6 +103,8 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
   /** Writes pending with this consumer, in stream order (entry ids sort by insertion). */
   readonly #held = new Map<string, Held<T>>();
   #cursor = '0-0';
+  /** Per order key, the last submit of this instance still deciding (sending, or storing). */
+  readonly #submitting = new Map<string, Promise<void>>();
   /** When consumers of gone instances were last removed from the group. */
   #prunedAt = 0;
   #pumping: Promise<void> | undefined;
@@ -246,6 +248,25 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     if (signal?.aborted) throw signal.reason;
     const id = globalThis.crypto.randomUUID();
     const key = this.#keyOf(data);
+    if (key === '') return this.#submit(id, data, key, signal);
+    // Submits of one key in this instance go one after the other: the next decides once the one
+    // before it is sent or stored (otherwise it could be sent while the earlier one is still failing).
+    const before = this.#submitting.get(key);
+    const mine = (before ?? Promise.resolve()).then(() => this.#submit(id, data, key, signal));
+    const settled = mine.then(
+      () => {},
+      () => {},
+    );
+    this.#submitting.set(key, settled);
+    settled.then(() => {
+      if (this.#submitting.get(key) === settled) this.#submitting.delete(key);
+    });
+    return mine;
+  }
+
+  async #submit(id: string, data: T, key: string, signal: AbortSignal | undefined): Promise<WriteResult<R>> {
+    if (this.#closed) throw new WriteQueueClosedError();
+    if (signal?.aborted) throw signal.reason;
     // Writes of this key are waiting: this one goes behind them, not ahead.
     if (key !== '' && (await this.#redis.llen(this.#keyList(key))) > 0) {
       await this.#append(id, data, key, 0, undefined);
