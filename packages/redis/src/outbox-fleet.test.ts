@@ -130,7 +130,9 @@ test('a fleet of 3 processes drains one outbox; one SIGKILLed mid-send loses not
     assert.ok(again.length >= 1, 'the killed send was taken over');
     assert.ok(again[0]!.attempt >= 2, `resend counts on (attempt ${again[0]!.attempt})`);
     assert.ok(
-      again[0]!.at - victim.at >= 400,
+      // The claim ran out 500 ms after its last refresh, which came before the kill by the time the
+      // request took to arrive (the margin is for a loaded machine); a take-over at once is ~25 ms.
+      again[0]!.at - victim.at >= 250,
       `taken over ${Math.round(again[0]!.at - victim.at)} ms after the kill`,
     );
     for (const k of keys) {
