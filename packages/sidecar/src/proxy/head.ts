@@ -27,7 +27,7 @@ function owedOn(s: Marked): number {
   return n;
 }
 
-/** Why a request head is refused: the status (4xx) and a one-line reason. */
+/** Why a request head is refused: the status (4xx, or 505 for a version) and a one-line reason. */
 export interface Refusal {
   status: number;
   reason: string;
