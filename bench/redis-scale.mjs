@@ -275,6 +275,9 @@ async function runMode(mode, { breakers, procs, rate, seconds, commandTimeoutMs,
       degradedAtStart: inits.reduce((s, x) => s + x.degraded, 0),
       commands: total,
       evalsha: Number(perCmd.find(([c]) => c === 'evalsha')?.[1] ?? 0),
+      // Time Redis spent running the scripts (its own measure, main thread), per call and per second.
+      evalshaUsec: Number(/usec_per_call=([\d.]+)/.exec(stats.cmdstat_evalsha ?? '')?.[1] ?? 0),
+      redisBusy: Number(/usec=(\d+)/.exec(stats.cmdstat_evalsha ?? '')?.[1] ?? 0) / 1000 / windowMs,
       evalshaPerSec: Number(perCmd.find(([c]) => c === 'evalsha')?.[1] ?? 0) / (windowMs / 1000),
       commandsPerSec: total / (windowMs / 1000),
       topCommands: perCmd.slice(0, 6),
@@ -335,6 +338,10 @@ async function main() {
   line('Redis round trips (EVALSHA)/s during the load', (r) => `${Math.round(r.evalshaPerSec)}`);
   line('Redis commands/s, counting those run inside scripts', (r) => `${Math.round(r.commandsPerSec)}`);
   line('EVALSHA per call', (r) => (r.evalsha / r.calls).toFixed(4));
+  line(
+    'Redis time in scripts: per EVALSHA / share of the load window',
+    (r) => `${r.evalshaUsec.toFixed(0)} µs / ${(100 * r.redisBusy).toFixed(0)} %`,
+  );
   line('top commands', (r) => r.topCommands.map(([c, n]) => `${c} ${n}`).join(', '));
   line('attach + first sync of all breakers (slowest process)', (r) => `${Math.round(r.attachMs)} ms`);
   line(
