@@ -190,6 +190,92 @@ describe('writeQueue', () => {
     await q.close();
   });
 
+  it('ordered: a write submitted while an earlier first attempt is in flight waits behind it', async () => {
+    const clock = new TestClock(0);
+    const sent: string[] = [];
+    const replayed: string[] = [];
+    // A fails slowly, B would fail fast: B must still replay after A.
+    const latency: Record<string, number> = { a: 300, b: 10, c: 10 };
+    let down = true;
+    const send = (data: string, ctx: WriteContext) =>
+      new Promise<string>((resolve, reject) =>
+        clock.setTimeout(
+          () => {
+            sent.push(data);
+            if (down) reject(new Error(`down (${data})`));
+            else {
+              if (ctx.replay) replayed.push(data);
+              resolve(data);
+            }
+          },
+          ctx.replay ? 0 : latency[data]!,
+        ),
+      );
+    const q = writeQueue({ send, store: memoryWriteStore<string>(), clock, backoff: constantBackoff(1_000) });
+    const a = q.submit('a');
+    const b = q.submit('b');
+    await clock.advanceToNext(); // t = 300: A's attempt fails; B had not been sent
+    assert.deepEqual(sent, ['a']);
+    assert.equal((await a).status, 'queued');
+    assert.equal((await b).status, 'queued', 'B went behind A in the queue');
+    assert.deepEqual(
+      q.pending().map((w) => w.data),
+      ['a', 'b'],
+    );
+    down = false;
+    await clock.settle(q.drain());
+    assert.deepEqual(replayed, ['a', 'b']);
+
+    // A succeeding lets B go at once after it (not queued): order holds on the success path too.
+    const c = q.submit('c');
+    const d = q.submit('d');
+    latency.d = 0;
+    assert.equal((await clock.settle(d)).status, 'sent');
+    assert.equal((await c).status, 'sent');
+    assert.deepEqual(sent.slice(-2), ['c', 'd']);
+    await q.close();
+  });
+
+  it('close() waits for submits in flight and stores a failed first attempt for the next run', async () => {
+    const clock = new TestClock(0);
+    const store = memoryWriteStore<string>();
+    const appends: string[] = [];
+    const slowStore: WriteQueueStore<string> = {
+      ...store,
+      append: (w) =>
+        new Promise<void>((resolve) =>
+          clock.setTimeout(() => {
+            appends.push(w.data);
+            resolve(store.append(w));
+          }, 50),
+        ),
+    };
+    const send = (data: string) =>
+      new Promise<string>((_, reject) => clock.setTimeout(() => reject(new Error(`down (${data})`)), 100));
+    const q = writeQueue({ send, store: slowStore, clock });
+    await q.ready; // from here on a submit is accepted as it is made
+    const a = q.submit('a');
+    const b = q.submit('b'); // waits behind a's attempt
+    let closed = false;
+    const closing = q.close().then(() => {
+      closed = true;
+    });
+    await assert.rejects(q.submit('late'), (e: unknown) => isWriteQueueClosedError(e));
+    await clock.advanceAsync(100); // a fails, its append starts
+    assert.equal(closed, false, 'close waits for the attempt in flight');
+    await clock.settle(closing);
+    assert.equal(clock.now(), 200, 'a stored at 150, then b (not sent: the queue is closing) at 200');
+    assert.deepEqual(appends, ['a', 'b']);
+    assert.deepEqual([(await a).status, (await b).status], ['queued', 'queued']);
+    const again = writeQueue({ send: async (d: string) => d, store, clock });
+    await again.ready;
+    assert.deepEqual(
+      again.pending().map((w) => w.data),
+      ['a', 'b'],
+    );
+    await again.close();
+  });
+
   it('unordered: a new write is sent at once even while others wait', async () => {
     const { clock, ds, store } = setup({ breaker: false });
     const q = writeQueue({ send: ds.send, store, clock, ordered: false, backoff: constantBackoff(1_000) });

@@ -114,8 +114,12 @@ export interface WriteQueueOptions<T, R> {
    */
   retryable?: (error: unknown) => boolean;
   /**
-   * Keep order: while writes wait, `submit()` queues new ones behind them instead of sending them
-   * ahead. Turn off when writes are independent and latency matters more.
+   * Keep submission order, always: writes reach the downstream in the order `submit()` and
+   * `enqueue()` were called. A write submitted while an earlier write's first attempt is in flight
+   * waits for that attempt (then goes at once if it succeeded, or behind it in the queue if it
+   * failed), and while writes wait in the queue new ones go behind them. So first attempts go one
+   * at a time. Turn off when writes are independent and latency matters more: each write is then
+   * sent at once, whatever is in flight or queued.
    * @default true
    */
   ordered?: boolean;
@@ -276,9 +280,18 @@ class Queue<T, R> implements WriteQueue<T, R> {
   readonly #abort = new AbortController();
   readonly #sub: Subscription | undefined;
   #items: Item<T>[] = [];
-  /** Writes being stored: they count against `maxItems` and, when ordered, hold later submits back. */
+  /** Writes being stored: they count against `maxItems`. */
   #storing = 0;
   #stores = new Set<Promise<unknown>>();
+  /**
+   * Submits and enqueues accepted and not yet decided (sent, stored or refused); close() waits for
+   * them. When ordered, the last one is the turn the next one waits for.
+   */
+  #admitted = new Set<Promise<unknown>>();
+  #last: Promise<unknown> | undefined;
+  /** The store's writes are loaded; until then (and while earlier callers still wait for that) calls wait. */
+  #loaded = false;
+  #waitingForLoad = 0;
   #sending: Item<T> | undefined;
   #draining: Promise<void> | undefined;
   #timer: TimerHandle | undefined;
@@ -350,6 +363,7 @@ class Queue<T, R> implements WriteQueue<T, R> {
       this.#emit('storeError', { operation: 'load', error });
       throw error;
     }
+    this.#loaded = true;
     if (this.#closed) return;
     // Writes stored while loading (there are none unless a caller skipped `ready`) go after the old ones.
     this.#items = stored
@@ -375,11 +389,64 @@ class Queue<T, R> implements WriteQueue<T, R> {
 
   async submit(data: T, signal?: AbortSignal): Promise<WriteResult<R>> {
     if (signal !== undefined) validator(OWNER).signal('signal', signal);
-    await this.ready;
-    if (this.#closed) throw new WriteQueueClosedError();
+    // Once the store's writes are loaded a call is accepted synchronously, so a submit made before
+    // close() is one close() waits for; until then, and while earlier callers still wait for the
+    // load, calls wait, and are accepted in call order.
+    const waited = !this.#loaded || this.#waitingForLoad > 0;
+    if (waited) await this.#waitForLoad();
+    try {
+      if (this.#closed) throw new WriteQueueClosedError();
+      if (signal?.aborted) throw signal.reason;
+      return this.#admit(this.#ordered ? this.#last : undefined, (prev) => this.#submit(prev, data, signal));
+    } finally {
+      if (waited) this.#waitingForLoad--;
+    }
+  }
+
+  /** Counts the caller as waiting for the load; the caller uncounts itself once accepted or refused. */
+  async #waitForLoad(): Promise<void> {
+    this.#waitingForLoad++;
+    try {
+      await this.ready;
+    } catch (error) {
+      this.#waitingForLoad--;
+      throw error;
+    }
+  }
+
+  /**
+   * Accepts a write: `decide` runs once `prev` (the previous write's decision, when ordered) has
+   * settled, and close() waits for it.
+   */
+  #admit<V>(
+    prev: Promise<unknown> | undefined,
+    decide: (prev: Promise<unknown> | undefined) => Promise<V>,
+  ): Promise<V> {
+    const p = decide(prev);
+    const settled = p.then(
+      () => {},
+      () => {},
+    );
+    this.#admitted.add(settled);
+    if (this.#ordered) this.#last = settled;
+    void settled.then(() => {
+      this.#admitted.delete(settled);
+      if (this.#last === settled) this.#last = undefined;
+    });
+    return p;
+  }
+
+  async #submit(
+    prev: Promise<unknown> | undefined,
+    data: T,
+    signal: AbortSignal | undefined,
+  ): Promise<WriteResult<R>> {
+    // Ordered: the previous write's attempt decides whether this one may go first.
+    if (prev !== undefined) await prev;
     if (signal?.aborted) throw signal.reason;
     const id = globalThis.crypto.randomUUID();
-    if (this.#ordered && this.#items.length + this.#storing > 0) {
+    if (this.#ordered && (this.#items.length + this.#storing > 0 || this.#closed)) {
+      // Behind waiting writes (or, once closing, stored for the next run rather than sent now).
       await this.#enqueue(id, data, undefined, 0);
       return { status: 'queued', id, error: undefined };
     }
@@ -398,14 +465,23 @@ class Queue<T, R> implements WriteQueue<T, R> {
   }
 
   async enqueue(data: T): Promise<string> {
-    await this.ready;
-    const id = globalThis.crypto.randomUUID();
-    await this.#enqueue(id, data, undefined, 0);
-    return id;
+    const waited = !this.#loaded || this.#waitingForLoad > 0;
+    if (waited) await this.#waitForLoad();
+    try {
+      if (this.#closed) throw new WriteQueueClosedError();
+      return this.#admit(this.#ordered ? this.#last : undefined, async (prev) => {
+        if (prev !== undefined) await prev;
+        const id = globalThis.crypto.randomUUID();
+        await this.#enqueue(id, data, undefined, 0);
+        return id;
+      });
+    } finally {
+      if (waited) this.#waitingForLoad--;
+    }
   }
 
+  /** Stores a write accepted before close() (which waits for it), and lines it up for replay. */
   async #enqueue(id: string, data: T, error: unknown, attempts: number): Promise<void> {
-    if (this.#closed) throw new WriteQueueClosedError();
     if (this.#items.length + this.#storing >= this.#maxItems)
       throw new WriteQueueFullError(this.#maxItems, error);
     const item: Item<T> = { id, data, enqueuedAt: this.#clock.now(), attempts };
@@ -592,7 +668,10 @@ class Queue<T, R> implements WriteQueue<T, R> {
     this.#clearTimer();
     this.#sub?.dispose();
     this.#abort.abort(new WriteQueueClosedError());
-    await Promise.allSettled([this.ready, this.#draining, ...this.#stores]);
+    // Writes accepted before close are decided (sent, or stored for the next run) before the store
+    // closes; their appends are in #stores by then.
+    await Promise.allSettled([this.ready, this.#draining, ...this.#admitted]);
+    await Promise.allSettled([...this.#stores]);
     try {
       await this.#store.close();
     } catch (error) {
