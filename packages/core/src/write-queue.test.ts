@@ -276,6 +276,57 @@ describe('writeQueue', () => {
     await again.close();
   });
 
+  it('size and the queued/sent/dead events agree at every moment, even while the store removes slowly', async () => {
+    // The demo once read `size` 0 with one `sent` event still to come (replayed 9 of 10 queued):
+    // a write left `size` when its replay succeeded, but `sent` waited for the store's remove.
+    const clock = new TestClock(0);
+    const store = memoryWriteStore<string>();
+    const slowRemove: WriteQueueStore<string> = {
+      ...store,
+      remove: (id) => new Promise<void>((resolve) => clock.setTimeout(() => resolve(store.remove(id)), 40)),
+    };
+    let down = true;
+    const send = async (data: string) => {
+      if (down || data === 'poison') throw new Unavailable(`down (${data})`);
+      return data;
+    };
+    const q = writeQueue({
+      send,
+      store: slowRemove,
+      clock,
+      backoff: constantBackoff(100),
+      retryable: (e) => !(e instanceof Unavailable && /poison/.test(e.message)) || down,
+    });
+    const counts = { queued: 0, sent: 0, dead: 0 };
+    const broken: string[] = [];
+    const check = (where: string) => {
+      const expected = counts.queued - counts.sent - counts.dead;
+      if (q.size !== expected) broken.push(`${where}: size ${q.size}, events say ${expected}`);
+    };
+    q.on('queued', () => {
+      counts.queued++;
+      check('queued');
+    });
+    q.on('sent', () => {
+      counts.sent++;
+      check('sent');
+    });
+    q.on('dead', () => {
+      counts.dead++;
+      check('dead');
+    });
+    await q.ready;
+    for (const w of ['a', 'b', 'poison', 'c']) await q.submit(w);
+    down = false;
+    for (let at = clock.nextTimerAt(); at !== undefined; at = clock.nextTimerAt()) {
+      await clock.advanceToNext();
+      check(`t=${clock.now()}`);
+    }
+    assert.deepEqual(counts, { queued: 4, sent: 3, dead: 1 });
+    assert.deepEqual(broken, []);
+    await q.close();
+  });
+
   it('unordered: a new write is sent at once even while others wait', async () => {
     const { clock, ds, store } = setup({ breaker: false });
     const q = writeQueue({ send: ds.send, store, clock, ordered: false, backoff: constantBackoff(1_000) });

@@ -218,8 +218,9 @@ export interface WriteQueue<T, R> {
     listener: (e: WriteQueueEvents<T, R>[K]) => void,
   ): Subscription;
   /**
-   * Stops replaying (aborting a replay in flight), lets stores finish, closes the store. Stored
-   * writes stay stored for the next run.
+   * Stops replaying (aborting a replay in flight), waits for the writes already accepted (a first
+   * attempt in flight finishes; a write that fails it, or that still waited for its turn, is
+   * stored), then closes the store. Stored writes stay stored for the next run.
    */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -596,8 +597,9 @@ class Queue<T, R> implements WriteQueue<T, R> {
           return;
         }
         if (!this.#retryable(error) || item.attempts >= this.#maxAttempts) {
-          await this.#removeHead(item);
+          this.#leave(item);
           this.#emit('dead', { id: item.id, data: item.data, error, attempts: item.attempts });
+          await this.#forget(item.id);
           continue;
         }
         const wait = this.#fail();
@@ -608,7 +610,9 @@ class Queue<T, R> implements WriteQueue<T, R> {
       this.#failures = 0;
       this.#lastDelay = 0;
       this.#retryAt = 0;
-      await this.#removeHead(item);
+      // The event goes out as the write leaves `size`, not after the store's remove: whoever reads
+      // `size` 0 has seen every `sent` (the demo once read 9 replayed of 10 queued, size 0).
+      this.#leave(item);
       this.#emit('sent', {
         id: item.id,
         data: item.data,
@@ -616,18 +620,23 @@ class Queue<T, R> implements WriteQueue<T, R> {
         attempts: item.attempts,
         queuedMs: this.#clock.now() - item.enqueuedAt,
       });
+      await this.#forget(item.id);
     }
     if (!this.#closed && this.#items.length === 0) this.#emit('drained', { at: this.#clock.now() });
   }
 
-  async #removeHead(item: Item<T>): Promise<void> {
+  /**
+   * Takes a replayed write out of the queue. It is still the head: writes join at the tail,
+   * discard() refuses the write being sent, and the store's writes are loaded before any replay.
+   */
+  #leave(item: Item<T>): void {
     if (this.#items[0] === item) this.#items.shift();
-    else {
-      const i = this.#items.indexOf(item);
-      if (i >= 0) this.#items.splice(i, 1);
-    }
+  }
+
+  /** Removes a write that left the queue from the store. */
+  async #forget(id: string): Promise<void> {
     try {
-      await this.#store.remove(item.id);
+      await this.#store.remove(id);
     } catch (error) {
       // Already sent: keeping it would send it twice in this process; the store may replay it after a restart.
       this.#emit('storeError', { operation: 'remove', error });
