@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import ts from 'typescript';
 
 const entries = [];
-for (const pkg of ['core', 'otel', 'prometheus', 'redis', 'sidecar']) {
+for (const pkg of ['core', 'otel', 'prometheus', 'redis', 'sidecar', 'tuner']) {
   const manifest = JSON.parse(readFileSync(`packages/${pkg}/package.json`, 'utf8'));
   for (const target of Object.values(manifest.exports)) {
     const file = typeof target === 'string' ? target : target.default;
