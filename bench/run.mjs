@@ -73,16 +73,20 @@ for (let round = 1; round <= options.rounds; round++) {
 
 const results = Object.fromEntries(ids.map((id) => [id, aggregate(id, rounds[id], options.stat)]));
 const redis = values['no-redis'] ? { skipped: 'disabled with --no-redis' } : await redisSection();
+const overload =
+  filter && !filter.test('overload')
+    ? { skipped: `not selected by --filter ${values.filter}` }
+    : await scriptSection('overload.mjs', 'the overload simulation');
 env.loadavgEnd = os.loadavg().map((x) => Number(x.toFixed(2)));
 const elapsedMs = performance.now() - started;
 const comparison = compare(results);
-const md = markdown({ env, results, comparison, redis, options, elapsedMs });
+const md = markdown({ env, results, comparison, redis, overload, options, elapsedMs });
 
 mkdirSync(join(here, 'results'), { recursive: true });
 writeFileSync(join(here, 'results', 'latest.md'), md);
 writeFileSync(
   join(here, 'results', 'latest.json'),
-  `${JSON.stringify({ env, options, results, comparison, rounds, redis }, null, 2)}\n`,
+  `${JSON.stringify({ env, options, results, comparison, rounds, redis, overload }, null, 2)}\n`,
 );
 process.stdout.write(`${md}\n`);
 log(`wrote bench/results/latest.md and latest.json in ${(elapsedMs / 1000).toFixed(0)} s`);
@@ -174,6 +178,26 @@ async function redisSection() {
     };
   } catch (error) {
     return { skipped: `bench/redis.mjs failed: ${error.message.split('\n')[0]}` };
+  }
+}
+
+/** A section printed by a script of its own (Markdown, plus one `@@json` line). */
+async function scriptSection(file, what) {
+  log(`running bench/${file} ...`);
+  try {
+    const { stdout } = await run(process.execPath, [join(here, file), ...(values.quick ? ['--quick'] : [])], {
+      timeout: 120_000,
+      maxBuffer: 16 * 2 ** 20,
+    });
+    const jsonLine = stdout.split('\n').find((l) => l.startsWith('@@json '));
+    const text = stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('@@json '))
+      .join('\n')
+      .trim();
+    return { markdown: text || `(${what} printed nothing)`, json: jsonLine && JSON.parse(jsonLine.slice(7)) };
+  } catch (error) {
+    return { skipped: `bench/${file} failed: ${error.message.split('\n')[0]}` };
   }
 }
 

@@ -98,7 +98,7 @@ export function compare(results) {
   });
 }
 
-export function markdown({ env, results, comparison, redis, options, elapsedMs }) {
+export function markdown({ env, results, comparison, redis, overload, options, elapsedMs }) {
   const out = [];
   const line = (s = '') => out.push(s);
   line('# tripswitch benchmark results');
@@ -194,5 +194,11 @@ export function markdown({ env, results, comparison, redis, options, elapsedMs }
   line();
   line(redis.markdown ?? `Skipped: ${redis.skipped}`);
   line();
+  if (overload !== undefined) {
+    line('## Adaptive limiter under overload (simulated, bench/overload.mjs)');
+    line();
+    line(overload.markdown ?? `Skipped: ${overload.skipped}`);
+    line();
+  }
   return out.join('\n');
 }

@@ -86,6 +86,15 @@ export {
   bulkhead,
 } from './bulkhead.js';
 export {
+  type AdaptiveLimiterEvents,
+  type AdaptiveLimiterOptions,
+  type AdaptiveLimiterPolicy,
+  type AdaptiveLimiterStats,
+  adaptiveLimiter,
+  ConcurrencyLimitError,
+  isConcurrencyLimitError,
+} from './adaptive-limiter.js';
+export {
   type HedgeContext,
   type HedgeEvents,
   type HedgeOptions,
