@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { circuitBreaker, type HedgeEvents, hedge, isInvalidOptionError, retryBudget, wrap } from './index.js';
 import { LatencyHistogram } from './latency-histogram.js';
 import { TestClock } from './test-clock.js';
@@ -356,5 +357,90 @@ describe('hedge: process exit', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('hedge: any completion order (property)', () => {
+  it('the earliest success wins, or the last failure once all started have failed; losers aborted, no timer left', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2, max: 4 }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.array(fc.record({ ms: fc.integer({ min: 0, max: 100 }), ok: fc.boolean() }), {
+          minLength: 4,
+          maxLength: 4,
+        }),
+        async (maxAttempts, d, plan) => {
+          // Attempt k starts at (k-1) * delay; the quarter keeps every start and end time distinct.
+          const delay = d + 0.25;
+          const clock = new TestClock(0);
+          const h = hedge({
+            idempotent: true,
+            delayMs: delay,
+            maxAttempts,
+            clock,
+            budget: { percent: 1000 },
+          });
+          const signals: AbortSignal[] = [];
+          let outcome: { ok: boolean; v: unknown } | undefined;
+          h.execute(({ signal, hedgeAttempt }) => {
+            signals.push(signal);
+            const { ms, ok } = plan[hedgeAttempt - 1]!;
+            return new Promise((resolve, reject) => {
+              const t = clock.setTimeout(() => (ok ? resolve(hedgeAttempt) : reject(hedgeAttempt)), ms);
+              signal.addEventListener('abort', () => {
+                clock.clearTimeout(t);
+                reject(signal.reason);
+              });
+            });
+          }).then(
+            (v) => {
+              outcome = { ok: true, v };
+            },
+            (v) => {
+              outcome = { ok: false, v };
+            },
+          );
+          await clock.advanceAsync(1_000);
+
+          // The reference: walk the events in time order.
+          const events: { at: number; k: number; kind: 'start' | 'end' }[] = [];
+          let expected: { ok: boolean; v: unknown } | undefined;
+          let started = 1;
+          let inFlight = 1;
+          const ends = new Map<number, number>([[1, plan[0]!.ms]]);
+          let nextStart = maxAttempts > 1 ? delay : Number.POSITIVE_INFINITY;
+          while (expected === undefined) {
+            let endK = -1;
+            let endAt = Number.POSITIVE_INFINITY;
+            for (const [k, at] of ends)
+              if (at < endAt) {
+                endAt = at;
+                endK = k;
+              }
+            if (nextStart < endAt) {
+              started++;
+              inFlight++;
+              ends.set(started, nextStart + plan[started - 1]!.ms);
+              events.push({ at: nextStart, k: started, kind: 'start' });
+              nextStart = started < maxAttempts ? nextStart + delay : Number.POSITIVE_INFINITY;
+              continue;
+            }
+            ends.delete(endK);
+            inFlight--;
+            if (plan[endK - 1]!.ok) expected = { ok: true, v: endK };
+            else if (inFlight === 0) expected = { ok: false, v: endK };
+          }
+          assert.deepEqual(outcome, expected, JSON.stringify({ maxAttempts, delay, plan, events }));
+          assert.equal(signals.length, started, 'attempts started');
+          const winner = expected.ok ? (expected.v as number) : -1;
+          for (let k = 1; k <= started; k++)
+            if (k !== winner) assert.equal(signals[k - 1]!.aborted, true, `attempt ${k} aborted or settled`);
+          assert.equal(clock.pending, 0, 'no timer left');
+          assert.equal(h.stats().hedges, started - 1);
+        },
+      ),
+      { numRuns: 300, seed: 17 },
+    );
   });
 });
