@@ -13,6 +13,7 @@ export const sections = [
       ['tripswitch:success.consecutive', 'tripswitch, consecutive (5)'],
       ['cockatiel:success.consecutive', 'cockatiel, ConsecutiveBreaker(5)'],
       ['tripswitch:success.count', 'tripswitch, count (last 100 calls, min 20, 50%)'],
+      ['tuner:success.count-recorded', 'tripswitch, count, every call recorded by `recordTrace`'],
       ['cockatiel:success.count', 'cockatiel, CountBreaker(size 100, min 20, 50%)'],
       ['tripswitch:success.time', 'tripswitch, time (10 s / 10 buckets, min 5, 50%)'],
       ['cockatiel:success.time', 'cockatiel, SamplingBreaker(10 s, 0.5 rps, 50%)'],

@@ -48,3 +48,4 @@ export { type ChartOptions, chartHtml } from './chart.js';
 export { choose, dominates, type Objective, objectives, paretoFront } from './pareto.js';
 export { formatTable, optionsSnippet, type SidecarYamlOptions, sidecarYaml } from './report.js';
 export { type TuneResult, tune } from './run.js';
+export { type RecorderStats, type RecordOptions, recordTrace, type TraceRecorder } from './record.js';
