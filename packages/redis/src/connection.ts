@@ -32,7 +32,10 @@ export interface Scripts {
 
 /** What the connection asks of the store it serves. */
 export interface ConnectionHooks {
-  /** Re-reads every attached breaker's shared state; resolves when all reads are done. */
+  /**
+   * Re-reads every attached breaker's shared state; resolves when all reads are done, rejects
+   * when Redis stopped answering meanwhile.
+   */
   resync(): Promise<unknown>;
   /** A raw message from the state-change channel. */
   message(raw: string): void;
@@ -100,6 +103,8 @@ export class Connection {
     if (this.#everSynced) this.#lost('a Redis Cluster node was lost');
   };
   #everSynced = false;
+  /** Commands answered so far: a command that timed out while this moved was slow, not lost. */
+  #answers = 0;
 
   constructor(cfg: StoreConfig, target: ConnectTarget, hooks: ConnectionHooks) {
     this.#cfg = cfg;
@@ -205,6 +210,11 @@ export class Connection {
     return this.#cmd;
   }
 
+  /** How many commands Redis has answered on this connection (successfully) so far. */
+  get answers(): number {
+    return this.#answers;
+  }
+
   /**
    * Runs a command with a hard deadline; tracked so close() can wait for it. Network deadlines
    * run on real time, not on the injected clock: a test clock must not freeze a socket.
@@ -225,6 +235,7 @@ export class Connection {
       started.then(
         (v) => {
           clearTimeout(timer);
+          this.#answers++;
           resolve(v);
         },
         (err: unknown) => {

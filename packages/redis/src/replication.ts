@@ -55,6 +55,8 @@ export interface SessionHost {
   /** A fresh holder id for a session of this store. */
   nextHolderId(): string;
   removeSession(session: Session, name: string): void;
+  /** A call waits for this session's first read: read it before the others still waiting. */
+  prioritize(session: Session): void;
 }
 
 export class Session implements StoreSession {
@@ -128,6 +130,10 @@ export class Session implements StoreSession {
       this.#counts = counts;
       this.onOutcome = (o) => counts.record(o);
     }
+  }
+
+  get detached(): boolean {
+    return this.#detached;
   }
 
   /** The breaker's own next open period (backoff included) when it tells, else the fleet rule's. */
@@ -303,6 +309,7 @@ export class Session implements StoreSession {
       // exists only while calls wait, at most commandTimeoutMs.
       const timer = setTimeout(() => this.firstSyncDone(), this.#cfg.timeoutMs);
       this.#syncGate = { promise, open, timer };
+      this.#host.prioritize(this);
     }
     return this.#syncGate.promise;
   }

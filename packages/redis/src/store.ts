@@ -29,6 +29,7 @@ import {
   type StoreConfig,
 } from './options.js';
 import { type Message, Session, type SessionHost } from './replication.js';
+import { SyncQueue } from './resync.js';
 
 export type { FleetRule, RedisStoreOptions, StoreLogger } from './options.js';
 
@@ -83,6 +84,8 @@ type Listener = (e: never) => void;
 class Store implements RedisStore, SessionHost {
   readonly config: StoreConfig;
   readonly connection: Connection;
+  /** Reads of the shared state, a bounded number at a time (start-up, attach, recovery). */
+  readonly #syncs: SyncQueue<Session>;
   readonly #sessions = new Map<string, Set<Session>>();
   readonly #listeners: { [K in keyof RedisStoreEvents]?: Array<(e: RedisStoreEvents[K]) => void> } = {};
   #sessionSeq = 0;
@@ -92,16 +95,12 @@ class Store implements RedisStore, SessionHost {
     const { config, target } = parseOptions(opts);
     this.config = config;
     this.connection = this.#connect(target);
+    this.#syncs = new SyncQueue(this.connection);
   }
 
   #connect(target: ConnectTarget): Connection {
     return new Connection(this.config, target, {
-      resync: () => {
-        const all: Promise<unknown>[] = [];
-        for (const set of this.#sessions.values())
-          for (const s of set) all.push(s.sync().then((fresh) => fresh || s.refresh()));
-        return Promise.all(all);
-      },
+      resync: () => this.#syncs.pass(this.#allSessions()),
       message: (raw) => this.#onMessage(raw),
       degraded: (e) => {
         for (const set of this.#sessions.values()) for (const s of set) s.firstSyncDone();
@@ -109,6 +108,14 @@ class Store implements RedisStore, SessionHost {
       },
       recovered: (e) => this.#emit('recovered', e),
     });
+  }
+
+  *#allSessions(): Iterable<Session> {
+    for (const set of this.#sessions.values()) yield* set;
+  }
+
+  prioritize(session: Session): void {
+    this.#syncs.prioritize(session);
   }
 
   get instanceId(): string {
@@ -171,15 +178,17 @@ class Store implements RedisStore, SessionHost {
     set.add(session);
     // A restarted instance picks up the shared state now (on a cluster, once the breaker's own
     // channel is subscribed, so no change slips between the read and the subscription); before
-    // the connection is ready the 'ready' handler does it for every attached breaker.
+    // the connection is ready the 'ready' handler does it for every attached breaker. The read
+    // waits its turn in the store's window (thousands of breakers attach in one tick).
     if (set.size === 1 && this.config.sharded)
-      this.connection.addChannel(this.channel(handle.name)).then(() => session.refresh());
-    else if (this.connection.connected) session.refresh();
+      this.connection.addChannel(this.channel(handle.name)).then(() => this.#syncs.add(session));
+    else this.#syncs.add(session);
     return session;
   }
 
   removeSession(session: Session, name: string): void {
     const set = this.#sessions.get(name);
+    this.#syncs.remove(session);
     if (!set) return;
     set.delete(session);
     if (set.size > 0) return;
@@ -209,14 +218,18 @@ class Store implements RedisStore, SessionHost {
     for (const s of set) s.onMessage(m);
   }
 
-  ready(timeoutMs = 5000): Promise<boolean> {
-    return this.connection.ready(timeoutMs);
+  async ready(timeoutMs = 5000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    if (!(await this.connection.ready(timeoutMs))) return false;
+    // breakers attached since the last re-synchronisation: ready once each has been read
+    return this.#syncs.whenIdle(deadline - Date.now());
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const set of [...this.#sessions.values()]) for (const s of [...set]) s.detach();
+    this.#syncs.close();
     await this.connection.close();
   }
 

@@ -1,0 +1,151 @@
+// Reading thousands of breakers' shared state against a Redis that answers slowly (start-up,
+// recovery): the reads go in a bounded window and a read that times out is retried for its
+// breaker alone, so the store gets ready instead of degrading over and over. The slowness is made
+// by a proxy that passes Redis's replies at a fixed byte rate: a bound on answers per second that
+// does not depend on this machine's speed (a slower machine only makes the old behaviour fail more).
+import assert from 'node:assert/strict';
+import { type Server, type Socket, connect, createServer } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { circuitBreaker, isCircuitOpenError } from 'tripswitch';
+import { RedisServer, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
+import { type RedisStore, redisStore } from './store.js';
+
+/** A TCP proxy to Redis that delivers replies at `bytesPerSecond` per connection. */
+async function throttlingProxy(
+  upstreamPort: number,
+  bytesPerSecond: number,
+): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect({ port: upstreamPort, host: '127.0.0.1' });
+    sockets.add(client).add(upstream);
+    client.pipe(upstream);
+    const backlog: Buffer[] = [];
+    const perTick = Math.max(1, Math.round(bytesPerSecond / 100));
+    const tick = setInterval(() => {
+      let budget = perTick;
+      while (budget > 0 && backlog.length > 0) {
+        const head = backlog[0] as Buffer;
+        const part = head.subarray(0, budget);
+        client.write(part);
+        budget -= part.length;
+        if (part.length === head.length) backlog.shift();
+        else backlog[0] = head.subarray(part.length);
+      }
+    }, 10);
+    upstream.on('data', (d: Buffer) => backlog.push(d));
+    const end = () => {
+      clearInterval(tick);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+describe('reading thousands of breakers from a slow Redis', { skip: skipNoRedis }, () => {
+  let redis: RedisServer;
+  let proxy: { port: number; close: () => Promise<void> };
+  const stores: RedisStore[] = [];
+  before(async () => {
+    redis = await RedisServer.start();
+    // about 25 bytes per read reply: 2,000 reads take about 2 s to come back, far more than the
+    // 250 ms command timeout, while a window of reads comes back in well under it
+    proxy = await throttlingProxy(redis.port, 25_000);
+  });
+  after(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await proxy?.close();
+    await redis?.stop();
+  });
+
+  test('2,000 breakers attached in one tick all get synchronised; the store does not degrade', async () => {
+    const prefix = uniquePrefix('bulk');
+    // a few breakers open in Redis, set by an instance that talks to Redis directly
+    const direct = redisStore({ url: redis.url, prefix, logger: false });
+    stores.push(direct);
+    const openers = ['b7', 'b1000', 'b1999'].map((name) =>
+      circuitBreaker({
+        name,
+        store: direct,
+        trip: { kind: 'consecutive', threshold: 1 },
+        openDuration: 600_000,
+      }),
+    );
+    assert.equal(await direct.ready(5000), true);
+    for (const b of openers) await b.execute(() => Promise.reject(new Error('down'))).catch(() => {});
+    const raw = new Redis(redis.port, { lazyConnect: false });
+    const stored = await raw.hget(`${prefix}:{b1999}:s`, 'st');
+    raw.disconnect();
+    assert.equal(stored, 'open');
+
+    const store = redisStore({ url: `redis://127.0.0.1:${proxy.port}`, prefix, logger: false });
+    stores.push(store);
+    let degraded = 0;
+    store.on('degraded', () => degraded++);
+    assert.equal(await store.ready(10_000), true, 'connected through the proxy');
+    const breakers = Array.from({ length: 2000 }, (_, i) =>
+      circuitBreaker({
+        name: `b${i}`,
+        store,
+        trip: { kind: 'consecutive', threshold: 3 },
+        openDuration: 600_000,
+      }),
+    );
+    const t0 = Date.now();
+    const open = () => breakers.filter((b) => b.state === 'open').map((b) => b.name);
+    await waitFor(
+      () => open().length === 3,
+      'every breaker holding the stored state within 15 s (the reads need about 2 s)',
+      15_000,
+      20,
+    );
+    assert.equal(await store.ready(15_000), true, 'ready once every breaker was read');
+    const readyMs = Date.now() - t0;
+    assert.deepEqual(open(), ['b7', 'b1000', 'b1999']);
+    assert.equal(degraded, 0, 'a slow Redis is not an outage');
+    console.log(`# 2,000 reads at 25 KB/s of replies: ready after ${readyMs} ms, ${degraded} degradations`);
+  });
+
+  test("cold start under that load: a breaker's first call waits for its own read, not for the 1,999 before it", async () => {
+    const prefix = uniquePrefix('bulkcold');
+    const direct = redisStore({ url: redis.url, prefix, logger: false });
+    stores.push(direct);
+    const last = circuitBreaker({
+      name: 'b1999',
+      store: direct,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 600_000,
+    });
+    assert.equal(await direct.ready(5000), true);
+    await last.execute(() => Promise.reject(new Error('down'))).catch(() => {});
+    assert.equal(last.state, 'open');
+
+    const store = redisStore({ url: `redis://127.0.0.1:${proxy.port}`, prefix, logger: false });
+    stores.push(store);
+    assert.equal(await store.ready(10_000), true);
+    const breakers = Array.from({ length: 2000 }, (_, i) =>
+      circuitBreaker({ name: `b${i}`, store, trip: { kind: 'consecutive', threshold: 3 } }),
+    );
+    let reached = 0;
+    const err = await (breakers[1999] as (typeof breakers)[number])
+      .execute(async () => {
+        reached++;
+        return 1;
+      })
+      .catch((e: unknown) => e);
+    assert.equal(reached, 0, 'the call did not reach the dependency the fleet holds open');
+    assert.ok(isCircuitOpenError(err), `refused as open, got ${String(err)}`);
+  });
+});
