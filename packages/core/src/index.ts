@@ -138,7 +138,9 @@ export {
 export { logStateChanges, type StateChangeLogger } from './logging.js';
 export { rejectUnknownKeys, type Validator, validator } from './validate.js';
 export {
+  adaptiveLimiterRejectionReasons,
   bulkheadRejectionReasons,
+  chaosKinds,
   fallbackOutcomes,
   isWriteQueue,
   type PolicyKind,

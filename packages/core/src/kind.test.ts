@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import { chaosFault, chaosLatency } from './chaos/index.js';
 import {
+  adaptiveLimiter,
   type BulkheadEvents,
   bulkhead,
   bulkheadRejectionReasons,
@@ -8,6 +10,7 @@ import {
   type FallbackOutcome,
   fallback,
   fallbackOutcomes,
+  hedge,
   memoryWriteStore,
   policyKind,
   type RetryEvents,
@@ -31,6 +34,10 @@ it('every policy names its kind, on the prototype (no per-instance field)', () =
     [fallback({ value: 0 }), 'fallback'],
     [fallback({ lastGood: { ttlMs: 1 } }).forKey('k'), 'fallback'],
     [wrap(retry(), timeout({ ms: 1 })), 'wrap'],
+    [hedge({ idempotent: true, delayMs: 1 }), 'hedge'],
+    [adaptiveLimiter(), 'adaptiveLimiter'],
+    [chaosFault({ rate: 0 }), 'chaos'],
+    [chaosLatency({ rate: 0, latencyMs: 1 }), 'chaos'],
   ] as const;
   for (const [policy, kind] of cases) {
     assert.equal(policy.kind, kind);

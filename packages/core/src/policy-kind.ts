@@ -4,7 +4,9 @@
  *
  * @module
  */
+import type { AdaptiveLimiterEvents } from './adaptive-limiter.js';
 import type { BulkheadEvents } from './bulkhead.js';
+import type { ChaosKind } from './chaos/base.js';
 import type { FallbackOutcome } from './fallback.js';
 import type { RetryEvents } from './retry.js';
 import type { WriteQueue, WriteQueueEvents } from './write-queue.js';
@@ -17,7 +19,17 @@ import type { WriteQueue, WriteQueueEvents } from './write-queue.js';
  * const k: PolicyKind = retry().kind; // 'retry'
  * ```
  */
-export type PolicyKind = 'breaker' | 'wrap' | 'retry' | 'timeout' | 'bulkhead' | 'rateLimiter' | 'fallback';
+export type PolicyKind =
+  | 'breaker'
+  | 'wrap'
+  | 'retry'
+  | 'timeout'
+  | 'bulkhead'
+  | 'rateLimiter'
+  | 'fallback'
+  | 'hedge'
+  | 'adaptiveLimiter'
+  | 'chaos';
 
 const KINDS: ReadonlySet<unknown> = new Set<PolicyKind>([
   'breaker',
@@ -27,6 +39,9 @@ const KINDS: ReadonlySet<unknown> = new Set<PolicyKind>([
   'bulkhead',
   'rateLimiter',
   'fallback',
+  'hedge',
+  'adaptiveLimiter',
+  'chaos',
 ]);
 
 /**
@@ -73,6 +88,34 @@ export const bulkheadRejectionReasons = Object.freeze([
   'full',
   'queue-timeout',
 ] as const) satisfies readonly BulkheadEvents['rejected']['reason'][];
+
+/**
+ * Every `reason` of an adaptive limiter's `rejected` event.
+ *
+ * @example
+ * ```ts
+ * for (const reason of adaptiveLimiterRejectionReasons) counter.inc({ reason }, 0);
+ * ```
+ */
+export const adaptiveLimiterRejectionReasons = Object.freeze([
+  'full',
+  'queue-timeout',
+] as const) satisfies readonly AdaptiveLimiterEvents['rejected']['reason'][];
+
+/**
+ * Every kind of disturbance a chaos policy (`tripswitch/chaos`) can inject.
+ *
+ * @example
+ * ```ts
+ * for (const chaos of chaosKinds) counter.inc({ chaos }, 0);
+ * ```
+ */
+export const chaosKinds = Object.freeze([
+  'fault',
+  'latency',
+  'outcome',
+  'behavior',
+] as const) satisfies readonly ChaosKind[];
 
 /**
  * Every outcome a fallback can answer for.

@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
+  adaptiveLimiter,
   breakerRegistry,
   bulkhead,
   circuitBreaker,
   constantBackoff,
   fallback,
+  hedge,
   isBulkheadRejectedError,
+  isConcurrencyLimitError,
   memoryWriteStore,
   rateLimiter,
   retry,
@@ -16,6 +19,7 @@ import {
   wrap,
   writeQueue,
 } from 'tripswitch';
+import { chaosFault, chaosLatency, isInjectedFaultError } from 'tripswitch/chaos';
 import { TestClock } from 'tripswitch/testing';
 import { otelMetrics } from './index.js';
 
@@ -270,5 +274,60 @@ test('write queue instruments: size observed at collection, counters, age histog
   assert.equal(c.value('tripswitch_write_queue_queued', { queue: 'outbox-2' }), 1);
   assert.ok(!c.points('tripswitch_write_queue_size', { queue: 'outbox-2' }).some((p) => p.value === 3));
   await q.close();
+  await provider.shutdown();
+});
+
+test('hedge, adaptive limiter and chaos instruments (in-memory reader)', async () => {
+  const clock = new TestClock();
+  const reader = new Reader();
+  const provider = new MeterProvider({ readers: [reader] });
+  const m = otelMetrics({ meter: provider.getMeter('t') });
+  const h = hedge({ idempotent: true, delayMs: 10, clock });
+  const limiter = adaptiveLimiter({ initialLimit: 1, clock });
+  const faults = chaosFault({ rate: 1, enabled: false });
+  const slow = chaosLatency({ rate: 0.25, latencyMs: 1, clock });
+  m.instrument('reads', wrap(h, limiter, faults, slow));
+  assert.throws(() => m.instrument('reads', chaosFault({ rate: 1 })), /already instrumented/);
+  const learning = hedge({ idempotent: true, percentile: 90, clock });
+  m.instrument('learning', learning);
+  const first = deferred<number>();
+  const call = h.execute(({ hedgeAttempt }) => (hedgeAttempt === 1 ? first.promise : 2));
+  await clock.advanceAsync(10);
+  assert.equal(await call, 2);
+  const hold = deferred();
+  const running = limiter.execute(() => hold.promise);
+  await assert.rejects(
+    limiter.execute(async () => 1),
+    isConcurrencyLimitError,
+  );
+  faults.enabled = true;
+  await assert.rejects(
+    faults.execute(async () => 1),
+    isInjectedFaultError,
+  );
+  const c = await collector(reader);
+  const v = (n: string, a: Record<string, string> = {}) => c.value(n, { policy: 'reads', ...a });
+  assert.equal(v('tripswitch_hedge_calls'), 1);
+  assert.equal(v('tripswitch_hedges'), 1);
+  assert.equal(v('tripswitch_hedge_wins'), 1);
+  assert.equal(v('tripswitch_hedge_budget_exhausted'), 0);
+  assert.equal(v('tripswitch_hedge_delay'), 10);
+  assert.equal(
+    c.points('tripswitch_hedge_delay').some((p) => p.attributes.policy === 'learning'),
+    false,
+    'no delay point before a percentile delay is known',
+  );
+  assert.equal(v('tripswitch_adaptive_limit'), 1);
+  assert.equal(v('tripswitch_adaptive_limiter_active'), 1);
+  assert.equal(v('tripswitch_adaptive_limiter_rejections', { reason: 'full' }), 1);
+  assert.equal(v('tripswitch_adaptive_limiter_rejections', { reason: 'queue-timeout' }), 0);
+  assert.equal(v('tripswitch_chaos_injected', { chaos: 'fault' }), 1);
+  assert.equal(v('tripswitch_chaos_injected', { chaos: 'latency' }), 0);
+  assert.equal(v('tripswitch_chaos_injection_rate', { chaos: 'fault' }), 1);
+  assert.equal(v('tripswitch_chaos_injection_rate', { chaos: 'latency' }), 0.25);
+  hold.resolve();
+  await running;
+  first.resolve(1);
+  m.dispose();
   await provider.shutdown();
 });

@@ -6,6 +6,8 @@ import {
   type ObservableResult,
 } from '@opentelemetry/api';
 import {
+  type AdaptiveLimiterPolicy,
+  adaptiveLimiterRejectionReasons,
   bulkheadRejectionReasons,
   fallbackOutcomes,
   isWriteQueue,
@@ -17,12 +19,14 @@ import {
   type CircuitBreaker,
   type CircuitState,
   type FallbackPolicy,
+  type HedgePolicy,
   type PolicyKind,
   type RateLimiterPolicy,
   type RetryPolicy,
   type TimeoutPolicy,
   type WriteQueue,
 } from 'tripswitch';
+import type { ChaosPolicy } from 'tripswitch/chaos';
 
 const stateValue: Record<CircuitState, number> = {
   closed: 0,
@@ -66,6 +70,9 @@ export type InstrumentablePolicy =
   | BulkheadPolicy
   | RateLimiterPolicy
   | FallbackPolicy<unknown>
+  | HedgePolicy
+  | AdaptiveLimiterPolicy
+  | ChaosPolicy
   | { readonly policies: readonly unknown[] }
   | WriteQueue<unknown, unknown>;
 
@@ -93,7 +100,7 @@ export interface MetricsHandle {
  */
 export interface OtelMetrics extends MetricsHandle {
   /**
-   * Records metrics of a retry, timeout, bulkhead, rate limiter or fallback with the attribute
+   * Records metrics of a retry, timeout, bulkhead, rate limiter, fallback, hedge, adaptive limiter or chaos policy with the attribute
    * `policy: name`. The kind is read from the policy's `kind` (see `policyKind` in core). A `wrap()` instruments each
    * policy in it (breakers inside are skipped: they are followed through `registry`). A write
    * queue (`writeQueue()`) gets the `tripswitch_write_queue_*` instruments with the attribute
@@ -114,6 +121,9 @@ interface PolicyOf {
   bulkhead: BulkheadPolicy;
   rateLimiter: RateLimiterPolicy;
   fallback: FallbackPolicy<unknown>;
+  hedge: HedgePolicy;
+  adaptiveLimiter: AdaptiveLimiterPolicy;
+  chaos: ChaosPolicy;
   writeQueue: WriteQueue<unknown, unknown>;
 }
 
@@ -178,7 +188,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     n: string,
     description: string,
     policies: Map<string, P>,
-    value: (policy: P) => number,
+    value: (policy: P) => number | undefined,
     counter = false,
     attribute = 'policy',
   ): void => {
@@ -186,7 +196,10 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
       ? meter.createObservableCounter(n, { description })
       : meter.createObservableGauge(n, { description });
     const cb = (r: ObservableResult<Attributes>): void => {
-      for (const [name, x] of policies) r.observe(value(x), { [attribute]: name });
+      for (const [name, x] of policies) {
+        const v = value(x);
+        if (v !== undefined) r.observe(v, { [attribute]: name });
+      }
     };
     o.addCallback(cb);
     removeCallbacks.push(() => o.removeCallback(cb));
@@ -295,6 +308,92 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
         return () => s.dispose();
       };
     },
+    hedge: () => {
+      const all = new Map<string, HedgePolicy>();
+      polled('tripswitch_hedge_calls', 'Calls through the hedge', all, (h) => h.stats().calls, true);
+      polled(
+        'tripswitch_hedges',
+        'Extra attempts started (the first attempt is not counted)',
+        all,
+        (h) => h.stats().hedges,
+        true,
+      );
+      polled(
+        'tripswitch_hedge_wins',
+        'Calls answered by an extra attempt',
+        all,
+        (h) => h.stats().hedgeWins,
+        true,
+      );
+      polled(
+        'tripswitch_hedge_budget_exhausted',
+        'Extra attempts the budget refused',
+        all,
+        (h) => h.stats().budgetExhausted,
+        true,
+      );
+      // No point while a percentile delay still lacks samples.
+      polled(
+        'tripswitch_hedge_delay',
+        'The delay before an extra attempt, in ms',
+        all,
+        (h) => h.stats().delayMs,
+      );
+      return (name, h) => {
+        all.set(name, h);
+        return () => all.delete(name);
+      };
+    },
+    adaptiveLimiter: () => {
+      const all = new Map<string, AdaptiveLimiterPolicy>();
+      polled('tripswitch_adaptive_limit', 'The current concurrency limit', all, (l) => l.stats().limit);
+      polled('tripswitch_adaptive_limiter_active', 'Calls running', all, (l) => l.stats().running);
+      polled('tripswitch_adaptive_limiter_queued', 'Calls waiting for a slot', all, (l) => l.stats().queued);
+      polled(
+        'tripswitch_adaptive_limiter_executed',
+        'Calls admitted (at once or after queueing) since the limiter was created',
+        all,
+        (l) => l.stats().executed,
+        true,
+      );
+      const rejections = meter.createCounter('tripswitch_adaptive_limiter_rejections', {
+        description: 'Calls rejected, by reason',
+      });
+      return (name, l) => {
+        all.set(name, l);
+        zero(rejections, name, 'reason', adaptiveLimiterRejectionReasons);
+        const s = l.on('rejected', (e) => rejections.add(1, { policy: name, reason: e.reason }));
+        return () => {
+          s.dispose();
+          all.delete(name);
+        };
+      };
+    },
+    chaos: () => {
+      // Several chaos policies (one per kind of disturbance) may share a name: points carry both.
+      const all = new Map<ChaosPolicy, string>();
+      const rate = meter.createObservableGauge('tripswitch_chaos_injection_rate', {
+        description: 'The fraction of calls the chaos policy disturbs (0 while switched off)',
+      });
+      const cb = (r: ObservableResult<Attributes>): void => {
+        for (const [c, name] of all) r.observe(c.enabled ? c.rate : 0, { policy: name, chaos: c.chaos });
+      };
+      rate.addCallback(cb);
+      removeCallbacks.push(() => rate.removeCallback(cb));
+      const injected = meter.createCounter('tripswitch_chaos_injected', {
+        description: 'Calls disturbed on purpose',
+      });
+      return (name, c) => {
+        all.set(c, name);
+        const a = { policy: name, chaos: c.chaos };
+        injected.add(0, a);
+        const s = c.on('injected', () => injected.add(1, a));
+        return () => {
+          s.dispose();
+          all.delete(c);
+        };
+      };
+    },
     writeQueue: () => {
       const all = new Map<string, WriteQueue<unknown, unknown>>();
       polled('tripswitch_write_queue_size', 'Writes waiting for replay', all, (q) => q.size, false, 'queue');
@@ -358,11 +457,11 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     if (kind === undefined) {
       if (top)
         throw new TypeError(
-          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback, wrap() of them or write queue',
+          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback, hedge, adaptive limiter, chaos policy, wrap() of them or write queue',
         );
       return;
     }
-    const key = `${kind}\0${name}`;
+    const key = kind === 'chaos' ? `chaos:${(policy as ChaosPolicy).chaos}\0${name}` : `${kind}\0${name}`;
     if (taken.has(key)) throw new Error(`instrument: a ${kind} named "${name}" is already instrumented`);
     // biome-ignore lint/suspicious/noAssignInExpressions: lazy creation of the kind's instruments
     const attach = (attachers[kind] ??= makers[kind]() as never) as (n: string, x: unknown) => Detach;

@@ -7,11 +7,13 @@
  */
 import { Registry } from 'prom-client';
 import {
+  adaptiveLimiter,
   breakerRegistry,
   bulkhead,
   circuitBreaker,
   constantBackoff,
   fallback,
+  hedge,
   memoryWriteStore,
   rateLimiter,
   retry,
@@ -19,6 +21,7 @@ import {
   wrap,
   writeQueue,
 } from 'tripswitch';
+import { chaosFault, chaosLatency } from 'tripswitch/chaos';
 import { TestClock } from 'tripswitch/testing';
 import { prometheusMetrics } from './index.js';
 
@@ -95,6 +98,15 @@ export async function fullExposition(): Promise<{ text: string; register: Regist
   await bh.execute(async () => undefined).catch(() => undefined);
   await rl.execute(async () => undefined);
   await rl.execute(async () => undefined).catch(() => undefined);
+  // Hedge, adaptive limiter and two chaos policies under one name.
+  const reads = wrap(
+    hedge({ idempotent: true, delayMs: 5, clock }),
+    adaptiveLimiter({ initialLimit: 1, clock }),
+    chaosFault({ rate: 1, seed: 1 }),
+    chaosLatency({ rate: 0.5, latencyMs: 1, clock, enabled: false }),
+  );
+  m.instrument('reads', reads);
+  await reads.execute(async () => 1).catch(() => undefined);
   const text = await register.metrics();
   await outbox.close();
   hold.resolve();

@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
 import {
+  adaptiveLimiter,
   breakerRegistry,
   bulkhead,
   circuitBreaker,
   constantBackoff,
   fallback,
+  hedge,
   isBulkheadRejectedError,
+  isConcurrencyLimitError,
   memoryWriteStore,
   rateLimiter,
   retry,
@@ -17,6 +20,7 @@ import {
   wrap,
   writeQueue,
 } from 'tripswitch';
+import { chaosFault, chaosLatency, isInjectedFaultError } from 'tripswitch/chaos';
 import { TestClock } from 'tripswitch/testing';
 import { deferred, fullExposition, sample, samples } from './fixture.test.util.js';
 import { prometheusMetrics } from './index.js';
@@ -381,4 +385,61 @@ test('write queue: subscriptions end with the handle and with the metrics; dupli
   m.dispose();
   assert.equal(live, 0);
   await q.close();
+});
+
+test('hedge, adaptive limiter and chaos: counts, limit, rejections by reason, injection by kind', async () => {
+  const clock = new TestClock();
+  const register = new Registry();
+  const m = prometheusMetrics({ register });
+  const h = hedge({ idempotent: true, delayMs: 10, clock });
+  const limiter = adaptiveLimiter({ initialLimit: 1, clock });
+  const faults = chaosFault({ rate: 1, enabled: false });
+  const slow = chaosLatency({ rate: 0.25, latencyMs: 1, clock });
+  m.instrument('reads', wrap(h, limiter, faults, slow));
+  // Two chaos policies under one name are told apart by their kind; a second fault under it is refused.
+  assert.throws(() => m.instrument('reads', chaosFault({ rate: 1 })), /already instrumented/);
+  const first = deferred<number>();
+  const call = h.execute(({ hedgeAttempt }) => (hedgeAttempt === 1 ? first.promise : 2));
+  await clock.advanceAsync(10);
+  assert.equal(await call, 2);
+  const hold = deferred();
+  const running = limiter.execute(() => hold.promise);
+  await assert.rejects(
+    limiter.execute(async () => 1),
+    isConcurrencyLimitError,
+  );
+  faults.enabled = true;
+  await assert.rejects(
+    faults.execute(async () => 1),
+    isInjectedFaultError,
+  );
+  const text = await register.metrics();
+  const v = (n: string, labels: Record<string, string> = {}) =>
+    sample(text, n, { policy: 'reads', ...labels });
+  assert.equal(v('tripswitch_hedge_calls_total'), 1);
+  assert.equal(v('tripswitch_hedges_total'), 1);
+  assert.equal(v('tripswitch_hedge_wins_total'), 1);
+  assert.equal(v('tripswitch_hedge_budget_exhausted_total'), 0);
+  assert.equal(v('tripswitch_hedge_delay_seconds'), 0.01);
+  assert.equal(v('tripswitch_adaptive_limit'), 1);
+  assert.equal(v('tripswitch_adaptive_limiter_active'), 1);
+  assert.equal(v('tripswitch_adaptive_limiter_rejections_total', { reason: 'full' }), 1);
+  assert.equal(v('tripswitch_adaptive_limiter_rejections_total', { reason: 'queue-timeout' }), 0);
+  assert.equal(v('tripswitch_chaos_injected_total', { chaos: 'fault' }), 1);
+  assert.equal(v('tripswitch_chaos_injected_total', { chaos: 'latency' }), 0);
+  assert.equal(v('tripswitch_chaos_injection_rate', { chaos: 'fault' }), 1);
+  assert.equal(v('tripswitch_chaos_injection_rate', { chaos: 'latency' }), 0.25);
+  slow.enabled = false;
+  assert.equal(
+    sample(await register.metrics(), 'tripswitch_chaos_injection_rate', {
+      policy: 'reads',
+      chaos: 'latency',
+    }),
+    0,
+  );
+  hold.resolve();
+  await running;
+  first.resolve(1);
+  m.dispose();
+  assert.equal((await register.metrics()).includes('policy="reads"'), false, 'series dropped on dispose');
 });

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry, register as defaultRegister } from 'prom-client';
 import {
+  type AdaptiveLimiterPolicy,
+  adaptiveLimiterRejectionReasons,
   bulkheadRejectionReasons,
   fallbackOutcomes,
   isWriteQueue,
@@ -11,12 +13,14 @@ import {
   type CircuitBreaker,
   type CircuitState,
   type FallbackPolicy,
+  type HedgePolicy,
   type PolicyKind,
   type RateLimiterPolicy,
   type RetryPolicy,
   type TimeoutPolicy,
   type WriteQueue,
 } from 'tripswitch';
+import type { ChaosPolicy } from 'tripswitch/chaos';
 
 /**
  * Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only.
@@ -70,6 +74,9 @@ export type InstrumentablePolicy =
   | BulkheadPolicy
   | RateLimiterPolicy
   | FallbackPolicy<unknown>
+  | HedgePolicy
+  | AdaptiveLimiterPolicy
+  | ChaosPolicy
   | { readonly policies: readonly unknown[] }
   | WriteQueue<unknown, unknown>;
 
@@ -97,7 +104,7 @@ export interface MetricsHandle {
  */
 export interface PrometheusMetrics extends MetricsHandle {
   /**
-   * Registers metrics for a retry, timeout, bulkhead, rate limiter or fallback under the label
+   * Registers metrics for a retry, timeout, bulkhead, rate limiter, fallback, hedge, adaptive limiter or chaos policy under the label
    * `policy="<name>"`. The kind is read from the policy's `kind` (see `policyKind` in core). A `wrap()` instruments each
    * policy in it (breakers inside are skipped: they are followed through `registry`). A write
    * queue (`writeQueue()`) gets the `tripswitch_write_queue_*` metrics under `queue="<name>"`. One
@@ -116,6 +123,9 @@ interface PolicyOf {
   bulkhead: BulkheadPolicy;
   rateLimiter: RateLimiterPolicy;
   fallback: FallbackPolicy<unknown>;
+  hedge: HedgePolicy;
+  adaptiveLimiter: AdaptiveLimiterPolicy;
+  chaos: ChaosPolicy;
   writeQueue: WriteQueue<unknown, unknown>;
 }
 
@@ -399,6 +409,101 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
         };
       };
     },
+    hedge: () => {
+      const all = new Map<string, HedgePolicy>();
+      polled('tripswitch_hedge_calls_total', 'Calls through the hedge', all, (h) => h.stats().calls, true);
+      polled(
+        'tripswitch_hedges_total',
+        'Extra attempts started (the first attempt is not counted)',
+        all,
+        (h) => h.stats().hedges,
+        true,
+      );
+      polled(
+        'tripswitch_hedge_wins_total',
+        'Calls answered by an extra attempt',
+        all,
+        (h) => h.stats().hedgeWins,
+        true,
+      );
+      polled(
+        'tripswitch_hedge_budget_exhausted_total',
+        'Extra attempts the budget refused',
+        all,
+        (h) => h.stats().budgetExhausted,
+        true,
+      );
+      polled(
+        'tripswitch_hedge_delay_seconds',
+        'The delay before an extra attempt (NaN while a percentile delay lacks samples)',
+        all,
+        (h) => (h.stats().delayMs ?? Number.NaN) / 1000,
+      );
+      return (name, h) => {
+        all.set(name, h);
+        return () => all.delete(name);
+      };
+    },
+    adaptiveLimiter: () => {
+      const all = new Map<string, AdaptiveLimiterPolicy>();
+      polled('tripswitch_adaptive_limit', 'The current concurrency limit', all, (l) => l.stats().limit);
+      polled('tripswitch_adaptive_limiter_active', 'Calls running', all, (l) => l.stats().running);
+      polled('tripswitch_adaptive_limiter_queued', 'Calls waiting for a slot', all, (l) => l.stats().queued);
+      polled(
+        'tripswitch_adaptive_limiter_executed_total',
+        'Calls admitted (at once or after queueing) since the limiter was created',
+        all,
+        (l) => l.stats().executed,
+        true,
+      );
+      const rejections = counter(
+        'tripswitch_adaptive_limiter_rejections_total',
+        'Calls rejected, by reason',
+        ['policy', 'reason'],
+      );
+      return (name, l) => {
+        all.set(name, l);
+        const drop = eventCounter(rejections, name, 'reason', adaptiveLimiterRejectionReasons);
+        const s = l.on('rejected', (e) => rejections.inc({ policy: name, reason: e.reason }));
+        return () => {
+          s.dispose();
+          drop();
+          all.delete(name);
+        };
+      };
+    },
+    chaos: () => {
+      // Several chaos policies (one per kind of disturbance) may share a name: series carry both.
+      const all = new Map<ChaosPolicy, string>();
+      mk(
+        new Gauge({
+          name: `${p}tripswitch_chaos_injection_rate`,
+          help: 'The fraction of calls the chaos policy disturbs (0 while switched off)',
+          labelNames: ['policy', 'chaos'],
+          registers: [reg],
+          collect() {
+            this.reset();
+            for (const [c, name] of all) this.set({ policy: name, chaos: c.chaos }, c.enabled ? c.rate : 0);
+          },
+        }),
+        'tripswitch_chaos_injection_rate',
+      );
+      const injected = counter('tripswitch_chaos_injected_total', 'Calls disturbed on purpose', [
+        'policy',
+        'chaos',
+      ]);
+      return (name, c) => {
+        all.set(c, name);
+        const l = { policy: name, chaos: c.chaos };
+        injected.inc(l, 0);
+        const s = c.on('injected', () => injected.inc(l));
+        return () => {
+          s.dispose();
+          injected.remove(l);
+          all.delete(c);
+        };
+      };
+    },
     writeQueue: () => {
       const all = new Map<string, WriteQueue<unknown, unknown>>();
       polled('tripswitch_write_queue_size', 'Writes waiting for replay', all, (q) => q.size, false, 'queue');
@@ -475,11 +580,11 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     if (kind === undefined) {
       if (top)
         throw new TypeError(
-          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback, wrap() of them or write queue',
+          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback, hedge, adaptive limiter, chaos policy, wrap() of them or write queue',
         );
       return;
     }
-    const key = `${kind}\0${name}`;
+    const key = kind === 'chaos' ? `chaos:${(policy as ChaosPolicy).chaos}\0${name}` : `${kind}\0${name}`;
     if (taken.has(key)) throw new Error(`instrument: a ${kind} named "${name}" is already instrumented`);
     // biome-ignore lint/suspicious/noAssignInExpressions: lazy registration of the kind's metrics
     const attach = (attachers[kind] ??= makers[kind]() as never) as (n: string, x: unknown) => Detach;
