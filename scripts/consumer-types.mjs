@@ -21,7 +21,7 @@ import { ensureTool } from './tool-cache.mjs';
 /** The oldest supported TypeScript is 5.4: the first with `module: preserve`. */
 const versions = (process.env.CONSUMER_TS ?? '5.4,5.9,7').split(',');
 /** Entries that must type-check (and, see scripts/smoke, run) without Node: lib dom, no @types/node. */
-const browserEntries = ['tripswitch', 'tripswitch/testing', 'tripswitch/fetch'];
+const browserEntries = ['tripswitch', 'tripswitch/testing', 'tripswitch/fetch', 'tripswitch/chaos'];
 
 const root = resolve(import.meta.dirname ?? join(new URL('.', import.meta.url).pathname), '..');
 const work = mkdtempSync(join(tmpdir(), 'tripswitch-consumer-types-'));
