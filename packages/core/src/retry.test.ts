@@ -293,3 +293,58 @@ describe('retry: waits that keep the process alive', () => {
     assert.equal(await p, 'after open');
   });
 });
+
+describe('retry: guarantees pinned by mutation testing', () => {
+  it('handleResult after a thrown first attempt: the later value is returned, never undefined', async () => {
+    const clock = new TestClock();
+    const run = async (results: Array<Error | string>, maxAttempts: number) => {
+      let i = 0;
+      const r = retry({ maxAttempts, backoff: constantBackoff(10), clock, handleResult: (v) => v === 'bad' });
+      const p = r.execute(() => {
+        const x = results[i++]!;
+        if (x instanceof Error) throw x;
+        return x;
+      });
+      return clock.settle(p);
+    };
+    assert.equal(await run([new Error('x'), 'bad'], 2), 'bad', 'the last failed result, as documented');
+    assert.equal(await run([new Error('x'), 'good'], 3), 'good');
+    assert.equal(await run([new Error('x'), 'bad', 'good'], 3), 'good');
+    await assert.rejects(run(['bad', new Error('last')], 2), /last/, 'a thrown last attempt rethrows');
+  });
+
+  it('an already aborted signal rejects with its reason and never runs the first attempt', async () => {
+    let ran = 0;
+    const reason = new Error('caller gone');
+    await assert.rejects(
+      retry({ maxAttempts: 3 }).execute(() => {
+        ran++;
+        return 1;
+      }, AbortSignal.abort(reason)),
+      (e) => e === reason,
+    );
+    assert.equal(ran, 0);
+  });
+
+  it('the budget ages out one bucket at a time, not the whole window', () => {
+    const clock = new TestClock(0);
+    const budget = retryBudget({ percent: 100, minRetriesPerSecond: 0, windowMs: 1_000, buckets: 10, clock });
+    for (let b = 0; b < 10; b++) {
+      budget.recordCall();
+      budget.recordCall();
+      assert.equal(budget.tryRetry(), true);
+      clock.advance(100);
+    }
+    // t = 1000: the first bucket (t 0..100) just left; nine buckets remain.
+    assert.deepEqual(budget.stats(), { calls: 18, retries: 9, allowed: 18 });
+    clock.advance(100);
+    assert.deepEqual(budget.stats(), { calls: 16, retries: 8, allowed: 16 });
+    clock.advance(450);
+    assert.deepEqual(budget.stats(), { calls: 8, retries: 4, allowed: 8 });
+    clock.advance(10_000);
+    assert.deepEqual(budget.stats(), { calls: 0, retries: 0, allowed: 0 });
+    // A bucket is reused once it left the window: counts start from zero there.
+    budget.recordCall();
+    assert.deepEqual(budget.stats(), { calls: 1, retries: 0, allowed: 1 });
+  });
+});

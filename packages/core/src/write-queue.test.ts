@@ -584,3 +584,137 @@ describe('writeQueue', () => {
     await q.close();
   });
 });
+
+describe('writeQueue: guarantees pinned by mutation testing', () => {
+  it('drain() during a replay joins it: the head write is sent once', async () => {
+    const clock = new TestClock(0);
+    const sends: string[] = [];
+    const gates: Array<() => void> = [];
+    const send = (data: string) => {
+      sends.push(data);
+      return new Promise<string>((resolve) => gates.push(() => resolve(data)));
+    };
+    const store = memoryWriteStore<string>();
+    const q = writeQueue({ send, store, clock, backoff: constantBackoff(1_000) });
+    await q.ready;
+    await q.enqueue('a');
+    await q.enqueue('b');
+    await clock.advanceAsync(0); // the replay of 'a' is in flight
+    assert.deepEqual(sends, ['a']);
+    const d1 = q.drain();
+    const d2 = q.drain();
+    await clock.advanceAsync(0);
+    assert.deepEqual(sends, ['a'], 'no second loop sends the head again');
+    gates.shift()!();
+    await clock.advanceAsync(0);
+    assert.deepEqual(sends, ['a', 'b']);
+    gates.shift()!();
+    await Promise.all([d1, d2]);
+    assert.equal(q.size, 0);
+    await q.close();
+  });
+
+  it('close() waits for a replay that ignores its abort, then closes the store', async () => {
+    const clock = new TestClock(0);
+    const events: string[] = [];
+    const store = memoryWriteStore<string>();
+    let finish!: () => void;
+    const q = writeQueue({
+      // Ignores the abort: close must still wait for it before closing the store.
+      send: () =>
+        new Promise<string>((resolve) => {
+          finish = () => {
+            events.push('send done');
+            resolve('x');
+          };
+        }),
+      store: {
+        ...store,
+        remove: async (id) => {
+          events.push('remove');
+          await store.remove(id);
+        },
+        close: async () => {
+          events.push('store closed');
+        },
+      },
+      clock,
+    });
+    await q.ready;
+    await q.enqueue('a');
+    await clock.advanceAsync(0);
+    let closed = false;
+    const closing = q.close().then(() => {
+      closed = true;
+    });
+    await clock.advanceAsync(0);
+    assert.equal(closed, false);
+    finish();
+    await closing;
+    // The send ignored the abort and succeeded: the write was delivered, so it is removed, and
+    // only then is the store closed.
+    assert.deepEqual(events, ['send done', 'remove', 'store closed']);
+    assert.equal((await store.load()).length, 0);
+  });
+
+  it('an append that fails is not queued: submit and enqueue reject with the store error', async () => {
+    const clock = new TestClock(0);
+    const diskFull = new Error('ENOSPC');
+    let fail = true;
+    const store = memoryWriteStore<string>();
+    const q = writeQueue({
+      send: async () => {
+        throw new Error('down');
+      },
+      store: {
+        ...store,
+        append: (w) =>
+          new Promise<void>((resolve, reject) =>
+            clock.setTimeout(() => (fail ? reject(diskFull) : resolve(store.append(w))), 10),
+          ),
+      },
+      clock,
+      backoff: constantBackoff(1_000),
+    });
+    let queued = 0;
+    q.on('queued', () => queued++);
+    await q.ready;
+    await assert.rejects(clock.settle(q.submit('a')), (e) => e === diskFull);
+    await assert.rejects(clock.settle(q.enqueue('b')), (e) => e === diskFull);
+    assert.deepEqual([q.size, queued], [0, 0]);
+    fail = false;
+    assert.equal((await clock.settle(q.submit('c'))).status, 'queued');
+    assert.deepEqual([q.size, queued], [1, 1]);
+    await q.close();
+  });
+
+  it('the breaker closing replays at once, even inside a backoff wait', async () => {
+    const clock = new TestClock(0);
+    const breaker = circuitBreaker({ clock, trip: { kind: 'consecutive', threshold: 5 } });
+    let down = true;
+    const sends: number[] = [];
+    const q = writeQueue({
+      send: async (d: string) => {
+        sends.push(clock.now());
+        if (down) throw new Error(`down (${d})`);
+        return d;
+      },
+      store: memoryWriteStore<string>(),
+      breaker,
+      clock,
+      backoff: constantBackoff(60_000),
+    });
+    await q.ready;
+    await q.submit('a'); // fails (the breaker stays closed): replay in 60 s
+    assert.equal(q.size, 1);
+    await clock.advanceAsync(60_000); // the replay fails too: the next one is 60 s away
+    assert.deepEqual(sends, [0, 60_000]);
+    down = false;
+    breaker.isolate();
+    breaker.reset(); // closed again: replay now, not in 60 s
+    await clock.advanceAsync(0);
+    assert.deepEqual(sends, [0, 60_000, 60_000]);
+    assert.equal(q.size, 0);
+    await q.close();
+  });
+});
