@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
-import { isInvalidOptionError, isRateLimitedError, rateLimiter } from './index.js';
+import { isInvalidOptionError, isRateLimitedError, neverAbortedSignal, rateLimiter } from './index.js';
 import { TestClock } from './test-clock.js';
 
 describe('rateLimiter', () => {
@@ -88,5 +88,65 @@ describe('rateLimiter: waits that keep the process alive', () => {
     const p = l.execute(() => inner.now() - start);
     await inner.advanceAsync(200);
     assert.equal(await p, 100);
+  });
+});
+
+describe('rateLimiter: details pinned by mutation testing', () => {
+  it('names itself, defaults burst to max(1, rate), and names each bad option', () => {
+    const l = rateLimiter({ rate: 5 });
+    assert.equal(l.kind, 'rateLimiter');
+    assert.deepEqual(l.contextKeys, []);
+    assert.equal(l.tokens, 5, 'burst defaults to rate');
+    assert.equal(rateLimiter({ rate: 0.5 }).tokens, 1, 'and to at least 1');
+    const bad = (o: unknown, re: RegExp) =>
+      assert.throws(
+        () => rateLimiter(o as Parameters<typeof rateLimiter>[0]),
+        (e: unknown) => isInvalidOptionError(e) && re.test(String(e)),
+      );
+    bad({ rate: 1, per: 0 }, /rateLimiter: option "per" must be a number > 0 and <= 86400000, got 0/);
+    bad({ rate: 1, maxWaitMs: -1 }, /rateLimiter: option "maxWaitMs" must be a number >= 0 and <= 2147483647, got -1/);
+    bad({ rate: 1, clock: {} }, /rateLimiter: option "clock" must be a Clock/);
+    bad({ rate: 1, rat: 1 }, /rateLimiter: option "rat" must be one of the known options/);
+    bad(undefined, /rateLimiter: option "options" must be an object, got undefined/);
+  });
+
+  it('hands fn the caller signal (or one that never aborts); rejects bad calls without throwing', async () => {
+    const l = rateLimiter({ rate: 100, clock: new TestClock() });
+    const ac = new AbortController();
+    assert.equal(await l.execute(({ signal }) => signal, ac.signal), ac.signal);
+    assert.equal(await l.execute(({ signal }) => signal), neverAbortedSignal);
+    assert.equal(await l.execute(({ signal }) => signal, neverAbortedSignal), neverAbortedSignal);
+    const boom = new Error('sync');
+    const p = l.execute(() => {
+      throw boom;
+    });
+    await assert.rejects(p, (e) => e === boom);
+    await assert.rejects(l.execute(1 as never), /execute: fn must be a function/);
+    let ran = 0;
+    const gone = new Error('gone');
+    await assert.rejects(
+      l.execute(() => ran++, AbortSignal.abort(gone)),
+      (e) => e === gone,
+    );
+    assert.equal(ran, 0);
+  });
+
+  it('waits when the wait equals maxWaitMs; reports rejections with retryAfter; waiters queue behind each other', async () => {
+    const clock = new TestClock();
+    const l = rateLimiter({ rate: 1, per: 100, burst: 1, maxWaitMs: 200, clock });
+    const rejected: number[] = [];
+    const sub = l.on('rejected', ({ retryAfter }) => rejected.push(retryAfter));
+    assert.equal(l.tryAcquire(), true);
+    const at: number[] = [];
+    const start = clock.now();
+    const first = l.execute(() => at.push(clock.now() - start)); // waits 100
+    const second = l.execute(() => at.push(clock.now() - start)); // reserved behind it: waits 200 = maxWaitMs
+    await assert.rejects(l.execute(() => 0), isRateLimitedError); // would wait 300
+    assert.deepEqual(rejected, [300]);
+    sub.dispose();
+    await assert.rejects(l.execute(() => 0), isRateLimitedError);
+    assert.deepEqual(rejected, [300], 'no listener, no event');
+    await clock.settle(Promise.all([first, second]));
+    assert.deepEqual(at, [100, 200]);
   });
 });

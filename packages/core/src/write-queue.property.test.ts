@@ -161,7 +161,8 @@ describe('writeQueue (property): ordered delivery', () => {
           );
         },
       ),
-      { numRuns: 150 },
+      // Under mutation testing (one run of this file per mutant) fewer runs keep it affordable.
+      { numRuns: process.env.__STRYKER_ACTIVE_MUTANT__ === undefined ? 150 : 40 },
     );
   });
 });
