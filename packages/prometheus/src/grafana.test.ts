@@ -128,6 +128,11 @@ test('every metric and label the dashboard queries occurs in the real exposition
     'tripswitch_bulkhead_active',
     'tripswitch_bulkhead_queued',
     'tripswitch_bulkhead_rejections_total',
+    'tripswitch_hedges_total',
+    'tripswitch_hedge_wins_total',
+    'tripswitch_adaptive_limit',
+    'tripswitch_adaptive_limiter_rejections_total',
+    'tripswitch_chaos_injected_total',
   ])
     assert.ok(used.has(name), `no panel shows ${name}`);
 
