@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   type AdaptiveLimiterPolicy,
   adaptiveLimiter,
@@ -168,5 +173,113 @@ describe('adaptiveLimiter: a queueing server under overload', () => {
     }
     assert.equal(l.stats().limit, 40);
     assert.ok(l.stats().longRtt! >= 10 && l.stats().longRtt! <= 11);
+  });
+});
+
+describe('adaptiveLimiter: any completion order (property)', () => {
+  it('never runs more than the limit, admits in FIFO order, and settles every call exactly once', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.array(
+          fc.record({
+            at: fc.integer({ min: 0, max: 50 }),
+            ms: fc.integer({ min: 0, max: 60 }),
+            abortAt: fc.option(fc.integer({ min: 0, max: 80 })),
+          }),
+          { minLength: 1, maxLength: 25 },
+        ),
+        async (limit, maxQueue, plan) => {
+          const clock = new TestClock(0);
+          const l = adaptiveLimiter({
+            initialLimit: limit,
+            minLimit: limit,
+            maxLimit: limit,
+            maxQueue,
+            queueTimeoutMs: 30,
+            clock,
+          });
+          let running = 0;
+          let maxRunning = 0;
+          const startedOrder: number[] = [];
+          const settled = new Array<number>(plan.length).fill(0);
+          const sorted = plan.map((c, i) => ({ ...c, i })).sort((a, b) => a.at - b.at || a.i - b.i);
+          for (const c of sorted) {
+            clock.setTimeout(() => {
+              const ac = new AbortController();
+              if (c.abortAt !== null) clock.setTimeout(() => ac.abort(new Error('gone')), c.abortAt);
+              l.execute(
+                () =>
+                  new Promise<void>((resolve) => {
+                    running++;
+                    maxRunning = Math.max(maxRunning, running);
+                    startedOrder.push(c.i);
+                    clock.setTimeout(() => {
+                      running--;
+                      resolve();
+                    }, c.ms);
+                  }),
+                ac.signal,
+              ).then(
+                () => settled[c.i]!++,
+                () => settled[c.i]!++,
+              );
+            }, c.at);
+          }
+          await clock.advanceAsync(500);
+          assert.ok(maxRunning <= limit, `ran ${maxRunning} at once, limit ${limit}`);
+          assert.deepEqual(settled, new Array(plan.length).fill(1), 'every call settled once');
+          // Admissions follow arrival order (calls that were rejected or left the queue are skipped).
+          const arrival = sorted.map((c) => c.i);
+          const pos = new Map(arrival.map((i, k) => [i, k]));
+          for (let k = 1; k < startedOrder.length; k++)
+            assert.ok(
+              pos.get(startedOrder[k - 1]!)! < pos.get(startedOrder[k]!)!,
+              `FIFO: ${startedOrder.join(',')}`,
+            );
+          const s = l.stats();
+          assert.equal(s.running, 0);
+          assert.equal(s.queued, 0);
+          assert.equal(clock.refed, 0, 'no timer left behind');
+        },
+      ),
+      { numRuns: 200, seed: 5 },
+    );
+  });
+});
+
+describe('adaptiveLimiter: process exit', () => {
+  it('a queued call whose queue wait times out keeps a bare process alive until it rejects', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tripswitch-limiter-'));
+    try {
+      const file = join(dir, 'case.mjs');
+      const index = JSON.stringify(new URL('./index.js', import.meta.url).href);
+      // The running call never settles and holds nothing: only the queue timer is left.
+      writeFileSync(
+        file,
+        `import { adaptiveLimiter } from ${index};
+         const l = adaptiveLimiter({ initialLimit: 1, maxQueue: 1, queueTimeoutMs: 30 });
+         l.execute(() => new Promise(() => {}));
+         const r = await l.execute(() => 'ran').catch((e) => e.code + ' ' + e.reason);
+         console.log(r);`,
+      );
+      const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.stderr.on('data', (d) => {
+        err += d;
+      });
+      const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      clearTimeout(killer);
+      assert.equal(out.trim(), 'ERR_CONCURRENCY_LIMIT queue-timeout', `stderr: ${err}`);
+      assert.equal(code, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
