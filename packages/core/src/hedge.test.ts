@@ -144,6 +144,22 @@ describe('hedge: one call', () => {
     assert.equal(started, 3);
   });
 
+  it('a percentile delay: no hedge and no timer until minSamples attempts have succeeded', async () => {
+    const clock = new TestClock(0);
+    const h = hedge({ idempotent: true, percentile: 50, minSamples: 3, clock });
+    for (let i = 0; i < 3; i++) {
+      const p = h.execute(({ signal }) => work(clock, 10, i, signal));
+      assert.equal(clock.pending, 1, `call ${i}: only the work own timer`);
+      await clock.advanceAsync(10);
+      await p;
+    }
+    assert.ok(h.stats().delayMs! >= 10 && h.stats().delayMs! < 11, `${h.stats().delayMs}`);
+    const p = h.execute(({ signal }) => work(clock, 10, 'x', signal));
+    assert.equal(clock.pending, 2, 'now a hedge timer too');
+    await clock.advanceAsync(10);
+    assert.equal(await p, 'x');
+  });
+
   it('a failing attempt waits for the others; when all started have failed the call rejects with the last error', async () => {
     const clock = new TestClock(0);
     const h = hedge({ idempotent: true, delayMs: 10, clock });
