@@ -48,7 +48,10 @@ export function failFastOptions(timeoutMs: number): RedisOptions {
   return {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: timeoutMs,
+    // ioredis' own deadline is a backstop for commands the store does not send through run()
+    // (subscribing) and frees a command run() gave up on; run()'s deadline is the one that
+    // counts, and it must fire first (see run()).
+    commandTimeout: Math.max(timeoutMs * 4, timeoutMs + 2000),
     connectTimeout: Math.max(1000, timeoutMs),
     autoResubscribe: false,
     // no CLIENT SETINFO on connect: one command fewer, and none outside the documented ACL
@@ -222,7 +225,14 @@ export class Connection {
   run<T>(command: () => Promise<T>): Promise<T> {
     const timeoutMs = this.#cfg.timeoutMs;
     const p = new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RedisCommandTimeoutError(timeoutMs)), timeoutMs);
+      // The deadline is checked after the event loop has read the sockets once more: a process
+      // that was not scheduled for longer than the timeout (a loaded host, a long synchronous
+      // task) runs its timers before its I/O, and would otherwise call a reply that is already
+      // in its socket buffer a timeout, and degrade the store for its own stall.
+      const timer = setTimeout(
+        () => setImmediate(() => reject(new RedisCommandTimeoutError(timeoutMs))),
+        timeoutMs,
+      );
       timer.unref();
       let started: Promise<T>;
       try {

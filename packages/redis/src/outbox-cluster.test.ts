@@ -69,9 +69,17 @@ test('redisOutbox and redisWriteStore on Redis Cluster: one slot per queue; a ma
     // Replication is asynchronous: make sure the replica has the writes before its master dies.
     const stream = `${prefix}:ob:{orders}:s`;
     const master = await cluster.masterOf(stream);
+    // (WAIT counts acknowledgements of its own connection's writes: asked on each writer's
+    // connection to that master, repeated until the replica is counted.)
     for (const c of clients) {
       const node = c.nodes('master').find((n) => n.options.port === master);
-      await node?.call('WAIT', 1, 2_000);
+      assert.ok(node, `a connection to the master ${master}`);
+      await waitFor(
+        async () => Number(await node.call('WAIT', 1, 2_000)) >= 1,
+        'the replica has the writes',
+        30_000,
+        50,
+      );
     }
     // Every key of the queue is on the stream's slot.
     const slot = (k: string) => clients[0]!.call('CLUSTER', 'KEYSLOT', k);

@@ -148,4 +148,23 @@ describe('reading thousands of breakers from a slow Redis', { skip: skipNoRedis 
     assert.equal(reached, 0, 'the call did not reach the dependency the fleet holds open');
     assert.ok(isCircuitOpenError(err), `refused as open, got ${String(err)}`);
   });
+
+  test('a process stalled past the command timeout (its event loop blocked) does not call answered reads timeouts', async () => {
+    const prefix = uniquePrefix('stall');
+    const store = redisStore({ url: redis.url, prefix, logger: false, commandTimeoutMs: 100 });
+    stores.push(store);
+    let degraded = 0;
+    store.on('degraded', () => degraded++);
+    assert.equal(await store.ready(10_000), true);
+    const breakers = Array.from({ length: 50 }, (_, i) => circuitBreaker({ name: `s${i}`, store }));
+    // the reads are on their way; this process now holds its CPU for 3 x the timeout, while
+    // Redis (another process) answers them
+    const until = Date.now() + 300;
+    while (Date.now() < until) {
+      // busy: no timer, no I/O runs
+    }
+    assert.equal(await store.ready(10_000), true);
+    assert.equal(degraded, 0, 'replies waiting in the socket are answers, not timeouts');
+    assert.equal(breakers.length, 50);
+  });
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { Cluster, Redis } from 'ioredis';
-import { answers } from './server.test.util.js';
+import { answers, waitFor } from './server.test.util.js';
 import {
   ask,
   parseInfo,
@@ -34,8 +34,18 @@ test('RedisCluster: 3 masters + 3 replicas, a killed master fails over, rejoins,
     const key = 'tstest-topology:{k}';
     await client.set(key, 'before');
     const victim = await cluster.masterOf(key);
-    // WAIT: the replica has the write before its master dies (replication is asynchronous).
-    await client.call('WAIT', 1, 2_000);
+    // The replica must have the write before its master dies (replication is asynchronous). WAIT
+    // counts the replicas that acknowledged the writes of its own connection, so it goes on the
+    // connection that wrote, the one to the key's master (a Cluster client sends a keyless
+    // command to any node), and is repeated until the replica is counted (one still syncing is not).
+    const writer = client.nodes('master').find((n) => n.options.port === victim);
+    assert.ok(writer, `the client has a connection to the master ${victim}`);
+    await waitFor(
+      async () => Number(await writer.call('WAIT', 1, 2_000)) >= 1,
+      'the replica acknowledges the write',
+      30_000,
+      50,
+    );
     const { killed, promoted, failoverMs } = await cluster.killMaster({ key });
     assert.equal(killed, victim);
     assert.notEqual(promoted, victim);
@@ -69,7 +79,13 @@ test('RedisSentinel: SENTINEL FAILOVER and a killed master both move the master,
     client = new Redis({ sentinels: s.sentinelNodes, name: s.masterName, connectTimeout: 1_000 });
     client.on('error', () => {});
     await client.set('tstest-topology-s', '1');
-    await client.call('WAIT', 1, 2_000);
+    const c = client;
+    await waitFor(
+      async () => Number(await c.call('WAIT', 1, 2_000)) >= 1,
+      'the replica acknowledges the write',
+      30_000,
+      50,
+    );
 
     const a = await s.failover('command');
     assert.deepEqual([a.from, a.to], [s.dataPorts[0], s.dataPorts[1]]);
