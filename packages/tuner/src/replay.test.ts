@@ -109,6 +109,38 @@ describe('replay: healthy traffic', () => {
   });
 });
 
+describe('replay: slow calls', () => {
+  it('a slow-call rule opens in a brownout with no errors, and never on healthy latency', () => {
+    const settings: BreakerSettings = {
+      trip: {
+        kind: 'time',
+        windowMs: 10_000,
+        minimumCalls: 10,
+        slowCallDuration: 500,
+        slowCallRateThreshold: 0.5,
+      },
+    };
+    for (const seed of [1, 2, 3]) {
+      const brown = synthesize({
+        shape: 'brownout',
+        seed,
+        rate: 50,
+        durationMs: 300_000,
+        peakLatencyMs: 2_000,
+        peakErrorRate: 0,
+        backgroundErrorRate: 0,
+      });
+      const m = replay(brown, candidate(settings)).metrics;
+      assert.equal(m.missed, 0, `seed ${seed}: the brownout was missed`);
+      // The median passes 500 ms a quarter into the 100 s ramp; a 10 s window (plus a bucket and
+      // the 2 s answers that settle it) must have seen it by ~40 s.
+      assert.ok(m.detectMs > 15_000 && m.detectMs < 40_000, `seed ${seed}: detected after ${m.detectMs} ms`);
+      const healthy = synthesize({ shape: 'healthy', seed, rate: 50, durationMs: 300_000 });
+      assert.equal(replay(healthy, candidate(settings)).metrics.falseOpens, 0);
+    }
+  });
+});
+
 describe('replay: probes and recovery', () => {
   it('a probe gets the outcome the trace has at its time, and closing is timed from recovery', () => {
     // Calls every 100 ms; failing from 1000 to 3000 (exclusive), healthy after.
