@@ -32,7 +32,7 @@ const DEADLINE_MS = 90_000; // per runtime; the checks themselves take well unde
 const core = JSON.parse(readFileSync(join(root, 'packages/core/package.json'), 'utf8'));
 const importMap = {
   imports: Object.fromEntries(
-    ['.', './fetch', './testing'].map((sub) => [
+    ['.', './fetch', './testing', './chaos'].map((sub) => [
       sub === '.' ? 'tripswitch' : `tripswitch${sub.slice(1)}`,
       `/packages/core/${core.exports[sub].default.replace('./', '')}`,
     ]),

@@ -85,6 +85,30 @@ describe('package metadata', () => {
   });
 });
 
+describe('API reference (TypeDoc, npm run docs)', () => {
+  it("covers every published entry: each package's typedoc.json lists the sources of its exports", () => {
+    for (const d of readdirSync(packagesDir)) {
+      const dir = join(packagesDir, d);
+      let pkg: { private?: boolean; exports?: Record<string, unknown> };
+      try {
+        pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+      } catch {
+        continue;
+      }
+      if (pkg.private || !pkg.exports) continue;
+      let listed = ['src/index.ts']; // typedoc.json's packageOptions default
+      try {
+        listed = JSON.parse(readFileSync(join(dir, 'typedoc.json'), 'utf8')).entryPoints;
+      } catch {}
+      const wanted = Object.values(pkg.exports)
+        .map((t) => (typeof t === 'string' ? t : (t as { default?: string }).default))
+        .filter((t): t is string => t?.endsWith('.js') === true)
+        .map((t) => t.replace('./dist/', 'src/').replace(/\.js$/, '.ts'));
+      assert.deepEqual([...listed].sort(), wanted.sort(), `packages/${d}/typedoc.json entryPoints`);
+    }
+  });
+});
+
 describe('consumers load every published entry by name', () => {
   it('finds the entries (the test would pass vacuously otherwise)', () => {
     const names = all.map((e) => e.specifier);
