@@ -77,6 +77,29 @@ function run(file: string, source: string): { status: number | null; stdout: str
 }
 
 describe('package metadata', () => {
+  it('engines says exactly what CI tests: the Node majors .ci/run runs the suite on, in every package', () => {
+    const ci = readFileSync(join(packagesDir, '..', '.ci', 'run'), 'utf8');
+    const extra = ci
+      .match(/for major in ([\d ]+); do suite/)?.[1]
+      ?.trim()
+      .split(/\s+/);
+    assert.ok(extra, '.ci/run names the extra Node majors');
+    // The suite also runs on the machine's Node, 20 (labelled node20 in .ci/run).
+    const majors = ['20', ...extra].sort();
+    for (const d of ['..', ...readdirSync(packagesDir).map((p) => join('packages', p))]) {
+      const file = join(packagesDir, '..', d, 'package.json');
+      let engines: string | undefined;
+      try {
+        engines = JSON.parse(readFileSync(file, 'utf8')).engines?.node;
+      } catch {
+        continue;
+      }
+      assert.ok(engines, `${d}/package.json has engines.node`);
+      const ranges = engines.split('||').map((r) => r.trim());
+      assert.deepEqual(ranges.map((r) => r.match(/^\^(\d+)\./)?.[1]).sort(), majors, `${d}: ${engines}`);
+    }
+  });
+
   it('no package points at a made-up place (repository, homepage, bugs)', () => {
     for (const d of readdirSync(packagesDir)) {
       const text = readFileSync(join(packagesDir, d, 'package.json'), 'utf8');
