@@ -4,11 +4,10 @@
  * under candidate settings and recommends one, `bench` measures the replay's speed.
  * @module
  */
-import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { run, runBench } from './run.js';
 import { type SynthOptions, synthesize, traceShapes } from './synth.js';
-import { formatTrace } from './trace.js';
+import { traceChunks, writeTrace } from './trace.js';
 
 const program = new Command();
 program
@@ -56,9 +55,9 @@ program
           if (!Number.isFinite(v)) fail(`--set ${kv.slice(0, eq)}: expected a number`);
           opts[kv.slice(0, eq)] = v;
         }
-        const text = formatTrace(synthesize(opts as unknown as SynthOptions));
-        if (o.out) writeFileSync(o.out, text);
-        else process.stdout.write(text);
+        const trace = synthesize(opts as unknown as SynthOptions);
+        if (o.out) writeTrace(o.out, trace);
+        else for (const chunk of traceChunks(trace)) process.stdout.write(chunk);
       } catch (err) {
         fail(err);
       }

@@ -41,6 +41,7 @@ export {
   readTrace,
   type Trace,
   type TraceCall,
+  traceChunks,
   traceFromCalls,
   writeTrace,
 } from './trace.js';

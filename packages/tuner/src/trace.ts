@@ -5,7 +5,7 @@
  * incidents (a synthesized trace knows them; a recorded one has them found by {@link findIncidents}).
  * @module
  */
-import { createReadStream, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 /**
@@ -174,22 +174,37 @@ export function busiestName(trace: Trace): string {
  *
  * @example
  * ```ts
- * writeFileSync('outage.ndjson', formatTrace(synthesize({ shape: 'hard-outage', seed: 1 })));
+ * process.stdout.write(formatTrace(synthesize({ shape: 'hard-outage', seed: 1 })));
  * ```
  */
 export function formatTrace(trace: Trace): string {
-  const lines: string[] = [];
-  if (trace.incidents.length > 0 || trace.meta)
-    lines.push(JSON.stringify({ meta: { ...trace.meta, incidents: trace.incidents } }));
-  for (let i = 0; i < trace.length; i++)
-    lines.push(
-      `{"t":${trace.start[i]},"d":${trace.duration[i]},"outcome":"${trace.failed[i] ? 'failure' : 'success'}","name":${JSON.stringify(trace.names[trace.nameIndex[i]!])}}`,
-    );
-  return `${lines.join('\n')}\n`;
+  return [...traceChunks(trace)].join('');
 }
 
 /**
- * Writes {@link formatTrace}'s text to a file.
+ * The NDJSON text in chunks of `lines` lines, so a million-call trace is written without building
+ * one string of it.
+ *
+ * @example
+ * ```ts
+ * for (const chunk of traceChunks(trace)) process.stdout.write(chunk);
+ * ```
+ */
+export function* traceChunks(trace: Trace, lines = 8_192): Generator<string> {
+  if (trace.incidents.length > 0 || trace.meta)
+    yield `${JSON.stringify({ meta: { ...trace.meta, incidents: trace.incidents } })}\n`;
+  const names = trace.names.map((n) => JSON.stringify(n));
+  for (let from = 0; from < trace.length; from += lines) {
+    let text = '';
+    const to = Math.min(trace.length, from + lines);
+    for (let i = from; i < to; i++)
+      text += `{"t":${trace.start[i]},"d":${trace.duration[i]},"outcome":"${trace.failed[i] ? 'failure' : 'success'}","name":${names[trace.nameIndex[i]!]}}\n`;
+    yield text;
+  }
+}
+
+/**
+ * Writes the trace's NDJSON to a file, chunk by chunk.
  *
  * @example
  * ```ts
@@ -197,7 +212,12 @@ export function formatTrace(trace: Trace): string {
  * ```
  */
 export function writeTrace(file: string, trace: Trace): void {
-  writeFileSync(file, formatTrace(trace));
+  const fd = openSync(file, 'w');
+  try {
+    for (const chunk of traceChunks(trace)) writeSync(fd, chunk);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Grows typed arrays while lines stream in, without an object per call. */
