@@ -6,7 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { circuitBreaker, type HedgeEvents, hedge, isInvalidOptionError, retryBudget, wrap } from './index.js';
+import {
+  circuitBreaker,
+  constantBackoff,
+  type HedgeEvents,
+  hedge,
+  isInvalidOptionError,
+  retry,
+  retryBudget,
+  wrap,
+} from './index.js';
 import { LatencyHistogram } from './latency-histogram.js';
 import { TestClock } from './test-clock.js';
 
@@ -266,6 +275,37 @@ describe('hedge: composed', () => {
     assert.equal(await p, 2);
     await clock.advanceAsync(0);
     assert.deepEqual(counted.sort(), ['neutral', 'success']);
+  });
+});
+
+describe('hedge: context in a wrap()', () => {
+  it('fn sees hedgeAttempt next to a retry attempt and a per-attempt signal, whichever is outer', async () => {
+    const clock = new TestClock(0);
+    const seen: string[] = [];
+    const outer = wrap(
+      hedge({ idempotent: true, delayMs: 10, clock }),
+      retry({ maxAttempts: 2, backoff: constantBackoff(0), clock }),
+    );
+    const p = outer.execute(({ hedgeAttempt, attempt, signal }) => {
+      seen.push(`h${hedgeAttempt} r${attempt}`);
+      return work(clock, hedgeAttempt === 1 ? 100 : 5, hedgeAttempt, signal);
+    });
+    await clock.advanceAsync(20);
+    assert.equal(await p, 2);
+    const inner = wrap(
+      retry({ maxAttempts: 2, backoff: constantBackoff(0), clock }),
+      hedge({ idempotent: true, delayMs: 10, clock }),
+    );
+    const signals: AbortSignal[] = [];
+    const q = inner.execute(({ hedgeAttempt, attempt, signal }) => {
+      seen.push(`r${attempt} h${hedgeAttempt}`);
+      signals.push(signal);
+      return work(clock, hedgeAttempt === 1 ? 100 : 5, hedgeAttempt, signal);
+    });
+    await clock.advanceAsync(20);
+    assert.equal(await q, 2);
+    assert.deepEqual(seen, ['h1 r1', 'h2 r1', 'r1 h1', 'r1 h2']);
+    assert.equal(signals[0]!.aborted, true, 'the losing attempt signal aborted through the merged context');
   });
 });
 
