@@ -104,7 +104,10 @@ describe('rateLimiter: details pinned by mutation testing', () => {
         (e: unknown) => isInvalidOptionError(e) && re.test(String(e)),
       );
     bad({ rate: 1, per: 0 }, /rateLimiter: option "per" must be a number > 0 and <= 86400000, got 0/);
-    bad({ rate: 1, maxWaitMs: -1 }, /rateLimiter: option "maxWaitMs" must be a number >= 0 and <= 2147483647, got -1/);
+    bad(
+      { rate: 1, maxWaitMs: -1 },
+      /rateLimiter: option "maxWaitMs" must be a number >= 0 and <= 2147483647, got -1/,
+    );
     bad({ rate: 1, clock: {} }, /rateLimiter: option "clock" must be a Clock/);
     bad({ rate: 1, rat: 1 }, /rateLimiter: option "rat" must be one of the known options/);
     bad(undefined, /rateLimiter: option "options" must be an object, got undefined/);
@@ -141,10 +144,16 @@ describe('rateLimiter: details pinned by mutation testing', () => {
     const start = clock.now();
     const first = l.execute(() => at.push(clock.now() - start)); // waits 100
     const second = l.execute(() => at.push(clock.now() - start)); // reserved behind it: waits 200 = maxWaitMs
-    await assert.rejects(l.execute(() => 0), isRateLimitedError); // would wait 300
+    await assert.rejects(
+      l.execute(() => 0),
+      isRateLimitedError,
+    ); // would wait 300
     assert.deepEqual(rejected, [300]);
     sub.dispose();
-    await assert.rejects(l.execute(() => 0), isRateLimitedError);
+    await assert.rejects(
+      l.execute(() => 0),
+      isRateLimitedError,
+    );
     assert.deepEqual(rejected, [300], 'no listener, no event');
     await clock.settle(Promise.all([first, second]));
     assert.deepEqual(at, [100, 200]);
