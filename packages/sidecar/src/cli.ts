@@ -10,9 +10,14 @@ import type { TimerHandle } from 'tripswitch';
 import { type AdminServer, startAdmin } from './admin/admin.js';
 import { isConfigError, loadConfig } from './config/load.js';
 import { toEnvoy, toIstio } from './export/export.js';
+import type { SidecarConfig } from './config/schema.js';
 import { Sidecar, stderrLogger } from './proxy/server.js';
+import { loadSharedState } from './shared-state.js';
 
 const program = new Command();
+
+const needsSharedState = (c: SidecarConfig): boolean =>
+  c.clusters.some((x) => x.shared_state !== undefined && x.breaker?.enabled !== false);
 program.name('tripswitch').description('Envoy-style circuit-breaking sidecar proxy');
 
 function fail(err: unknown): never {
@@ -73,7 +78,10 @@ program
     let sidecar: Sidecar;
     let admin: AdminServer;
     try {
-      sidecar = new Sidecar(loadConfig(opts.config), { logger: log });
+      const config = loadConfig(opts.config);
+      // @tripswitch/redis (and ioredis) load only for a config that shares breaker state
+      const sharedState = needsSharedState(config) ? await loadSharedState() : undefined;
+      sidecar = new Sidecar(config, { logger: log, ...(sharedState ? { sharedState } : {}) });
       const dashboard = await dashboardHook(sidecar);
       admin = await startAdmin(sidecar, dashboard ? { dashboard: dashboard as never } : {});
       await sidecar.start();
@@ -85,7 +93,8 @@ program
     const reload = (why: string) => {
       reloading = reloading.then(async () => {
         try {
-          await sidecar.reload(loadConfig(opts.config));
+          const next = loadConfig(opts.config);
+          await sidecar.reload(next, needsSharedState(next) ? { sharedState: await loadSharedState() } : {});
           log.info('reloaded', { why });
         } catch (err) {
           log.error('reload failed; keeping the running config', {

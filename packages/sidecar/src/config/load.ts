@@ -210,6 +210,13 @@ export function parseConfig(
       if (t.retry_budget && t.max_retries !== undefined)
         at(['clusters', i, 'circuit_breakers', 'thresholds', j], 'set max_retries or retry_budget, not both');
     });
+    if (c.shared_state && (c.shared_state.url === undefined) === (c.shared_state.cluster === undefined))
+      at(
+        ['clusters', i, 'shared_state'],
+        'give one of url (redis://, rediss://, or redis-sentinel:// for Sentinel) or cluster (Redis Cluster nodes)',
+      );
+    if (c.shared_state && c.breaker?.enabled === false)
+      at(['clusters', i, 'shared_state'], 'shares the breaker, which breaker.enabled: false turns off');
     // The breaker block is circuitBreaker()'s options: let the library judge them, so the rules
     // (e.g. minimumCalls <= windowSize) live in one place.
     if (c.breaker && c.breaker.enabled !== false) {

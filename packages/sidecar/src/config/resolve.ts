@@ -14,6 +14,7 @@ import type {
   OutlierConfig,
   RetryConfig,
   RouteConfig,
+  SharedStateConfig,
   SidecarConfig,
   ThresholdConfig,
   UpstreamTlsConfig,
@@ -57,6 +58,16 @@ export const CONFIG_DEFAULTS = {
   },
   threshold: { max_connections: 1024, max_pending_requests: 1024, max_requests: 1024, max_retries: 3 },
   retry_budget: { budget_percent: 20, min_retry_concurrency: 3 },
+  shared_state: {
+    prefix: 'tripswitch',
+    mode: 'local',
+    commandTimeoutMs: 250,
+    flushIntervalMs: 100,
+    flushMaxOutcomes: 1000,
+    probeLeaseMs: 5000,
+    probeRetryMs: 50,
+    recheckIntervalMs: 1000,
+  },
   outlier_detection: {
     consecutive_5xx: 5,
     consecutive_gateway_failure: 5,
@@ -182,6 +193,29 @@ export interface ResolvedOutlier {
 }
 
 /**
+ * A `shared_state` block with defaults applied (the `fleet` rule's defaults are the store's).
+ *
+ * @example
+ * ```ts
+ * const s: ResolvedSharedState = resolveSharedState({ url: 'redis://127.0.0.1:6379' });
+ * s.commandTimeoutMs; // 250
+ * ```
+ */
+export type ResolvedSharedState = SharedStateConfig &
+  Required<Omit<SharedStateConfig, 'url' | 'cluster' | 'fleet'>>;
+
+/**
+ * A `shared_state` block with defaults applied.
+ * @example
+ * ```ts
+ * resolveSharedState({ url: 'redis://redis:6379' }).mode; // 'local'
+ * ```
+ */
+export function resolveSharedState(s: SharedStateConfig): ResolvedSharedState {
+  return { ...CONFIG_DEFAULTS.shared_state, ...s };
+}
+
+/**
  * A cluster with defaults applied. `thresholds` has both priorities; `breaker` is undefined when
  * the breaker is disabled (`enabled: false`); its `failureStatuses` undefined = every 5xx.
  *
@@ -200,6 +234,8 @@ export interface ResolvedCluster {
   idle_timeout_ms: number;
   thresholds: Record<Priority, ResolvedThreshold>;
   breaker: Omit<BreakerConfig, 'enabled'> | undefined;
+  /** Undefined: the breaker's state is this sidecar's own (also when the breaker is disabled). */
+  shared_state: ResolvedSharedState | undefined;
   outlier_detection: ResolvedOutlier;
   tls: UpstreamTlsConfig | undefined;
 }
@@ -327,6 +363,7 @@ export function resolveCluster(c: ClusterConfig): ResolvedCluster {
       ),
     },
     breaker: enabled === false ? undefined : breaker,
+    shared_state: c.shared_state && enabled !== false ? resolveSharedState(c.shared_state) : undefined,
     outlier_detection: resolveOutlier(c.outlier_detection),
     tls: c.tls,
   };

@@ -111,6 +111,74 @@ const breaker = {
   },
 } as const;
 
+const positive = { type: 'integer', minimum: 1 } as const;
+const SS = D.shared_state;
+
+const sharedState = {
+  type: 'object',
+  additionalProperties: false,
+  description:
+    "Share the cluster's breaker with every sidecar using the same Redis and prefix (@tripswitch/redis's redisStore(): the same option names, modes and guarantees). Give url or cluster.",
+  properties: {
+    url: {
+      type: 'string',
+      pattern: '^(redis|rediss|redis-sentinel)://',
+      description:
+        'redis://[:password@]host:port[/db], rediss:// (TLS), or redis-sentinel://host:port[,host:port...][/db]#<master name>',
+    },
+    cluster: {
+      type: 'array',
+      minItems: 1,
+      items: { type: 'string', pattern: '^[^/\\s:]+:[0-9]{1,5}$' },
+      description: 'Redis Cluster: some nodes, host:port',
+    },
+    prefix: { type: 'string', minLength: 1, description: `Key and channel namespace. @default ${SS.prefix}` },
+    mode: {
+      enum: ['local', 'fleet'],
+      description: `local: each sidecar trips on its own counts, the state is shared; fleet: counts are also summed fleet-wide. @default ${SS.mode}`,
+    },
+    commandTimeoutMs: {
+      ...positive,
+      maximum: 60_000,
+      description: `Bound of every Redis command. @default ${SS.commandTimeoutMs}`,
+    },
+    flushIntervalMs: {
+      ...positive,
+      description: `fleet mode: longest delay before outcomes are sent. @default ${SS.flushIntervalMs}`,
+    },
+    flushMaxOutcomes: {
+      ...positive,
+      description: `fleet mode: a full batch is sent early. @default ${SS.flushMaxOutcomes}`,
+    },
+    probeLeaseMs: {
+      ...positive,
+      description: `Lifetime of the fleet-wide half-open probe lease. @default ${SS.probeLeaseMs}`,
+    },
+    probeRetryMs: {
+      ...positive,
+      description: `Pause between two tries for a lease another sidecar holds. @default ${SS.probeRetryMs}`,
+    },
+    recheckIntervalMs: {
+      ...positive,
+      description: `While Redis is away, how often to try again. @default ${SS.recheckIntervalMs}`,
+    },
+    fleet: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'fleet mode: the fleet-wide trip rule',
+      properties: {
+        windowMs: positive,
+        buckets: positive,
+        minimumCalls: positive,
+        failureRateThreshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+        slowCallRateThreshold: { type: 'number', exclusiveMinimum: 0, maximum: 2 },
+        failureCount: count,
+        openDurationMs: positive,
+      },
+    },
+  },
+} as const;
+
 const outlier = {
   type: 'object',
   additionalProperties: false,
@@ -406,6 +474,7 @@ export const configSchema = {
             properties: { thresholds: { type: 'array', maxItems: 2, items: threshold } },
           },
           breaker,
+          shared_state: sharedState,
           outlier_detection: outlier,
           tls: upstreamTls,
         },
@@ -452,6 +521,38 @@ export interface BreakerConfig {
   };
   eagerHalfOpen?: boolean;
   failureStatuses?: number[];
+}
+
+/**
+ * The cluster's breaker state shared through Redis: `redisStore()` options of `@tripswitch/redis`
+ * (`url` or `cluster`, one of them).
+ *
+ * @example
+ * ```ts
+ * const s: SharedStateConfig = { url: 'redis://redis:6379', prefix: 'edge', mode: 'fleet' };
+ * ```
+ */
+export interface SharedStateConfig {
+  url?: string;
+  /** Redis Cluster nodes, `host:port`. */
+  cluster?: string[];
+  prefix?: string;
+  mode?: 'local' | 'fleet';
+  commandTimeoutMs?: number;
+  flushIntervalMs?: number;
+  flushMaxOutcomes?: number;
+  probeLeaseMs?: number;
+  probeRetryMs?: number;
+  recheckIntervalMs?: number;
+  fleet?: {
+    windowMs?: number;
+    buckets?: number;
+    minimumCalls?: number;
+    failureRateThreshold?: number;
+    slowCallRateThreshold?: number;
+    failureCount?: number;
+    openDurationMs?: number;
+  };
 }
 
 /**
@@ -605,6 +706,8 @@ export interface ClusterConfig {
   idle_timeout_ms?: number;
   circuit_breakers?: { thresholds?: ThresholdConfig[] };
   breaker?: BreakerConfig;
+  /** Share the breaker's state with the other sidecars through Redis. */
+  shared_state?: SharedStateConfig;
   outlier_detection?: OutlierConfig;
   /** TLS settings for https:// hosts. */
   tls?: UpstreamTlsConfig;

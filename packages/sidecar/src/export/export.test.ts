@@ -208,3 +208,41 @@ test('istio: trafficPolicy.tls MUTUAL or SIMPLE for https clusters', () => {
   });
   assert.deepEqual(parse(insecure).spec.trafficPolicy.tls, { mode: 'SIMPLE', insecureSkipVerify: true });
 });
+
+test('shared_state has no Envoy or Istio equivalent: a comment per cluster names it, without the password', () => {
+  const shared: SidecarConfig = {
+    listeners: [{ port: 8080, routes: [{ cluster: 'pay' }] }],
+    clusters: [
+      {
+        name: 'pay',
+        hosts: ['127.0.0.1:1'],
+        shared_state: { url: 'redis://:s3cret@redis:6379', mode: 'fleet' },
+      },
+      { name: 'own', hosts: ['127.0.0.1:2'] },
+      { name: 'ring', hosts: ['127.0.0.1:3'], shared_state: { cluster: ['r1:7000', 'r2:7000'] } },
+    ],
+  };
+  for (const [out, target] of [
+    [toEnvoy(shared), 'Envoy'],
+    [toIstio(shared), 'Istio'],
+  ] as const) {
+    const comments = out.split('\n').filter((l) => l.startsWith('#'));
+    assert.ok(
+      comments.includes(
+        `# cluster pay: shared_state (fleet mode, prefix tripswitch, redis://redis:6379) has no ${target} equivalent:`,
+      ),
+      comments.join('\n'),
+    );
+    assert.ok(
+      comments.some((l) =>
+        l.startsWith(
+          '# cluster ring: shared_state (local mode, prefix tripswitch, Redis Cluster r1:7000,r2:7000)',
+        ),
+      ),
+    );
+    assert.ok(!comments.some((l) => l.includes('cluster own')));
+    assert.ok(!out.includes('s3cret'), 'the password stays out of the export');
+    // still one valid YAML document set
+    for (const d of parseAllDocuments(out)) assert.deepEqual(d.errors, []);
+  }
+});

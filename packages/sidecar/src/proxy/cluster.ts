@@ -3,7 +3,13 @@
  * tripswitch breaker, outlier detection and the balancer, plus plain counters for /metrics.
  * @module
  */
-import { type BreakerRegistry, type CircuitBreaker, type Clock, circuitBreaker } from 'tripswitch';
+import {
+  type BreakerRegistry,
+  type BreakerStore,
+  type CircuitBreaker,
+  type Clock,
+  circuitBreaker,
+} from 'tripswitch';
 import { buildConnector, Pool } from 'undici';
 import { Balancer } from '../lb/balancer.js';
 import { OutlierDetector, type OutlierHost, outlierSettings } from '../outlier/outlier.js';
@@ -121,7 +127,8 @@ export class Cluster {
     const tls = config.tls ? tlsMaterial(config.tls, `cluster ${config.name} tls`) : undefined;
     this.tls = tls;
     this.poolKey = poolKey(config, tls);
-    this.breakerKey = JSON.stringify(config.breaker ?? {});
+    // a breaker sharing its state elsewhere (or no longer) is a different breaker
+    this.breakerKey = JSON.stringify([config.breaker ?? {}, config.shared_state ?? null]);
     this.limits = {
       default: new Limiter(config.thresholds.default),
       high: new Limiter(config.thresholds.high),
@@ -184,10 +191,14 @@ export class Cluster {
    * Creates the breaker in `breakers` under the cluster's name, unless it was carried over or is
    * disabled. The caller first deletes the breaker of the cluster this one replaces.
    */
-  attachBreaker(breakers: BreakerRegistry): void {
+  attachBreaker(
+    breakers: BreakerRegistry,
+    storeFor?: (c: ResolvedCluster) => BreakerStore | undefined,
+  ): void {
     if (this.#breaker !== undefined || this.config.breaker === undefined) return;
     const { name: _name, ...options } = breakerOptions(this.name, this.config.breaker, this.clock);
-    this.#breaker = breakers.get(this.name, options);
+    const store = storeFor?.(this.config);
+    this.#breaker = breakers.get(this.name, store ? { ...options, store } : options);
   }
 
   /** The host for the next request or tunnel: the only one, else the balancer's pick. */

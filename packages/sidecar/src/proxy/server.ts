@@ -10,9 +10,15 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type BreakerRegistry, breakerRegistry, type Clock } from 'tripswitch';
 import { realClock } from '../clock.js';
-import { type ResolvedConfig, type ResolvedListener, resolveConfig } from '../config/resolve.js';
+import {
+  type ResolvedCluster,
+  type ResolvedConfig,
+  type ResolvedListener,
+  resolveConfig,
+} from '../config/resolve.js';
 import type { SidecarConfig } from '../config/schema.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
+import type { SharedStore, SharedStoreFactory } from '../shared-state.js';
 import { limiterFor } from './admission.js';
 import { Cluster } from './cluster.js';
 import { Exchange, type ExchangeHost } from './exchange.js';
@@ -40,6 +46,11 @@ export interface SidecarOptions {
   logger?: Logger;
   /** Randomness for backoff jitter. @default Math.random */
   random?: () => number;
+  /**
+   * Makes the stores of `shared_state` blocks: `await loadSharedState()` (loads
+   * `@tripswitch/redis`). Required when a cluster has `shared_state`.
+   */
+  sharedState?: SharedStoreFactory;
 }
 
 interface State {
@@ -64,6 +75,9 @@ export class Sidecar implements ExchangeHost, TunnelHost {
   /** The clusters' breakers, by cluster name (what `@tripswitch/prometheus` follows). */
   readonly breakers: BreakerRegistry;
   #state: State;
+  #sharedState: SharedStoreFactory | undefined;
+  /** The stores of `shared_state` blocks, by cluster name, with the settings they were made from. */
+  #stores = new Map<string, { key: string; store: SharedStore }>();
   #slots = new Map<string, ListenerSlot>();
   /** Requests and tunnels in flight. */
   inflight = 0;
@@ -85,8 +99,44 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     this.logger = options.logger ?? stderrLogger;
     this.random = options.random ?? Math.random;
     this.breakers = breakerRegistry({ clock: this.clock });
-    this.#state = this.#build(resolveConfig(config), undefined);
-    for (const c of this.#state.clusters.values()) c.attachBreaker(this.breakers);
+    this.#sharedState = options.sharedState;
+    const resolved = resolveConfig(config);
+    this.#checkSharedState(resolved, this.#sharedState);
+    this.#state = this.#build(resolved, undefined);
+    for (const c of this.#state.clusters.values()) c.attachBreaker(this.breakers, (rc) => this.#storeFor(rc));
+  }
+
+  #checkSharedState(config: ResolvedConfig, factory: SharedStoreFactory | undefined): void {
+    const needs = config.clusters.find((c) => c.shared_state !== undefined);
+    if (needs && !factory)
+      throw new Error(
+        `cluster "${needs.name}": shared_state needs a store factory: create the Sidecar with { sharedState: await loadSharedState() } (the CLI does this)`,
+      );
+  }
+
+  /** The store of a cluster's `shared_state` (made once per distinct block), or undefined. */
+  #storeFor(c: ResolvedCluster): SharedStore | undefined {
+    const s = c.shared_state;
+    if (s === undefined || this.#sharedState === undefined) return undefined;
+    const key = JSON.stringify(s);
+    const had = this.#stores.get(c.name);
+    if (had?.key === key) return had.store;
+    const store = this.#sharedState(c.name, s, { clock: this.clock, logger: this.logger });
+    this.#stores.set(c.name, { key, store });
+    if (had) void had.store.close().catch(() => {});
+    return store;
+  }
+
+  /** Closes the stores no cluster in force uses any more (their breakers left the registry). */
+  async #closeStores(keep: ReadonlyMap<string, Cluster>): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [name, { key, store }] of this.#stores) {
+      const c = keep.get(name)?.config.shared_state;
+      if (c !== undefined && JSON.stringify(c) === key) continue;
+      this.#stores.delete(name);
+      closing.push(store.close().catch(() => {}));
+    }
+    await Promise.all(closing);
   }
 
   /** True once {@link Sidecar.shutdown} started (readiness turns false). */
@@ -220,8 +270,11 @@ export class Sidecar implements ExchangeHost, TunnelHost {
    * Applies a new (already validated) config: routes and clusters swap at once; requests in flight
    * finish on the objects they started with; pools and breakers carry over where unchanged.
    */
-  async reload(source: SidecarConfig): Promise<void> {
+  async reload(source: SidecarConfig, options: { sharedState?: SharedStoreFactory } = {}): Promise<void> {
     const config = resolveConfig(source);
+    const factory = options.sharedState ?? this.#sharedState;
+    this.#checkSharedState(config, factory);
+    this.#sharedState = factory;
     // A bound server cannot switch between HTTP and HTTPS or start/stop asking for client
     // certificates: refuse before anything changes.
     for (const l of config.listeners) {
@@ -251,7 +304,8 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     // Breakers not carried over leave the registry before their replacements join it.
     for (const [name, c] of old.clusters)
       if (c.breaker && c.breaker !== next.clusters.get(name)?.breaker) this.breakers.delete(name);
-    for (const c of next.clusters.values()) c.attachBreaker(this.breakers);
+    for (const c of next.clusters.values()) c.attachBreaker(this.breakers, (rc) => this.#storeFor(rc));
+    await this.#closeStores(next.clusters);
     for (const s of opened) this.#slots.set(s.key, s);
     const keys = new Set<string>();
     for (const l of config.listeners) {
@@ -297,6 +351,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
       this.breakers.delete(c.name);
       await Promise.all(c.hosts.map((h) => (drained ? h.pool.close() : h.pool.destroy()).catch(() => {})));
     }
+    await this.#closeStores(new Map());
     return drained;
   }
 }
