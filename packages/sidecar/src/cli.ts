@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `tripswitch` command: `proxy --config FILE`, `validate FILE`, `export envoy|istio --config FILE`.
+ * The `tripswitch` command: `proxy --config FILE`, `validate FILE`, `export envoy|istio --config FILE`,
+ * `tune --trace FILE` (with @tripswitch/tuner installed).
  * @module
  */
 import { watch } from 'node:fs';
@@ -54,6 +55,26 @@ program
       fail(err);
     }
     process.stdout.write(target === 'envoy' ? toEnvoy(cfg) : toIstio(cfg));
+  });
+
+// `tripswitch tune ...` is `tripswitch-tune run ...` from @tripswitch/tuner, an optional package:
+// imported by name at run time so the sidecar neither depends on it nor builds against it.
+const TUNER_CLI = '@tripswitch/tuner/cli';
+program
+  .command('tune')
+  .description('choose breaker settings by replaying traces: `tripswitch-tune run` (needs @tripswitch/tuner)')
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .helpOption(false)
+  .argument('[args...]', 'options of `tripswitch-tune run`, e.g. --trace FILE --config candidates.yaml')
+  .action(async (args: string[]) => {
+    let tuner: { main(args: string[], name?: string): Promise<void> };
+    try {
+      tuner = (await import(TUNER_CLI)) as typeof tuner;
+    } catch {
+      fail('tripswitch tune needs @tripswitch/tuner: npm install @tripswitch/tuner');
+    }
+    await tuner.main(['run', ...args], 'tripswitch tune');
   });
 
 /** Loads the dashboard handler if packages/sidecar/src/dashboard provides one. */

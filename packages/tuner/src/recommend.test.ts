@@ -241,6 +241,19 @@ describe('tripswitch-tune CLI', () => {
     const cfg = parseConfig(readFileSync(join(dir, 'chosen.yaml'), 'utf8'));
     assert.equal(cfg.clusters[0]!.name, 'payments');
     assert.match(readFileSync(join(dir, 'c.html'), 'utf8'), /<svg/);
+    // The sidecar's `tripswitch tune` runs the same `run`.
+    const sidecarCli = fileURLToPath(
+      new URL('dist/cli.js', import.meta.resolve('@tripswitch/sidecar/package.json')),
+    );
+    const viaSidecar = spawnSync(
+      process.execPath,
+      [sidecarCli, 'tune', '-t', 'o.ndjson', '--config', 'c.yaml'],
+      opts,
+    );
+    assert.equal(viaSidecar.status, 0, viaSidecar.stderr);
+    assert.match(viaSidecar.stdout, /replayed 4 candidates/);
+    const help = spawnSync(process.execPath, [sidecarCli, 'tune', '--help'], opts);
+    assert.match(help.stdout, /Usage: tripswitch tune run/);
     const bad = spawnSync(process.execPath, [cli, 'synth', 'meteor'], opts);
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /shape must be one of/);
