@@ -27,7 +27,7 @@ export default {
   mutate: [`${src}/${mod}.ts`],
   coverageAnalysis: 'off',
   concurrency: Number(process.env.TRIPSWITCH_MUTATE_CONCURRENCY ?? 2),
-  timeoutMS: 20_000,
+  timeoutMS: 5_000,
   timeoutFactor: 3,
   // Only core is needed in the sandbox (node_modules is linked, not copied).
   ignorePatterns: [

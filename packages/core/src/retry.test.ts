@@ -348,3 +348,200 @@ describe('retry: guarantees pinned by mutation testing', () => {
     assert.deepEqual(budget.stats(), { calls: 1, retries: 0, allowed: 1 });
   });
 });
+
+describe('retry: details pinned by mutation testing', () => {
+  it("names every bad option, its own and its budget's", () => {
+    const cases: Array<[() => unknown, string]> = [
+      [() => retry(1 as never), 'retry: option "options" must be an object, got 1'],
+      [() => retry({ maxAttempts: 1.5 }), 'retry: option "maxAttempts" must be an integer >= 1, got 1.5'],
+      [
+        () => retry({ backoff: {} as never }),
+        'retry: option "backoff" must be a Backoff ({ delay(retry, previous, random) }), got {}',
+      ],
+      [
+        () => retry({ maxDelay: -1 }),
+        'retry: option "maxDelay" must be a number >= 0 and <= 2147483647, got -1',
+      ],
+      [() => retry({ shouldRetry: 1 as never }), 'retry: option "shouldRetry" must be a function, got 1'],
+      [() => retry({ handleResult: 1 as never }), 'retry: option "handleResult" must be a function, got 1'],
+      [
+        () => retry({ retryOnCircuitOpen: 1 as never }),
+        'retry: option "retryOnCircuitOpen" must be true or false, got 1',
+      ],
+      [() => retry({ budget: 1 as never }), 'retry: option "budget" must be an object, got 1'],
+      [() => retry({ random: 1 as never }), 'retry: option "random" must be a function, got 1'],
+      [() => retry({ clock: {} as never }), 'retry: option "clock" must be a Clock'],
+      [
+        () => retry({ extra: 1 } as never),
+        'retry: option "extra" must be one of the known options (maxAttempts, backoff, maxDelay, shouldRetry, handleResult, retryOnCircuitOpen, budget, random, ref, clock), got 1',
+      ],
+      [() => retryBudget(1 as never), 'retryBudget: option "options" must be an object, got 1'],
+      [
+        () => retryBudget({ percent: 1001 }),
+        'retryBudget: option "percent" must be a number >= 0 and <= 1000, got 1001',
+      ],
+      [
+        () => retryBudget({ minRetriesPerSecond: -1 }),
+        'retryBudget: option "minRetriesPerSecond" must be a number >= 0, got -1',
+      ],
+      [
+        () => retryBudget({ windowMs: 0 }),
+        'retryBudget: option "windowMs" must be a number >= 1 and <= 86400000, got 0',
+      ],
+      [
+        () => retryBudget({ buckets: 1.5 }),
+        'retryBudget: option "buckets" must be an integer >= 1 and <= 1000, got 1.5',
+      ],
+      [() => retryBudget({ clock: {} as never }), 'retryBudget: option "clock" must be a Clock'],
+      [
+        () => retryBudget({ x: 1 } as never),
+        'retryBudget: option "x" must be one of the known options (percent, minRetriesPerSecond, windowMs, buckets, clock), got 1',
+      ],
+      [
+        () => retry({ budget: { percent: -1 } }),
+        'retryBudget: option "percent" must be a number >= 0 and <= 1000, got -1',
+      ],
+    ];
+    for (const [make, message] of cases)
+      assert.throws(
+        make,
+        (e: unknown) => isInvalidOptionError(e) && (e as Error).message.startsWith(message),
+        message,
+      );
+  });
+
+  it('defaults and identity: 3 attempts, no budget, kind, context keys', async () => {
+    const r = retry();
+    assert.equal(r.kind, 'retry');
+    assert.deepEqual(r.contextKeys, ['attempt']);
+    assert.equal(r.maxAttempts, 3);
+    assert.equal(r.budget, undefined);
+    await assert.rejects(r.execute(1 as never), /execute: fn must be a function/);
+    // Default budget options (20 %, 10/s over 10 s), on the retry's clock.
+    const clock = new TestClock(0);
+    const withBudget = retry({ budget: {}, clock });
+    assert.deepEqual(withBudget.budget!.stats(), { calls: 0, retries: 0, allowed: 100 });
+    withBudget.budget!.recordCall();
+    clock.advance(9_999);
+    assert.equal(withBudget.budget!.stats().calls, 1, 'the window is 10 s, on the retry clock');
+    clock.advance(1);
+    assert.equal(withBudget.budget!.stats().calls, 0);
+    const shared = retryBudget({ clock });
+    assert.equal(retry({ budget: shared }).budget, shared, 'a budget object is used as it is');
+    assert.deepEqual(retryBudget({ percent: 50, minRetriesPerSecond: 0, windowMs: 1_000, clock }).stats(), {
+      calls: 0,
+      retries: 0,
+      allowed: 0,
+    });
+  });
+
+  it('events carry what happened: retry (attempt, delay, error or result) and giveUp (reason)', async () => {
+    const clock = new TestClock(0);
+    const events: unknown[] = [];
+    const boom = new Error('boom');
+    const r = retry({
+      maxAttempts: 3,
+      backoff: constantBackoff(10),
+      clock,
+      handleResult: (v) => v === 'bad',
+      shouldRetry: (e) => e !== 'fatal',
+    });
+    r.on('retry', (e) => events.push(['retry', e]));
+    r.on('giveUp', (e) => events.push(['giveUp', e]));
+    const outcomes = ['bad', boom, 'bad'];
+    let i = 0;
+    assert.equal(
+      await clock.settle(
+        r.execute(() => {
+          const o = outcomes[i++];
+          if (o instanceof Error) throw o;
+          return o;
+        }),
+      ),
+      'bad',
+    );
+    assert.deepEqual(events, [
+      ['retry', { attempt: 1, delay: 10, error: undefined, result: 'bad' }],
+      ['retry', { attempt: 2, delay: 10, error: boom }],
+      ['giveUp', { attempts: 3, error: undefined, result: 'bad', reason: 'max-attempts' }],
+    ]);
+    events.length = 0;
+    await assert.rejects(
+      clock.settle(
+        r.execute(() => {
+          throw 'fatal';
+        }),
+      ),
+      (e) => e === 'fatal',
+    );
+    assert.deepEqual(events, [['giveUp', { attempts: 1, error: 'fatal', reason: 'not-retryable' }]]);
+  });
+
+  it('a retryAfter hint is used as it is (not the backoff), capped by maxDelay, ignored when invalid', async () => {
+    const clock = new TestClock(0);
+    const delays: number[] = [];
+    const hinted = (retryAfter: unknown) => Object.assign(new Error('busy'), { retryAfter });
+    for (const [hint, expected] of [
+      [50, 50],
+      [0, 0],
+      [5_000, 1_000],
+      [-5, 7],
+      [Number.NaN, 7],
+      [Number.POSITIVE_INFINITY, 7],
+      ['20', 7],
+      [undefined, 7],
+    ] as const) {
+      let n = 0;
+      const r = retry({ maxAttempts: 2, maxDelay: 1_000, backoff: constantBackoff(7), clock });
+      r.on('retry', ({ delay }) => delays.push(delay));
+      await clock.settle(
+        r.execute(() => {
+          if (++n === 1) throw hinted(hint);
+          return n;
+        }),
+      );
+      assert.equal(delays.pop(), expected, `hint ${String(hint)}`);
+    }
+    // A thrown non-object carries no hint.
+    let n = 0;
+    const r = retry({ maxAttempts: 2, backoff: constantBackoff(7), clock });
+    r.on('retry', ({ delay }) => delays.push(delay));
+    await clock.settle(
+      r.execute(() => {
+        if (++n === 1) throw null;
+        return n;
+      }),
+    );
+    assert.deepEqual(delays, [7]);
+  });
+
+  it('the backoff sees the previous delay and the random source', async () => {
+    const clock = new TestClock(0);
+    const seen: Array<[number, number, number]> = [];
+    const r = retry({
+      maxAttempts: 4,
+      clock,
+      random: () => 0.25,
+      backoff: {
+        delay: (retry, previous, random) => {
+          seen.push([retry, previous, random()]);
+          return previous + 100;
+        },
+      },
+    });
+    await assert.rejects(
+      clock.settle(
+        r.execute(() => {
+          throw new Error('x');
+        }),
+      ),
+      /x/,
+    );
+    assert.deepEqual(seen, [
+      [1, 0, 0.25],
+      [2, 100, 0.25],
+      [3, 200, 0.25],
+    ]);
+    assert.equal(clock.now(), 600);
+  });
+});

@@ -78,6 +78,60 @@ describe('writeQueue', () => {
       /option "breaker" must be a circuit breaker/,
     );
     bad({ send: ds.send, store: memoryWriteStore(), backof: constantBackoff(1) }, /option "backof"/);
+    // Every option's message, and a store missing any one of its methods.
+    const store = memoryWriteStore<string>();
+    const send = ds.send;
+    const cases: Array<[unknown, string]> = [
+      [undefined, 'option "options" must be an object, got undefined'],
+      [
+        { send, store, extra: 1 },
+        'option "extra" must be one of the known options (send, store, breaker, policy, maxItems, maxAttempts, retryable, ordered, backoff, random, clock), got 1',
+      ],
+      [{ send: 1, store }, 'option "send" must be a function (data, ctx) => result, got 1'],
+      [{ send, store: null }, 'option "store" must be a WriteQueueStore'],
+      [
+        { send, store, breaker: null },
+        'option "breaker" must be a circuit breaker made by circuitBreaker(), got null',
+      ],
+      [
+        { send, store, breaker: { kind: 'retry' } },
+        'option "breaker" must be a circuit breaker made by circuitBreaker()',
+      ],
+      [{ send, store, policy: {} }, 'option "policy" must be a policy with execute(fn, signal), got {}'],
+      [{ send, store, policy: null }, 'option "policy" must be a policy with execute(fn, signal), got null'],
+      [{ send, store, maxAttempts: 0 }, 'option "maxAttempts" must be an integer >= 1, got 0'],
+      [{ send, store, maxAttempts: 1.5 }, 'option "maxAttempts" must be an integer >= 1, got 1.5'],
+      [{ send, store, maxItems: 2.5 }, 'option "maxItems" must be an integer >= 1, got 2.5'],
+      [{ send, store, retryable: 1 }, 'option "retryable" must be a function, got 1'],
+      [{ send, store, ordered: 1 }, 'option "ordered" must be true or false, got 1'],
+      [
+        { send, store, backoff: {} },
+        'option "backoff" must be a Backoff with delay(retry, previous, random), got {}',
+      ],
+      [
+        { send, store, backoff: 5 },
+        'option "backoff" must be a Backoff with delay(retry, previous, random), got 5',
+      ],
+      [{ send, store, random: 1 }, 'option "random" must be a function, got 1'],
+      [
+        { send, store, clock: {} },
+        'option "clock" must be a Clock with now(), setTimeout() and clearTimeout(), got {}',
+      ],
+    ];
+    for (const method of ['load', 'append', 'remove', 'close'] as const)
+      cases.push([
+        { send, store: { ...store, [method]: undefined } },
+        'option "store" must be a WriteQueueStore',
+      ]);
+    for (const [o, message] of cases)
+      assert.throws(
+        () => writeQueue(o as never),
+        (e: unknown) => isInvalidOptionError(e) && (e as Error).message.startsWith(`writeQueue: ${message}`),
+        message,
+      );
+    const q = writeQueue({ send, store });
+    assert.equal(q.kind, 'writeQueue');
+    void q.close();
   });
 
   it('sends at once while the downstream is healthy: nothing is queued, no timer is held', async () => {
@@ -714,6 +768,151 @@ describe('writeQueue: guarantees pinned by mutation testing', () => {
     breaker.reset(); // closed again: replay now, not in 60 s
     await clock.advanceAsync(0);
     assert.deepEqual(sends, [0, 60_000, 60_000]);
+    assert.equal(q.size, 0);
+    await q.close();
+  });
+});
+
+describe('writeQueue: events and details pinned by mutation testing', () => {
+  it('every event says what happened, with its numbers', async () => {
+    const clock = new TestClock(1_000);
+    const store = memoryWriteStore<string>();
+    let down = true;
+    const poison = new Error('poison');
+    const q = writeQueue<string, string>({
+      send: async (d) => {
+        if (d === 'p' && !down) throw poison;
+        if (down) throw new Unavailable(`down (${d})`);
+        return `ok:${d}`;
+      },
+      store: {
+        ...store,
+        remove: async (id) => {
+          if (removeFails) throw new Error('disk');
+          await store.remove(id);
+        },
+      },
+      clock,
+      backoff: { delay: (n) => n * 100 },
+      retryable: (e) => e !== poison,
+    });
+    let removeFails = false;
+    const events: Array<[string, Record<string, unknown>]> = [];
+    for (const name of ['queued', 'sent', 'replayFailed', 'dead', 'drained', 'storeError'] as const)
+      q.on(name, (e) => events.push([name, { ...e }]));
+    await q.ready;
+    const a = await q.submit('a');
+    const p = await q.submit('p');
+    assert.equal(a.status, 'queued');
+    const firstError = (a as { error: unknown }).error;
+    await clock.advanceAsync(100); // replay of 'a' fails: backoff 2 * 100
+    down = false;
+    removeFails = true;
+    await clock.advanceAsync(200); // 'a' sent (remove fails), 'p' dead
+    assert.equal(q.size, 0);
+    const shape = events.map(([name, e]) => {
+      const { error, data, id, value, ...rest } = e;
+      return [
+        name,
+        data,
+        id === undefined ? '-' : id === a.id ? 'a' : id === p.id ? 'p' : '?',
+        error === undefined
+          ? '-'
+          : error === firstError
+            ? 'first'
+            : error === poison
+              ? 'poison'
+              : String(error),
+        value ?? '-',
+        rest,
+      ];
+    });
+    assert.deepEqual(shape, [
+      ['queued', 'a', 'a', 'first', '-', { size: 1 }],
+      ['queued', 'p', 'p', '-', '-', { size: 2 }],
+      ['replayFailed', undefined, 'a', 'Error: down (a)', '-', { attempts: 2, retryInMs: 200 }],
+      ['sent', 'a', 'a', '-', 'ok:a', { attempts: 3, queuedMs: 300 }],
+      ['storeError', undefined, '-', 'Error: disk', '-', { operation: 'remove' }],
+      ['dead', 'p', 'p', 'poison', '-', { attempts: 1 }],
+      ['storeError', undefined, '-', 'Error: disk', '-', { operation: 'remove' }],
+      ['drained', undefined, '-', '-', '-', { at: 1_300 }],
+    ]);
+    await q.close();
+  });
+
+  it('pending() lists waiting writes with their attempts; discard() drops one but not the one being sent', async () => {
+    const clock = new TestClock(5);
+    const gates: Array<() => void> = [];
+    let down = true;
+    const q = writeQueue<string, string>({
+      send: (d) =>
+        down
+          ? Promise.reject(new Error(`down (${d})`))
+          : new Promise<string>((resolve) => gates.push(() => resolve(d))),
+      store: memoryWriteStore<string>(),
+      clock,
+      backoff: constantBackoff(10),
+    });
+    await q.ready;
+    const a = await q.submit('a');
+    const b = await q.submit('b');
+    assert.deepEqual(q.pending(), [
+      { id: a.id, data: 'a', enqueuedAt: 5, attempts: 1 },
+      { id: b.id, data: 'b', enqueuedAt: 5, attempts: 0 },
+    ]);
+    down = false;
+    await clock.advanceAsync(10); // 'a' is being sent
+    assert.equal(await q.discard(a.id), false, 'not the write being sent');
+    assert.equal(await q.discard('nope'), false);
+    assert.equal(await q.discard(b.id), true);
+    assert.deepEqual(
+      q.pending().map((w) => w.data),
+      ['a'],
+    );
+    gates.shift()!();
+    await clock.advanceAsync(0);
+    assert.equal(q.size, 0);
+    await q.close();
+    await q.drain(); // closed: nothing to do, resolves
+    await q[Symbol.asyncDispose]();
+  });
+
+  it('a store that loads something else than an array is reported and rejects every call', async () => {
+    const events: unknown[] = [];
+    const q = writeQueue({
+      send: async () => 1,
+      store: { ...memoryWriteStore<string>(), load: async () => ({}) as never },
+    });
+    q.on('storeError', (e) => events.push(e.operation));
+    await assert.rejects(q.ready, /store\.load\(\) must resolve with an array of writes/);
+    await assert.rejects(q.submit('a'), TypeError);
+    await assert.rejects(q.enqueue('a'), TypeError);
+    assert.deepEqual(events, ['load']);
+  });
+
+  it('a failed first attempt waits a backoff before its first replay, unless the breaker rejected it', async () => {
+    const clock = new TestClock(0);
+    const breaker = circuitBreaker({ clock, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 500 });
+    const sends: number[] = [];
+    const q = writeQueue({
+      send: async () => {
+        sends.push(clock.now());
+        if (clock.now() < 1_000) throw new Error('down');
+        return 1;
+      },
+      store: memoryWriteStore<string>(),
+      breaker,
+      clock,
+      backoff: constantBackoff(300),
+    });
+    await q.ready;
+    await q.submit('a'); // fails and opens the breaker: the replay is its probe at 500
+    await clock.advanceAsync(499);
+    assert.deepEqual(sends, [0]);
+    await clock.advanceAsync(1); // probe at 500 fails: open again until 1000
+    assert.deepEqual(sends, [0, 500]);
+    await clock.advanceAsync(500);
+    assert.deepEqual(sends, [0, 500, 1_000]);
     assert.equal(q.size, 0);
     await q.close();
   });
