@@ -9,7 +9,14 @@
  *
  * @module
  */
-import type { BreakerRegistry, CircuitBreaker, CircuitState, Clock, Subscription } from 'tripswitch';
+import {
+  type BreakerRegistry,
+  type CircuitBreaker,
+  type CircuitState,
+  type Clock,
+  isTimeoutError,
+  type Subscription,
+} from 'tripswitch';
 import { realClock } from '../clock.js';
 
 /**
@@ -152,8 +159,50 @@ export interface SeriesView {
   calls: number[];
   failures: number[];
   rejections: number[];
+  /** Failures that were timeouts (a `TimeoutError`). */
+  timeouts: number[];
   /** Index into {@link DashboardSnapshot.states}: the most severe state seen in that second. */
   states: number[];
+}
+
+/**
+ * Totals by outcome.
+ *
+ * @example
+ * ```ts
+ * const { success, failure, rejected }: OutcomeCounts = view.counts;
+ * ```
+ */
+export interface OutcomeCounts {
+  success: number;
+  failure: number;
+  /** Calls slower than the trip rule's `slowCallDuration` (they are also successes or failures). */
+  slow: number;
+  /** Failures that were timeouts (they are also failures); counted while the collector runs. */
+  timeout: number;
+  rejected: number;
+  neutral: number;
+}
+
+/**
+ * The trip rule's window, as the dashboard shows it.
+ *
+ * @example
+ * ```ts
+ * const { label, errorRate, rate }: WindowView = view.window; // "last 10 s", 0.6, 12.5 (calls/s)
+ * ```
+ */
+export interface WindowView {
+  /** `time`: the rule's time window; `count`: its last calls; `rolling`: the collector's own seconds (rules without a window). */
+  kind: 'time' | 'count' | 'rolling';
+  /** Human-readable span, e.g. `last 10 s` or `last 37 calls`. */
+  label: string;
+  /** Settled calls in the window. */
+  calls: number;
+  /** Failures / calls in the window, 0..1. */
+  errorRate: number;
+  /** Calls per second over the window's seconds (`time`), else over the collector's recent seconds. */
+  rate: number;
 }
 
 /**
@@ -177,6 +226,16 @@ export interface BreakerView {
   inFlight: number;
   openedAt?: number;
   nextAttemptAt?: number;
+  /** Why the breaker is in its state: the `reason` of its last transition (e.g. `failure-rate`, `manual`). */
+  reason?: string;
+  /** The trip rule's window at the moment it opened (e.g. `6/10 calls failed (60.0%) in the last 10 s`). */
+  reasonDetail?: string;
+  /** Totals by outcome since the breaker was created (`timeout` since the collector started). */
+  counts: OutcomeCounts;
+  /** Error % and request rate over the trip rule's own window. */
+  window: WindowView;
+  /** The last failure, only when a `redact` hook is configured (its return value is the message). */
+  lastFailure?: { at: number; message: string };
   latency: LatencyView;
   /** Counts over the last `recentSeconds` of the series (only while the collector runs). */
   recent: { seconds: number; calls: number; failures: number; rejections: number; failureRate: number };
@@ -214,7 +273,7 @@ export interface CollectorOptions {
   clock?: Clock;
   /** Durations kept per breaker for percentiles. @default 1024 */
   latencySamples?: number;
-  /** One-second points kept per breaker. @default 120 */
+  /** One-second points kept per breaker. @default 300 (five minutes) */
   seriesPoints?: number;
   /** Seconds summed into `recent`. @default 10 */
   recentSeconds?: number;
@@ -222,9 +281,31 @@ export interface CollectorOptions {
   onStateChange?: (e: { name: string; from: CircuitState; to: CircuitState }) => void;
   /** Called when the source reports that its set of breakers changed. */
   onSourceChange?: () => void;
+  /**
+   * Turns a breaker's last failure into the message shown (return `undefined` to hide it). Without
+   * this hook failures are never kept or shown: their messages can carry secrets.
+   */
+  redact?: (error: unknown, breaker: string) => string | undefined;
 }
 
-/** Bounded recent history of one breaker. */
+/** What a window-less rule reports in `toJSON().window`; anything else is the rule's own window. */
+type WindowShape = { kind: 'time'; seconds: number } | { kind: 'count' } | { kind: 'rolling' };
+
+function windowShape(b: CircuitBreaker): WindowShape {
+  try {
+    const w = b.toJSON().window as { kind?: string; bucketMs?: number; buckets?: unknown[] } | undefined;
+    if (w?.kind === 'time' && typeof w.bucketMs === 'number' && Array.isArray(w.buckets))
+      return { kind: 'time', seconds: Math.max(1, Math.round((w.bucketMs * w.buckets.length) / 1000)) };
+    if (w?.kind === 'count') return { kind: 'count' };
+  } catch {
+    // A breaker-like object without toJSON: fall back to the collector's own seconds.
+  }
+  return { kind: 'rolling' };
+}
+
+const pct1 = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** Bounded history of one breaker: fixed-size rings, allocated once. */
 class Tracker {
   readonly #lat: Float64Array;
   #latCount = 0;
@@ -235,11 +316,20 @@ class Tracker {
   readonly #calls: Uint32Array;
   readonly #failures: Uint32Array;
   readonly #rejections: Uint32Array;
+  readonly #timeouts: Uint32Array;
   readonly #states: Uint8Array;
   #head = 0;
   #filled = 1;
   #sec: number;
   readonly #subs: Subscription[];
+  readonly window: WindowShape;
+  timeoutsTotal = 0;
+  reason: string | undefined;
+  reasonDetail: string | undefined;
+  lastError: unknown;
+  lastErrorAt = 0;
+  #lastShown: { at: number; message: string } | undefined;
+  #lastShownFor: unknown;
 
   constructor(
     readonly name: string,
@@ -248,17 +338,31 @@ class Tracker {
     latencySamples: number,
     points: number,
     onStateChange: CollectorOptions['onStateChange'],
+    readonly redact: CollectorOptions['redact'],
   ) {
     this.#lat = new Float64Array(latencySamples);
     this.#calls = new Uint32Array(points);
     this.#failures = new Uint32Array(points);
     this.#rejections = new Uint32Array(points);
+    this.#timeouts = new Uint32Array(points);
     this.#states = new Uint8Array(points);
     this.#sec = Math.floor(clock.now() / 1000);
     this.#states[0] = codeOf(breaker.state);
+    this.window = windowShape(breaker);
     this.#subs = [
       breaker.on('success', (e) => this.#settled(e.duration, false)),
-      breaker.on('failure', (e) => this.#settled(e.duration, true)),
+      breaker.on('failure', (e) => {
+        this.#settled(e.duration, true);
+        if (isTimeoutError(e.error)) {
+          this.#timeouts[this.#head]!++;
+          this.timeoutsTotal++;
+        }
+        // Kept by reference only with a redact hook; turned into text at snapshot time, not per call.
+        if (this.redact !== undefined) {
+          this.lastError = e.error;
+          this.lastErrorAt = this.clock.now();
+        }
+      }),
       breaker.on('neutral', () => {
         this.#roll();
         this.#calls[this.#head]!++;
@@ -271,9 +375,45 @@ class Tracker {
         this.#roll();
         const c = codeOf(e.to);
         if (c > this.#states[this.#head]!) this.#states[this.#head] = c;
+        this.#noteTransition(e.to, e.reason);
         onStateChange?.({ name: this.name, from: e.from, to: e.to });
       }),
     ];
+  }
+
+  /** Keeps the reason and, on an opening by the rule, the window that made it open. */
+  #noteTransition(to: CircuitState, reason: string): void {
+    this.reason = to === 'closed' ? undefined : reason;
+    this.reasonDetail = undefined;
+    if (to !== 'open') return;
+    const st = this.breaker.stats();
+    const span =
+      this.window.kind === 'time'
+        ? ` in the last ${this.window.seconds} s`
+        : this.window.kind === 'count'
+          ? ` in the last ${st.windowCalls} calls`
+          : '';
+    if (reason === 'slow-call-rate')
+      this.reasonDetail = `slow calls ${pct1(st.slowCallRate)} of ${st.windowCalls}${span}`;
+    else if (reason === 'consecutive-failures')
+      this.reasonDetail = `${st.consecutiveFailures} failures in a row`;
+    else if (reason === 'failure-rate' || reason === 'failure-count' || reason === 'predicate')
+      this.reasonDetail = `${st.windowFailures}/${st.windowCalls} calls failed (${pct1(st.failureRate)})${span}`;
+  }
+
+  lastFailure(): { at: number; message: string } | undefined {
+    if (this.redact === undefined || this.lastErrorAt === 0) return undefined;
+    if (this.#lastShownFor !== this.lastError || this.#lastShown?.at !== this.lastErrorAt) {
+      this.#lastShownFor = this.lastError;
+      let message: string | undefined;
+      try {
+        message = this.redact(this.lastError, this.name);
+      } catch {
+        message = undefined; // a throwing hook hides the message rather than breaking the stream
+      }
+      this.#lastShown = typeof message === 'string' ? { at: this.lastErrorAt, message } : undefined;
+    }
+    return this.#lastShown;
   }
 
   #settled(duration: number, failed: boolean): void {
@@ -302,6 +442,7 @@ class Tracker {
       this.#calls[this.#head] = 0;
       this.#failures[this.#head] = 0;
       this.#rejections[this.#head] = 0;
+      this.#timeouts[this.#head] = 0;
       this.#states[this.#head] = state;
     }
     this.#filled = Math.min(n, this.#filled + gap);
@@ -322,13 +463,30 @@ class Tracker {
     return { p50: this.#pct[0], p90: this.#pct[1], p99: this.#pct[2], samples: n };
   }
 
-  series(recentSeconds: number): { series: SeriesView; recent: BreakerView['recent'] } {
+  /** Sums of the last `seconds` points (the newest, still filling, included). */
+  sums(seconds: number): { calls: number; failures: number; rejections: number } {
+    this.#roll();
+    const n = this.#calls.length;
+    const len = Math.min(this.#filled, seconds);
+    let calls = 0;
+    let failures = 0;
+    let rejections = 0;
+    for (let i = 0, j = this.#head; i < len; i++, j = j === 0 ? n - 1 : j - 1) {
+      calls += this.#calls[j]!;
+      failures += this.#failures[j]!;
+      rejections += this.#rejections[j]!;
+    }
+    return { calls, failures, rejections };
+  }
+
+  series(): SeriesView {
     this.#roll();
     const n = this.#calls.length;
     const len = this.#filled;
     const calls: number[] = new Array(len);
     const failures: number[] = new Array(len);
     const rejections: number[] = new Array(len);
+    const timeouts: number[] = new Array(len);
     const states: number[] = new Array(len);
     let start = this.#head - len + 1;
     if (start < 0) start += n;
@@ -337,18 +495,17 @@ class Tracker {
       calls[i] = this.#calls[j]!;
       failures[i] = this.#failures[j]!;
       rejections[i] = this.#rejections[j]!;
+      timeouts[i] = this.#timeouts[j]!;
       states[i] = this.#states[j]!;
     }
-    const recent = { seconds: recentSeconds, calls: 0, failures: 0, rejections: 0, failureRate: 0 };
-    for (let i = Math.max(0, len - recentSeconds); i < len; i++) {
-      recent.calls += calls[i]!;
-      recent.failures += failures[i]!;
-      recent.rejections += rejections[i]!;
-    }
-    recent.failureRate = recent.calls === 0 ? 0 : recent.failures / recent.calls;
     return {
-      series: { start: (this.#sec - len + 1) * 1000, stepMs: 1000, calls, failures, rejections, states },
-      recent,
+      start: (this.#sec - len + 1) * 1000,
+      stepMs: 1000,
+      calls,
+      failures,
+      rejections,
+      timeouts,
+      states,
     };
   }
 
@@ -386,6 +543,7 @@ export class Collector {
   readonly #recentSeconds: number;
   readonly #onStateChange: CollectorOptions['onStateChange'];
   readonly #onSourceChange: CollectorOptions['onSourceChange'];
+  readonly #redact: CollectorOptions['redact'];
   readonly #trackers = new Map<string, Tracker>();
   #scratch: Float64Array | undefined;
   #watch: Subscription | undefined;
@@ -395,10 +553,13 @@ export class Collector {
     this.#source = toBreakerSource(source);
     this.clock = options.clock ?? realClock;
     this.#latencySamples = positiveInt('latencySamples', options.latencySamples, 1024, 1 << 20);
-    this.#points = positiveInt('seriesPoints', options.seriesPoints, 120, 86_400);
+    this.#points = positiveInt('seriesPoints', options.seriesPoints, 300, 86_400);
     this.#recentSeconds = positiveInt('recentSeconds', options.recentSeconds, 10, 86_400);
     this.#onStateChange = options.onStateChange;
     this.#onSourceChange = options.onSourceChange;
+    if (options.redact !== undefined && typeof options.redact !== 'function')
+      throw new TypeError(`dashboard: redact must be a function, got ${typeof options.redact}`);
+    this.#redact = options.redact;
   }
 
   /** Whether the collector is subscribed. */
@@ -445,7 +606,15 @@ export class Collector {
       t?.dispose();
       this.#trackers.set(
         name,
-        new Tracker(name, breaker, this.clock, this.#latencySamples, this.#points, this.#onStateChange),
+        new Tracker(
+          name,
+          breaker,
+          this.clock,
+          this.#latencySamples,
+          this.#points,
+          this.#onStateChange,
+          this.#redact,
+        ),
       );
     }
     for (const [name, t] of this.#trackers) {
@@ -455,49 +624,107 @@ export class Collector {
     }
   }
 
-  /** Every breaker of the source now, sorted by name. */
-  snapshot(): DashboardSnapshot {
+  /**
+   * Every breaker of the source now, sorted by name. `series: false` leaves the per-second series
+   * empty (what the event stream's overview needs: a fraction of the bytes).
+   */
+  snapshot(opts: { series?: boolean; only?: string } = {}): DashboardSnapshot {
     this.sync();
+    const withSeries = opts.series !== false;
     const out: BreakerView[] = [];
     const seen = new Set<string>();
     for (const [name, breaker] of this.#source.breakers()) {
       if (seen.has(name)) continue;
       seen.add(name);
-      const st = breaker.stats();
-      const t = this.#trackers.get(name);
-      const view: BreakerView = {
-        name,
-        state: st.state,
-        failureRate: st.failureRate,
-        calls: st.calls,
-        successes: st.successes,
-        failures: st.failures,
-        rejections: st.rejections,
-        inFlight: st.inFlight,
-        latency: { p50: null, p90: null, p99: null, samples: 0 },
-        recent: { seconds: this.#recentSeconds, calls: 0, failures: 0, rejections: 0, failureRate: 0 },
-        series: {
-          start: this.clock.now(),
-          stepMs: 1000,
-          calls: [],
-          failures: [],
-          rejections: [],
-          states: [],
-        },
-      };
-      if (st.openedAt !== undefined) view.openedAt = st.openedAt;
-      if (st.nextAttemptAt !== undefined && Number.isFinite(st.nextAttemptAt))
-        view.nextAttemptAt = st.nextAttemptAt;
-      if (t !== undefined && t.breaker === breaker) {
-        if (this.#scratch === undefined) this.#scratch = new Float64Array(this.#latencySamples);
-        view.latency = t.latency(this.#scratch);
-        const { series, recent } = t.series(this.#recentSeconds);
-        view.series = series;
-        view.recent = recent;
-      }
-      out.push(view);
+      if (opts.only !== undefined && name !== opts.only) continue;
+      out.push(this.#view(name, breaker, withSeries));
     }
     out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { at: this.clock.now(), live: this.#active, states: STATE_CODES, breakers: out };
+  }
+
+  #view(name: string, breaker: CircuitBreaker, withSeries: boolean): BreakerView {
+    const st = breaker.stats();
+    const t = this.#trackers.get(name);
+    const tracked = t !== undefined && t.breaker === breaker ? t : undefined;
+    const rs = this.#recentSeconds;
+    const view: BreakerView = {
+      name,
+      state: st.state,
+      failureRate: st.failureRate,
+      calls: st.calls,
+      successes: st.successes,
+      failures: st.failures,
+      rejections: st.rejections,
+      inFlight: st.inFlight,
+      counts: {
+        success: st.successes,
+        failure: st.failures,
+        slow: st.slowCalls ?? 0,
+        timeout: tracked?.timeoutsTotal ?? 0,
+        rejected: st.rejections,
+        neutral: st.neutral ?? 0,
+      },
+      window: { kind: 'rolling', label: `last ${rs} s`, calls: 0, errorRate: 0, rate: 0 },
+      latency: { p50: null, p90: null, p99: null, samples: 0 },
+      recent: { seconds: rs, calls: 0, failures: 0, rejections: 0, failureRate: 0 },
+      series: {
+        start: this.clock.now(),
+        stepMs: 1000,
+        calls: [],
+        failures: [],
+        rejections: [],
+        timeouts: [],
+        states: [],
+      },
+    };
+    if (st.openedAt !== undefined) view.openedAt = st.openedAt;
+    if (st.nextAttemptAt !== undefined && Number.isFinite(st.nextAttemptAt))
+      view.nextAttemptAt = st.nextAttemptAt;
+    if (tracked === undefined) return view;
+    if (tracked.reason !== undefined && st.state !== 'closed') view.reason = tracked.reason;
+    if (tracked.reasonDetail !== undefined && st.state !== 'closed') view.reasonDetail = tracked.reasonDetail;
+    const lf = tracked.lastFailure();
+    if (lf !== undefined) view.lastFailure = lf;
+    if (this.#scratch === undefined) this.#scratch = new Float64Array(this.#latencySamples);
+    view.latency = tracked.latency(this.#scratch);
+    const r = tracked.sums(rs);
+    view.recent = {
+      seconds: rs,
+      calls: r.calls,
+      failures: r.failures,
+      rejections: r.rejections,
+      failureRate: r.calls === 0 ? 0 : r.failures / r.calls,
+    };
+    const w = tracked.window;
+    if (w.kind === 'time') {
+      const sums = tracked.sums(w.seconds);
+      view.window = {
+        kind: 'time',
+        label: `last ${w.seconds} s`,
+        calls: st.windowCalls,
+        errorRate: st.failureRate,
+        rate: sums.calls / w.seconds,
+      };
+    } else if (w.kind === 'count') {
+      view.window = {
+        kind: 'count',
+        label: `last ${st.windowCalls} calls`,
+        calls: st.windowCalls,
+        errorRate: st.failureRate,
+        rate: r.calls / rs,
+      };
+    } else {
+      // A consecutive rule's failureRate counts since the last close: the collector's own seconds are fairer.
+      view.window = {
+        kind: 'rolling',
+        label: `last ${rs} s`,
+        calls: r.calls,
+        errorRate: view.recent.failureRate,
+        rate: r.calls / rs,
+      };
+    }
+    if (withSeries) view.series = tracked.series();
+    return view;
   }
 }

@@ -180,7 +180,121 @@ describe('collector', () => {
     assert.equal(c.size, 0, 'a stopped collector does not follow the registry');
   });
 
+  test('reason and the trip window that opened it; error % over the rule window, not since close', () => {
+    const clock = new TestClock(1_700_000_000_000);
+    const b = circuitBreaker({
+      name: 'a',
+      clock,
+      openDuration: 5_000,
+      trip: { kind: 'time', windowMs: 10_000, failureRateThreshold: 0.5, minimumCalls: 10 },
+    });
+    const c = new Collector({ breakers: () => [['a', b]] }, { clock });
+    c.start();
+    for (let i = 0; i < 4; i++) call(clock, b, 10);
+    clock.advance(1_000);
+    for (let i = 0; i < 6; i++) call(clock, b, 10, true);
+    assert.equal(b.state, 'open');
+    b.execute(() => 1).catch(() => {});
+    const v = c.snapshot().breakers[0]!;
+    assert.equal(v.state, 'open');
+    assert.equal(v.reason, 'failure-rate');
+    assert.equal(v.reasonDetail, '6/10 calls failed (60.0%) in the last 10 s');
+    assert.equal(v.nextAttemptAt, v.openedAt! + 5_000);
+    assert.equal(v.window.kind, 'time');
+    assert.equal(v.window.label, 'last 10 s');
+    assert.equal(v.window.errorRate, 0.6);
+    assert.equal(v.window.rate, 1, '10 calls over the 10 s window');
+    assert.deepEqual(v.counts, { success: 4, failure: 6, slow: 0, timeout: 0, rejected: 1, neutral: 0 });
+    // Recovery: the probe succeeds, the breaker closes and the reason goes away.
+    clock.advance(5_000);
+    call(clock, b, 1);
+    const after = c.snapshot().breakers[0]!;
+    assert.equal(after.state, 'closed');
+    assert.equal(after.reason, undefined);
+    assert.equal(after.reasonDetail, undefined);
+    // Manual states carry their own reason.
+    b.isolate();
+    assert.equal(c.snapshot().breakers[0]!.reason, 'isolated');
+    c.stop();
+  });
+
+  test('consecutive rule: rolling error % over the recent seconds, consecutive detail', () => {
+    const clock = new TestClock(1_700_000_000_000);
+    const b = circuitBreaker({ name: 'a', clock, trip: { kind: 'consecutive', threshold: 3 } });
+    const c = new Collector({ breakers: () => [['a', b]] }, { clock, recentSeconds: 5 });
+    c.start();
+    for (let i = 0; i < 7; i++) call(clock, b, 1);
+    for (let i = 0; i < 3; i++) call(clock, b, 1, true);
+    const v = c.snapshot().breakers[0]!;
+    assert.equal(v.reasonDetail, '3 failures in a row');
+    assert.equal(v.window.kind, 'rolling');
+    assert.equal(v.window.errorRate, 0.3);
+    assert.equal(v.window.rate, 2);
+  });
+
+  test('timeouts are counted; the last failure is kept only through redact', async () => {
+    const { TimeoutError } = await import('tripswitch');
+    const clock = new TestClock(1_700_000_000_000);
+    const b = circuitBreaker({ name: 'a', clock, trip: { kind: 'consecutive', threshold: 100 } });
+    const plain = new Collector({ breakers: () => [['a', b]] }, { clock });
+    const seen: string[] = [];
+    const redacting = new Collector(
+      { breakers: () => [['a', b]] },
+      {
+        clock,
+        redact: (e, name) => {
+          seen.push(name);
+          return String((e as Error).message).replace(/password=\S+/, 'password=***');
+        },
+      },
+    );
+    plain.start();
+    redacting.start();
+    const p = b.tryAcquire()!;
+    p.failure(new Error('connect postgres://u@db password=hunter2 refused'));
+    const q = b.tryAcquire()!;
+    q.failure(new TimeoutError(300));
+    const r = b.tryAcquire()!;
+    r.failure(new Error('db password=hunter2 down'));
+    const a = plain.snapshot().breakers[0]!;
+    assert.equal(a.lastFailure, undefined);
+    assert.equal(a.counts.timeout, 1);
+    assert.equal(a.series.timeouts.at(-1), 1);
+    assert.doesNotMatch(JSON.stringify(plain.snapshot()), /hunter2/);
+    const z = redacting.snapshot().breakers[0]!;
+    assert.deepEqual(z.lastFailure, { at: 1_700_000_000_000, message: 'db password=*** down' });
+    redacting.snapshot();
+    assert.deepEqual(seen, ['a'], 'redact runs once per new failure, at snapshot time');
+    assert.doesNotMatch(JSON.stringify(redacting.snapshot()), /hunter2/);
+    // A hook returning undefined (or throwing) hides the message.
+    const hiding = new Collector({ breakers: () => [['a', b]] }, { clock, redact: () => undefined });
+    hiding.start();
+    b.tryAcquire()!.failure(new Error('x'));
+    assert.equal(hiding.snapshot().breakers[0]!.lastFailure, undefined);
+    for (const x of [plain, redacting, hiding]) x.stop();
+  });
+
+  test('handler keeps history from creation, before any page connects; ring fixed at 300 s', () => {
+    const clock = new TestClock(1_700_000_000_000);
+    const b = circuitBreaker({ name: 'a', clock, trip: { kind: 'consecutive', threshold: 3 } });
+    const d = createDashboardHandler({ breakers: () => [['a', b]] }, { clock });
+    assert.equal(d.clients, 0);
+    assert.equal(clock.pending, 0, 'no timer without a page');
+    for (let i = 0; i < 3; i++) call(clock, b, 1, true);
+    clock.advance(60_000);
+    let v = d.snapshot().breakers[0]!;
+    assert.equal(v.series.calls.length, 61);
+    assert.equal(v.series.calls[0], 3);
+    assert.equal(d.snapshot().states[v.series.states[0]!], 'open');
+    clock.advance(600_000);
+    v = d.snapshot().breakers[0]!;
+    assert.equal(v.series.calls.length, 300);
+    d.dispose();
+    assert.equal(d.collector.active, false);
+  });
+
   test('rejects bad sources and options', () => {
+    assert.throws(() => new Collector({ breakers: () => [] }, { redact: 'x' as never }), /redact/);
     assert.throws(() => new Collector({} as never), TypeError);
     assert.throws(() => new Collector({ breakers: () => [] }, { latencySamples: 0 }), RangeError);
     assert.throws(() => createDashboardHandler({ breakers: () => [] }, { basePath: 'x' }), TypeError);
@@ -349,7 +463,7 @@ describe('handler', () => {
   test('subscribes on the first client, unsubscribes on the last; idle means no timer', async () => {
     const clock = new TestClock();
     const a = counted(circuitBreaker({ name: 'a', clock }));
-    const d = createDashboardHandler({ breakers: () => [['a', a]] }, { clock });
+    const d = createDashboardHandler({ breakers: () => [['a', a]] }, { clock, keepHistory: false });
     const s = await serve(d);
     try {
       assert.equal(a.live, 0);

@@ -37,7 +37,9 @@ export {
   type DashboardSnapshot,
   type DashboardSource,
   type LatencyView,
+  type OutcomeCounts,
   type SeriesView,
+  type WindowView,
   type SidecarLike,
   toBreakerSource,
 } from './collector.js';
@@ -67,6 +69,18 @@ export interface DashboardOptions {
   recentSeconds?: number;
   /** Concurrent event-stream clients; more are answered 503. @default 32 */
   maxClients?: number;
+  /**
+   * Follow the breakers from the handler's creation, so the charts show what happened before a
+   * page was opened (fixed memory per breaker, no timer). `false`: only while a page is connected.
+   * @default true
+   */
+  keepHistory?: boolean;
+  /**
+   * Turns a breaker's last failure into the text shown on the page and in the data (`undefined`
+   * hides it). Without it no failure message is kept or sent: messages can carry connection
+   * strings and tokens.
+   */
+  redact?: (error: unknown, breaker: string) => string | undefined;
 }
 
 /**
@@ -86,8 +100,10 @@ export interface DashboardHandler {
   readonly collector: Collector;
   /** What `/snapshot.json` would return now. */
   snapshot(): DashboardSnapshot;
-  /** Ends every event stream (the collector then stops). The handler keeps serving afterwards. */
+  /** Ends every event stream (the collector then stops unless `keepHistory`). The handler keeps serving afterwards. */
   close(): void;
+  /** Ends every stream and stops following the breakers (drops the history). */
+  dispose(): void;
 }
 
 const COMMON_HEADERS = {
@@ -164,7 +180,10 @@ export function createDashboardHandler(
     recentSeconds: options.recentSeconds,
     onStateChange: schedulePush,
     onSourceChange: schedulePush,
+    redact: options.redact,
   });
+  const keepHistory = options.keepHistory !== false;
+  if (keepHistory) collector.start();
 
   const frame = (snap: DashboardSnapshot) =>
     `id: ${++seq}\nevent: snapshot\ndata: ${JSON.stringify(snap)}\n\n`;
@@ -191,7 +210,7 @@ export function createDashboardHandler(
     if (clients.size > 0) return;
     if (timer !== undefined) clock.clearTimeout(timer);
     timer = undefined;
-    collector.stop();
+    if (!keepHistory) collector.stop();
   }
 
   function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string): void {
@@ -234,10 +253,11 @@ export function createDashboardHandler(
 
   const handler = ((req: IncomingMessage, res: ServerResponse): boolean => {
     const path = new URL(req.url ?? '/', 'http://dashboard').pathname;
-    let route: 'page' | 'events' | 'snapshot' | 'missing';
+    let route: 'page' | 'events' | 'snapshot' | 'breaker' | 'missing';
     if (path === base || path === `${base}/`) route = 'page';
     else if (path === `${base}/events`) route = 'events';
     else if (path === `${base}/snapshot.json`) route = 'snapshot';
+    else if (path === `${base}/breaker.json`) route = 'breaker';
     else if (base !== '' && path.startsWith(`${base}/`)) route = 'missing';
     else return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -261,6 +281,13 @@ export function createDashboardHandler(
       case 'snapshot':
         send(req, res, 200, 'application/json', JSON.stringify(collector.snapshot()));
         return true;
+      case 'breaker': {
+        const name = new URL(req.url ?? '/', 'http://dashboard').searchParams.get('name');
+        const one = name === null ? undefined : collector.snapshot({ only: name }).breakers[0];
+        if (one === undefined) send(req, res, 404, 'application/json', '{"error":"no such breaker"}');
+        else send(req, res, 200, 'application/json', JSON.stringify(one));
+        return true;
+      }
       default:
         send(req, res, 404, 'application/json', '{"error":"not found"}');
         return true;
@@ -277,6 +304,16 @@ export function createDashboardHandler(
           removeClient(res);
           res.end();
         }
+      },
+      enumerable: true,
+    },
+    dispose: {
+      value: () => {
+        for (const res of [...clients]) {
+          removeClient(res);
+          res.end();
+        }
+        collector.stop();
       },
       enumerable: true,
     },
