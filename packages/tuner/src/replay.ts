@@ -85,6 +85,10 @@ export function replay(
   candidate: Candidate,
   incidents: readonly Incident[] = trace.incidents,
 ): ReplayResult {
+  if (trace.names.length > 1)
+    throw new RangeError(
+      `replay: the trace has ${trace.names.length} breaker names (${trace.names.slice(0, 5).join(', ')}); replay one with onlyName(trace, name)`,
+    );
   const began = performance.now();
   const n = trace.length;
   const clock = new TestClock(n > 0 ? trace.start[0]! : 0);

@@ -3,6 +3,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { candidate } from './candidates.js';
+import { replay } from './replay.js';
 import { synthesize, traceShapes } from './synth.js';
 import {
   findIncidents,
@@ -127,6 +129,8 @@ describe('NDJSON traces', () => {
     assert.deepEqual([...t.failed], [1, 0, 0]);
     assert.deepEqual([...onlyName(t, 'a').start], [20, 30]);
     assert.throws(() => onlyName(t, 'c'), /no calls named "c"/);
+    assert.throws(() => replay(t, candidate({})), /2 breaker names \(a, b\); replay one with onlyName/);
+    assert.equal(replay(onlyName(t, 'a'), candidate({})).metrics.sent, 2);
   });
 
   it('names the line and field of bad input', () => {
