@@ -41,7 +41,7 @@ describe('recordTrace', () => {
       ]),
       expected,
     );
-    assert.deepEqual(rec.stats(), { recorded: 50, sampledOut: 0, dropped: 0, rotations: 0 });
+    assert.deepEqual(rec.stats(), { recorded: 50, sampledOut: 0, dropped: 0, rotations: 0, writeErrors: 0 });
     b.acquire().success();
     assert.equal(rec.stats().recorded, 50, 'stop() stops listening');
   });
@@ -97,6 +97,18 @@ describe('recordTrace', () => {
     assert.equal(rec2.stats().dropped, 84, 'the event loop never turned: 16 kept, the rest dropped');
     assert.equal(rec2.stats().recorded + rec2.stats().dropped, 100);
     await rec2.stop();
+  });
+
+  it('a file that cannot be written is counted, not thrown', async () => {
+    const clock = new TestClock();
+    const b = circuitBreaker({ clock });
+    const rec = recordTrace(b, { file: join(dir(), 'no', 'such', 'dir', 'x.ndjson'), clock });
+    b.acquire().success();
+    await rec.flush();
+    await new Promise((r) => setImmediate(r));
+    b.acquire().success();
+    await rec.stop();
+    assert.ok(rec.stats().writeErrors >= 1, JSON.stringify(rec.stats()));
   });
 
   it('rejects bad options naming them', () => {

@@ -64,6 +64,8 @@ export interface RecorderStats {
   dropped: number;
   /** Rotations done. */
   rotations: number;
+  /** File errors (e.g. a missing directory, a full disk): the batch is lost and the next one reopens the file. */
+  writeErrors: number;
 }
 
 /**
@@ -124,7 +126,7 @@ export function recordTrace(target: CircuitBreaker | BreakerRegistry, options: R
   const random = options.random ?? Math.random;
   const file = options.file;
 
-  const stats: RecorderStats = { recorded: 0, sampledOut: 0, dropped: 0, rotations: 0 };
+  const stats: RecorderStats = { recorded: 0, sampledOut: 0, dropped: 0, rotations: 0, writeErrors: 0 };
   const starts = new Float64Array(cap);
   const durations = new Float64Array(cap);
   const failed = new Uint8Array(cap);
@@ -141,8 +143,13 @@ export function recordTrace(target: CircuitBreaker | BreakerRegistry, options: R
   let stopped = false;
 
   const open = () => {
-    stream = createWriteStream(file, { flags: 'a' });
-    stream.on('error', () => {}); // a failing disk must not crash the service; lines are lost
+    const s = createWriteStream(file, { flags: 'a' });
+    // A failing disk must not crash the service: count it, and reopen for the next batch.
+    s.on('error', () => {
+      stats.writeErrors++;
+      if (stream === s) stream = undefined;
+    });
+    stream = s;
   };
   const rotate = async () => {
     const s = stream;
@@ -174,7 +181,10 @@ export function recordTrace(target: CircuitBreaker | BreakerRegistry, options: R
       if (fileBytes > 0 && fileBytes + bytes > maxBytes) await rotate();
       if (!stream) open();
       const s = stream!;
-      await new Promise<void>((r) => s.write(text, () => r()));
+      await new Promise<void>((r) => {
+        if (s.destroyed) r();
+        else s.write(text, () => r());
+      });
       fileBytes += bytes;
       pending -= bytes;
     });
@@ -252,7 +262,7 @@ export function recordTrace(target: CircuitBreaker | BreakerRegistry, options: R
       await writeOut();
       const s = stream;
       stream = undefined;
-      if (s) await new Promise<void>((r) => s.end(r));
+      if (s && !s.destroyed) await new Promise<void>((r) => s.end(r));
     },
   };
 }
