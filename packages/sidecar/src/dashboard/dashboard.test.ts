@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { breakerRegistry, type CircuitBreaker, circuitBreaker, type Subscription } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
 import { Collector, type DashboardSnapshot } from './collector.js';
+import type { DeltaEvent, OverviewEvent } from './delta.js';
 import { createDashboardHandler, type DashboardHandler } from './index.js';
 import { escapeHtml, PAGE_SCRIPT, renderPage } from './page.js';
 
@@ -410,12 +411,12 @@ async function settle(check: () => boolean, ms = 2_000): Promise<void> {
 }
 
 describe('handler', () => {
-  test('SSE framing: retry, initial snapshot, immediate push on state change, periodic snapshots', async () => {
-    const clock = new TestClock();
+  test('SSE: retry, full snapshot, immediate delta on state change, periodic deltas of changes only', async () => {
+    const clock = new TestClock(1_700_000_000_000);
     const registry = breakerRegistry({ clock });
     const pay = registry.get('payments');
     registry.get('search');
-    const d = createDashboardHandler(registry, { clock, intervalMs: 500 });
+    const d = createDashboardHandler(registry, { clock, intervalMs: 1000 });
     const s = await serve(d);
     try {
       const es = await stream(s.port);
@@ -433,27 +434,96 @@ describe('handler', () => {
       const first = parseFrame(es.frames[1]!);
       assert.equal(first.id, '1');
       assert.equal(first.event, 'snapshot');
+      const full = first.data as unknown as OverviewEvent;
       assert.deepEqual(
-        first.data!.breakers.map((b) => [b.name, b.state]),
+        full.rows.map((r) => [r.n, r.s, r.e, r.q, r.p]),
         [
-          ['payments', 'closed'],
-          ['search', 'closed'],
+          ['payments', 'closed', 0, 0, null],
+          ['search', 'closed', 0, 0, null],
         ],
       );
-      // No clock time passes: the next frame can only come from the state change.
+      const payId = full.rows[0]!.i;
+      // No clock time passes: the next frame can only come from the state change, and carries only it.
       pay.isolate();
       await es.until(3);
       const pushed = parseFrame(es.frames[2]!);
-      assert.equal(pushed.id, '2');
-      assert.equal(pushed.data!.breakers.find((b) => b.name === 'payments')!.state, 'isolated');
-      // And only a timer produces the next one.
+      assert.equal(pushed.event, 'delta');
+      assert.deepEqual((pushed.data as unknown as DeltaEvent).set, [
+        { i: payId, s: 'isolated', r: 'isolated' },
+      ]);
+      // Nothing changed: a tick sends nothing.
+      clock.advance(1000);
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(es.frames.length, 3);
-      clock.advance(500);
+      // Back to closed: the reason is cleared with null.
+      pay.reset();
       await es.until(4);
-      assert.equal(parseFrame(es.frames[3]!).id, '3');
-      clock.advance(500);
+      assert.deepEqual((parseFrame(es.frames[3]!).data as unknown as DeltaEvent).set, [
+        { i: payId, s: 'closed', r: null },
+      ]);
+      // Traffic shows up with the next event (here the registry's removal, pushed at once, announced by id).
+      for (let i = 0; i < 10; i++) call(clock, pay, 5, i < 3);
+      registry.delete('search');
       await es.until(5);
+      const all = es.frames.slice(4).map((f) => parseFrame(f).data as unknown as DeltaEvent);
+      assert.deepEqual(
+        all.flatMap((x) => x.del ?? []),
+        [full.rows[1]!.i],
+      );
+      const last = all
+        .flatMap((x) => x.set ?? [])
+        .filter((x) => x.i === payId)
+        .at(-1)!;
+      assert.equal(last.e, 0.3);
+      assert.equal(last.p, 5);
+      await es.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('1,000 breakers under traffic: the stream sends under 50 KB per second (bytes counted per tick)', async () => {
+    const clock = new TestClock(1_700_000_000_000);
+    const registry = breakerRegistry({
+      clock,
+      defaults: { trip: { kind: 'time', windowMs: 10_000, minimumCalls: 20, failureRateThreshold: 0.5 } },
+    });
+    const breakers = Array.from({ length: 1000 }, (_, i) =>
+      registry.get(`service-${String(i).padStart(4, '0')}`),
+    );
+    const d = createDashboardHandler(registry, { clock, intervalMs: 1000 });
+    const s = await serve(d);
+    // Seeded PRNG: the bytes are the same on every run and machine.
+    let seed = 42;
+    const rnd = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed / 2_147_483_648;
+    };
+    try {
+      const es = await stream(s.port);
+      await es.until(2);
+      const initial = Buffer.byteLength(es.frames[1]!);
+      const perTick: number[] = [];
+      for (let tick = 0; tick < 12; tick++) {
+        const before = es.frames.length;
+        // Every breaker gets 5-40 calls this second with varied latency; 1-8 % fail, and ten of
+        // them fail hard (they open, then probe) so states and reasons change too.
+        for (const [k, b] of breakers.entries()) {
+          const n = 5 + Math.floor(rnd() * 36);
+          const failP = k < 10 && tick >= 3 ? 0.9 : 0.01 + rnd() * 0.07;
+          for (let j = 0; j < n; j++) call(clock, b, 0, rnd() < failP);
+        }
+        // Durations advance the clock inside call(); keep each tick at exactly one second.
+        clock.advance(1000 - (clock.now() % 1000));
+        await es.until(before + 1, 10_000);
+        perTick.push(Buffer.byteLength(`${es.frames.slice(before).join('\n\n')}\n\n`));
+      }
+      const max = Math.max(...perTick);
+      // intervalMs 1000: one tick per second, so bytes per tick are bytes per second.
+      assert.ok(max < 50_000, `max ${max} B per tick: ${perTick.join(', ')}`);
+      console.log(
+        `# 1000 breakers: initial snapshot ${initial} B, delta per 1 s tick: ${perTick.join(', ')} B`,
+      );
       await es.close();
     } finally {
       await s.close();

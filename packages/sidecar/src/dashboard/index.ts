@@ -27,6 +27,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock, TimerHandle } from 'tripswitch';
 import { realClock } from '../clock.js';
 import { Collector, type DashboardSnapshot, type DashboardSource } from './collector.js';
+import { DeltaEncoder } from './delta.js';
 import { DATA_CSP, PAGE_CSP, renderPage } from './page.js';
 
 export {
@@ -43,6 +44,7 @@ export {
   type SidecarLike,
   toBreakerSource,
 } from './collector.js';
+export type { DeltaEvent, OverviewEvent, OverviewRow } from './delta.js';
 
 /**
  * Options of {@link createDashboardHandler}.
@@ -55,7 +57,7 @@ export {
 export interface DashboardOptions {
   /** Mount point; `''` or `'/'` mounts at the root. @default '/dashboard' */
   basePath?: string;
-  /** Least time between two periodic snapshots on the event stream (state changes are sent at once). @default 500 */
+  /** Least time between two periodic snapshots on the event stream (state changes are sent at once). @default 1000 */
   intervalMs?: number;
   /** Source of time and timers. @default the source's `clock` (a Sidecar's), else realClock */
   clock?: Clock;
@@ -96,6 +98,8 @@ export interface DashboardHandler {
   (req: IncomingMessage, res: ServerResponse): boolean;
   /** Event-stream clients connected now. */
   readonly clients: number;
+  /** Bytes and frames written to event streams since creation (all clients together). */
+  readonly streamed: { bytes: number; frames: number };
   /** The collector (active only while a client is connected). */
   readonly collector: Collector;
   /** What `/snapshot.json` would return now. */
@@ -153,7 +157,7 @@ export function createDashboardHandler(
   options: DashboardOptions = {},
 ): DashboardHandler {
   const base = normalizeBase(options.basePath);
-  const intervalMs = positive('intervalMs', options.intervalMs, 500);
+  const intervalMs = positive('intervalMs', options.intervalMs, 1000);
   const maxClients = positive('maxClients', options.maxClients, 32);
   const clock = options.clock ?? sourceClock(source) ?? realClock;
   const page = renderPage({ basePath: base, title: options.title ?? 'tripswitch breakers' });
@@ -185,15 +189,36 @@ export function createDashboardHandler(
   const keepHistory = options.keepHistory !== false;
   if (keepHistory) collector.start();
 
-  const frame = (snap: DashboardSnapshot) =>
-    `id: ${++seq}\nevent: snapshot\ndata: ${JSON.stringify(snap)}\n\n`;
+  const encoder = new DeltaEncoder();
+  /** Clients that missed a delta (socket buffer full): they get a full snapshot when they drain. */
+  const stale = new Set<ServerResponse>();
+  let bytesSent = 0;
+  let framesSent = 0;
+
+  const frame = (event: 'snapshot' | 'delta', data: unknown) =>
+    `id: ${++seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+
+  function write(res: ServerResponse, data: string): void {
+    bytesSent += Buffer.byteLength(data);
+    framesSent++;
+    res.write(data);
+  }
 
   function broadcast(): void {
     if (clients.size === 0) return;
-    const data = frame(collector.snapshot());
+    const delta = encoder.delta(collector.snapshot({ series: false }));
+    const data = delta === undefined ? undefined : frame('delta', delta);
+    let full: string | undefined;
     for (const res of clients) {
-      // A client that does not read is skipped: every snapshot is complete, so dropping one loses nothing.
-      if (!res.writableNeedDrain) res.write(data);
+      if (res.writableNeedDrain) {
+        // Deltas build on each other: a skipped client is resynchronised with a full snapshot.
+        if (data !== undefined) stale.add(res);
+        continue;
+      }
+      if (stale.delete(res)) {
+        full ??= frame('snapshot', encoder.full());
+        write(res, full);
+      } else if (data !== undefined) write(res, data);
     }
   }
 
@@ -242,13 +267,22 @@ export function createDashboardHandler(
     }
     res.socket?.setNoDelay(true);
     clients.add(res);
-    res.on('close', () => removeClient(res));
+    res.on('close', () => {
+      stale.delete(res);
+      removeClient(res);
+    });
     if (clients.size === 1) {
       collector.start();
       timer = clock.setTimeout(tick, intervalMs);
       timer.unref();
     }
-    res.write(`retry: 2000\n\n${frame(collector.snapshot())}`);
+    // Bring every other client up to date first, so the newcomer's snapshot is the base of the next delta.
+    const others = clients.size > 1;
+    if (others) clients.delete(res);
+    if (others) broadcast();
+    else encoder.delta(collector.snapshot({ series: false }));
+    clients.add(res);
+    write(res, `retry: 2000\n\n${frame('snapshot', encoder.full())}`);
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse): boolean => {
@@ -296,6 +330,7 @@ export function createDashboardHandler(
 
   Object.defineProperties(handler, {
     clients: { get: () => clients.size, enumerable: true },
+    streamed: { get: () => ({ bytes: bytesSent, frames: framesSent }), enumerable: true },
     collector: { value: collector, enumerable: true },
     snapshot: { value: () => collector.snapshot(), enumerable: true },
     close: {
