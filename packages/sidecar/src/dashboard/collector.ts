@@ -33,6 +33,85 @@ export interface BreakerSource {
   breakers(): Iterable<readonly [string, CircuitBreaker]>;
   /** Calls `onChange` when the set of breakers changes. Optional. */
   watch?(onChange: () => void): Subscription;
+  /** Extra data about one breaker's owner (a sidecar cluster's hosts and limits). Optional. */
+  details?(name: string, now: number): ClusterView | undefined;
+}
+
+/**
+ * A sidecar cluster's hosts (with outlier ejections) and admission limits by priority.
+ *
+ * @example
+ * ```ts
+ * const { hosts, limits }: ClusterView = view.cluster!;
+ * console.log(hosts.filter((h) => h.ejected).length, limits.high?.active);
+ * ```
+ */
+export interface ClusterView {
+  hosts: Array<{
+    address: string;
+    active: number;
+    ejected: boolean;
+    ejectedUntil?: number;
+    ejections: number;
+  }>;
+  limits: Record<
+    string,
+    {
+      active: number;
+      maxRequests: number;
+      pending: number;
+      maxPending: number;
+      retries: number;
+      maxRetries: number;
+    }
+  >;
+}
+
+interface HostLike {
+  address?: unknown;
+  active?: unknown;
+  ejectedUntil?: unknown;
+  ejections?: unknown;
+}
+interface LimiterLike {
+  active?: unknown;
+  pending?: unknown;
+  retries?: unknown;
+  maxRequests?: unknown;
+  maxPending?: unknown;
+  maxRetries?: unknown;
+}
+const n0 = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+
+/** Reads a sidecar cluster structurally: a cluster without hosts or limits yields what it has. */
+function clusterView(c: { hosts?: unknown; limits?: unknown }, now: number): ClusterView | undefined {
+  if (!Array.isArray(c.hosts) && (typeof c.limits !== 'object' || c.limits === null)) return undefined;
+  const hosts: ClusterView['hosts'] = [];
+  for (const h of (Array.isArray(c.hosts) ? c.hosts : []) as HostLike[]) {
+    const until = n0(h.ejectedUntil);
+    const row: ClusterView['hosts'][number] = {
+      address: String(h.address),
+      active: n0(h.active),
+      ejected: until > now,
+      ejections: n0(h.ejections),
+    };
+    if (until > now) row.ejectedUntil = until;
+    hosts.push(row);
+  }
+  const limits: ClusterView['limits'] = {};
+  if (typeof c.limits === 'object' && c.limits !== null)
+    for (const [p, l] of Object.entries(c.limits as Record<string, LimiterLike>)) {
+      if (typeof l !== 'object' || l === null) continue;
+      limits[p] = {
+        active: n0(l.active),
+        maxRequests: n0(l.maxRequests),
+        pending: n0(l.pending),
+        maxPending: n0(l.maxPending),
+        retries: n0(l.retries),
+        maxRetries: n0(l.maxRetries),
+      };
+    }
+  return { hosts, limits };
 }
 
 /**
@@ -93,6 +172,10 @@ export function toBreakerSource(source: DashboardSource): BreakerSource {
       *breakers() {
         // Re-read on every call: a reload swaps the clusters map and may replace breakers.
         for (const c of source.clusters.values()) if (c.breaker !== undefined) yield [c.name, c.breaker];
+      },
+      details(name, now) {
+        const c = source.clusters.get(name);
+        return c === undefined ? undefined : clusterView(c as { hosts?: unknown; limits?: unknown }, now);
       },
     };
   }
@@ -236,6 +319,8 @@ export interface BreakerView {
   window: WindowView;
   /** The last failure, only when a `redact` hook is configured (its return value is the message). */
   lastFailure?: { at: number; message: string };
+  /** For a sidecar cluster: its hosts with ejections and its limits' usage per priority. */
+  cluster?: ClusterView;
   latency: LatencyView;
   /** Counts over the last `recentSeconds` of the series (only while the collector runs). */
   recent: { seconds: number; calls: number; failures: number; rejections: number; failureRate: number };
@@ -681,6 +766,10 @@ export class Collector {
     if (st.openedAt !== undefined) view.openedAt = st.openedAt;
     if (st.nextAttemptAt !== undefined && Number.isFinite(st.nextAttemptAt))
       view.nextAttemptAt = st.nextAttemptAt;
+    if (withSeries && this.#source.details !== undefined) {
+      const cluster = this.#source.details(name, this.clock.now());
+      if (cluster !== undefined) view.cluster = cluster;
+    }
     if (tracked === undefined) return view;
     if (tracked.reason !== undefined && st.state !== 'closed') view.reason = tracked.reason;
     if (tracked.reasonDetail !== undefined && st.state !== 'closed') view.reasonDetail = tracked.reasonDetail;

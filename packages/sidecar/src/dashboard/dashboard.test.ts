@@ -294,6 +294,47 @@ describe('collector', () => {
     assert.equal(d.collector.active, false);
   });
 
+  test('sidecar-like source: hosts with ejections (by the clock) and limits per priority in the detail only', () => {
+    const clock = new TestClock(1_700_000_000_000);
+    const b = circuitBreaker({ name: 'api', clock });
+    const lim = (active: number) => ({
+      active,
+      pending: 1,
+      retries: 0,
+      maxRequests: 10,
+      maxPending: 5,
+      maxRetries: 3,
+    });
+    const clusters = new Map([
+      [
+        'api',
+        {
+          name: 'api',
+          breaker: b,
+          hosts: [
+            { address: '10.0.0.1:80', active: 2, ejectedUntil: 1_700_000_030_000, ejections: 1 },
+            { address: '10.0.0.2:80', active: 0, ejectedUntil: 0, ejections: 0 },
+          ],
+          limits: { default: lim(7), high: lim(1) },
+        },
+      ],
+    ]);
+    const c = new Collector({ clusters }, { clock });
+    c.start();
+    const v = c.snapshot({ only: 'api' }).breakers[0]!;
+    assert.deepEqual(v.cluster, {
+      hosts: [
+        { address: '10.0.0.1:80', active: 2, ejected: true, ejectedUntil: 1_700_000_030_000, ejections: 1 },
+        { address: '10.0.0.2:80', active: 0, ejected: false, ejections: 0 },
+      ],
+      limits: { default: lim(7), high: lim(1) },
+    });
+    assert.equal(c.snapshot({ series: false }).breakers[0]!.cluster, undefined, 'not in the overview');
+    clock.advance(30_000);
+    assert.equal(c.snapshot().breakers[0]!.cluster!.hosts[0]!.ejected, false);
+    c.stop();
+  });
+
   test('rejects bad sources and options', () => {
     assert.throws(() => new Collector({ breakers: () => [] }, { redact: 'x' as never }), /redact/);
     assert.throws(() => new Collector({} as never), TypeError);

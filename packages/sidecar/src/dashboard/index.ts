@@ -33,6 +33,7 @@ import { DATA_CSP, PAGE_CSP, renderPage } from './page.js';
 export {
   type BreakerSource,
   type BreakerView,
+  type ClusterView,
   Collector,
   type CollectorOptions,
   type DashboardSnapshot,

@@ -44,6 +44,7 @@ header.top h1{font-size:17px;margin:0}
 #detail .why{color:var(--open);margin-bottom:6px}
 .kv{display:flex;flex-wrap:wrap;gap:4px 18px;margin:6px 0}
 .kv div{font-variant-numeric:tabular-nums}.kv .k{color:var(--muted);font-size:11px;text-transform:uppercase;margin-right:4px}
+.cluster{font-size:12px;font-variant-numeric:tabular-nums;margin:4px 0 8px}.cluster .ejected{color:var(--open)}
 .lastfail{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-all;color:var(--muted)}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:12px}
 svg.chart{width:100%;height:170px;display:block}
@@ -266,6 +267,23 @@ export const PAGE_SCRIPT = `
     add('p99', ms(l.p99), 'p99');
     const lf = $('d-lastfail');
     lf.textContent = b.lastFailure ? 'last failure: ' + b.lastFailure.message : '';
+    const cl = $('d-cluster');
+    while (cl.firstChild) cl.firstChild.remove();
+    if (b.cluster) {
+      for (const p in b.cluster.limits) {
+        const l = b.cluster.limits[p];
+        const d = el('div', null, 'limits ' + p + ': ' + int(l.active) + '/' + int(l.maxRequests) + ' active, ' +
+          int(l.pending) + '/' + int(l.maxPending) + ' pending, ' + int(l.retries) + '/' + int(l.maxRetries) + ' retries');
+        d.setAttribute('data-limit', p);
+        cl.append(d);
+      }
+      for (const h of b.cluster.hosts) {
+        const d = el('div', h.ejected ? 'ejected' : null, 'host ' + h.address + ': ' + int(h.active) + ' active, ' +
+          int(h.ejections) + ' ejections' + (h.ejected ? ' \u00b7 ejected' + (typeof h.ejectedUntil === 'number' ? ' for ' + Math.max(0, Math.ceil((h.ejectedUntil - (Date.now() + offset)) / 1000)) + ' s' : '') : ''));
+        d.setAttribute('data-host', h.address);
+        cl.append(d);
+      }
+    }
     chart($('c-rate'), b.series, 'rate');
     chart($('c-err'), b.series, 'err');
   }
@@ -397,7 +415,7 @@ export function renderPage(opts: { basePath: string; title: string }): string {
 <span class="controls"><input id="filter" type="search" placeholder="filter by name" aria-label="filter by name">
 <label>sort <select id="sort"><option value="error">error %</option><option value="volume">volume</option><option value="name">name</option></select></label></span></header>
 <section id="detail" hidden><header><h2 id="d-name"></h2><span id="d-state" class="badge"></span><button id="close" class="close" type="button">close</button></header>
-<div id="d-why" class="why"></div><div id="d-counts" class="kv"></div><div id="d-lastfail" class="lastfail"></div>
+<div id="d-why" class="why"></div><div id="d-counts" class="kv"></div><div id="d-lastfail" class="lastfail"></div><div id="d-cluster" class="cluster"></div>
 <div class="charts"><div><svg id="c-rate" class="chart" viewBox="0 0 600 170" role="img" aria-label="calls, failures and rejections per second, last 5 minutes"></svg>
 <div class="legend"><span class="c">calls/s</span><span class="f">failures/s</span><span class="r">rejected/s</span></div></div>
 <div><svg id="c-err" class="chart" viewBox="0 0 600 170" role="img" aria-label="error % per second, last 5 minutes"></svg>
