@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { breakerRegistry } from 'tripswitch';
+import { TestClock } from 'tripswitch/testing';
 import { createDashboardHandler } from './index.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -196,6 +197,104 @@ test('dashboard in headless Chromium: a real trip and recovery, with reasons, co
     // else (a CSP refusal, a script error) is a bug.
     const real = problems.filter((p) => !/EventSource|\/dashboard\/events/.test(p));
     assert.deepEqual(real, []);
+  } finally {
+    await context.close();
+    dashboard.dispose();
+    await new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    });
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
+
+test('dashboard in headless Chromium: five minutes of history from before the page opened (docs screenshot)', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip(`${CHROMIUM} not installed (apt-get install chromium): browser test skipped`);
+    return;
+  }
+  // Five minutes of traffic on a TestClock, with a 80 s outage of `payments` in the middle:
+  // deterministic, and over before the browser starts.
+  const clock = new TestClock(Date.UTC(2026, 11, 1, 15, 0, 0));
+  const registry = breakerRegistry({
+    clock,
+    defaults: {
+      trip: { kind: 'time', windowMs: 10_000, minimumCalls: 10, failureRateThreshold: 0.5 },
+      openDuration: 5_000,
+    },
+  });
+  const names = [
+    'payments',
+    'search',
+    'inventory',
+    'shipping',
+    'pricing',
+    'reviews',
+    'recommendations',
+    'auth',
+  ];
+  const breakers = names.map((n) => registry.get(n));
+  const dashboard = createDashboardHandler(registry, {
+    clock,
+    redact: (e) => String((e as Error).message).replace(/password=\S+/, 'password=***'),
+  });
+  let seed = 7;
+  const rnd = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return seed / 2_147_483_648;
+  };
+  for (let s = 0; s < 300; s++) {
+    for (const [k, b] of breakers.entries()) {
+      const calls = Math.round((30 - k * 3) * (0.8 + 0.4 * rnd()));
+      const outage = k === 0 && s >= 150 && s < 230;
+      const flaky = k === 2 && s >= 240 && s < 255;
+      for (let j = 0; j < calls; j++) {
+        const p = b.tryAcquire();
+        if (p === undefined) continue;
+        const ms = 2 + Math.floor(rnd() * 20);
+        clock.advance(ms / 100); // keep the second: calls overlap in reality
+        if (outage || (flaky && rnd() < 0.6))
+          p.failure(new Error('connect ECONNREFUSED db:5432 password=hunter2'));
+        else if (rnd() < 0.01) p.failure(new Error('upstream 503'));
+        else p.success();
+      }
+    }
+    clock.advance(1000 - (clock.now() % 1000));
+  }
+  const server = createServer((req, res) => {
+    if (!dashboard(req, res)) res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const profile = mkdtempSync(join(tmpdir(), 'tripswitch-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    args: ARGS,
+    headless: true,
+    viewport: { width: 1280, height: 720 },
+    timeout: 60_000,
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(`http://127.0.0.1:${port}/dashboard`, { timeout: 30_000 });
+    await page.waitForFunction(
+      () => document.querySelectorAll('.tile[data-breaker]').length === 8,
+      undefined,
+      waitOpts,
+    );
+    await page.click('.tile[data-breaker="payments"]');
+    await page.waitForSelector('#detail[data-breaker="payments"] #c-rate polyline', waitOpts);
+    // The outage (seconds 150-230 of 300) is a band in the middle of the chart, not at its end.
+    const band = await page.$$eval('#c-err rect.st-open', (rs) =>
+      rs.map((r) => [Number(r.getAttribute('x')), Number(r.getAttribute('width'))]),
+    );
+    assert.ok(band.length >= 1, 'an open band');
+    const [x = 0, w = 0] = band[0]!;
+    assert.ok(x > 250 && x < 400 && w > 80, `band at ${x} width ${w}`);
+    assert.match((await page.textContent('#c-rate')) ?? '', /-5 min/);
+    assert.doesNotMatch((await page.textContent('body')) ?? '', /hunter2/);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-history.png') });
   } finally {
     await context.close();
     dashboard.dispose();

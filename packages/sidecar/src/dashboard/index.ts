@@ -1,12 +1,14 @@
 /**
  * The live dashboard: an HTTP handler any Node app can mount, showing every breaker of a registry
- * (or a sidecar, or any `{ breakers() }`) with its state, failure rate, calls, rejections, latency
- * percentiles and a two-minute chart, pushed by server-sent events.
+ * (or a sidecar, or any `{ breakers() }`): an overview grid (state, reason, probe countdown, error
+ * % and rate over the trip rule's window, p99; sortable and filterable) and a detail per breaker
+ * (counts by outcome, percentiles, redacted last failure, five-minute charts), updated by deltas
+ * over server-sent events.
  *
  * Routes (under `basePath`, default `/dashboard`): `GET /dashboard` (the page), `GET
- * /dashboard/events` (`text/event-stream`), `GET /dashboard/snapshot.json`. The collector
- * subscribes to breaker events when the first event-stream client connects and unsubscribes when
- * the last one leaves; with no client the handler holds no subscription and no timer.
+ * /dashboard/events` (`text/event-stream`), `GET /dashboard/snapshot.json`, `GET
+ * /dashboard/breaker.json?name=`. The collector follows the breakers from the handler's creation
+ * (`keepHistory`), holding no timer; the tick timer runs only while a page is connected.
  *
  * @example
  * ```ts
