@@ -81,7 +81,12 @@ program
 async function dashboardHook(sidecar: Sidecar) {
   try {
     const mod = (await import('./dashboard/index.js' as string)) as {
-      createDashboardHandler?: (s: Sidecar) => (req: unknown, res: unknown) => boolean | Promise<boolean>;
+      createDashboardHandler?: (s: Sidecar) => ((
+        req: unknown,
+        res: unknown,
+      ) => boolean | Promise<boolean>) & {
+        collector?: { sync(): void };
+      };
     };
     return mod.createDashboardHandler?.(sidecar);
   } catch {
@@ -98,12 +103,13 @@ program
     const log = stderrLogger;
     let sidecar: Sidecar;
     let admin: AdminServer;
+    let dashboard: Awaited<ReturnType<typeof dashboardHook>>;
     try {
       const config = loadConfig(opts.config);
       // @tripswitch/redis (and ioredis) load only for a config that shares breaker state
       const sharedState = needsSharedState(config) ? await loadSharedState() : undefined;
       sidecar = new Sidecar(config, { logger: log, ...(sharedState ? { sharedState } : {}) });
-      const dashboard = await dashboardHook(sidecar);
+      dashboard = await dashboardHook(sidecar);
       admin = await startAdmin(sidecar, dashboard ? { dashboard: dashboard as never } : {});
       await sidecar.start();
     } catch (err) {
@@ -116,6 +122,8 @@ program
         try {
           const next = loadConfig(opts.config);
           await sidecar.reload(next, needsSharedState(next) ? { sharedState: await loadSharedState() } : {});
+          // The dashboard keeps history with no page open: follow the new clusters' breakers now.
+          dashboard?.collector?.sync();
           log.info('reloaded', { why });
         } catch (err) {
           log.error('reload failed; keeping the running config', {

@@ -523,6 +523,57 @@ describe('handler', () => {
     }
   });
 
+  test('a client that missed a delta (full socket buffer) is resynchronised with a full snapshot', () => {
+    const clock = new TestClock(1_700_000_000_000);
+    const registry = breakerRegistry({ clock });
+    const a = registry.get('a');
+    const d = createDashboardHandler(registry, { clock, intervalMs: 1000 });
+    // A minimal ServerResponse whose buffer we fill by hand: deterministic, no socket timing.
+    const fake = () => {
+      const writes: string[] = [];
+      const listeners: Record<string, () => void> = {};
+      const res = {
+        writableNeedDrain: false,
+        writeHead: () => res,
+        setHeader: () => undefined,
+        write: (x: string) => writes.push(x) > 0,
+        end: () => undefined,
+        on: (e: string, f: () => void) => {
+          listeners[e] = f;
+          return res;
+        },
+        socket: null,
+        writes,
+        close: () => listeners.close?.(),
+      };
+      return res;
+    };
+    const req = { url: '/dashboard/events', method: 'GET', headers: {} };
+    const slow = fake();
+    const fast = fake();
+    d(req as never, slow as never);
+    d(req as never, fast as never);
+    const events = (r: ReturnType<typeof fake>) => r.writes.map((w) => /event: (\w+)/.exec(w)?.[1]);
+    assert.deepEqual(events(slow), ['snapshot'], 'nothing changed when the second client joined');
+    slow.writableNeedDrain = true;
+    a.isolate();
+    clock.advance(1000); // the tick sends the isolate delta: slow is skipped
+    assert.equal(events(fast).at(-1), 'delta');
+    assert.equal(events(slow).length, 1);
+    slow.writableNeedDrain = false;
+    a.reset();
+    clock.advance(1000);
+    // The skipped client gets a full snapshot carrying the current state, not a delta it cannot apply.
+    assert.equal(events(slow).at(-1), 'snapshot');
+    const last = JSON.parse(/data: (.*)/.exec(slow.writes.at(-1)!)![1]!) as OverviewEvent;
+    assert.equal(last.rows.find((r) => r.n === 'a')!.s, 'closed');
+    assert.equal(events(fast).at(-1), 'delta');
+    slow.close();
+    fast.close();
+    assert.equal(d.clients, 0);
+    d.dispose();
+  });
+
   test('1,000 breakers under traffic: the stream sends under 50 KB per second (bytes counted per tick)', async () => {
     const clock = new TestClock(1_700_000_000_000);
     const registry = breakerRegistry({

@@ -292,8 +292,10 @@ export const PAGE_SCRIPT = `
     while (svg.firstChild) svg.firstChild.remove();
     const W = 600, H = 170, L = 44, R = 8, T = 8, B = 22;
     const n = 300; // five minutes of one-second points
-    const calls = (s && s.calls) || [], fail = (s && s.failures) || [], rej = (s && s.rejections) || [];
-    const states = (s && s.states) || [];
+    // The newest second is still filling: drawn, it would always dip at the right edge.
+    const done = (a) => (a || []).slice(0, -1);
+    const calls = done(s && s.calls), fail = done(s && s.failures), rej = done(s && s.rejections);
+    const states = done(s && s.states);
     const end = num(s && s.start) + (calls.length - 1) * 1000;
     const x = (i) => L + ((n - calls.length + i) / (n - 1)) * (W - L - R);
     let max = kind === 'err' ? 100 : 1;
