@@ -545,3 +545,64 @@ describe('retry: details pinned by mutation testing', () => {
     assert.equal(clock.now(), 600);
   });
 });
+
+describe('retry: the last survivors of mutation testing', () => {
+  it('a first attempt that succeeds is returned as it is, with or without handleResult', async () => {
+    assert.equal(await retry().execute(() => 'sync'), 'sync');
+    assert.equal(await retry().execute(async () => 'async'), 'async');
+    assert.equal(await retry({ handleResult: () => false }).execute(async () => 'kept'), 'kept');
+  });
+
+  it('with handleResult, an async rejection of the first attempt is retried, and rethrown at the end', async () => {
+    const clock = new TestClock(0);
+    let n = 0;
+    const r = retry({ maxAttempts: 2, backoff: constantBackoff(5), clock, handleResult: (v) => v === 'bad' });
+    assert.equal(
+      await clock.settle(r.execute(async () => (++n === 1 ? Promise.reject(new Error('x')) : 'good'))),
+      'good',
+    );
+    const once = retry({ maxAttempts: 1, clock, handleResult: (v) => v === 'bad' });
+    await assert.rejects(
+      once.execute(async () => {
+        throw new Error('only');
+      }),
+      /only/,
+    );
+  });
+
+  it('a caller abort during an attempt stops at once: giveUp "aborted", the attempt\'s error, no second attempt', async () => {
+    const ac = new AbortController();
+    const events: string[] = [];
+    const r = retry({ maxAttempts: 3, backoff: constantBackoff(0) });
+    r.on('giveUp', (e) => events.push(e.reason));
+    let calls = 0;
+    const err = new Error('attempt failed');
+    await assert.rejects(
+      r.execute(async () => {
+        calls++;
+        ac.abort(new Error('caller gone'));
+        throw err;
+      }, ac.signal),
+      (e) => e === err,
+    );
+    assert.equal(calls, 1);
+    assert.deepEqual(events, ['aborted']);
+  });
+
+  it('a null backoff is a bad option, not a crash', () => {
+    assert.throws(
+      () => retry({ backoff: null as never }),
+      (e: unknown) => isInvalidOptionError(e) && /"backoff"/.test(String(e)),
+    );
+  });
+
+  it("the budget window starts at the clock's own time (not at 0)", () => {
+    const clock = new TestClock(1_700_000_000_000);
+    const budget = retryBudget({ windowMs: 1_000, buckets: 10, clock });
+    budget.recordCall();
+    clock.advance(999);
+    assert.equal(budget.stats().calls, 1);
+    clock.advance(1);
+    assert.equal(budget.stats().calls, 0, 'the call aged out after one window');
+  });
+});
