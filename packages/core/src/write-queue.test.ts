@@ -917,3 +917,359 @@ describe('writeQueue: events and details pinned by mutation testing', () => {
     await q.close();
   });
 });
+
+describe('writeQueue: more survivors of mutation testing', () => {
+  const failing =
+    (clock: TestClock, sends: Array<[string, number]>, isDown: () => boolean) => async (d: string) => {
+      sends.push([d, clock.now()]);
+      if (isDown()) throw new Error(`down (${d})`);
+      return d;
+    };
+
+  it('rejects look-alike options: functions posing as breaker, policy or backoff; a null backoff', () => {
+    const store = memoryWriteStore<string>();
+    const send = async () => 1;
+    for (const [o, name] of [
+      [{ breaker: Object.assign(() => {}, { kind: 'breaker' }) }, 'breaker'],
+      [{ policy: Object.assign(() => {}, { execute: () => {} }) }, 'policy'],
+      [{ backoff: Object.assign(() => {}, { delay: () => 1 }) }, 'backoff'],
+      [{ backoff: null }, 'backoff'],
+    ] as const)
+      assert.throws(
+        () => writeQueue({ send, store, ...(o as object) } as never),
+        (e: unknown) => isInvalidOptionError(e) && new RegExp(`option "${name}"`).test(String(e)),
+        name,
+      );
+  });
+
+  it('the default backoff starts at 1 s', async () => {
+    const clock = new TestClock(0);
+    const sends: Array<[string, number]> = [];
+    let down = true;
+    const q = writeQueue({
+      send: failing(clock, sends, () => down),
+      store: memoryWriteStore<string>(),
+      clock,
+      random: () => 0.5,
+    });
+    await q.ready;
+    await q.submit('a');
+    down = false;
+    await clock.advanceAsync(999);
+    assert.equal(sends.length, 1);
+    await clock.advanceAsync(1);
+    assert.deepEqual(sends, [
+      ['a', 0],
+      ['a', 1_000],
+    ]);
+    await q.close();
+  });
+
+  it('only closed, disabled or metrics-only cancel the backoff wait; the breaker opening does not', async () => {
+    for (const to of ['forceClose', 'metricsOnly', 'open'] as const) {
+      const clock = new TestClock(0);
+      const breaker = circuitBreaker({
+        clock,
+        trip: { kind: 'consecutive', threshold: 100 },
+        openDuration: 1_000,
+      });
+      const sends: Array<[string, number]> = [];
+      let down = true;
+      const q = writeQueue({
+        send: failing(clock, sends, () => down),
+        store: memoryWriteStore<string>(),
+        breaker,
+        clock,
+        backoff: constantBackoff(60_000),
+      });
+      await q.ready;
+      await q.submit('a'); // replay due at 60 s
+      down = false;
+      if (to === 'open') {
+        // Opened by other callers; its open period (1 s) ends long before the backoff (60 s).
+        for (let i = 0; i < 100; i++)
+          await breaker.execute(() => Promise.reject(new Error('x'))).catch(() => {});
+        assert.equal(breaker.state, 'open');
+      } else breaker[to]();
+      await clock.advanceAsync(0);
+      await clock.advanceAsync(1_000);
+      assert.equal(
+        sends.length,
+        to === 'open' ? 1 : 2,
+        `${to}: replay ${to === 'open' ? 'still waits' : 'at once'}`,
+      );
+      await clock.advanceAsync(59_000);
+      assert.equal(sends.length, 2, `${to}: replayed by 60 s`);
+      await q.close();
+    }
+  });
+
+  it('while the breaker is half-open with another probe out, replays wait for it without a timer', async () => {
+    const clock = new TestClock(0);
+    const breaker = circuitBreaker({ clock, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 100 });
+    const sends: Array<[string, number]> = [];
+    const q = writeQueue({
+      send: failing(clock, sends, () => false),
+      store: memoryWriteStore<string>(),
+      breaker,
+      clock,
+    });
+    await q.ready;
+    await breaker.execute(() => Promise.reject(new Error('x'))).catch(() => {});
+    clock.advance(100);
+    let finishProbe!: () => void;
+    const probe = breaker.execute(() => new Promise<void>((r) => (finishProbe = r)));
+    assert.equal(breaker.state, 'half-open');
+    const breakerTimers = clock.pending;
+    await q.enqueue('a');
+    await clock.advanceAsync(0);
+    assert.equal(clock.pending, breakerTimers, 'the queue holds no timer while half-open');
+    assert.deepEqual(sends, []);
+    finishProbe();
+    await probe;
+    await clock.advanceAsync(0);
+    assert.deepEqual(sends, [['a', 100]]);
+    await q.close();
+  });
+
+  it('while the breaker is open, the queue sends nothing to it until the open period ends', async () => {
+    const clock = new TestClock(0);
+    const breaker = circuitBreaker({
+      clock,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 5_000,
+    });
+    let rejected = 0;
+    breaker.on('rejected', () => rejected++);
+    const sends: Array<[string, number]> = [];
+    let down = true;
+    const q = writeQueue({
+      send: failing(clock, sends, () => down),
+      store: memoryWriteStore<string>(),
+      breaker,
+      clock,
+      backoff: constantBackoff(10),
+    });
+    await q.ready;
+    await q.submit('a'); // fails: opens the breaker until 5 000
+    down = false;
+    for (let t = 0; t < 4_999; t += 500) await clock.advanceAsync(500);
+    assert.equal(rejected, 0, 'no replay was tried against the open breaker');
+    await clock.advanceAsync(1_000);
+    assert.deepEqual(sends, [
+      ['a', 0],
+      ['a', 5_000],
+    ]);
+    await q.close();
+  });
+
+  it('a second failure during the first backoff does not grow it', async () => {
+    const clock = new TestClock(0);
+    const sends: Array<[string, number]> = [];
+    let down = true;
+    const q = writeQueue({
+      send: failing(clock, sends, () => down),
+      store: memoryWriteStore<string>(),
+      clock,
+      ordered: false,
+      backoff: { delay: (n) => n * 100 },
+    });
+    await q.ready;
+    await q.submit('a'); // replay at 100
+    clock.advance(50);
+    await q.submit('b'); // fails too: the replay stays at 100
+    down = false;
+    await clock.advanceAsync(50);
+    assert.deepEqual(
+      sends.map(([d, t]) => `${d}@${t}`),
+      ['a@0', 'b@50', 'a@100', 'b@100'],
+    );
+    await q.close();
+  });
+
+  it('maxItems counts writes still being stored (unordered, concurrent failures)', async () => {
+    const clock = new TestClock(0);
+    const store = memoryWriteStore<string>();
+    const q = writeQueue({
+      send: async () => {
+        throw new Error('down');
+      },
+      store: {
+        ...store,
+        append: (w) => new Promise<void>((r) => clock.setTimeout(() => r(store.append(w)), 10)),
+      },
+      clock,
+      ordered: false,
+      maxItems: 1,
+    });
+    await q.ready;
+    const a = q.submit('a');
+    const b = q.submit('b');
+    await clock.settle(Promise.allSettled([a, b]));
+    assert.equal((await a).status, 'queued');
+    await assert.rejects(b, (e: unknown) => isWriteQueueFullError(e));
+    await q.close();
+  });
+
+  it('a caller abort while waiting behind an earlier attempt: rejected with its reason, never sent or stored', async () => {
+    const clock = new TestClock(0);
+    const sends: string[] = [];
+    const q = writeQueue({
+      send: (d: string) => {
+        sends.push(d);
+        return new Promise<string>((r) => clock.setTimeout(() => r(d), 100));
+      },
+      store: memoryWriteStore<string>(),
+      clock,
+    });
+    await q.ready;
+    const a = q.submit('a');
+    const ac = new AbortController();
+    const b = q.submit('b', ac.signal);
+    ac.abort(new Error('left'));
+    await assert.rejects(clock.settle(b), /left/);
+    assert.equal((await a).status, 'sent');
+    assert.deepEqual(sends, ['a']);
+    assert.equal(q.size, 0);
+    await q.close();
+  });
+
+  it('calls made while the store loads are accepted in call order, and later calls are accepted at once', async () => {
+    const clock = new TestClock(0);
+    const store = memoryWriteStore<string>();
+    const sends: string[] = [];
+    const q = writeQueue({
+      send: async (d: string) => {
+        sends.push(d);
+        return d;
+      },
+      store: { ...store, load: () => new Promise((r) => clock.setTimeout(() => r([]), 10)) },
+      clock,
+    });
+    const x = q.submit('x');
+    let y: Promise<unknown> | undefined;
+    // Runs after the load, between x's wake-up and its acceptance.
+    void q.ready.then(() => {
+      y = q.submit('y');
+    });
+    await clock.settle(q.ready);
+    await clock.settle(x);
+    await clock.settle(y!);
+    assert.deepEqual(sends, ['x', 'y']);
+    // Nobody waits for the load any more: a submit is accepted as it is made, so close waits for it.
+    const z = q.submit('z');
+    const e = q.enqueue('e');
+    await q.close();
+    assert.equal((await z).status, 'sent');
+    assert.equal(typeof (await e), 'string');
+  });
+
+  it('a close before the load completes loads nothing and sends nothing', async () => {
+    const clock = new TestClock(0);
+    const store = memoryWriteStore<string>();
+    await store.append({ id: 'old', data: 'old', enqueuedAt: 0 });
+    const sends: string[] = [];
+    const q = writeQueue({
+      send: async (d: string) => {
+        sends.push(d);
+        return d;
+      },
+      store: { ...store, load: () => new Promise((r) => clock.setTimeout(() => r(store.load()), 10)) },
+      clock,
+    });
+    const closing = q.close();
+    await clock.settle(closing);
+    await clock.advanceAsync(100);
+    assert.deepEqual(sends, []);
+    assert.equal(q.size, 0);
+  });
+
+  it('a replay stopped by close is not counted as an attempt', async () => {
+    const clock = new TestClock(0);
+    const store = memoryWriteStore<string>();
+    const q = writeQueue({
+      send: (_d: string, { signal }: WriteContext) =>
+        new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+      store,
+      clock,
+    });
+    await q.ready;
+    await q.enqueue('a');
+    await clock.advanceAsync(0); // the replay is in flight
+    await q.close();
+    assert.deepEqual(
+      q.pending().map((w) => w.attempts),
+      [0],
+    );
+  });
+
+  it('a CircuitOpenError from a breaker inside `policy` sets the next replay to its retryAt; one without retryAt backs off', async () => {
+    const clock = new TestClock(0);
+    const inner = circuitBreaker({ clock, trip: { kind: 'consecutive', threshold: 1 }, openDuration: 2_000 });
+    const sends: Array<[string, number]> = [];
+    let down = true;
+    const q = writeQueue({
+      send: failing(clock, sends, () => down),
+      store: memoryWriteStore<string>(),
+      policy: inner,
+      clock,
+      backoff: constantBackoff(300),
+    });
+    await q.ready;
+    await q.submit('a'); // fails: inner breaker open until 2 000; replay due at 300
+    down = false;
+    await clock.advanceAsync(300); // rejected by the inner breaker (retryAt 2 000): not a send
+    assert.equal(sends.length, 1);
+    await clock.advanceAsync(1_699);
+    assert.equal(sends.length, 1, 'waits for the retryAt of the error');
+    await clock.advanceAsync(1);
+    assert.deepEqual(sends[1], ['a', 2_000]);
+    // An isolated breaker's rejection names no time: the queue backs off instead of spinning.
+    inner.isolate();
+    await q.enqueue('b');
+    await clock.advanceAsync(0);
+    await clock.advanceAsync(299);
+    let rejected = 0;
+    inner.on('rejected', () => rejected++);
+    await clock.advanceAsync(1);
+    assert.equal(rejected, 1, 'one retry after the 300 ms backoff, not a loop');
+    await q.close();
+  });
+
+  it('drained is emitted only when the queue emptied, not when a replay failed', async () => {
+    const clock = new TestClock(0);
+    const down = true;
+    const sends: Array<[string, number]> = [];
+    const q = writeQueue({
+      send: failing(clock, sends, () => down),
+      store: memoryWriteStore<string>(),
+      clock,
+      backoff: constantBackoff(10),
+    });
+    let drained = 0;
+    q.on('drained', () => drained++);
+    await q.ready;
+    await q.submit('a');
+    await clock.advanceAsync(10); // replay fails
+    assert.equal(drained, 0);
+    await q.close(); // closing with a write left: no drained either
+    assert.equal(drained, 0);
+  });
+
+  it('close(): a failing store close is reported; asyncDispose closes', async () => {
+    const errors: unknown[] = [];
+    const q = writeQueue({
+      send: async () => 1,
+      store: {
+        ...memoryWriteStore<string>(),
+        close: async () => {
+          throw new Error('flush failed');
+        },
+      },
+    });
+    q.on('storeError', (e) => errors.push([e.operation, String(e.error)]));
+    await q[Symbol.asyncDispose]();
+    assert.deepEqual(errors, [['close', 'Error: flush failed']]);
+    await assert.rejects(q.submit('a'), (e: unknown) => isWriteQueueClosedError(e));
+  });
+});

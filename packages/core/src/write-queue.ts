@@ -283,7 +283,6 @@ class Queue<T, R> implements WriteQueue<T, R> {
   #items: Item<T>[] = [];
   /** Writes being stored: they count against `maxItems`. */
   #storing = 0;
-  #stores = new Set<Promise<unknown>>();
   /**
    * Submits and enqueues accepted and not yet decided (sent, stored or refused); close() waits for
    * them. When ordered, the last one is the turn the next one waits for.
@@ -487,13 +486,10 @@ class Queue<T, R> implements WriteQueue<T, R> {
       throw new WriteQueueFullError(this.#maxItems, error);
     const item: Item<T> = { id, data, enqueuedAt: this.#clock.now(), attempts };
     this.#storing++;
-    const stored = this.#store.append({ id, data, enqueuedAt: item.enqueuedAt });
-    this.#stores.add(stored);
     try {
-      await stored;
+      await this.#store.append({ id, data, enqueuedAt: item.enqueuedAt });
     } finally {
       this.#storing--;
-      this.#stores.delete(stored);
     }
     this.#items.push(item);
     this.#emit('queued', { id, data, error, size: this.#items.length });
@@ -677,10 +673,9 @@ class Queue<T, R> implements WriteQueue<T, R> {
     this.#clearTimer();
     this.#sub?.dispose();
     this.#abort.abort(new WriteQueueClosedError());
-    // Writes accepted before close are decided (sent, or stored for the next run) before the store
-    // closes; their appends are in #stores by then.
+    // Writes accepted before close are decided (sent, or stored for the next run: every append
+    // comes from one of them) before the store closes.
     await Promise.allSettled([this.ready, this.#draining, ...this.#admitted]);
-    await Promise.allSettled([...this.#stores]);
     try {
       await this.#store.close();
     } catch (error) {
