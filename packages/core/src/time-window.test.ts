@@ -105,3 +105,54 @@ describe('time window under a busy event loop', () => {
     assert.equal(timers(), 0);
   });
 });
+
+describe('time window: the shared bucket index', () => {
+  it('a read of one breaker brings the index forward for another on the same clock', () => {
+    const { clock, busy } = busyLoop();
+    const trip = { kind: 'time', windowMs: 400, buckets: 4 } as const;
+    const a = circuitBreaker({ clock: busy, trip });
+    const b = circuitBreaker({ clock: busy, trip });
+    b.tryAcquire()!.success(); // reads the clock: bucket 0
+    clock.advance(400); // bucket 4; no timer runs
+    a.stats();
+    b.tryAcquire()!.success(); // must count in bucket 4, not in the stale bucket 0
+    assert.equal(b.stats().windowCalls, 1);
+  });
+
+  it('a clock that steps back keeps counting in the newest bucket', () => {
+    let now = 1_000_000;
+    const stepping: Clock = {
+      now: () => now,
+      setTimeout: () => ({ unref: () => ({}) as TimerHandle }) as TimerHandle,
+      clearTimeout: () => {},
+    };
+    const b = circuitBreaker({ clock: stepping, trip: { kind: 'time', windowMs: 400, buckets: 4 } });
+    b.tryAcquire()!.success();
+    now += 300;
+    b.stats(); // the window moves to bucket +3
+    for (let i = 0; i < 5; i++) b.tryAcquire()!.success(); // counted in bucket +3
+    now -= 200; // the clock steps back two buckets
+    for (let i = 0; i < 40; i++) b.tryAcquire()!.success();
+    now += 200;
+    assert.equal(b.stats().windowCalls, 46, 'no call lost to a window that moved backwards');
+  });
+
+  it('under traffic, one bucket-end timer per bucket', () => {
+    const clock = new TestClock();
+    let armed = 0;
+    const counting: Clock = {
+      now: () => clock.now(),
+      setTimeout: (fn, ms) => {
+        armed++;
+        return clock.setTimeout(fn, ms);
+      },
+      clearTimeout: (h) => clock.clearTimeout(h),
+    };
+    const b = circuitBreaker({ clock: counting, trip: { kind: 'time', windowMs: 1_000, buckets: 10 } });
+    for (let i = 0; i < 1_000; i++) {
+      clock.advance(1); // 1 s of traffic: 10 buckets
+      b.tryAcquire()!.success();
+    }
+    assert.ok(armed <= 11, `${armed} timers for 10 buckets`);
+  });
+});

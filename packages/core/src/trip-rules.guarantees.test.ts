@@ -448,3 +448,244 @@ describe('trip rules: defaults', () => {
     );
   });
 });
+
+describe('trip rules: more bad options', () => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [
+      { kind: 'count', window: 10, windowSize: 10 },
+      'circuitBreaker: option "trip.window" must be absent when windowSize is given (window is its deprecated name), got 10',
+    ],
+    [
+      { kind: 'count', window: 0 },
+      'circuitBreaker: option "trip.window" must be an integer >= 1 and <= 1000000, got 0',
+    ],
+    [
+      { kind: 'nope' },
+      'circuitBreaker: option "trip.kind" must be one of "consecutive", "count", "time", "custom", got "nope"',
+    ],
+    [
+      { kind: 'consecutive', windowMs: 5 },
+      'circuitBreaker: option "trip.windowMs" must be one of the known options (kind, threshold), got 5',
+    ],
+    [{ kind: 'custom', predicate: 5 }, 'circuitBreaker: option "trip.predicate" must be a function, got 5'],
+    [
+      { kind: 'custom', predicate: () => false, slowCallDuration: -1 },
+      'circuitBreaker: option "trip.slowCallDuration" must be a number >= 0, got -1',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, windowMs: 0 },
+      'circuitBreaker: option "trip.windowMs" must be a number >= 1, got 0',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, windowMs: 10, buckets: 0 },
+      'circuitBreaker: option "trip.buckets" must be an integer >= 1 and <= 1000, got 0',
+    ],
+    [
+      { kind: 'custom', predicate: () => false, windowMs: 10, buckets: 2.5 },
+      'circuitBreaker: option "trip.buckets" must be an integer >= 1 and <= 1000, got 2.5',
+    ],
+  ];
+  for (const [trip, message] of cases)
+    it(message.slice(14, 100), () => {
+      assert.throws(() => circuitBreaker({ trip: trip as never }), { name: 'InvalidOptionError', message });
+    });
+
+  it('no trip option: 5 consecutive failures', () => {
+    const clock = new TestClock();
+    const b = circuitBreaker({ clock });
+    for (let i = 0; i < 4; i++) call(b, clock, { failure: true });
+    assert.equal(b.state, 'closed');
+    call(b, clock, { failure: true });
+    assert.equal(b.state, 'open');
+  });
+});
+
+describe('trip rules: counts since the last close', () => {
+  it('consecutive: stats count calls and failures since the last close; the snapshot says so', () => {
+    const { b, clock } = make({ kind: 'consecutive', threshold: 3 });
+    call(b, clock);
+    call(b, clock, { failure: true });
+    call(b, clock);
+    assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures], [3, 1]);
+    assert.deepEqual(b.toJSON().window, { kind: 'total', calls: 3, failures: 1, slowCalls: 0 });
+  });
+
+  it('custom without a window: failures and slow calls since the last close', () => {
+    const { b, clock } = make({ kind: 'custom', slowCallDuration: 100, predicate: () => false });
+    call(b, clock, { slow: true });
+    call(b, clock, { failure: true });
+    call(b, clock);
+    assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures], [3, 1]);
+    assert.equal(slowCalls(b), 1);
+    assert.deepEqual(b.toJSON().window, { kind: 'total', calls: 3, failures: 1, slowCalls: 1 });
+  });
+
+  it('a snapshot of another kind is ignored by every rule', () => {
+    const clock = new TestClock();
+    const snap = (window: BreakerSnapshot['window']): BreakerSnapshot => ({
+      version: 1,
+      name: 'x',
+      state: 'closed',
+      savedAt: 0,
+      openings: 0,
+      consecutiveFailures: 0,
+      totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+      window,
+    });
+    const total = { kind: 'total', calls: 5, failures: 5, slowCalls: 0 } as const;
+    const count = { kind: 'count', outcomes: [1, 1, 1] } as const;
+    for (const [trip, window] of [
+      [{ kind: 'consecutive' }, count],
+      [{ kind: 'custom', predicate: () => false }, count],
+      [{ kind: 'count' }, total],
+      [{ kind: 'count' }, { kind: 'count', outcomes: 'x' as never }],
+    ] as Array<[CircuitBreakerOptions['trip'], BreakerSnapshot['window']]>) {
+      const b = circuitBreaker({ clock, trip, initialState: snap(window) });
+      assert.equal(b.stats().windowCalls, 0, JSON.stringify([trip, window]));
+    }
+  });
+});
+
+describe('trip rules: predicates and slow successes are always judged', () => {
+  it('a count-window predicate can trip on a success', () => {
+    const { b, clock } = make({ kind: 'custom', windowSize: 5, predicate: (c) => c.calls >= 3 });
+    call(b, clock);
+    call(b, clock);
+    assert.equal(b.state, 'closed');
+    call(b, clock);
+    assert.equal(b.state, 'open');
+  });
+
+  it('a time-window predicate can trip on a success', () => {
+    const { b, clock } = make({ kind: 'custom', windowMs: 1_000, predicate: (c) => c.calls >= 3 });
+    call(b, clock);
+    call(b, clock);
+    call(b, clock);
+    assert.equal(b.state, 'open');
+  });
+
+  it('time window: a slow success is judged', () => {
+    const { b, clock } = make({
+      kind: 'time',
+      windowMs: 100_000,
+      minimumCalls: 2,
+      slowCallDuration: 100,
+      slowCallRateThreshold: 0.5,
+    });
+    call(b, clock);
+    call(b, clock);
+    call(b, clock); // 0 of 3
+    call(b, clock, { slow: true }); // 1 of 4
+    assert.equal(b.state, 'closed');
+    call(b, clock, { slow: true }); // 2 of 5
+    call(b, clock, { slow: true }); // 3 of 6 = 50%: a slow success trips it
+    assert.equal(b.state, 'open');
+  });
+});
+
+describe('trip rules: windows after wrapping and restoring', () => {
+  it('count window: the snapshot lists outcomes oldest first after the ring wrapped', () => {
+    const { b, clock } = make({ kind: 'count', windowSize: 3, minimumCalls: 3, failureRateThreshold: 1 });
+    call(b, clock, { failure: true });
+    call(b, clock);
+    call(b, clock);
+    call(b, clock, { failure: true }); // the first failure left; the ring wrapped once
+    assert.deepEqual(b.toJSON().window, { kind: 'count', outcomes: [0, 0, 1] });
+  });
+
+  it('count window: a restored full ring slides on from its oldest outcome', () => {
+    const clock = new TestClock();
+    const trip = { kind: 'count', windowSize: 3, minimumCalls: 3, failureRateThreshold: 1 } as const;
+    const b = circuitBreaker({
+      clock,
+      trip,
+      initialState: {
+        version: 1,
+        name: 'x',
+        state: 'closed',
+        savedAt: 0,
+        openings: 0,
+        consecutiveFailures: 0,
+        totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+        window: { kind: 'count', outcomes: [1, 0, 0] },
+      },
+    });
+    call(b, clock); // the restored failure (the oldest) leaves
+    assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures], [3, 0]);
+    call(b, clock, { failure: true });
+    call(b, clock, { failure: true });
+    assert.deepEqual(b.toJSON().window, { kind: 'count', outcomes: [0, 1, 1] });
+  });
+
+  it('time window: slow counts survive a snapshot round trip and leave with their bucket', () => {
+    const trip = {
+      kind: 'time',
+      windowMs: 1_000,
+      buckets: 4,
+      minimumCalls: 100,
+      slowCallDuration: 100,
+    } as const;
+    const { b, clock } = make(trip);
+    call(b, clock, { slow: true, failure: true });
+    clock.advance(250);
+    call(b, clock, { slow: true });
+    call(b, clock);
+    const snap = b.toJSON();
+    const c = circuitBreaker({ clock, trip, initialState: snap });
+    assert.deepEqual(c.toJSON().window, snap.window);
+    assert.deepEqual([c.stats().windowCalls, c.stats().windowFailures, slowCalls(c)], [3, 1, 2]);
+    const nonEmpty = (w: BreakerSnapshot['window']) =>
+      (w as { buckets: number[][] }).buckets.filter((x) => x[0]! > 0).sort();
+    assert.deepEqual(nonEmpty(snap.window), [
+      [1, 1, 1],
+      [2, 0, 1],
+    ]);
+    clock.advance(600); // the first bucket leaves, the second stays
+    assert.deepEqual([c.stats().windowCalls, c.stats().windowFailures, slowCalls(c)], [2, 0, 1]);
+    clock.advance(250);
+    assert.deepEqual([c.stats().windowCalls, slowCalls(c)], [0, 0]);
+  });
+
+  it('time window: a slot reused by a later bucket starts with no slow calls', () => {
+    const { b, clock } = make({
+      kind: 'time',
+      windowMs: 400,
+      buckets: 4,
+      minimumCalls: 100,
+      slowCallDuration: 100,
+    });
+    call(b, clock, { slow: true }); // 200 ms, in one bucket
+    for (let i = 0; i < 12; i++) {
+      clock.advance(100); // every slot is reused three times
+      call(b, clock);
+      assert.ok(slowCalls(b) >= 0 && slowCalls(b) <= 1, `slow calls ${slowCalls(b)}`);
+    }
+    assert.equal(slowCalls(b), 0);
+    assert.equal(b.stats().windowCalls, 4);
+  });
+
+  it('time window: a restored snapshot with a bucket that is not a list skips it', () => {
+    const clock = new TestClock();
+    const epoch = Math.floor(clock.now() / 250);
+    const b = circuitBreaker({
+      clock,
+      trip: { kind: 'time', windowMs: 1_000, buckets: 4 },
+      initialState: {
+        version: 1,
+        name: 'x',
+        state: 'closed',
+        savedAt: 0,
+        openings: 0,
+        consecutiveFailures: 0,
+        totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+        window: {
+          kind: 'time',
+          bucketMs: 250,
+          epoch,
+          buckets: [null as never, [2, 1, 0], [1, 0, 0], [1, 1, 0]],
+        },
+      },
+    });
+    assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures], [4, 2]);
+  });
+});
