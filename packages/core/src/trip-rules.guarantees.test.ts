@@ -539,6 +539,7 @@ describe('trip rules: counts since the last close', () => {
       [{ kind: 'custom', predicate: () => false }, count],
       [{ kind: 'count' }, total],
       [{ kind: 'count' }, { kind: 'count', outcomes: 'x' as never }],
+      [{ kind: 'count' }, { kind: 'time', outcomes: [1, 1, 1] } as never],
     ] as Array<[CircuitBreakerOptions['trip'], BreakerSnapshot['window']]>) {
       const b = circuitBreaker({ clock, trip, initialState: snap(window) });
       assert.equal(b.stats().windowCalls, 0, JSON.stringify([trip, window]));
@@ -687,5 +688,44 @@ describe('trip rules: windows after wrapping and restoring', () => {
       },
     });
     assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures], [4, 2]);
+  });
+});
+
+describe('trip rules: settings shared between breakers', () => {
+  it('custom rules with equal settings keep their own predicates', () => {
+    const a = make({ kind: 'custom', windowSize: 5, predicate: (c) => c.failures >= 1 });
+    const b = make({ kind: 'custom', windowSize: 5, predicate: () => false });
+    call(a.b, a.clock, { failure: true });
+    call(b.b, b.clock, { failure: true });
+    assert.deepEqual([a.b.state, b.b.state], ['open', 'closed']);
+  });
+
+  it('a time window without slow-call tracking snapshots no slow calls', () => {
+    const { b, clock } = make({ kind: 'time', windowMs: 1_000, buckets: 4, minimumCalls: 100 });
+    call(b, clock);
+    clock.advance(250);
+    call(b, clock);
+    call(b, clock);
+    const w = b.toJSON().window as { buckets: number[][] };
+    assert.deepEqual(
+      w.buckets.map((x) => x[2]),
+      [0, 0, 0, 0],
+    );
+    assert.deepEqual(w.buckets.map((x) => x[0]).sort(), [0, 0, 1, 2]);
+  });
+
+  it('a restored time window counts the next call in the bucket it was saved in', () => {
+    const trip = { kind: 'time', windowMs: 1_000, buckets: 4, minimumCalls: 100 } as const;
+    const { b, clock } = make(trip);
+    clock.advance(250);
+    call(b, clock);
+    const c = circuitBreaker({ clock, trip, initialState: b.toJSON() });
+    call(c, clock); // same instant: the same bucket
+    const saved = (b.toJSON().window as { buckets: number[][] }).buckets.map((x) => x[0]);
+    const now = (c.toJSON().window as { buckets: number[][] }).buckets.map((x) => x[0]);
+    assert.deepEqual(
+      now,
+      saved.map((n) => (n === 1 ? 2 : n)),
+    );
   });
 });
