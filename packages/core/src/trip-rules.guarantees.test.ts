@@ -290,6 +290,16 @@ describe('trip rules: restoring a window clamps it to the rule', () => {
       },
     );
     assert.deepEqual([b.stats().windowCalls, b.stats().windowFailures, b.stats().slowCallRate], [3, 3, 0]);
+    const inf = restore(
+      { kind: 'custom', predicate: () => false },
+      {
+        kind: 'total',
+        calls: Number.POSITIVE_INFINITY,
+        failures: 1,
+        slowCalls: 0,
+      },
+    );
+    assert.deepEqual([inf.stats().windowCalls, inf.stats().windowFailures], [0, 0]);
     const c = restore({ kind: 'consecutive' }, { kind: 'total', calls: 2.9, failures: 5, slowCalls: 0 });
     assert.deepEqual([c.stats().windowCalls, c.stats().windowFailures], [2, 2]);
   });
