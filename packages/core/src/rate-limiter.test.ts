@@ -159,3 +159,18 @@ describe('rateLimiter: details pinned by mutation testing', () => {
     assert.deepEqual(at, [100, 200]);
   });
 });
+
+describe('rateLimiter: an aborted waiter', () => {
+  it('gives its reserved token back: the next caller waits as if it never came', async () => {
+    const clock = new TestClock(0);
+    const l = rateLimiter({ rate: 1, per: 100, burst: 1, maxWaitMs: 1_000, clock });
+    l.tryAcquire();
+    const a = l.execute(() => clock.now()); // token at 100
+    const ac = new AbortController();
+    const b = l.execute(() => clock.now(), ac.signal); // token at 200
+    ac.abort(new Error('left'));
+    await assert.rejects(b, /left/);
+    const c = l.execute(() => clock.now()); // takes b's place: 200, not 300
+    assert.deepEqual(await clock.settle(Promise.all([a, c])), [100, 200]);
+  });
+});

@@ -1271,5 +1271,6 @@ describe('writeQueue: more survivors of mutation testing', () => {
     await q[Symbol.asyncDispose]();
     assert.deepEqual(errors, [['close', 'Error: flush failed']]);
     await assert.rejects(q.submit('a'), (e: unknown) => isWriteQueueClosedError(e));
+    await assert.rejects(q.enqueue('b'), (e: unknown) => isWriteQueueClosedError(e));
   });
 });
