@@ -225,6 +225,16 @@ export class Sidecar implements ExchangeHost, TunnelHost {
       refuseRaw(socket, refusal.status, refusal.reason);
       return;
     }
+    // Node hands the socket over right after the head: content the request announces would be
+    // read as the new protocol, and forwarding its length would leave the upstream waiting for a
+    // body that never comes (holding the tunnel's slot and the in-flight count until the route
+    // timeout, then blamed on the upstream).
+    const cl = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] !== undefined || (cl !== undefined && !/^0+$/.test(cl))) {
+      this.refused++;
+      refuseRaw(socket, 400, 'an Upgrade request cannot carry a body');
+      return;
+    }
     if (req.method !== 'GET') {
       rawReply(socket, 405, 'upgrade requests are proxied for GET only\n', { allow: 'GET' });
       return;

@@ -197,6 +197,33 @@ describe('upgrade (WebSocket) tunnels', () => {
     assert.equal(cluster.breaker!.state, 'closed');
   });
 
+  test('an upgrade request with a body is refused 400 without touching the upstream (its content would be read as the new protocol)', async () => {
+    const u = await rawUpstream();
+    const p = await proxy([{ name: 'ws', hosts: [u.host] }], [{ prefix: '/', cluster: 'ws' }]);
+    cleanups.push(() => p.sidecar.shutdown(200), u.close);
+    // A length no body follows (the fuzz case that held a tunnel, a limiter slot and the in-flight
+    // count until the route timeout), a short body, and chunked framing.
+    for (const framing of [
+      'Content-Length: 4294967296\r\n\r\n',
+      'Content-Length: 5\r\n\r\nhello',
+      'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    ]) {
+      const r = await raw(p.port, `${UPGRADE}${framing}`);
+      assert.ok(r.closed, framing);
+      assert.match(r.data, /^HTTP\/1\.1 400 Bad Request\r\n/, framing);
+      assert.match(r.data, /\r\nconnection: close\r\n/, framing);
+    }
+    // A zero length is no body: tunnelled as usual.
+    const c = await upgradeClient(p.port, 'Content-Length: 0\r\n');
+    assert.match(c.head, /^HTTP\/1\.1 101 /);
+    c.socket.destroy();
+    const cluster = p.sidecar.clusters.get('ws')!;
+    await until(() => p.sidecar.inflight === 0 && cluster.limits.default.active === 0);
+    assert.equal(u.heads.length, 1);
+    assert.equal(p.sidecar.refused, 3);
+    assert.equal(cluster.hosts[0]!.active, 0);
+  });
+
   test('an isolated breaker answers 503 without touching the upstream', async () => {
     const u = await rawUpstream();
     const p = await proxy([{ name: 'ws', hosts: [u.host] }], [{ prefix: '/', cluster: 'ws' }]);
