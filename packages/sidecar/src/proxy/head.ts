@@ -224,6 +224,12 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
       return;
     }
   }
+  if (last !== undefined && owed === 0 && !last.req.complete) {
+    // The bad bytes are in the body of a request that has had its one answer (given before its
+    // body was read): close without a second.
+    socket.end();
+    return;
+  }
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
   const status = timeout ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
   const body = timeout ? 'request timeout\n' : `bad request: ${String(err.code ?? 'malformed')}\n`;
