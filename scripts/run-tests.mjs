@@ -35,7 +35,18 @@ const args = [
   `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 1}`,
   ...files,
 ];
-const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+// A test file whose process never exits (a handle left open after a timeout) would hold the runner,
+// and CI, forever: the whole run gets a deadline (TEST_DEADLINE_S, default 900 s; ~3 min is usual).
+const deadline = Number(process.env.TEST_DEADLINE_S ?? 900);
+const r = spawnSync(process.execPath, args, {
+  stdio: 'inherit',
+  timeout: deadline * 1000,
+  killSignal: 'SIGKILL',
+});
+if (r.error?.code === 'ETIMEDOUT')
+  console.log(
+    `\nrun-tests: the suite did not finish within ${deadline} s (a test file that never exits?); killed`,
+  );
 // A plain closing line, read from the TAP summary, so the result is unambiguous in any log.
 const report = existsSync(tap) ? readFileSync(tap, 'utf8') : '';
 const count = (k) => Number(report.match(new RegExp(`^# ${k} (\\d+)$`, 'm'))?.[1] ?? 0);
