@@ -757,7 +757,8 @@ class Breaker implements CircuitBreaker {
     } else if (signal.aborted) return Promise.reject(signal.reason);
     else if (typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')
       return Promise.reject(new TypeError('execute: signal must be an AbortSignal'));
-    const a = this.#admit();
+    let a = this.#admit();
+    if (a === REJECT && this.#overdue()) a = this.#admit();
     if (a !== REJECT) {
       return this.#run(fn, signal === undefined ? plainContext : { signal }, a === PROBE);
     }
@@ -936,7 +937,8 @@ class Breaker implements CircuitBreaker {
   }
 
   acquire(): Permit {
-    const a = this.#admit();
+    let a = this.#admit();
+    if (a === REJECT && this.#overdue()) a = this.#admit();
     if (a === REJECT) {
       if (this.#ep !== undefined) this.#ep.probeDenied = false;
       throw this.#rejected(true)!;
@@ -987,6 +989,21 @@ class Breaker implements CircuitBreaker {
   }
 
   /** Arms the end-of-open-period timer: it only clears itself, the next call moves to half-open. */
+  /**
+   * Open, rejected on a pending timer, yet the clock says the period is over: the timer has not run
+   * (a busy loop, or a caller's own timer due at the same moment ran first). Drops the timer so the
+   * next admission decides by the clock. Read only where an error would be built anyway, so the
+   * rejection fast path and `tryAcquire()` keep their single branch.
+   */
+  #overdue(): boolean {
+    if (this.#state !== OPEN) return false;
+    const ep = this.#ep!;
+    if (ep.timer === undefined || this.#clock.now() < ep.nextAttemptAt) return false;
+    this.#clock.clearTimeout(ep.timer);
+    ep.timer = undefined;
+    return true;
+  }
+
   #armOpenTimer(now: number): void {
     const ep = this.#e();
     ep.timer = this.#clock.setTimeout(
