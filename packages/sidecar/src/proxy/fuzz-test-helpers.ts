@@ -393,6 +393,18 @@ export function fuzzCase(seed: number): FuzzCase {
   ];
   const count = 1 + Math.floor(r() * 3);
   for (let i = 0; i < count; i++) if (chance(0.85)) pick(mutations)();
+  // An answer that must close the connection though the request asked to keep it: HTTP/1.0
+  // keep-alive, and the upstream answers without a length (X-Fuzz-Unframed), which only closing
+  // can delimit. The request pipelined behind was read already and must not be forwarded. Drawn
+  // from a second generator so that every other case keeps its bytes.
+  if (!chunked && !used.has('version') && !used.has('connection') && prng(seed ^ 0x9e3779b9)() < 0.12) {
+    version = 'HTTP/1.0';
+    headers.push(
+      { name: 'Connection', value: 'keep-alive', eol: '\r\n' },
+      { name: 'X-Fuzz-Unframed', value: '1', eol: '\r\n' },
+    );
+    at('forward', 'http/1.0-unframed-answer');
+  }
   // HTTP/1.0 needs no Host and knows no Expect (Node checks neither; the proxy drops Expect).
   const v10 = version === 'HTTP/1.0';
   let expect: Expect = 'forward';
@@ -408,7 +420,7 @@ export function fuzzCase(seed: number): FuzzCase {
     if (RANK[e] > RANK[expect]) expect = e;
   }
   if (tags.length === 0) tags.push('valid');
-  // HTTP/1.0 with Connection: keep-alive keeps the connection.
+  // HTTP/1.0 with Connection: keep-alive keeps the connection (unless the answer cannot be framed).
   if (v10 && tags.includes('connection-list') && !tags.includes('connection-close')) last = false;
 
   let head = `${method} ${target} ${version}\r\n`;

@@ -2,7 +2,9 @@
  * Seeded fuzzing of the proxy's request path over raw sockets (issue 12). Each case is a mutated
  * request (fuzz-test-helpers.ts) followed by a valid pipelined one, on its own connection.
  * Invariants: the mutated message is either refused (4xx, connection closed, nothing after it
- * forwarded) or forwarded exactly once with the same method, target and body bytes; nothing else
+ * forwarded) or forwarded exactly once with the same method, target and body bytes; after a
+ * response that closes the connection (HTTP/1.0, Connection: close, or an HTTP/1.0 keep-alive
+ * answer the upstream sent without a length) nothing is forwarded or answered; nothing else
  * reaches the upstream; no breaker or host records a failure (the upstream never fails); in-flight,
  * pending and limit counters return to 0; the process does not crash.
  *
@@ -59,7 +61,9 @@ async function recordingUpstream() {
         failed.count++;
         res.statusCode = 503;
       }
-      res.end('ok');
+      // No length (chunked to the proxy): an HTTP/1.0 client's answer can only end with the connection.
+      if (req.headers['x-fuzz-unframed'] !== undefined) res.write('o');
+      res.end(req.headers['x-fuzz-unframed'] !== undefined ? 'k' : 'ok');
     });
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -169,10 +173,10 @@ const judge: Judge = (c, o, m, next) => {
   if (outcome !== 'refuse') {
     if (c.lastOnConnection || closes) {
       // A response may close a connection Node has already read a pipelined request from (an
-      // HTTP/1.0 client and no length): that request may have gone out once, unanswered, as
-      // HTTP/1.1 allows (the client resends it), but nothing is answered after the close.
-      if (next.length > (closes && !c.lastOnConnection ? 1 : 0) || rs.length > 1)
-        return 'the connection should have ended after the first response';
+      // HTTP/1.0 client and no length): that request is never answered, so it must never have
+      // reached the upstream either.
+      if (next.length > 0) return `the connection closed, yet the request after it was forwarded`;
+      if (rs.length > 1) return 'the connection should have ended after the first response';
     } else {
       if (next.length !== 1) return `the pipelined request was forwarded ${next.length} times`;
       if (next[0]!.url !== c.nextTarget || next[0]!.body?.length !== 0)

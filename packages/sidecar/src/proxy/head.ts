@@ -145,18 +145,30 @@ function closeQueued(this: Socket & Marked): void {
 }
 
 /**
- * Registers a request on its connection and says whether to serve it: false when an earlier
- * request (or bytes) on this connection was refused, so this one must not be read, routed or
- * answered (the connection closes once the refusal is written). The connection remembers its
- * responses still owed, so that a parse error never answers in the place of one of them.
+ * Registers a request on its connection and says whether to serve it now. False when not: an
+ * earlier request (or bytes) on this connection was refused, so this one must not be read, routed
+ * or answered (the connection closes once the refusal is written); or it was pipelined behind a
+ * response still owed on this connection, and then `serve(arg, req, res)` runs once that response
+ * is finished, unless it ended the connection. Node hands over every request a client pipelined
+ * as soon as it is parsed, before the one ahead has an answer; whether that answer closes the
+ * connection (HTTP/1.0 and no length, a refusal, shutdown, an upstream dying mid-body) is known
+ * only when it is written, and a request forwarded behind it would reach the upstream but never
+ * be answered (and the client, as RFC 9112 section 9.3.2 allows, sends it again). The connection
+ * also remembers its responses still owed, so that a parse error never answers in their place.
  *
  * @example
  * ```ts
- * if (!serveOnConnection(req, res)) return;
+ * if (!serveOnConnection(req, res, serve, slot)) return;
+ * serve(slot, req, res);
  * ```
  */
-export function serveOnConnection(req: IncomingMessage, res: ServerResponse): boolean {
-  const s = req.socket as Marked;
+export function serveOnConnection<T>(
+  req: IncomingMessage,
+  res: ServerResponse,
+  serve: (arg: T, req: IncomingMessage, res: ServerResponse) => void,
+  arg: T,
+): boolean {
+  const s = req.socket as Socket & Marked;
   if (s[kRefused] === true) return false;
   s[kLast] = res;
   // No listener per request (hot path): one per connection, and a list pruned here.
@@ -173,7 +185,50 @@ export function serveOnConnection(req: IncomingMessage, res: ServerResponse): bo
   }
   open.length = kept;
   open.push(res);
-  return true;
+  if (kept === 0) return true;
+  // Pipelined: responses finish in order, so the last one owed is the one to wait for.
+  afterAnswer(open[kept - 1]!, s, () => serve(arg, req, res));
+  return false;
+}
+
+/**
+ * The same for an Upgrade request, whose socket Node hands over at once even when responses are
+ * still owed on it: true to tunnel now; false when it must wait (`go` runs once the last owed
+ * response is finished and the connection stays open) or never be tunnelled (refused, closing).
+ *
+ * @example
+ * ```ts
+ * if (!upgradeOnConnection(socket, () => tunnel(req, socket, head))) return;
+ * ```
+ */
+export function upgradeOnConnection(socket: Duplex, go: () => void): boolean {
+  const s = socket as Socket & Marked;
+  let ahead: ServerResponse | undefined;
+  for (const r of s[kOpen] ?? []) if (!r.writableFinished && !r.destroyed) ahead = r;
+  if (ahead !== undefined) afterAnswer(ahead, s, go);
+  // Behind a refusal already written: the connection is ending (Node ends it after that response).
+  return ahead === undefined && s[kRefused] !== true;
+}
+
+/**
+ * Runs `go` once `ahead` is finished and the connection stays open; else marks the connection
+ * refused (what Node parsed behind gets its 'close' from `closeQueued`, nothing else).
+ */
+function afterAnswer(ahead: ServerResponse, s: Socket & Marked, go: () => void): void {
+  const finished = () => {
+    ahead.off('close', closed);
+    // Node's own 'finish' listener runs first: after a response that ends the connection it has
+    // ended the socket (no longer writable).
+    if (s[kRefused] === true || !s.writable) s[kRefused] = true;
+    else go();
+  };
+  // Closed unfinished: the client left, or the answer was cut (the connection goes with it).
+  const closed = () => {
+    ahead.off('finish', finished);
+    s[kRefused] = true;
+  };
+  ahead.once('finish', finished);
+  ahead.once('close', closed);
 }
 
 /**

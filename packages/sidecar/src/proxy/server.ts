@@ -22,7 +22,7 @@ import type { SharedStore, SharedStoreFactory } from '../shared-state.js';
 import { limiterFor } from './admission.js';
 import { Cluster } from './cluster.js';
 import { Exchange, type ExchangeHost } from './exchange.js';
-import { checkHead, refuse, refuseRaw, serveOnConnection } from './head.js';
+import { checkHead, refuse, refuseRaw, serveOnConnection, upgradeOnConnection } from './head.js';
 import { plain, rawReply } from './http.js';
 import { type ListenerSlot, needsRestart, openListener, updateListener } from './listener.js';
 import { type Logger, stderrLogger } from './logger.js';
@@ -192,8 +192,12 @@ export class Sidecar implements ExchangeHost, TunnelHost {
   }
 
   #handle(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void {
-    // Pipelined behind a refused request on the same connection: dropped, the connection is closing.
-    if (!serveOnConnection(req, res)) return;
+    // Behind a refused request on the same connection: dropped, the connection is closing. Behind
+    // a response still owed: served once it is finished, unless it closed the connection.
+    if (serveOnConnection(req, res, this.#serve, slot)) this.#serve(slot, req, res);
+  }
+
+  readonly #serve = (slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void => {
     const refusal = checkHead(req, slot.maxHeadersCount);
     if (refusal) {
       this.refused++;
@@ -211,7 +215,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     }
     route.cluster.counters.requests++;
     new Exchange(this, req, res, route, limiterFor(route, req, slot.priorityHeader)).start();
-  }
+  };
 
   /**
    * An Upgrade request (node hands over the socket): routed, admitted (breaker permit, one limiter
@@ -219,6 +223,12 @@ export class Sidecar implements ExchangeHost, TunnelHost {
    */
   #upgrade(slot: ListenerSlot, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    // Pipelined behind a response still owed: once it is finished, unless it closed the connection.
+    if (upgradeOnConnection(socket, () => this.#tunnel(slot, req, socket, head)))
+      this.#tunnel(slot, req, socket, head);
+  }
+
+  #tunnel(slot: ListenerSlot, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const refusal = checkHead(req, slot.maxHeadersCount);
     if (refusal) {
       this.refused++;
