@@ -1,9 +1,10 @@
 /**
  * `npm run bench:proxy`: throughput and latency on 127.0.0.1 of a node backend reached directly,
- * through tripswitch, through nginx (1 worker, upstream keepalive) and through the npm http-proxy
- * package (keep-alive agent). Load from wrk (-t1 -c50) when installed, else autocannon.
- * Each target runs in its own process; BENCH_SECONDS sets the duration (default 10), BENCH_ROUNDS
- * the rounds per target (median reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
+ * through tripswitch, through nginx (1 worker, upstream keepalive), through HAProxy (1 thread,
+ * upstream keep-alive) when installed, and through the npm http-proxy package (keep-alive agent).
+ * Load from wrk (-t1 -c50) when installed, else autocannon. Every target runs at once in its own
+ * process and the rounds interleave (each target once per round); BENCH_SECONDS sets the duration
+ * (default 10), BENCH_ROUNDS the rounds (medians and per-round ratios reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
  * this build's proxy with that one instead, in interleaved rounds.
  * @module
  */
@@ -21,7 +22,14 @@ const dir = mkdtempSync(join(tmpdir(), 'tripswitch-bench-'));
 const here = dirname(fileURLToPath(import.meta.url));
 const children: ChildProcess[] = [];
 const BASE = 20_000 + Math.floor(Math.random() * 20_000);
-const ports = { backend: BASE, tripswitch: BASE + 1, nginx: BASE + 2, httpProxy: BASE + 3, admin: BASE + 4 };
+const ports = {
+  backend: BASE,
+  tripswitch: BASE + 1,
+  nginx: BASE + 2,
+  httpProxy: BASE + 3,
+  admin: BASE + 4,
+  haproxy: BASE + 5,
+};
 
 function start(cmd: string, args: string[]): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -63,14 +71,6 @@ function parseMs(s: string): number {
 }
 
 const hasWrk = !spawnSync('wrk', ['--version']).error;
-
-/** The median round by throughput (BENCH_ROUNDS, default 1). */
-async function load(name: string, port: number): Promise<Result> {
-  const rs: Result[] = [];
-  for (let i = 0; i < rounds; i++) rs.push(await loadOnce(name, port, i === 0));
-  rs.sort((a, b) => a.rps - b.rps);
-  return rs[Math.floor(rs.length / 2)]!;
-}
 
 async function loadOnce(name: string, port: number, warm: boolean): Promise<Result> {
   const url = `http://127.0.0.1:${port}/`;
@@ -185,19 +185,77 @@ clusters:
   );
 }
 
+interface Target {
+  name: string;
+  port: number;
+}
+
+/** Starts nginx (1 worker, upstream keepalive) if installed; false when not. */
+async function startNginx(): Promise<boolean> {
+  if (spawnSync('nginx', ['-v']).error) {
+    console.log('nginx not installed (apt-get install -y nginx): skipped');
+    return false;
+  }
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir};
+  upstream backend { server 127.0.0.1:${ports.backend}; keepalive 64; }
+  server { listen 127.0.0.1:${ports.nginx};
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+  );
+  start('nginx', ['-p', dir, '-c', conf]);
+  await waitPort(ports.nginx);
+  return true;
+}
+
+/** Starts HAProxy (1 thread, HTTP mode, upstream keep-alive) if installed; false when not. */
+async function startHaproxy(): Promise<boolean> {
+  if (spawnSync('haproxy', ['-v']).error) {
+    console.log('haproxy not installed (apt-get install -y haproxy): skipped');
+    return false;
+  }
+  const conf = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    conf,
+    `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:${ports.haproxy}
+  default_backend be
+backend be
+  server s1 127.0.0.1:${ports.backend} pool-max-conn 64
+`,
+  );
+  start('haproxy', ['-db', '-f', conf]);
+  await waitPort(ports.haproxy);
+  return true;
+}
+
 async function main(): Promise<void> {
   if (process.env.BENCH_COMPARE) {
     await compare(process.env.BENCH_COMPARE);
     return;
   }
   console.log(
-    `bench:proxy ${seconds}s x ${rounds} round(s) per target (median), ${connections} connections, load from ${hasWrk ? 'wrk -t1' : 'autocannon'}`,
+    `bench:proxy ${seconds}s x ${rounds} round(s) per target, interleaved (every target once per round, the order rotating), medians; ${connections} connections, load from ${hasWrk ? 'wrk -t1' : 'autocannon'}`,
   );
+  // Every target runs at once, and the rounds interleave, so that a loaded machine's drift falls on
+  // all of them alike: the ratios are from the same minutes.
   start(process.execPath, ['-e', backendSrc]);
   await waitPort(ports.backend);
-  const results: Result[] = [];
-  results.push(await load('direct', ports.backend));
-
+  const targets: Target[] = [{ name: 'direct', port: ports.backend }];
   const cfg = join(dir, 'tripswitch.yaml');
   writeFileSync(
     cfg,
@@ -211,32 +269,38 @@ clusters:
     circuit_breakers: { thresholds: [{ priority: default, max_connections: 256, max_requests: 1024 }] }
 `,
   );
-  const ts = start(process.execPath, [join(here, '..', 'cli.js'), 'proxy', '--config', cfg, '--no-watch']);
+  start(process.execPath, [join(here, '..', 'cli.js'), 'proxy', '--config', cfg, '--no-watch']);
   await waitPort(ports.tripswitch);
-  results.push(await load('tripswitch', ports.tripswitch));
-  ts.kill('SIGTERM');
-
-  if (!spawnSync('nginx', ['-v']).error) {
-    const conf = join(dir, 'nginx.conf');
-    writeFileSync(
-      conf,
-      `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir};
-  upstream backend { server 127.0.0.1:${ports.backend}; keepalive 64; }
-  server { listen 127.0.0.1:${ports.nginx};
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-`,
-    );
-    start('nginx', ['-p', dir, '-c', conf]);
-    await waitPort(ports.nginx);
-    results.push(await load('nginx', ports.nginx));
-  } else console.log('nginx not installed (apt-get install -y nginx): skipped');
-
+  targets.push({ name: 'tripswitch', port: ports.tripswitch });
+  if (await startNginx()) targets.push({ name: 'nginx', port: ports.nginx });
+  if (await startHaproxy()) targets.push({ name: 'haproxy', port: ports.haproxy });
   start(process.execPath, ['-e', httpProxySrc]);
   await waitPort(ports.httpProxy);
-  results.push(await load('http-proxy', ports.httpProxy));
+  targets.push({ name: 'http-proxy', port: ports.httpProxy });
 
+  const got = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
+  for (let i = 0; i < rounds; i++) {
+    for (let j = 0; j < targets.length; j++) {
+      const t = targets[(i + j) % targets.length]!;
+      const r = await loadOnce(t.name, t.port, i === 0);
+      got.get(t.name)!.push(r);
+      if (rounds > 1)
+        console.log(
+          `round ${i + 1} ${t.name}: ${Math.round(r.rps)} req/s, p99 ${r.p99.toFixed(2)} ms, errors ${r.errors}`,
+        );
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const results: Result[] = targets.map((t) => {
+    const rs = got.get(t.name)!;
+    return {
+      name: t.name,
+      rps: median(rs.map((r) => r.rps)),
+      p50: median(rs.map((r) => r.p50)),
+      p99: median(rs.map((r) => r.p99)),
+      errors: rs.reduce((n, r) => n + r.errors, 0),
+    };
+  });
   const by = (n: string) => results.find((r) => r.name === n);
   const direct = by('direct')!;
   console.log('\n| target | req/s | p50 ms | p99 ms | % of direct | errors |');
@@ -245,17 +309,23 @@ http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir};
     console.log(
       `| ${r.name} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${Math.round((r.rps / direct.rps) * 100)} | ${r.errors} |`,
     );
+  // Ratios per round (same minutes), then their median.
+  const ratio = (a: string, b: string) =>
+    median(got.get(a)!.map((r, i) => r.rps / got.get(b)![i]!.rps)).toFixed(2);
+  console.log(`\ntripswitch / http-proxy throughput: ${ratio('tripswitch', 'http-proxy')}x (target >= 2)`);
+  const added = (x: Result) => x.p99 - direct.p99;
+  for (const other of ['nginx', 'haproxy']) {
+    const o = by(other);
+    if (!o) continue;
+    const target = other === 'nginx' ? ' (target >= 0.6)' : '';
+    console.log(`tripswitch / ${other} throughput: ${ratio('tripswitch', other)}x${target}`);
+  }
   const t = by('tripswitch')!;
   const ng = by('nginx');
-  const hp = by('http-proxy')!;
-  console.log(`\ntripswitch / http-proxy throughput: ${(t.rps / hp.rps).toFixed(2)}x (target >= 2)`);
-  if (ng) {
-    console.log(`tripswitch / nginx throughput: ${(t.rps / ng.rps).toFixed(2)}x (target >= 0.6)`);
-    const added = (x: Result) => x.p99 - direct.p99;
-    console.log(
-      `p99 added: tripswitch ${added(t).toFixed(2)} ms, nginx ${added(ng).toFixed(2)} ms (target tripswitch <= 2x nginx)`,
-    );
-  }
+  const ha = by('haproxy');
+  console.log(
+    `p99 added: tripswitch ${added(t).toFixed(2)} ms${ng ? `, nginx ${added(ng).toFixed(2)} ms` : ''}${ha ? `, haproxy ${added(ha).toFixed(2)} ms` : ''}${ng ? ' (target tripswitch <= 2x nginx)' : ''}`,
+  );
 }
 
 try {
