@@ -16,12 +16,13 @@ import { OutlierDetector, type OutlierHost, outlierSettings } from '../outlier/o
 import { breakerOptions } from '../config/breaker.js';
 import type { ResolvedCluster } from '../config/resolve.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
+import { UpstreamPool } from './h1-pool.js';
 import { Limiter } from './limits.js';
 
-/** An upstream host with its connection pool. */
+/** An upstream host with its connection pool (the fast HTTP/1.1 path, undici behind it). */
 export interface UpstreamHost extends OutlierHost {
   readonly origin: string;
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
 }
 
 /**
@@ -141,18 +142,26 @@ export class Cluster {
       const old = reuse?.hosts.find((x) => x.origin === origin);
       const pool =
         old?.pool ??
-        new Pool(origin, {
-          connections: maxConn,
-          pipelining: 1,
-          keepAliveTimeout: config.idle_timeout_ms,
-          // Caps the server's Keep-Alive hint too (undici prefers the hint over keepAliveTimeout).
-          keepAliveMaxTimeout: config.idle_timeout_ms,
-          connect: origin.startsWith('https:')
-            ? tlsConnector(config, tls)
-            : { timeout: config.connect_timeout_ms },
-          headersTimeout: 0,
-          bodyTimeout: 0,
-        });
+        new UpstreamPool(
+          origin,
+          new Pool(origin, {
+            connections: maxConn,
+            pipelining: 1,
+            keepAliveTimeout: config.idle_timeout_ms,
+            // Caps the server's Keep-Alive hint too (undici prefers the hint over keepAliveTimeout).
+            keepAliveMaxTimeout: config.idle_timeout_ms,
+            connect: origin.startsWith('https:')
+              ? tlsConnector(config, tls)
+              : { timeout: config.connect_timeout_ms },
+            headersTimeout: 0,
+            bodyTimeout: 0,
+          }),
+          {
+            connections: maxConn,
+            connectTimeoutMs: config.connect_timeout_ms,
+            idleTimeoutMs: config.idle_timeout_ms,
+          },
+        );
       return {
         address: origin.replace(/^https?:\/\//, ''),
         origin,
@@ -212,7 +221,7 @@ export class Cluster {
   }
 
   /** Pools not carried over into `next` (to close once their requests finish). */
-  poolsNotIn(next: Cluster | undefined): Pool[] {
+  poolsNotIn(next: Cluster | undefined): UpstreamPool[] {
     return this.hosts.filter((h) => !next?.hosts.some((x) => x.pool === h.pool)).map((h) => h.pool);
   }
 

@@ -103,6 +103,8 @@ export class ResponseParser {
   keepAlive = false;
   /** Bytes came after the end of the response (the connection must not be reused). */
   trailing = false;
+  /** The idle limit the server announced (`Keep-Alive: timeout=N`) in ms, or -1. */
+  keepAliveHintMs = -1;
 
   /** The response is complete (and nothing was refused). */
   get done(): boolean {
@@ -118,6 +120,7 @@ export class ResponseParser {
     this.#interim = 0;
     this.keepAlive = false;
     this.trailing = false;
+    this.keepAliveHintMs = -1;
   }
 
   /** Stops reporting to the sink (the attempt was abandoned). */
@@ -264,6 +267,10 @@ export class ResponseParser {
           te = true;
           if (value.toLowerCase() !== 'chunked') return 'Transfer-Encoding other than chunked';
           chunked = true;
+        } else if (lower === 'keep-alive') {
+          // The server's idle limit (`timeout=5`): the pool closes an idle connection before it.
+          const m = /(?:^|[,;\s])timeout=(\d{1,6})/i.exec(value);
+          if (m !== null) this.keepAliveHintMs = Number(m[1]) * 1000;
         } else if (lower === 'connection') {
           for (const t of value.toLowerCase().split(',')) {
             // HTTP/1.0 keep-alive is not worth the guesswork: such a connection closes anyway.

@@ -41,7 +41,6 @@ export function plain(
   res.end(text);
 }
 
-/** Response headers from undici's raw list: hop-by-hop and Connection-listed ones removed. */
 // Set by responseHeaders (no tuple allocation): the Content-Length it saw, or -1.
 export let seenContentLength = -1;
 
@@ -51,18 +50,26 @@ const CHECK_LENGTH: boolean[] = [];
 for (const h of HOP_BY_HOP) CHECK_LENGTH[h.length] = true;
 CHECK_LENGTH['content-length'.length] = true;
 
-export function responseHeaders(raw: Buffer[]): string[] {
+// undici's raw list holds Buffers; the fast pool's parser gives strings (latin1 already).
+function latin1(x: Buffer | string): string {
+  return typeof x === 'string' ? x : x.toString('latin1');
+}
+
+/** Response headers from a raw list: hop-by-hop and Connection-listed ones removed. */
+export function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
   const out: string[] = [];
   let listed: string[] | undefined;
   seenContentLength = -1;
   for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toString('latin1');
+    const k = latin1(raw[i]!);
     if (CHECK_LENGTH[k.length] === true) {
       const lk = k.toLowerCase();
-      if (lk === 'content-length') seenContentLength = Number(raw[i + 1]!.toString('latin1'));
+      if (lk === 'content-length') seenContentLength = Number(latin1(raw[i + 1]!));
       else if (HOP_BY_HOP.has(lk)) {
         if (lk === 'connection') {
-          const tokens = raw[i + 1]!.toString('latin1').toLowerCase().split(',');
+          const tokens = latin1(raw[i + 1]!)
+            .toLowerCase()
+            .split(',');
           for (const t of tokens) {
             const tt = t.trim();
             if (tt === 'close' || tt === 'keep-alive' || tt === '') continue;
@@ -73,7 +80,7 @@ export function responseHeaders(raw: Buffer[]): string[] {
         continue;
       }
     }
-    out.push(k, raw[i + 1]!.toString('latin1'));
+    out.push(k, latin1(raw[i + 1]!));
   }
   if (listed) {
     const kept: string[] = [];

@@ -60,8 +60,9 @@ export abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
       this.discard = true;
       return;
     }
-    // The raw list keeps the upstream's names and order (undici parses it into `headers` too).
-    const headers = responseHeaders(controller.rawHeaders as Buffer[]);
+    // The raw list keeps the upstream's names and order (undici parses it into `headers` too;
+    // the fast pool does not).
+    const headers = responseHeaders(controller.rawHeaders as Buffer[] | string[]);
     this.#remaining = seenContentLength;
     res.writeHead(status, headers);
     this.#recorder = LastGoodRecorder.for(this.route, this.req, status, headers);

@@ -1,0 +1,455 @@
+/**
+ * The upstream connection pool of one host: plain-HTTP requests whose body is absent or already
+ * in memory go over purpose-built HTTP/1.1 keep-alive connections (one write per request head,
+ * pipelining off, responses read by the strict parser in `h1-response.ts`); everything else (TLS
+ * upstreams, streamed request bodies) goes to an undici Pool, as before. Both take the same
+ * undici handler (`onRequestStart`, `onResponseStart`, ...), so the upstream filter does not know
+ * which ran the attempt.
+ *
+ * What undici does that the fast path keeps: the request head as undici writes it (`host` first,
+ * `connection: keep-alive`, Content-Length only for a body or a payload method, header values and
+ * the path checked, a refusal reported as `UND_ERR_INVALID_ARG`), a HEAD request closing its
+ * connection after the response, a body on a method that expects none ending the connection's
+ * reuse, error codes the upstream filter classifies (`UND_ERR_CONNECT_TIMEOUT`,
+ * `UND_ERR_HEADERS_TIMEOUT`, `UND_ERR_BODY_TIMEOUT`, `UND_ERR_SOCKET`, errno codes), the server's
+ * `Keep-Alive: timeout` hint shortening the idle time, and the response timeout paused while the
+ * client is not reading (backpressure). A refused response fails the attempt (502 upstream, the
+ * connection closed, never reused).
+ * @module
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Dispatcher, Pool } from 'undici';
+import { ResponseParser, type ResponseSink } from './h1-response.js';
+
+/** An upstream failure on the fast path, with the code the upstream filter classifies. */
+export class UpstreamPoolError extends Error {
+  override name = 'UpstreamPoolError';
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Options of {@link UpstreamPool}. */
+export interface UpstreamPoolOptions {
+  /** Most connections open at once (fast path); more requests wait in order. */
+  connections: number;
+  connectTimeoutMs: number;
+  /** An idle connection is closed after this long (or sooner, when the server says so). */
+  idleTimeoutMs: number;
+}
+
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
+// What undici refuses in a path or header value (its invalidPathRegex and isValidHeaderValue).
+const BAD_PATH = /[^\u0021-\u00ff]/;
+const BAD_VALUE = /[\0\r\n]/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Methods whose requests carry a body by their semantics (undici's `expectsPayload`). */
+function expectsPayload(method: string): boolean {
+  return method === 'POST' || method === 'PUT' || method === 'PATCH';
+}
+// Closed a little before the server's announced idle limit, so that a request is not sent on a
+// connection the server is closing (undici's keepAliveTimeoutThreshold).
+const HINT_MARGIN_MS = 1000;
+
+interface Queued {
+  head: string;
+  body: Buffer | null;
+  isHead: boolean;
+  reuse: boolean;
+  timeoutMs: number;
+  handler: Dispatcher.DispatchHandler;
+}
+
+/**
+ * One host's pool: the fast path for plain HTTP, undici for the rest; see the module comment.
+ *
+ * @example
+ * ```ts
+ * const pool = new UpstreamPool('http://127.0.0.1:3000', undiciPool, {
+ *   connections: 64,
+ *   connectTimeoutMs: 5000,
+ *   idleTimeoutMs: 60_000,
+ * });
+ * pool.dispatch({ path: '/', method: 'GET', headers: ['host', 'api'] }, handler);
+ * ```
+ */
+export class UpstreamPool {
+  readonly #undici: Pool;
+  readonly #options: UpstreamPoolOptions;
+  readonly #fast: boolean;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #hostHeader: string;
+  readonly #idle: Connection[] = [];
+  readonly #busy = new Set<Connection>();
+  #queue: Queued[] = [];
+  #opened = 0;
+  #closing = false;
+  #closed: (() => void) | undefined;
+  /** Requests sent on the fast path (for tests and the bench). */
+  fastRequests = 0;
+
+  constructor(origin: string, undici: Pool, options: UpstreamPoolOptions) {
+    this.#undici = undici;
+    this.#options = options;
+    const url = new URL(origin);
+    this.#fast = url.protocol === 'http:';
+    this.#host = url.hostname.replace(/^\[|\]$/g, '');
+    this.#port = Number(url.port || 80);
+    this.#hostHeader = url.host;
+  }
+
+  /** The undici pool behind the fast path. */
+  get undici(): Pool {
+    return this.#undici;
+  }
+
+  /**
+   * Sends one request (undici's `dispatch` contract: the handler hears of everything, the return
+   * value is undici's backpressure hint, always true on the fast path).
+   */
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const body = opts.body;
+    if (!this.#fast || this.#closing || (body != null && !Buffer.isBuffer(body)))
+      return this.#undici.dispatch(opts, handler);
+    const method = opts.method;
+    const path = opts.path;
+    const bodyBuf = (body as Buffer | null | undefined) ?? null;
+    let head: string;
+    let reuse = true;
+    try {
+      if (!TOKEN.test(method)) throw new UpstreamPoolError('invalid request method', 'UND_ERR_INVALID_ARG');
+      if (BAD_PATH.test(path)) throw new UpstreamPoolError('invalid request path', 'UND_ERR_INVALID_ARG');
+      let host = this.#hostHeader;
+      let lines = '';
+      let declared = -1;
+      const headers = opts.headers as string[] | null | undefined;
+      if (headers != null)
+        for (let i = 0; i < headers.length; i += 2) {
+          const k = headers[i]!;
+          const v = headers[i + 1]!;
+          if (BAD_VALUE.test(v)) throw new UpstreamPoolError(`invalid ${k} header`, 'UND_ERR_INVALID_ARG');
+          if (k.length === 4 && k.toLowerCase() === 'host') {
+            host = v;
+            continue;
+          }
+          if (k.length === 14 && k.toLowerCase() === 'content-length') {
+            declared = Number(v);
+            continue;
+          }
+          lines += `${k}: ${v}\r\n`;
+        }
+      const isHead = method === 'HEAD';
+      // As undici: HEAD closes the connection after its response (a server that sends a body
+      // anyway would desynchronise the next one); a body on a method that expects none too.
+      head = `${method} ${path} HTTP/1.1\r\nhost: ${host}\r\nconnection: ${isHead ? 'close' : 'keep-alive'}\r\n${lines}`;
+      if (isHead) reuse = false;
+      if (bodyBuf !== null) {
+        if (declared > 0 && declared !== bodyBuf.length)
+          throw new UpstreamPoolError(
+            'request body length does not match content-length',
+            'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+          );
+        if (bodyBuf.length > 0 || expectsPayload(method)) head += `content-length: ${bodyBuf.length}\r\n`;
+        if (!expectsPayload(method)) reuse = false;
+      } else if (declared === 0 && expectsPayload(method)) head += 'content-length: 0\r\n';
+      head += '\r\n';
+      this.fastRequests++;
+      const timeoutMs = opts.headersTimeout ?? 0;
+      const conn = this.#take();
+      if (conn === undefined) {
+        this.#queue.push({ head, body: bodyBuf, isHead, reuse, timeoutMs, handler });
+        return true;
+      }
+      conn.start(head, bodyBuf, isHead, reuse, timeoutMs, handler);
+    } catch (err) {
+      handler.onResponseError?.(IDLE_CONTROLLER, err as Error);
+    }
+    return true;
+  }
+
+  /** An idle connection, a new one if the limit allows, else undefined (the request queues). */
+  #take(): Connection | undefined {
+    const idle = this.#idle.pop();
+    if (idle !== undefined) {
+      this.#busy.add(idle);
+      return idle;
+    }
+    if (this.#opened >= this.#options.connections) return undefined;
+    this.#opened++;
+    const socket = connect({ host: this.#host, port: this.#port, noDelay: true });
+    const conn = new Connection(this, socket, this.#options.connectTimeoutMs);
+    this.#busy.add(conn);
+    return conn;
+  }
+
+  /** A connection finished its response and may carry another request. */
+  released(conn: Connection): void {
+    const next = this.#queue.shift();
+    if (next !== undefined) {
+      conn.start(next.head, next.body, next.isHead, next.reuse, next.timeoutMs, next.handler);
+      return;
+    }
+    this.#busy.delete(conn);
+    if (this.#closing) {
+      conn.socket.destroy();
+      return;
+    }
+    this.#idle.push(conn);
+    conn.idle(this.#options.idleTimeoutMs);
+  }
+
+  /** A connection closed (for whatever reason); a queued request gets a new one. */
+  gone(conn: Connection): void {
+    this.#opened--;
+    this.#busy.delete(conn);
+    const at = this.#idle.indexOf(conn);
+    if (at !== -1) this.#idle.splice(at, 1);
+    const next = this.#queue.shift();
+    if (next !== undefined && !this.#closing) {
+      const c = this.#take()!;
+      c.start(next.head, next.body, next.isHead, next.reuse, next.timeoutMs, next.handler);
+    }
+    this.#checkClosed();
+  }
+
+  #checkClosed(): void {
+    if (this.#closed !== undefined && this.#busy.size === 0 && this.#queue.length === 0) {
+      const done = this.#closed;
+      this.#closed = undefined;
+      done();
+    }
+  }
+
+  /** Closes once the requests in flight finish (idle connections at once); then undici's pool. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    for (const c of this.#idle.splice(0)) c.socket.destroy();
+    await new Promise<void>((resolve) => {
+      this.#closed = resolve;
+      this.#checkClosed();
+    });
+    await this.#undici.close();
+  }
+
+  /** Closes every connection now; requests in flight fail. */
+  async destroy(): Promise<void> {
+    this.#closing = true;
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const q of queued)
+      q.handler.onResponseError?.(
+        IDLE_CONTROLLER,
+        new UpstreamPoolError('pool destroyed', 'UND_ERR_DESTROYED'),
+      );
+    for (const c of this.#idle.splice(0)) c.socket.destroy();
+    for (const c of [...this.#busy]) c.fail(new UpstreamPoolError('pool destroyed', 'UND_ERR_DESTROYED'));
+    await this.#undici.destroy();
+  }
+}
+
+/** The controller of a request that never reached a connection. */
+const IDLE_CONTROLLER: Dispatcher.DispatchController = {
+  aborted: true,
+  paused: false,
+  reason: null,
+  abort() {},
+  pause() {},
+  resume() {},
+};
+
+/**
+ * One keep-alive connection; it is also the controller of the request it carries (one at a
+ * time), so that a request allocates no controller of its own.
+ */
+class Connection implements ResponseSink, Dispatcher.DispatchController {
+  readonly parser = new ResponseParser();
+  handler: Dispatcher.DispatchHandler | undefined;
+  rawHeaders: string[] | null = null;
+  #timeoutMs = 0;
+  #connecting = true;
+  #paused = false;
+  #reason: Error | null = null;
+  #reuse = true;
+  /** The response ended inside the current read: release after the read is parsed. */
+  #finished = false;
+  #headSeen = false;
+  #gone = false;
+
+  constructor(
+    readonly pool: UpstreamPool,
+    readonly socket: Socket,
+    connectTimeoutMs: number,
+  ) {
+    socket.setTimeout(connectTimeoutMs);
+    socket.once('connect', () => {
+      this.#connecting = false;
+      socket.setKeepAlive(true, 60_000);
+      socket.setTimeout(this.handler !== undefined && !this.#paused ? this.#timeoutMs : 0);
+    });
+    socket.on('data', (chunk: Buffer) => this.#data(chunk));
+    socket.on('timeout', () => this.#timeout());
+    socket.on('end', () => this.#end());
+    socket.on('error', (err: Error) => this.fail(err));
+    socket.on('close', () => this.#close());
+  }
+
+  get aborted(): boolean {
+    return this.#reason !== null;
+  }
+  get paused(): boolean {
+    return this.#paused;
+  }
+  get reason(): Error | null {
+    return this.#reason;
+  }
+
+  /** Sends a request: the head (and an in-memory body) in one write. */
+  start(
+    head: string,
+    body: Buffer | null,
+    isHead: boolean,
+    reuse: boolean,
+    timeoutMs: number,
+    handler: Dispatcher.DispatchHandler,
+  ): void {
+    this.handler = handler;
+    this.#reason = null;
+    this.#paused = false;
+    this.#reuse = reuse;
+    this.#headSeen = false;
+    this.#timeoutMs = timeoutMs;
+    this.rawHeaders = null;
+    this.parser.expect(isHead, this);
+    if (!this.#connecting) this.socket.setTimeout(timeoutMs);
+    handler.onRequestStart?.(this, undefined);
+    if (this.handler !== handler) return; // aborted at its start
+    if (body === null || body.length === 0) this.socket.write(head, 'latin1');
+    else {
+      this.socket.cork();
+      this.socket.write(head, 'latin1');
+      this.socket.write(body);
+      this.socket.uncork();
+    }
+  }
+
+  /** Parked in the pool: closed after `ms` unused (or the server's shorter hint). */
+  idle(ms: number): void {
+    const hint = this.parser.keepAliveHintMs;
+    this.socket.setTimeout(hint > 0 ? Math.max(1, Math.min(ms, hint - HINT_MARGIN_MS)) : ms);
+  }
+
+  onHead(status: number, raw: string[]): void {
+    this.#headSeen = true;
+    this.rawHeaders = raw;
+    this.handler!.onResponseStart?.(this, status, NO_HEADERS, '');
+  }
+
+  onBody(chunk: Buffer): void {
+    this.handler?.onResponseData?.(this, chunk);
+  }
+
+  onEnd(): void {
+    const h = this.handler!;
+    this.handler = undefined;
+    this.#finished = true;
+    h.onResponseEnd?.(this, NO_HEADERS);
+  }
+
+  #data(chunk: Buffer): void {
+    if (this.handler === undefined && !this.#finished) {
+      // Bytes while idle: nothing was asked; the connection cannot be trusted.
+      this.socket.destroy();
+      return;
+    }
+    const refused = this.parser.execute(chunk);
+    if (refused !== undefined) {
+      this.fail(new UpstreamPoolError(`invalid upstream response: ${refused}`, 'ERR_UPSTREAM_RESPONSE'));
+      return;
+    }
+    if (this.#finished) this.#release();
+  }
+
+  #release(): void {
+    this.#finished = false;
+    if (!this.#reuse || !this.parser.keepAlive || this.socket.destroyed) {
+      this.socket.destroy();
+      return;
+    }
+    this.pool.released(this);
+  }
+
+  #timeout(): void {
+    if (this.handler === undefined) {
+      this.socket.destroy();
+      return;
+    }
+    const code = this.#connecting
+      ? 'UND_ERR_CONNECT_TIMEOUT'
+      : this.#headSeen
+        ? 'UND_ERR_BODY_TIMEOUT'
+        : 'UND_ERR_HEADERS_TIMEOUT';
+    this.fail(
+      new UpstreamPoolError(
+        `upstream ${code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connect' : 'response'} timeout`,
+        code,
+      ),
+    );
+  }
+
+  #end(): void {
+    // The server ended the connection: the end of a body that runs to the close, else a failure.
+    if (this.handler === undefined) {
+      this.socket.destroy();
+      return;
+    }
+    const refused = this.parser.eof();
+    if (refused !== undefined)
+      this.fail(new UpstreamPoolError(`upstream closed: ${refused}`, 'UND_ERR_SOCKET'));
+    else this.#finished = false;
+    this.socket.destroy();
+  }
+
+  #close(): void {
+    if (this.handler !== undefined)
+      this.fail(new UpstreamPoolError('upstream connection closed', 'UND_ERR_SOCKET'));
+    if (!this.#gone) {
+      this.#gone = true;
+      this.pool.gone(this);
+    }
+  }
+
+  /** Fails the request in flight (if any) and closes the connection. */
+  fail(err: Error): void {
+    const h = this.handler;
+    this.socket.destroy();
+    if (h === undefined) return;
+    this.handler = undefined;
+    this.#reason = err;
+    this.parser.detach();
+    h.onResponseError?.(this, err);
+  }
+
+  abort(reason: Error): void {
+    this.fail(reason);
+  }
+
+  pause(): void {
+    if (this.#paused || this.handler === undefined) return;
+    this.#paused = true;
+    this.socket.pause();
+    // Not reading is the client's doing: the response timeout waits.
+    this.socket.setTimeout(0);
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.socket.resume();
+    if (this.handler !== undefined) this.socket.setTimeout(this.#timeoutMs);
+  }
+}
