@@ -57,6 +57,8 @@ if (mode === 'flood') {
       lim.release();
     }
   }
+  // stays up (the port is listened to) until told to go
+  parentPort!.once('message', () => process.exit(0));
   parentPort!.postMessage({ queued: lim.pending });
 } else {
   // Holds two slots and a place in the queue, then dies of an uncaught error when told to.

@@ -140,7 +140,8 @@ test('requests queued in a worker get the slots released in the main thread', as
     check();
   });
   assert.deepEqual(r.messages.at(-1), { granted: 3 });
-  await r.w.terminate();
+  r.w.postMessage('exit');
+  assert.equal((await r.exited).code, 0);
   assert.equal(readLimits(block, 0).active, 0);
   assert.equal(readLimits(block, 0).pending, 0);
 });
