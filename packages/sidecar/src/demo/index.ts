@@ -17,6 +17,7 @@ export {
 export {
   fmtMs,
   fmtRatio,
+  formatCarryOver,
   formatTable,
   formatTimeline,
   formatWrites,
@@ -39,6 +40,14 @@ export {
   type RunResult,
   runDemo,
 } from './run.js';
+export { type DemoMetrics, type DemoMetricsOptions, demoMetrics, type Outcome } from './metrics.js';
+export {
+  type ProtectedRead,
+  type ProtectedReadOptions,
+  protectedRead,
+  type ReadAnswer,
+  reasonOf,
+} from './read-policy.js';
 export {
   BREAKER_NAME,
   type OrderWrite,

@@ -66,6 +66,8 @@ export interface Sample {
   status: number;
   /** Service A answered with a fallback (`x-fallback: 1`). */
   fallback: boolean;
+  /** The fallback was a degraded answer (`x-degraded: 1`: no last good answer within its TTL). */
+  degraded?: boolean;
   /** Set for a transport error or a cut-off request. */
   error?: string;
 }
@@ -150,6 +152,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         () => request(url, { dispatcher: agent, signal: cut.signal }),
         (r) => {
           s.fallback = r.headers['x-fallback'] === '1';
+          if (r.headers['x-degraded'] === '1') s.degraded = true;
         },
       );
       if (ended) cutOff++;

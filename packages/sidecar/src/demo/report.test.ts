@@ -4,6 +4,7 @@ import type { Sample } from './load.js';
 import {
   fmtMs,
   fmtRatio,
+  formatCarryOver,
   formatTable,
   formatTimeline,
   formatWrites,
@@ -50,7 +51,25 @@ test('routeStats: counts, errors, fallbacks, rate and percentiles', () => {
     sample('orders', 3, 40, 0),
   ];
   const r = routeStats(s, 2_000);
-  assert.deepEqual(r, { count: 4, ok: 2, errors: 2, fallbacks: 1, rps: 2, p50: 20, p99: 40, max: 40 });
+  assert.deepEqual(r, {
+    count: 4,
+    ok: 2,
+    errors: 2,
+    fallbacks: 1,
+    degraded: 0,
+    errorsAfter: 0,
+    fallbacksAfter: 0,
+    rps: 2,
+    p50: 20,
+    p99: 40,
+    max: 40,
+  });
+  // With the phase's end at 25 ms: the 503 (2 + 20) came in time; the fallback (1 + 30) and the
+  // transport error (3 + 40) came after it.
+  const late = routeStats([...s, { ...sample('orders', 4, 5, 200, true), degraded: true }], 2_000, 25);
+  assert.equal(late.errorsAfter, 1);
+  assert.equal(late.fallbacksAfter, 1);
+  assert.equal(late.degraded, 1);
   const empty = routeStats([], 1_000);
   assert.equal(empty.count, 0);
   assert.equal(empty.rps, 0);
@@ -192,4 +211,28 @@ test('formatWrites: both runs side by side, the queue rows only for the run that
   assert.deepEqual(row('replayed to B'), ['-', '90']);
   assert.deepEqual(row('latency p50 / p99'), ['4.00 ms / 10.00 s', '4.00 ms / 301 ms']);
   assert.match(formatWrites(undefined, prot), /^submitted.* +- +220$/m);
+});
+
+test('formatCarryOver: the healthy-phase errors of requests still waiting when B began to hang are explained', () => {
+  const phases: PhaseDef[] = [
+    { name: 'healthy', mode: 'healthy', startMs: 0, endMs: 1_000 },
+    { name: 'outage', mode: 'hanging', startMs: 1_000, endMs: 2_000 },
+  ];
+  const samples = [
+    sample('orders', 100, 5),
+    ...Array.from({ length: 10 }, (_, i) => sample('orders', 990 + i, 10_000, 504)),
+    sample('orders', 1_500, 10, 504),
+  ];
+  const u = { label: 'unprotected', phases, stats: phaseStats(samples, phases) };
+  const text = formatCarryOver([u, undefined], { unprotected: 'ended by the 10.00 s client timeout: 504' });
+  assert.equal(
+    text,
+    'Errors and fallbacks in a phase whose answers came after it (a request counts in the phase it was sent in,\n' +
+      'so requests still waiting on B when it changed are its first victims, counted in the phase before):\n' +
+      '  unprotected healthy /orders err 10: sent while B was healthy, answered after B became hanging (ended by the 10.00 s client timeout: 504).\n',
+  );
+  assert.equal(
+    formatCarryOver([{ label: 'x', phases, stats: phaseStats([sample('orders', 1, 1)], phases) }], {}),
+    '',
+  );
 });

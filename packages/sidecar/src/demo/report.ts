@@ -25,6 +25,15 @@ export interface RouteStats {
   errors: number;
   /** 2xx answers that were fallbacks. */
   fallbacks: number;
+  /** Fallbacks that were degraded answers (no last good answer within its TTL). */
+  degraded: number;
+  /**
+   * Errors answered after the phase ended: requests sent in this phase that were still waiting
+   * when the next one began (in the healthy phase: caught by the outage).
+   */
+  errorsAfter: number;
+  /** Fallbacks answered after the phase ended (the same requests, protected). */
+  fallbacksAfter: number;
   /** Requests sent per second of the phase. */
   rps: number;
   /** Latency percentiles in ms (NaN without samples). */
@@ -49,22 +58,40 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
 }
 
-/** Stats of `samples` (already filtered to one route and phase) over a phase of `phaseMs`. */
-export function routeStats(samples: readonly Sample[], phaseMs: number): RouteStats {
+/**
+ * Stats of `samples` (already filtered to one route and phase) over a phase of `phaseMs`; with
+ * `endMs` (the phase's end, ms since the load started) it also counts the answers that came after it.
+ */
+export function routeStats(
+  samples: readonly Sample[],
+  phaseMs: number,
+  endMs = Number.POSITIVE_INFINITY,
+): RouteStats {
   const lat = samples.map((s) => s.latency).sort((a, b) => a - b);
   let ok = 0;
   let fallbacks = 0;
+  let degraded = 0;
+  let errorsAfter = 0;
+  let fallbacksAfter = 0;
   for (const s of samples) {
+    const after = s.start + s.latency > endMs;
     if (s.status >= 200 && s.status < 300) {
       ok++;
-      if (s.fallback) fallbacks++;
-    }
+      if (s.fallback) {
+        fallbacks++;
+        if (after) fallbacksAfter++;
+      }
+      if (s.degraded) degraded++;
+    } else if (after) errorsAfter++;
   }
   return {
     count: samples.length,
     ok,
     errors: samples.length - ok,
     fallbacks,
+    degraded,
+    errorsAfter,
+    fallbacksAfter,
     rps: phaseMs > 0 ? samples.length / (phaseMs / 1000) : Number.NaN,
     p50: percentile(lat, 50),
     p99: percentile(lat, 99),
@@ -85,10 +112,12 @@ export function phaseStats(
       orders: routeStats(
         inPhase.filter((s) => s.route === 'orders'),
         len,
+        ph.endMs,
       ),
       profile: routeStats(
         inPhase.filter((s) => s.route === 'profile'),
         len,
+        ph.endMs,
       ),
     };
   }
@@ -249,4 +278,61 @@ export function formatWrites(unprotected: WriteStats | undefined, prot: WriteSta
   for (const [label, f] of rows)
     out += `${pad(label, 40, true)}${pad(unprotected ? f(unprotected) : '-', 20)}${pad(prot ? f(prot) : '-', 20)}\n`;
   return out;
+}
+
+/**
+ * What a run's answers were, for {@link formatCarryOver}.
+ *
+ * @example
+ * ```ts
+ * const run: CarryOverRun = { label: 'unprotected', phases, stats: phaseStats(samples, phases) };
+ * ```
+ */
+export interface CarryOverRun {
+  label: string;
+  phases: readonly PhaseDef[];
+  stats: Record<string, Record<Route, RouteStats>>;
+}
+
+/**
+ * Explains errors and fallbacks counted in a phase whose answers came after it: a request is
+ * counted in the phase it was sent in, so the requests still waiting on B when it began to hang
+ * show up in the healthy row ("err 10" unprotected: the 10 workers' calls, ended by the client
+ * timeout; "fallb 9" protected: the same calls cut by the timeout). Empty when there are none.
+ *
+ * @example
+ * ```ts
+ * out += formatCarryOver([unprotected, prot], { unprotected: 'ended at the 10 s client timeout: 504' });
+ * ```
+ */
+export function formatCarryOver(
+  runs: readonly (CarryOverRun | undefined)[],
+  why: Record<string, string>,
+): string {
+  let out = '';
+  for (const r of runs) {
+    if (r === undefined) continue;
+    for (let i = 0; i < r.phases.length - 1; i++) {
+      const ph = r.phases[i]!;
+      const next = r.phases[i + 1]!;
+      for (const route of ['orders', 'profile'] as const) {
+        const s = r.stats[ph.name]?.[route];
+        if (s === undefined || s.errorsAfter + s.fallbacksAfter === 0) continue;
+        const parts: string[] = [];
+        if (s.errorsAfter > 0)
+          parts.push(`err ${s.errorsAfter}${s.errorsAfter < s.errors ? ` of ${s.errors}` : ''}`);
+        if (s.fallbacksAfter > 0)
+          parts.push(
+            `fallb ${s.fallbacksAfter}${s.fallbacksAfter < s.fallbacks ? ` of ${s.fallbacks}` : ''}`,
+          );
+        out += `  ${r.label} ${ph.name} /${route} ${parts.join(', ')}: sent while B was ${ph.mode}, answered after B became ${next.mode}${why[r.label] ? ` (${why[r.label]})` : ''}.\n`;
+      }
+    }
+  }
+  if (out === '') return '';
+  return (
+    'Errors and fallbacks in a phase whose answers came after it (a request counts in the phase it was sent in,\n' +
+    'so requests still waiting on B when it changed are its first victims, counted in the phase before):\n' +
+    out
+  );
 }

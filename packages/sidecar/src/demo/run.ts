@@ -20,6 +20,7 @@ import {
 import {
   fmtMs,
   fmtRatio,
+  formatCarryOver,
   formatTable,
   formatTimeline,
   formatWrites,
@@ -63,6 +64,8 @@ export interface DemoOptions {
   timeoutMs?: number;
   /** Protected: open duration of the breaker. @default 1_000 */
   openDurationMs?: number;
+  /** Protected: how long the last good answer may be served; after it the answer is degraded. @default 60_000 */
+  lastGoodTtlMs?: number;
   /**
    * The HTTP client's headers/body timeout for A's calls to B (what bounds the unprotected wait).
    * @default 10/9 of the outage length, at least 1 s and at most 10 s (10 s with the default phases)
@@ -168,7 +171,8 @@ export function describeModel(s: DemoResult['settings']): string {
     `  Service A: handles at most ${s.workers} requests at once (a thread pool of ${s.workers}; the rest wait in one FIFO queue).`,
     `    GET /orders calls B through a pool of ${s.upstreamConnections} connections; GET /profile does not call B but needs a worker too.`,
     `    unprotected: a plain call, bounded only by the HTTP client's timeout of ${fmtMs(s.clientTimeoutMs)} (undici's default is 300 s).`,
-    `    protected:   wrap(fallback(lastGood), retry(2 attempts, 50 ms backoff, budget 20%), circuitBreaker(5 consecutive failures, open ${fmtMs(s.openDurationMs)}), timeout(${fmtMs(s.timeoutMs)})).`,
+    `    protected:   wrap(fallback(last good answer, TTL ${fmtMs(s.lastGoodTtlMs)}), retry(2 attempts, 50 ms backoff, budget 20%, fast failures only), circuitBreaker(3 calls over ${fmtMs(Math.round(s.timeoutMs * 0.8))} in 10 s or 5 failures in a row, open ${fmtMs(s.openDurationMs)}), timeout(${fmtMs(s.timeoutMs)})).`,
+    `                 A timed-out call is not retried (B is hanging); past the TTL the answer is degraded (200, x-degraded: 1, empty orders), not an error.`,
     `  Load: ${s.concurrency} closed-loop clients (like ab -c ${s.concurrency}), ${Math.round(s.profileShare * 100)}% of them on /profile, the rest on /orders.`,
     `  Writes: next to the load, one POST /orders (a new id) every ${fmtMs(s.writeIntervalMs)}, at most ${s.writeConcurrency} in flight; B applies each id once.`,
     `    unprotected: A forwards the write; an error is a 5xx to the client and the write is lost.`,
@@ -192,11 +196,12 @@ function progressLine(
     const s = window.filter((x) => x.route === route);
     const ok = s.filter((x) => x.status >= 200 && x.status < 300).length;
     const fb = s.filter((x) => x.fallback).length;
+    const deg = s.filter((x) => x.degraded).length;
     const p99 = percentile(
       s.map((x) => x.latency).sort((x, y) => x - y),
       99,
     );
-    return `/${route} ok ${ok} err ${s.length - ok} fb ${fb} p99 ${fmtMs(p99)}`;
+    return `/${route} ok ${ok} err ${s.length - ok} fb ${fb}${deg > 0 ? ` (${deg} degraded)` : ''} p99 ${fmtMs(p99)}`;
   };
   const { active, queued } = a.load();
   let oldest = Number.POSITIVE_INFINITY;
@@ -205,8 +210,14 @@ function progressLine(
   const w201 = writes.filter((x) => x.status === 201).length;
   const w202 = writes.filter((x) => x.status === 202).length;
   const wq = a.writes !== undefined ? `, A's write queue ${a.writes.size}` : '';
+  const lg = a.lastGood;
+  const age = lg?.ageMs();
+  const lastGood =
+    lg === undefined
+      ? ''
+      : `, last good ${age === undefined ? 'none yet' : `${fmtMs(age)} old`} (TTL ${fmtMs(lg.ttlMs)}${age !== undefined && age > lg.ttlMs ? ': expired, answers degraded' : ''})`;
   const wpart = `POST 201 ${w201} 202 ${w202} err ${writes.length - w201 - w202}${wq}`;
-  return `[${label}] ${phase.padEnd(8)} t=${String(Math.round(tMs / 1000)).padStart(2)}s  ${part('orders')} | ${part('profile')} | ${wpart} | in flight ${inflight.size}${waiting}; A busy ${active} queued ${queued} | breaker: ${breakerState}`;
+  return `[${label}] ${phase.padEnd(8)} t=${String(Math.round(tMs / 1000)).padStart(2)}s  ${part('orders')} | ${part('profile')} | ${wpart} | in flight ${inflight.size}${waiting}; A busy ${active} queued ${queued} | breaker: ${breakerState}${lastGood}`;
 }
 
 async function runOnce(
@@ -233,6 +244,7 @@ async function runOnce(
       timeoutMs: s.timeoutMs,
       clientTimeoutMs: s.clientTimeoutMs,
       openDurationMs: s.openDurationMs,
+      lastGoodTtlMs: s.lastGoodTtlMs,
       registry,
       sideHandler: dashboard,
     });
@@ -252,7 +264,14 @@ async function runOnce(
   const timeline: TimelineEntry[] = [];
   const t0 = realClock.now();
   const sub = a.breaker?.on('stateChange', (e) =>
-    timeline.push({ t: realClock.now() - t0, from: e.from, to: e.to, reason: e.reason }),
+    timeline.push({
+      t: realClock.now() - t0,
+      from: e.from,
+      to: e.to,
+      // The demo's rule is a custom predicate (read-policy.ts); say which one.
+      reason:
+        e.reason === 'predicate' ? 'slow-call rule: 3 slow calls in 10 s or 5 failures in a row' : e.reason,
+    }),
   );
   // Counted from the queue's own events, not inferred from the answers.
   const queueCounts = { queued: 0, replayed: 0, dead: 0 };
@@ -444,6 +463,7 @@ export function demoSettings(o: DemoOptions = {}): DemoResult['settings'] {
     upstreamConnections: o.upstreamConnections ?? 10,
     timeoutMs: o.timeoutMs ?? 300,
     openDurationMs: o.openDurationMs ?? 1_000,
+    lastGoodTtlMs: o.lastGoodTtlMs ?? 60_000,
     clientTimeoutMs,
     slowMs: o.slowMs ?? 2_000,
     recoveringFailures: o.recoveringFailures ?? 2,
@@ -473,6 +493,15 @@ export function formatReport(result: DemoResult): string {
       "\nWrites (POST /orders next to the load; applied = ids B recorded, lost = submitted ids B never applied; queued/replayed from A's write queue events)\n\n";
     out += formatWrites(u?.writes, p?.writes);
   }
+  const s = result.settings;
+  const carry = formatCarryOver([u, p], {
+    unprotected:
+      s.outage === 'failing'
+        ? 'B answered 500: 502'
+        : `A's call to B ended ${s.outage === 'hanging' ? `at the ${fmtMs(s.clientTimeoutMs)} client timeout: 504` : 'when B answered'}`,
+    protected: `cut by the ${fmtMs(s.timeoutMs)} timeout or the open breaker and answered with the last good value`,
+  });
+  if (carry !== '') out += `\n${carry}`;
   const outage = result.comparison.filter((c) => c.phase === 'outage');
   if (outage.length > 0) {
     out += '\nDuring the outage, p99 unprotected vs protected (goal: protected at most 1/20):\n';

@@ -124,7 +124,7 @@ test('protected A: a failing B gets the last good answer with x-fallback: 1, and
   }
 });
 
-test('protected A: a hanging B is cut off by the timeout; no last good answer means 503', async () => {
+test('protected A: a hanging B is cut off by the timeout; no last good answer means an explicit degraded answer', async () => {
   const b = await startUpstream({ mode: 'hanging' });
   const a = await startServiceA({
     upstreamUrl: b.url,
@@ -133,12 +133,79 @@ test('protected A: a hanging B is cut off by the timeout; no last good answer me
     timeoutMs: 50,
   });
   try {
-    const r = await get(`${a.url}/orders`);
-    assert.equal(r.status, 503);
-    assert.match((r.body as { error: string }).error, /timed out|timeout/i);
+    const r = await request(`${a.url}/orders`);
+    const body = (await r.body.json()) as { orders: unknown[]; degraded: boolean; reason: string };
+    assert.equal(r.statusCode, 200);
+    assert.equal(r.headers['x-fallback'], '1');
+    assert.equal(r.headers['x-fallback-kind'], 'degraded');
+    assert.equal(r.headers['x-degraded'], '1');
+    assert.equal(r.headers['x-last-good-ttl-ms'], '60000');
+    assert.equal(r.headers['x-last-good-age-ms'], undefined, 'no good answer yet');
+    assert.deepEqual(body.orders, []);
+    assert.equal(body.degraded, true);
+    assert.match(body.reason, /did not answer within 50 ms; no good answer from it yet/);
     await until(() => b.stats().abandoned >= 1, 'B to see A give up');
+    assert.equal(b.stats().received, 1, 'the timed-out call was not retried');
   } finally {
     await a.close();
+    await b.close();
+  }
+});
+
+test('/metrics on both A: answers by route and outcome; the protected one has the breaker, the fallback and the last-good age', async () => {
+  const b = await startUpstream();
+  const plain = await startServiceA({ upstreamUrl: b.url, protected: false, metrics: true });
+  const prot = await startServiceA({
+    upstreamUrl: b.url,
+    protected: true,
+    registry: breakerRegistry(),
+    metrics: true,
+    tripThreshold: 2,
+  });
+  try {
+    assert.equal((await get(`${plain.url}/orders`)).status, 200);
+    assert.equal((await get(`${prot.url}/orders`)).status, 200);
+    b.setMode('failing');
+    assert.equal((await get(`${plain.url}/orders`)).status, 502);
+    const fb = await get(`${prot.url}/orders`);
+    assert.equal(fb.fallback, true);
+    const text = async (url: string) => {
+      const r = await request(`${url}/metrics`);
+      assert.equal(r.statusCode, 200);
+      assert.match(String(r.headers['content-type']), /text\/plain/);
+      return await r.body.text();
+    };
+    const u = await text(plain.url);
+    assert.match(
+      u,
+      /demo_requests_total\{route="\/orders",status="200",outcome="ok",service="service-a-unprotected"\} 1/,
+    );
+    assert.match(
+      u,
+      /demo_requests_total\{route="\/orders",status="502",outcome="error",service="service-a-unprotected"\} 1/,
+    );
+    assert.match(u, /demo_workers\{state="size",service="service-a-unprotected"\} 10/);
+    assert.doesNotMatch(u, /circuit_breaker_state/);
+    const p = await text(prot.url);
+    assert.match(
+      p,
+      /demo_requests_total\{route="\/orders",status="200",outcome="last-good",service="service-a-protected"\} 1/,
+    );
+    assert.match(
+      p,
+      /circuit_breaker_state\{service="service-b"\} 1/,
+      'two fast failures (a 500 and its retry) opened it',
+    );
+    assert.match(p, /demo_last_good_ttl_seconds\{service="service-a-protected"\} 60/);
+    assert.match(p, /demo_last_good_age_seconds\{service="service-a-protected"\} \d/);
+    assert.match(
+      p,
+      /tripswitch_fallbacks_total\{policy="service-b",outcome="failure",service="service-a-protected"\} 1/,
+    );
+    assert.equal((await request(`${b.url.replace(/\d+$/, String(plain.port))}/nope`)).statusCode, 404);
+  } finally {
+    await plain.close();
+    await prot.close();
     await b.close();
   }
 });

@@ -10,7 +10,11 @@
  * Unprotected, the call to B has no timeout of its own: only the HTTP client's headers/body timeout,
  * set to `clientTimeoutMs` (undici's default is 300 s; the demo caps it so a run ends). Protected,
  * it goes through `wrap(fallback({ lastGood }), retry, circuitBreaker, timeout)` as docs/policies.md
- * recommends, and a fallback answer is marked with the header `x-fallback: 1`.
+ * recommends (see read-policy.ts: a slow-call rule, no retry of a timeout). A fallback answer is
+ * marked with `x-fallback: 1` and `x-fallback-kind: last-good` (with `x-last-good-age-ms` and
+ * `x-last-good-ttl-ms`) or `degraded` (past the TTL or before any good answer: 200, `x-degraded: 1`,
+ * a body with `degraded: true`, empty `orders` and the reason). With `metrics`, `GET /metrics`
+ * serves Prometheus text (see metrics.ts).
  *
  * `POST /orders` (a JSON body with an `id`) is a write to B. Unprotected it is forwarded as is, and
  * an error is a 5xx to the client: the write is lost. Protected it goes through a `writeQueue` on the
@@ -25,12 +29,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { InstrumentablePolicy } from '@tripswitch/prometheus';
 import {
   type BreakerRegistry,
   type CircuitBreaker,
-  exponentialBackoff,
-  fallback,
-  retry,
   timeout,
   type WriteQueue,
   wrap,
@@ -38,6 +40,11 @@ import {
 } from 'tripswitch';
 import { fileWriteStore } from 'tripswitch/file-store';
 import { Agent, request } from 'undici';
+import { realClock } from '../clock.js';
+import { demoMetrics, type Outcome } from './metrics.js';
+import { BREAKER_NAME, type ProtectedRead, protectedRead } from './read-policy.js';
+
+export { BREAKER_NAME };
 
 /**
  * A handler that answers some requests (the dashboard): true when it handled `req`. Its `close()`,
@@ -71,6 +78,10 @@ export interface ServiceAOptions {
   registry?: BreakerRegistry;
   /** Served before the routes (outside the worker pool), e.g. the dashboard. */
   sideHandler?: SideHandler;
+  /** Serve `GET /metrics` (Prometheus text). @default false (the measured runs do not pay for it) */
+  metrics?: boolean;
+  /** Port to listen on (127.0.0.1). @default 0 (an ephemeral port) */
+  port?: number;
 }
 
 /** A write to B, as `POST /orders` takes it: a JSON object with an `id` (other fields are passed on). */
@@ -91,11 +102,10 @@ export interface ServiceA {
   readonly writeStorePath: string | undefined;
   /** Workers busy and requests waiting for one. */
   load(): { active: number; queued: number };
+  /** Protected: the last good answer's age in ms (undefined before the first) and its TTL. */
+  readonly lastGood: { ageMs(): number | undefined; readonly ttlMs: number } | undefined;
   close(): Promise<void>;
 }
-
-/** The name of the breaker guarding Service B. */
-export const BREAKER_NAME = 'service-b';
 
 /** A FIFO concurrency limit: at most `size` tasks run; the others wait in order. */
 export class WorkerPool {
@@ -225,41 +235,48 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
   const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
   let breaker: CircuitBreaker | undefined;
-  let orders: (res: ServerResponse) => Promise<void>;
-  let write: (order: OrderWrite, res: ServerResponse) => Promise<void>;
+  let read: ProtectedRead<unknown> | undefined;
+  /** Answers GET /orders; resolves with what the answer was, for the metrics. */
+  let orders: (res: ServerResponse) => Promise<Outcome>;
+  let write: (order: OrderWrite, res: ServerResponse) => Promise<Outcome>;
   let writes: WriteQueue<OrderWrite, number> | undefined;
   let storeDir: string | undefined;
   let storePath: string | undefined;
   if (options.protected) {
     if (options.registry === undefined) throw new TypeError('startServiceA: protected mode needs a registry');
-    breaker = options.registry.get(BREAKER_NAME, {
-      trip: { kind: 'consecutive', threshold: options.tripThreshold ?? 5 },
-      openDuration: options.openDurationMs ?? 1_000,
-      halfOpen: { maxProbes: 1, successesToClose: 1 },
+    const r = protectedRead<unknown>({
+      registry: options.registry,
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...(options.openDurationMs !== undefined ? { openDurationMs: options.openDurationMs } : {}),
+      ...(options.tripThreshold !== undefined ? { tripThreshold: options.tripThreshold } : {}),
+      ...(options.lastGoodTtlMs !== undefined ? { lastGoodTtlMs: options.lastGoodTtlMs } : {}),
     });
-    const policy = wrap(
-      fallback<unknown>({ lastGood: { ttlMs: options.lastGoodTtlMs ?? 60_000 } }),
-      retry({
-        maxAttempts: 2,
-        backoff: exponentialBackoff({ initialDelay: 50, maxDelay: 200 }),
-        budget: { percent: 20 },
-      }),
-      breaker,
-      timeout({ ms: options.timeoutMs ?? 300 }),
-    );
+    read = r;
+    breaker = r.breaker;
     orders = async (res) => {
-      let fresh: unknown;
-      try {
-        const value = await policy.execute(async ({ signal }) => {
-          const v = await callB(signal);
-          fresh = v;
-          return v;
-        });
-        const fellBack = fresh === undefined || value !== fresh;
-        json(res, 200, value, fellBack ? { 'x-fallback': '1' } : {});
-      } catch (err) {
-        json(res, 503, { error: err instanceof Error ? err.message : String(err) });
+      const a = await r.execute((signal) => callB(signal));
+      if (a.kind === 'fresh') {
+        json(res, 200, a.value);
+        return 'ok';
       }
+      const headers: Record<string, string> = {
+        'x-fallback': '1',
+        'x-fallback-kind': a.kind,
+        'x-last-good-ttl-ms': String(a.ttlMs),
+      };
+      if (a.ageMs !== undefined) headers['x-last-good-age-ms'] = String(Math.round(a.ageMs));
+      if (a.kind === 'last-good') {
+        json(res, 200, a.value, headers);
+        return 'last-good';
+      }
+      // Past the TTL (or before any good answer): an answer that says what it is, not an error.
+      json(
+        res,
+        200,
+        { orders: [], degraded: true, reason: a.reason, servedBy: 'service-a' },
+        { ...headers, 'x-degraded': '1' },
+      );
+      return 'degraded';
     };
     // Writes: the same breaker and timeout (no retry: the queue replays), kept on disk while B is down.
     storeDir = await mkdtemp(join(tmpdir(), 'tripswitch-demo-'));
@@ -277,33 +294,66 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
       try {
         const r = await queue.submit(order);
         json(res, r.status === 'sent' ? 201 : 202, { id: order.id, writeId: r.id, status: r.status });
+        return r.status === 'sent' ? 'ok' : 'queued';
       } catch (err) {
         const status = err instanceof UpstreamStatusError && err.status < 500 ? err.status : 503;
         json(res, status, { error: errorText(err) });
+        return 'error';
       }
     };
   } else {
     orders = async (res) => {
       try {
         json(res, 200, await callB());
+        return 'ok';
       } catch (err) {
         const status = err instanceof UpstreamStatusError ? 502 : 504;
         json(res, status, { error: err instanceof Error ? err.message : String(err) });
+        return 'error';
       }
     };
     write = async (order, res) => {
       try {
         await postB(order);
         json(res, 201, { id: order.id, status: 'sent' });
+        return 'ok';
       } catch (err) {
         const status = err instanceof UpstreamStatusError ? (err.status < 500 ? err.status : 502) : 504;
         json(res, status, { error: errorText(err) });
+        return 'error';
       }
     };
   }
 
-  const profile = (res: ServerResponse) =>
+  const profile = (res: ServerResponse): Outcome => {
     json(res, 200, { user: 'demo', plan: 'pro', servedBy: 'service-a' });
+    return 'ok';
+  };
+  const metrics =
+    options.metrics === true
+      ? demoMetrics({
+          protected: options.protected,
+          load: () => ({ active: pool.active, queued: pool.queued, size: pool.size }),
+          ...(read !== undefined
+            ? {
+                registry: options.registry,
+                policy: read.policy,
+                lastGood: { ageMs: read.lastGoodAgeMs, ttlMs: read.ttlMs },
+              }
+            : {}),
+          ...(writes !== undefined ? { writes: writes as unknown as InstrumentablePolicy } : {}),
+        })
+      : undefined;
+  /** Runs a route in a worker and records its answer (the clock starts when the request arrived). */
+  const inWorker = async (route: string, res: ServerResponse, handle: () => Outcome | Promise<Outcome>) => {
+    const start = realClock.now();
+    const outcome = await pool.run(async () => {
+      if (res.destroyed) return undefined; // the client left while it was queued
+      return await handle();
+    });
+    if (outcome !== undefined)
+      metrics?.observe(route, res.statusCode, outcome, (realClock.now() - start) / 1000);
+  };
 
   const server: Server = createServer((req, res) => {
     void (async () => {
@@ -313,20 +363,15 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
         const order = await readOrder(req);
         if (order === undefined)
           return json(res, 400, { error: 'body: a JSON object with an "id" (at most 4 KiB)' });
-        await pool.run(async () => {
-          if (res.destroyed) return; // the client left while it was queued
-          await write(order, res);
-        });
-        return;
+        return inWorker('POST /orders', res, () => write(order, res));
       }
       if (req.method !== 'GET') return json(res, 405, { error: 'GET only (and POST /orders)' });
-      if (path === '/orders' || path === '/profile') {
-        await pool.run(async () => {
-          if (res.destroyed) return; // the client left while it was queued
-          if (path === '/orders') await orders(res);
-          else profile(res);
-        });
-        return;
+      if (path === '/orders') return inWorker('/orders', res, () => orders(res));
+      if (path === '/profile') return inWorker('/profile', res, () => profile(res));
+      if (path === '/metrics' && metrics !== undefined) {
+        const text = await metrics.text();
+        res.writeHead(200, { 'content-type': metrics.contentType });
+        return void res.end(text);
       }
       if (path === '/stats')
         return json(res, 200, {
@@ -334,9 +379,14 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
           active: pool.active,
           queued: pool.queued,
           breaker: breaker?.state,
+          ...(read !== undefined
+            ? { lastGoodAgeMs: read.lastGoodAgeMs() ?? null, lastGoodTtlMs: read.ttlMs }
+            : {}),
           ...(writes !== undefined ? { writesQueued: writes.size } : {}),
         });
-      json(res, 404, { error: 'routes: GET /orders, POST /orders, GET /profile, GET /stats' });
+      json(res, 404, {
+        error: `routes: GET /orders, POST /orders, GET /profile, GET /stats${metrics !== undefined ? ', GET /metrics' : ''}`,
+      });
     })().catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { error: String(err) });
       else res.destroy();
@@ -350,9 +400,10 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
+      server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
     });
   } catch (err) {
+    metrics?.dispose();
     await closeWrites();
     await agent.destroy();
     throw err;
@@ -366,9 +417,11 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
     writes,
     writeStorePath: storePath,
     load: () => ({ active: pool.active, queued: pool.queued }),
+    lastGood: read && { ageMs: read.lastGoodAgeMs, ttlMs: read.ttlMs },
     close() {
       closing ??= (async () => {
         options.sideHandler?.close?.();
+        metrics?.dispose();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         // Before the agent: close() aborts a replay in flight; stored writes stay in the file until rm.
