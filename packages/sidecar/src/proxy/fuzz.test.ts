@@ -8,6 +8,9 @@
  * reaches the upstream; no breaker or host records a failure (the upstream never fails); in-flight,
  * pending and limit counters return to 0; the process does not crash.
  *
+ * A second, smaller run sends the first cases of the same base through an HTTPS listener
+ * (SIDECAR_FUZZ_TLS_CASES, default 600, none started after SIDECAR_FUZZ_TLS_BUDGET_MS, 2.5 s).
+ *
  * Every run prints its base seed. Re-run a run: SIDECAR_FUZZ_BASE=<base> [SIDECAR_FUZZ_CASES=<n>];
  * one case: SIDECAR_FUZZ_SEED=<seed> (prints its bytes and what came back). Under CI the base is
  * fixed, so a verdict there is reproducible and a commit cannot fail on cases it never changed;
@@ -16,10 +19,11 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import type { RouteConfig } from '../config/schema.js';
 import { type FuzzCase, fuzzCase, parseResponses, type RawResponse } from './fuzz-test-helpers.js';
-import { proxy, until } from './test-helpers.js';
+import { proxy, testCerts, until } from './test-helpers.js';
 
 const env = process.env;
 const single = env.SIDECAR_FUZZ_SEED !== undefined ? Number(env.SIDECAR_FUZZ_SEED) : undefined;
@@ -31,6 +35,8 @@ const CASES = single !== undefined ? 1 : Number(env.SIDECAR_FUZZ_CASES ?? 3000);
 const CONCURRENCY = Number(env.SIDECAR_FUZZ_CONCURRENCY ?? 24);
 /** No new case starts after this: the test stays well under 20 s on a loaded machine. */
 const BUDGET_MS = Number(env.SIDECAR_FUZZ_BUDGET_MS ?? 8000);
+/** The TLS run's budget (handshakes cost CPU that three Node majors in CI share). */
+const TLS_BUDGET_MS = Number(env.SIDECAR_FUZZ_TLS_BUDGET_MS ?? 2500);
 /** A case with no answer by then is stalled (allowed only where the framing never ends). */
 const DEADLINE_MS = 3000;
 /** Where no answer is a correct outcome (framing that never ends), waiting longer proves nothing. */
@@ -93,9 +99,16 @@ interface Outcome {
   stalled: boolean;
 }
 
-function run(port: number, c: FuzzCase): Promise<Outcome> {
+/** A TLS run's listener certificate and the CA its client trusts. */
+interface TlsSpec {
+  cert_file: string;
+  key_file: string;
+  caPem: string;
+}
+
+function run(port: number, c: FuzzCase, tls: TlsSpec | undefined): Promise<Outcome> {
   return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
+    const s = tls ? tlsConnect({ port, host: '127.0.0.1', ca: tls.caPem }) : connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     let stalled = false;
     const timer = setTimeout(
@@ -111,7 +124,7 @@ function run(port: number, c: FuzzCase): Promise<Outcome> {
       clearTimeout(timer);
       resolve({ data: Buffer.concat(chunks), stalled });
     });
-    s.on('connect', async () => {
+    s.on(tls ? 'secureConnect' : 'connect', async () => {
       for (const p of c.pieces) {
         if (s.destroyed) return;
         s.write(p);
@@ -157,7 +170,14 @@ const judge: Judge = (c, o, m, next) => {
       return `forwarded body of ${s.body.length} bytes differs from the ${c.body.length} sent`;
     if (first.status !== (c.upstreamFails ? 503 : 200)) return `forwarded, answered ${first.status}`;
   } else if (first.status === 404 && c.expect === 'local') outcome = 'local';
-  else if (first.status === 404 && c.expect === 'refuse' && c.tags.includes('asterisk') && m.length === 0) {
+  else if (first.status === 404 && c.expect === 'either' && c.tags.includes('asterisk')) {
+    // OPTIONS * (404, no route) with a body framing Node may take or refuse (seed 106472633: a
+    // bare LF after a chunk size): taken, the request behind is served as after any 404; refused,
+    // the connection ends after the 404, as in the branch below.
+    if (m.length > 0) return 'OPTIONS * was forwarded';
+    if (rs.length === 1 && next.length === 0) return undefined;
+    outcome = 'local';
+  } else if (first.status === 404 && c.expect === 'refuse' && c.tags.includes('asterisk') && m.length === 0) {
     // OPTIONS * is answered (404, no route) before its body is read; when that body then turns
     // out malformed, the connection ends with no second answer and nothing after it forwarded.
     if (rs.length > 1) return `answered 404, then ${rs.length - 1} more (a second answer to one request)`;
@@ -185,11 +205,22 @@ const judge: Judge = (c, o, m, next) => {
         return `the pipelined request got ${rs.slice(1).map((r) => r.status)}`;
     }
   }
-  if (c.expect === 'either') return outcome === 'local' ? 'answered locally' : undefined;
+  if (c.expect === 'either')
+    return outcome === 'local' && !c.tags.includes('asterisk') ? 'answered locally' : undefined;
   return outcome === c.expect ? undefined : `expected ${c.expect}, got ${outcome} (${first.status})`;
 };
 
-test(`fuzz: hostile request heads and bodies over raw sockets (base seed ${base})`, async (t) => {
+/** One fuzz run: up to `cases` cases from `base`, `concurrency` at a time, none started after `budgetMs`. */
+interface RunSpec {
+  cases: number;
+  concurrency: number;
+  budgetMs: number;
+  /** An HTTPS listener (the client's bytes go through TLS records, split where TLS splits them). */
+  tls?: TlsSpec;
+}
+
+async function fuzz(t: TestContext, spec: RunSpec): Promise<void> {
+  const { cases: CASES, concurrency: CONCURRENCY, budgetMs: BUDGET_MS, tls } = spec;
   const u = await recordingUpstream();
   const retry = { attempts: 2, buffer_body_bytes: 100 };
   const routes: RouteConfig[] = [
@@ -209,7 +240,19 @@ test(`fuzz: hostile request heads and bodies over raw sockets (base seed ${base}
       },
     ],
     routes,
-    { extra: { listeners: [{ port: 0, routes, headers_timeout_ms: 3000, request_timeout_ms: 6000 }] } },
+    {
+      extra: {
+        listeners: [
+          {
+            port: 0,
+            routes,
+            headers_timeout_ms: 3000,
+            request_timeout_ms: 6000,
+            ...(tls ? { tls: { cert_file: tls.cert_file, key_file: tls.key_file } } : {}),
+          },
+        ],
+      },
+    },
   );
   const cluster = p.sidecar.clusters.get('c')!;
   let hostFailures = 0;
@@ -236,7 +279,7 @@ test(`fuzz: hostile request heads and bodies over raw sockets (base seed ${base}
       const c = fuzzCase(single ?? (base + next) >>> 0);
       next++;
       const before = failuresSoFar();
-      done.push([c, await run(p.port, c)]);
+      done.push([c, await run(p.port, c, tls)]);
       if (failuresSoFar() > before) suspects.push(c.seed);
     }
   };
@@ -293,9 +336,9 @@ test(`fuzz: hostile request heads and bodies over raw sockets (base seed ${base}
         `upstream failures counted: resets ${c.resets}, timeouts ${c.timeouts}, connect ${c.connectFailures}`,
       );
     t.diagnostic(
-      `${done.length} cases in ${elapsed} ms (base seed ${base}); upstream 503s ${u.failed.count}, breaker failures ${stats.failures}, host failures ${hostFailures}; mutations: ${[...tally].map(([k, n]) => `${k} ${n}`).join(', ')}`,
+      `${done.length} cases${tls ? ' over TLS' : ''} in ${elapsed} ms (base seed ${base}); upstream 503s ${u.failed.count}, breaker failures ${stats.failures}, host failures ${hostFailures}; mutations: ${[...tally].map(([k, n]) => `${k} ${n}`).join(', ')}`,
     );
-    assert.ok(done.length >= Math.min(CASES, 200), `only ${done.length} cases ran`);
+    assert.ok(done.length >= Math.min(CASES, tls ? 50 : 200), `only ${done.length} cases ran`);
     assert.equal(
       failures.length,
       0,
@@ -305,4 +348,23 @@ test(`fuzz: hostile request heads and bodies over raw sockets (base seed ${base}
     await p.sidecar.shutdown(1000);
     await u.close();
   }
-});
+}
+
+test(`fuzz: hostile request heads and bodies over raw sockets (base seed ${base})`, (t) =>
+  fuzz(t, { cases: CASES, concurrency: CONCURRENCY, budgetMs: BUDGET_MS }));
+
+// The same cases (the first of the same base) through an HTTPS listener: Node's TLS server feeds
+// the parser decrypted records, so reads split differently and the socket is a TLSSocket. Smaller:
+// every connection is a handshake.
+const certs = testCerts();
+test(
+  `fuzz over TLS: the same invariants through an HTTPS listener (base seed ${base})`,
+  { skip: certs ? false : 'openssl is not installed (or failed): no test certificates' },
+  (t) =>
+    fuzz(t, {
+      cases: single !== undefined ? 1 : Number(env.SIDECAR_FUZZ_TLS_CASES ?? 600),
+      concurrency: Math.min(CONCURRENCY, 8),
+      budgetMs: TLS_BUDGET_MS,
+      tls: { cert_file: certs!.server.cert, key_file: certs!.server.key, caPem: certs!.caPem },
+    }),
+);

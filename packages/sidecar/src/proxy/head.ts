@@ -13,12 +13,29 @@ import type { Duplex } from 'node:stream';
 const kRefused = Symbol('tripswitch.refused');
 const kLast = Symbol('tripswitch.lastResponse');
 const kOpen = Symbol('tripswitch.openResponses');
+const kLinger = Symbol('tripswitch.linger');
 type Marked = {
   [kRefused]?: true;
   [kLast]?: ServerResponse;
   /** This connection's responses, pruned of finished ones as requests come (usually 0 or 1 left). */
   [kOpen]?: ServerResponse[];
+  [kLinger]?: true;
 };
+
+/** How long a refused client that keeps sending is read (and its bytes dropped) before the close. */
+const LINGER_MS = 2000;
+
+function destroyThis(this: Socket): void {
+  this.destroy();
+}
+
+/** Bounds the reading of a refused connection: closed {@link LINGER_MS} after this at the latest. */
+function lingerAtMost(s: Socket & Marked): void {
+  if (s[kLinger] === true || s.destroyed) return;
+  s[kLinger] = true;
+  const t = setTimeout(destroyThis.bind(s), LINGER_MS).unref();
+  s.once('close', () => clearTimeout(t));
+}
 
 /** Responses on the connection not yet finished (written out). */
 function owedOn(s: Marked): number {
@@ -245,13 +262,23 @@ function afterAnswer(ahead: ServerResponse, s: Socket & Marked, go: () => void):
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   const s = socket as Socket & Marked;
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  if (err.code === 'ECONNRESET') {
     socket.destroy();
     return;
   }
   // Refused already (a refusal with connection: close, or an error handled before): the
-  // connection is closing; more bytes get no second answer.
-  if (s[kRefused] === true) return;
+  // connection is closing; more bytes get no second answer. Not destroyed here: the parser errs
+  // again on each later read of what the client still sends (a refused upload, a header still
+  // arriving; over TLS record by record), and closing with those bytes unread resets the
+  // connection, a reset that can overtake the refusal (the client then gets no status at all).
+  if (s[kRefused] === true) {
+    lingerAtMost(s);
+    return;
+  }
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
   s[kRefused] = true;
   const last = s[kLast];
   const owed = owedOn(s);

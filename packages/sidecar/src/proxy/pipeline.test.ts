@@ -191,3 +191,27 @@ describe('pipelining that keeps the connection still works', () => {
     await settled(p, cluster);
   });
 });
+
+describe('a refused connection', () => {
+  test('a client that keeps sending after its 400 is read (not reset under it) and closed within about 2 s', async () => {
+    const { p } = await start();
+    // Half-open: the client does not end its side when the proxy ends its own.
+    const s = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+    let data = '';
+    s.on('data', (c) => {
+      data += c.toString('latin1');
+    });
+    s.on('error', () => {});
+    const t0 = Date.now();
+    const closed = new Promise<void>((r) => s.on('close', () => r()));
+    s.write('NOT HTTP\r\n\r\n');
+    const more = setInterval(() => {
+      if (s.writable) s.write('zzzz\r\n');
+    }, 20);
+    await closed;
+    clearInterval(more);
+    assert.match(data, /^HTTP\/1\.1 400 /);
+    const ms = Date.now() - t0;
+    assert.ok(ms >= 1500 && ms < 6000, `closed after ${ms} ms`);
+  });
+});
