@@ -9,6 +9,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { realClock } from '../clock.js';
 
 const kRefused = Symbol('tripswitch.refused');
 const kLast = Symbol('tripswitch.lastResponse');
@@ -33,8 +34,9 @@ function destroyThis(this: Socket): void {
 function lingerAtMost(s: Socket & Marked): void {
   if (s[kLinger] === true || s.destroyed) return;
   s[kLinger] = true;
-  const t = setTimeout(destroyThis.bind(s), LINGER_MS).unref();
-  s.once('close', () => clearTimeout(t));
+  // Real time, whatever clock the Sidecar runs on: a bound on a socket, never part of a test's story.
+  const t = realClock.setTimeout(destroyThis.bind(s), LINGER_MS).unref();
+  s.once('close', () => realClock.clearTimeout(t));
 }
 
 /** Responses on the connection not yet finished (written out). */
