@@ -159,7 +159,7 @@ program
     process.on('SIGINT', () => void stop('SIGINT'));
   });
 
-program
+const demo = program
   .command('demo')
   .description(
     'the cascade demo: Service A calls an unstable Service B under load (healthy -> outage -> recovery), without and with tripswitch',
@@ -178,7 +178,12 @@ program
   )
   .option(
     '--keep-running',
-    'after the report keep the protected Service A, B and the dashboard up until Ctrl-C',
+    'after the report keep Service B, an unprotected and a protected Service A (with /metrics and the dashboard) up on fixed ports until Ctrl-C',
+  )
+  .option(
+    '--port <base>',
+    'with --keep-running: Service B on <base>, the unprotected A on <base>+1, the protected A on <base>+2',
+    '3000',
   )
   .option('--json', 'print the result as JSON on stdout (progress goes to stderr)')
   .action(
@@ -189,6 +194,7 @@ program
       outage: string;
       clientTimeout?: string;
       keepRunning?: boolean;
+      port: string;
       json?: boolean;
     }) => {
       const { runDemo, formatReport } = await import('./demo/index.js');
@@ -206,6 +212,9 @@ program
       const clientTimeout = opts.clientTimeout === undefined ? undefined : Number(opts.clientTimeout);
       if (clientTimeout !== undefined && !(clientTimeout >= 0.01 && clientTimeout <= 600))
         fail(`--client-timeout must be a number of seconds in [0.01, 600], got "${opts.clientTimeout}"`);
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 1 || port > 65_533)
+        fail(`--port must be an integer in [1, 65533] (three ports from it), got "${opts.port}"`);
       const ms = seconds * 1000;
       const out = opts.json ? process.stderr : process.stdout;
       const stop = new AbortController();
@@ -227,6 +236,7 @@ program
           outage: opts.outage,
           ...(clientTimeout !== undefined ? { clientTimeoutMs: clientTimeout * 1000 } : {}),
           keepRunning: opts.keepRunning === true,
+          port,
           signal: stop.signal,
           log: (line) => out.write(line),
         });
@@ -246,13 +256,7 @@ program
         return;
       }
       const kept = result.kept;
-      out.write(
-        `\nStill running (Ctrl-C to stop):\n  Service A  ${kept.serviceA}/orders  ${kept.serviceA}/profile  ${kept.serviceA}/stats\n` +
-          `  Service B  ${kept.upstream}  (curl -X POST '${kept.upstream}/mode?mode=hanging'; modes: healthy slow failing hanging recovering)\n` +
-          (kept.dashboard !== undefined
-            ? `  dashboard  ${kept.dashboard}\n`
-            : '  dashboard  (not available in this build)\n'),
-      );
+      out.write(`\n${kept.text}`);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       await new Promise<void>((resolve) => {
@@ -263,5 +267,27 @@ program
       process.exitCode = 0;
     },
   );
+
+// `demo mode hanging --port 3001`: the --port after the subcommand is the subcommand's, not demo's
+// (commander needs positional options on every command above it; the root has none of its own).
+program.enablePositionalOptions();
+demo.enablePositionalOptions();
+demo
+  .command('mode')
+  .argument('[mode]', 'healthy, slow, failing, hanging or recovering; none: print the current mode')
+  .option('--port <base>', 'the base port the services were started with (Service B listens there)', '3000')
+  .description("switch the kept Service B's behaviour (started by `tripswitch demo --keep-running`)")
+  .action(async (mode: string | undefined, opts: { port: string }) => {
+    const { demoMode } = await import('./demo/index.js');
+    const port = Number(opts.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65_535)
+      fail(`--port must be an integer in [1, 65535], got "${opts.port}"`);
+    try {
+      const now = await demoMode(mode, { port });
+      process.stdout.write(`Service B (127.0.0.1:${port}) is ${now}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 await program.parseAsync(process.argv);

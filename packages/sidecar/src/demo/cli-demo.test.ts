@@ -48,3 +48,27 @@ test('tripswitch demo rejects bad options', async () => {
   assert.equal(o.code, 1);
   assert.match(o.stderr, /--outage must be hanging, failing or slow/);
 });
+
+test('tripswitch demo mode: switches the kept B on --port; an unknown mode is refused with the valid ones', async () => {
+  const { startUpstream } = await import('./upstream.js');
+  const b = await startUpstream();
+  try {
+    const r = await run(['demo', 'mode', 'hanging', '--port', String(b.port)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `Service B (127.0.0.1:${b.port}) is hanging\n`);
+    assert.equal(b.mode, 'hanging');
+    const read = await run(['demo', 'mode', '--port', String(b.port)]);
+    assert.equal(read.stdout, `Service B (127.0.0.1:${b.port}) is hanging\n`);
+  } finally {
+    await b.close();
+  }
+  const bad = await run(['demo', 'mode', 'sideways']);
+  assert.equal(bad.code, 1);
+  assert.equal(
+    bad.stderr,
+    'unknown mode "sideways": the modes are healthy, slow, failing, hanging, recovering\n',
+  );
+  const port = await run(['demo', '--port', '70000']);
+  assert.equal(port.code, 1);
+  assert.match(port.stderr, /--port must be an integer in \[1, 65533\] \(three ports from it\), got "70000"/);
+});

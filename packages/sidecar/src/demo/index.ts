@@ -49,6 +49,15 @@ export {
   reasonOf,
 } from './read-policy.js';
 export {
+  DEFAULT_DEMO_PORT,
+  DemoPortError,
+  type DemoServices,
+  type DemoServicesOptions,
+  demoMode,
+  formatServices,
+  startDemoServices,
+} from './serve.js';
+export {
   BREAKER_NAME,
   type OrderWrite,
   type ServiceA,

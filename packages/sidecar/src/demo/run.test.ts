@@ -108,18 +108,24 @@ test('runDemo: an abort stops the run early, drops the runs not started and clos
   assert.ok(tcpHandles() <= before, `TCP handles left open: ${tcpHandles()} > ${before}`);
 });
 
-test('runDemo with keepRunning: the protected services stay up until kept.close()', async () => {
-  const result = await runDemo({ ...tiny, runs: ['protected'], keepRunning: true });
+test('runDemo with keepRunning: B and both A stay up (started before the runs) until kept.close()', async () => {
+  const result = await runDemo({ ...tiny, runs: ['protected'], keepRunning: true, port: 0 });
   const kept = result.kept;
   assert.ok(kept, 'kept services');
   try {
-    const r = await fetch(`${kept.serviceA}/profile`);
-    assert.equal(r.status, 200);
-    await r.body?.cancel();
+    for (const a of [kept.unprotected, kept.protected]) {
+      const r = await fetch(`${a}/profile`);
+      assert.equal(r.status, 200);
+      await r.body?.cancel();
+      const m = await fetch(`${a}/metrics`);
+      assert.equal(m.status, 200);
+      await m.body?.cancel();
+    }
     const m = await fetch(`${kept.upstream}/mode`);
-    assert.equal(((await m.json()) as { mode: string }).mode, 'recovering');
+    assert.equal(((await m.json()) as { mode: string }).mode, 'healthy');
+    assert.match(kept.text, /ab -n 100 -c 20 -l http:\/\/127\.0\.0\.1:\d+\/orders/);
   } finally {
     await kept.close();
   }
-  await assert.rejects(fetch(`${kept.serviceA}/profile`));
+  await assert.rejects(fetch(`${kept.protected}/profile`));
 });

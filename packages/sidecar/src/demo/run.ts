@@ -32,6 +32,7 @@ import {
   type WriteStats,
 } from './report.js';
 import { type ServiceA, type SideHandler, startServiceA } from './service-a.js';
+import { DEFAULT_DEMO_PORT, formatServices, startDemoServices } from './serve.js';
 import { startUpstream, type Upstream, type UpstreamMode, type UpstreamStats } from './upstream.js';
 import { realClock } from '../clock.js';
 import type { TimerHandle } from 'tripswitch';
@@ -85,8 +86,13 @@ export interface DemoOptions {
   drainWaitMs?: number;
   /** The runs, in order. @default ['unprotected', 'protected'] */
   runs?: readonly RunLabel[];
-  /** Keep the last protected run's services (and the dashboard) running; close them with `result.kept.close()`. */
+  /**
+   * Keep B, an unprotected A and a protected A (with the dashboard) running on fixed ports after the
+   * runs (started first, so a taken port fails at once); close them with `result.kept.close()`.
+   */
   keepRunning?: boolean;
+  /** With `keepRunning`: B's port; the unprotected A gets port + 1, the protected A port + 2 (0: ephemeral). @default 3000 */
+  port?: number;
   /** Serve the dashboard from Service A in protected runs when the module exists. @default true */
   dashboard?: boolean;
   /** Progress and report lines go here. @default no output */
@@ -136,13 +142,21 @@ export interface DemoResult {
   runs: Partial<Record<RunLabel, RunResult>>;
   comparison: Comparison[];
   /** Settings the demo ran with. */
-  settings: Required<Omit<DemoOptions, 'log' | 'signal' | 'runs' | 'keepRunning' | 'dashboard'>>;
+  settings: Required<Omit<DemoOptions, 'log' | 'signal' | 'runs' | 'keepRunning' | 'dashboard' | 'port'>>;
   /** The demo was stopped early. */
   aborted: boolean;
   /** The whole demo's wall time in ms. */
   wallMs: number;
-  /** Set with `keepRunning`: the protected services still running. */
-  kept?: { serviceA: string; upstream: string; dashboard?: string; close(): Promise<void> };
+  /** Set with `keepRunning`: the services still running, their URLs and the block to print. */
+  kept?: {
+    upstream: string;
+    unprotected: string;
+    protected: string;
+    dashboard?: string;
+    /** Every URL, how to switch B and the exact `ab` commands (see `formatServices`). */
+    text: string;
+    close(): Promise<void>;
+  };
 }
 
 const PHASE_TEXT: Record<string, string> = {
@@ -544,27 +558,45 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   log(describeModel(settings));
   const runs: Partial<Record<RunLabel, RunResult>> = {};
   const labels = options.runs ?? ['unprotected', 'protected'];
-  let kept: DemoResult['kept'];
-  for (const [i, label] of labels.entries()) {
-    if (options.signal?.aborted) break;
-    const { result, a, b } = await runOnce(label, settings, options);
-    runs[label] = result;
-    const last = i === labels.length - 1;
-    if (options.keepRunning && label === 'protected' && last && !options.signal?.aborted) {
-      kept = {
-        serviceA: a.url,
-        upstream: b.url,
-        ...(result.dashboardUrl !== undefined ? { dashboard: result.dashboardUrl } : {}),
-        close: async () => {
-          await a.close();
-          await b.close();
-        },
-      };
-    } else {
+  // Started before the runs: a taken port is reported at once, not after them.
+  const services = options.keepRunning
+    ? await startDemoServices({
+        port: options.port ?? DEFAULT_DEMO_PORT,
+        workers: settings.workers,
+        upstreamConnections: settings.upstreamConnections,
+        // Not the runs' (derived from their outage length): 10 s unless given.
+        clientTimeoutMs: options.clientTimeoutMs ?? 10_000,
+        timeoutMs: settings.timeoutMs,
+        openDurationMs: settings.openDurationMs,
+        lastGoodTtlMs: settings.lastGoodTtlMs,
+        slowMs: settings.slowMs,
+        dashboard: options.dashboard !== false,
+        loadDashboard: dashboardFor,
+      })
+    : undefined;
+  try {
+    for (const label of labels) {
+      if (options.signal?.aborted) break;
+      const { result, a, b } = await runOnce(label, settings, options);
+      runs[label] = result;
       await a.close();
       await b.close();
     }
+  } catch (err) {
+    await services?.close();
+    throw err;
   }
+  let kept: DemoResult['kept'];
+  if (services !== undefined && options.signal?.aborted) await services.close();
+  else if (services !== undefined)
+    kept = {
+      upstream: services.upstream.url,
+      unprotected: services.unprotected.url,
+      protected: services.protected.url,
+      ...(services.dashboard !== undefined ? { dashboard: services.dashboard } : {}),
+      text: formatServices(services),
+      close: () => services.close(),
+    };
   const comparison: Comparison[] = [];
   const u = runs.unprotected;
   const p = runs.protected;

@@ -104,6 +104,8 @@ export interface ServiceA {
   load(): { active: number; queued: number };
   /** Protected: the last good answer's age in ms (undefined before the first) and its TTL. */
   readonly lastGood: { ageMs(): number | undefined; readonly ttlMs: number } | undefined;
+  /** Protected: the timeout per attempt in ms. */
+  readonly timeoutMs: number | undefined;
   close(): Promise<void>;
 }
 
@@ -403,6 +405,7 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
       server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
     });
   } catch (err) {
+    server.close(); // a failed listen (port taken) still holds a handle until closed
     metrics?.dispose();
     await closeWrites();
     await agent.destroy();
@@ -418,6 +421,7 @@ export async function startServiceA(options: ServiceAOptions): Promise<ServiceA>
     writeStorePath: storePath,
     load: () => ({ active: pool.active, queued: pool.queued }),
     lastGood: read && { ageMs: read.lastGoodAgeMs, ttlMs: read.ttlMs },
+    timeoutMs: read?.timeoutMs,
     close() {
       closing ??= (async () => {
         options.sideHandler?.close?.();

@@ -205,7 +205,11 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
   });
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => {
+      // A failed listen (port taken) still holds a handle until closed.
+      server.close();
+      reject(err);
+    });
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
