@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Sidecar } from './server.js';
-import { proxy, raw, send } from './test-helpers.js';
+import { proxy, raw, send, until } from './test-helpers.js';
 
 interface Seen {
   conn: number;
@@ -18,11 +18,13 @@ interface Seen {
 /** A raw upstream: each request head is recorded with its connection number; `answer` replies. */
 async function rawUpstream(answer: (path: string, s: Socket) => void) {
   const seen: Seen[] = [];
+  const closed = new Set<number>();
   let conns = 0;
   const server: Server = createServer((s) => {
     const id = ++conns;
     let buf = '';
     s.on('error', () => {});
+    s.on('close', () => closed.add(id));
     s.on('data', (c: Buffer) => {
       buf += c.toString('latin1');
       for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
@@ -39,6 +41,7 @@ async function rawUpstream(answer: (path: string, s: Socket) => void) {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     seen,
+    closed,
     host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
@@ -76,7 +79,18 @@ describe('fast upstream pool', () => {
       else if (path === '/to-close') s.end('HTTP/1.1 200 OK\r\n\r\nall of it');
       else if (path === '/head') s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n');
       else if (path === '/silent') return;
-      else s.write(OK);
+      else if (path === '/hint')
+        s.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok');
+      else if (path === '/stall-body') s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok');
+      else if (path === '/slow-body') {
+        // Pieces 200 ms apart (each under the 300 ms route timeout, 800 ms in all).
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n');
+        let n = 0;
+        const t = setInterval(() => {
+          s.write('x');
+          if (++n === 5) clearInterval(t);
+        }, 200);
+      } else s.write(OK);
     });
     p = await proxy([{ name: 'u', hosts: [u.host] }], [{ prefix: '/', cluster: 'u', timeout_ms: 300 }]);
   });
@@ -164,6 +178,27 @@ describe('fast upstream pool', () => {
     const r = await send(p.port, '/head', { method: 'HEAD' });
     assert.equal(r.status, 200);
     assert.match(u.seen.at(-1)!.head, /\r\nconnection: close/);
+  });
+
+  test('Keep-Alive: timeout=1 from the upstream: the idle connection is closed before that', async () => {
+    await send(p.port, '/hint');
+    const conn = u.seen.at(-1)!.conn;
+    await until(() => u.closed.has(conn), 3000);
+  });
+
+  test('the route timeout counts from the last read: a body in slow pieces arrives whole', async () => {
+    const r = await send(p.port, '/slow-body');
+    assert.deepEqual([r.status, r.body.toString()], [200, 'xxxxx']);
+  });
+
+  test('a body that stops past the route timeout: cut, counted as a timeout, connection closed', async () => {
+    const c = p.sidecar.clusters.get('u')!;
+    const t = c.counters.timeouts;
+    const r = await raw(p.port, 'GET /stall-body HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(r.closed, true);
+    assert.equal(c.counters.timeouts, t + 1);
+    const conn = u.seen.at(-1)!.conn;
+    await until(() => u.closed.has(conn), 3000);
   });
 
   test('no answer within the route timeout: 504', async () => {

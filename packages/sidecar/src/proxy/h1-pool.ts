@@ -54,6 +54,12 @@ function expectsPayload(method: string): boolean {
 // Closed a little before the server's announced idle limit, so that a request is not sent on a
 // connection the server is closing (undici's keepAliveTimeoutThreshold).
 const HINT_MARGIN_MS = 1000;
+/**
+ * Idle connections are closed by one sweep per pool at this interval (a socket timer per
+ * connection would be re-made on every request: a Timeout and a bound function each time), at
+ * most this much before their limit.
+ */
+const SWEEP_MS = 500;
 
 interface Queued {
   head: string;
@@ -90,6 +96,7 @@ export class UpstreamPool {
   #opened = 0;
   #closing = false;
   #closed: (() => void) | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
   /** Requests sent on the fast path (for tests and the bench). */
   fastRequests = 0;
 
@@ -201,6 +208,25 @@ export class UpstreamPool {
     }
     this.#idle.push(conn);
     conn.idle(this.#options.idleTimeoutMs);
+    if (this.#sweeper === undefined) {
+      this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+      this.#sweeper.unref();
+    }
+  }
+
+  /** Closes the connections idle for (nearly) their limit; stops when none is idle. */
+  #sweep(): void {
+    const idle = this.#idle;
+    if (idle.length === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
+    const now = performance.now();
+    for (let i = idle.length - 1; i >= 0; i--) {
+      const c = idle[i]!;
+      if (now - c.idleSince >= c.idleLimit - SWEEP_MS) c.socket.destroy();
+    }
   }
 
   /** A connection closed (for whatever reason); a queued request gets a new one. */
@@ -228,6 +254,7 @@ export class UpstreamPool {
   /** Closes once the requests in flight finish (idle connections at once); then undici's pool. */
   async close(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#sweeper);
     for (const c of this.#idle.splice(0)) c.socket.destroy();
     await new Promise<void>((resolve) => {
       this.#closed = resolve;
@@ -239,6 +266,7 @@ export class UpstreamPool {
   /** Closes every connection now; requests in flight fail. */
   async destroy(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#sweeper);
     const queued = this.#queue;
     this.#queue = [];
     for (const q of queued)
@@ -250,6 +278,10 @@ export class UpstreamPool {
     for (const c of [...this.#busy]) c.fail(new UpstreamPoolError('pool destroyed', 'UND_ERR_DESTROYED'));
     await this.#undici.destroy();
   }
+}
+
+function onTimer(c: Connection): void {
+  c.timerFired();
 }
 
 /** The controller of a request that never reached a connection. */
@@ -271,6 +303,14 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
   handler: Dispatcher.DispatchHandler | undefined;
   rawHeaders: string[] | null = null;
   #timeoutMs = 0;
+  /** The response timer: made once, refreshed per request and per read (no Timeout per request). */
+  #timer: NodeJS.Timeout | undefined;
+  #timerMs = 0;
+  /** The duration #timer was made with. */
+  #timerFor = 0;
+  /** When the connection went idle (performance.now()) and how long it may stay so. */
+  idleSince = 0;
+  idleLimit = 0;
   #connecting = true;
   #paused = false;
   #reason: Error | null = null;
@@ -289,7 +329,8 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
     socket.once('connect', () => {
       this.#connecting = false;
       socket.setKeepAlive(true, 60_000);
-      socket.setTimeout(this.handler !== undefined && !this.#paused ? this.#timeoutMs : 0);
+      socket.setTimeout(0);
+      if (this.handler !== undefined) this.#arm(this.#timeoutMs);
     });
     socket.on('data', (chunk: Buffer) => this.#data(chunk));
     socket.on('timeout', () => this.#timeout());
@@ -325,7 +366,7 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
     this.#timeoutMs = timeoutMs;
     this.rawHeaders = null;
     this.parser.expect(isHead, this);
-    if (!this.#connecting) this.socket.setTimeout(timeoutMs);
+    if (!this.#connecting) this.#arm(timeoutMs);
     handler.onRequestStart?.(this, undefined);
     if (this.handler !== handler) return; // aborted at its start
     if (body === null || body.length === 0) this.socket.write(head, 'latin1');
@@ -337,10 +378,32 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
     }
   }
 
-  /** Parked in the pool: closed after `ms` unused (or the server's shorter hint). */
+  /** Parked in the pool: closed after `ms` unused (or the server's shorter hint), by the sweep. */
   idle(ms: number): void {
     const hint = this.parser.keepAliveHintMs;
-    this.socket.setTimeout(hint > 0 ? Math.max(1, Math.min(ms, hint - HINT_MARGIN_MS)) : ms);
+    this.idleSince = performance.now();
+    this.idleLimit = hint > 0 ? Math.max(1, Math.min(ms, hint - HINT_MARGIN_MS)) : ms;
+  }
+
+  /** (Re)starts the response timer for `ms` (0 = none). */
+  #arm(ms: number): void {
+    this.#timerMs = ms;
+    if (ms <= 0) return;
+    const t = this.#timer;
+    if (t !== undefined && this.#timerFor === ms) {
+      t.refresh();
+      return;
+    }
+    if (t !== undefined) clearTimeout(t);
+    this.#timerFor = ms;
+    this.#timer = setTimeout(onTimer, ms, this);
+    this.#timer.unref();
+  }
+
+  /** The response timer ran out (a stale run, for a request already over or paused, is ignored). */
+  timerFired(): void {
+    if (this.handler === undefined || this.#paused || this.#timerMs === 0) return;
+    this.#timeout();
   }
 
   onHead(status: number, raw: string[]): void {
@@ -366,6 +429,8 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
       this.socket.destroy();
       return;
     }
+    // The body timeout counts from the last read.
+    if (this.#timerMs > 0) this.#timer!.refresh();
     const refused = this.parser.execute(chunk);
     if (refused !== undefined) {
       this.fail(new UpstreamPoolError(`invalid upstream response: ${refused}`, 'ERR_UPSTREAM_RESPONSE'));
@@ -426,6 +491,11 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
   /** Fails the request in flight (if any) and closes the connection. */
   fail(err: Error): void {
     const h = this.handler;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerMs = 0;
+    }
     this.socket.destroy();
     if (h === undefined) return;
     this.handler = undefined;
@@ -441,15 +511,14 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
   pause(): void {
     if (this.#paused || this.handler === undefined) return;
     this.#paused = true;
+    // Not reading is the client's doing: the response timer is ignored meanwhile.
     this.socket.pause();
-    // Not reading is the client's doing: the response timeout waits.
-    this.socket.setTimeout(0);
   }
 
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
     this.socket.resume();
-    if (this.handler !== undefined) this.socket.setTimeout(this.#timeoutMs);
+    if (this.handler !== undefined && this.#timerMs > 0) this.#timer!.refresh();
   }
 }

@@ -57,14 +57,33 @@ enum Chunk {
 export const MAX_HEAD_BYTES = 16_384;
 const MAX_INTERIM = 16;
 const MAX_SIZE_LINE = 1024;
-// The reason phrase may be absent (with or without its SP, as llhttp takes it); control
-// characters in it are refused (llhttp takes them).
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values: HTAB, SP, VCHAR, obs-text (RFC 9110 section 5.5); no other control characters.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 const DIGITS = /^\d{1,15}$/;
+
+/**
+ * `HTTP/1.0` or `HTTP/1.1`, SP, a status 100..599, then nothing or SP and a reason phrase (HTAB,
+ * SP, VCHAR, obs-text). The reason may be absent with or without its SP, as llhttp takes it;
+ * control characters in it are refused (llhttp takes them).
+ */
+function statusLine(text: string, eol: number): boolean {
+  if (eol < 12 || !text.startsWith('HTTP/1.', 0)) return false;
+  const minor = text.charCodeAt(7);
+  if ((minor !== 48 && minor !== 49) || text.charCodeAt(8) !== 32) return false;
+  const d0 = text.charCodeAt(9);
+  const d1 = text.charCodeAt(10);
+  const d2 = text.charCodeAt(11);
+  if (d0 < 49 || d0 > 53 || d1 < 48 || d1 > 57 || d2 < 48 || d2 > 57) return false;
+  if (eol === 12) return true;
+  if (text.charCodeAt(12) !== 32) return false;
+  for (let i = 13; i < eol; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 32 && c !== 9) || c === 127 || c > 255) return false;
+  }
+  return true;
+}
 
 function hexValue(b: number): number {
   if (b >= 48 && b <= 57) return b - 48;
@@ -229,31 +248,30 @@ export class ResponseParser {
   /** Judges one complete head (status line and header lines, each ending CRLF). */
   #head1(text: string): string | undefined {
     let eol = text.indexOf('\r\n');
-    const m = STATUS_LINE.exec(text.slice(0, eol));
-    if (m === null) return 'invalid status line';
-    const minor = m[1]!;
-    const status = Number(m[2]);
+    // Status line by hand (a regex match would allocate per response).
+    if (!statusLine(text, eol)) return 'invalid status line';
+    const minor = text.charCodeAt(7) - 48;
+    const status = Number(text.slice(9, 12));
     const raw: string[] = [];
     let contentLength = -1;
     let chunked = false;
     let te = false;
-    let close = minor === '0';
+    let close = minor === 0;
     let pos = eol + 2;
     while (pos < text.length) {
       eol = text.indexOf('\r\n', pos);
-      const line = text.slice(pos, eol);
-      pos = eol + 2;
-      const c0 = line.charCodeAt(0);
+      const c0 = text.charCodeAt(pos);
       if (c0 === 32 || c0 === 9) return 'obs-fold in the response head';
-      const colon = line.indexOf(':');
-      if (colon <= 0) return 'header line without a name and colon';
-      const name = line.slice(0, colon);
+      const colon = text.indexOf(':', pos);
+      if (colon <= pos || colon > eol) return 'header line without a name and colon';
+      const name = text.slice(pos, colon);
       if (!TOKEN.test(name)) return 'invalid header name';
       let a = colon + 1;
-      let b = line.length;
-      while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++;
-      while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--;
-      const value = line.slice(a, b);
+      let b = eol;
+      pos = eol + 2;
+      while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++;
+      while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
+      const value = text.slice(a, b);
       if (BAD_VALUE.test(value)) return 'control character in a header value';
       const n = name.length;
       if (n === 14 || n === 17 || n === 10) {

@@ -56,8 +56,10 @@ function latin1(x: Buffer | string): string {
 }
 
 /** Response headers from a raw list: hop-by-hop and Connection-listed ones removed. */
-export function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
-  const out: string[] = [];
+export function responseHeaders(raw: (Buffer | string)[]): string[] {
+  // A string list (the fast pool's, read once) is filtered in place: no second array.
+  const out: string[] = typeof raw[0] === 'string' ? (raw as string[]) : [];
+  let w = 0;
   let listed: string[] | undefined;
   seenContentLength = -1;
   for (let i = 0; i < raw.length; i += 2) {
@@ -80,8 +82,11 @@ export function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
         continue;
       }
     }
-    out.push(k, latin1(raw[i + 1]!));
+    const v = latin1(raw[i + 1]!);
+    out[w++] = k;
+    out[w++] = v;
   }
+  out.length = w;
   if (listed) {
     const kept: string[] = [];
     for (let i = 0; i < out.length; i += 2)

@@ -1,0 +1,82 @@
+/**
+ * `node packages/sidecar/dist/bench/proxy-alloc.js`: where the proxy allocates per request. Runs
+ * a backend and a sidecar in this process, loads it with wrk (-t1 -c50, BENCH_SECONDS, default 5)
+ * while V8's sampling heap profiler records every sampled allocation (also those collected since,
+ * which is what an allocation rate is made of), then prints bytes per request by allocating
+ * function, top 25. Needs wrk.
+ * @module
+ */
+import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import { Session } from 'node:inspector/promises';
+import type { AddressInfo } from 'node:net';
+import { Sidecar } from '../proxy/server.js';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+
+interface Node {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: Node[];
+}
+
+const backend = createServer((_q, s) => {
+  s.writeHead(200, { 'content-type': 'text/plain', 'content-length': 12 });
+  s.end('hello world\n');
+});
+await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+const sidecar = new Sidecar(
+  {
+    listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'b' }] }],
+    clusters: [
+      {
+        name: 'b',
+        hosts: [`127.0.0.1:${(backend.address() as AddressInfo).port}`],
+        circuit_breakers: { thresholds: [{ priority: 'default', max_connections: 256, max_requests: 1024 }] },
+      },
+    ],
+  },
+  { logger: { info() {}, warn() {}, error() {} } },
+);
+await sidecar.start();
+const url = `http://127.0.0.1:${sidecar.addresses()[0]!.port}/`;
+const wrk = (s: number) =>
+  new Promise<string>((resolve) => {
+    // Asynchronously, so that this process keeps serving.
+    import('node:child_process').then(({ execFile }) =>
+      execFile('wrk', ['-t1', '-c50', `-d${s}s`, url], (_e, out) => resolve(out)),
+    );
+  });
+if (spawnSync('wrk', ['--version']).error) throw new Error('wrk is not installed');
+await wrk(1);
+const session = new Session();
+session.connect();
+await session.post('HeapProfiler.startSampling', {
+  samplingInterval: 4096,
+  includeObjectsCollectedByMajorGC: true,
+  includeObjectsCollectedByMinorGC: true,
+} as never);
+const out = await wrk(seconds);
+const { profile } = (await session.post('HeapProfiler.stopSampling')) as unknown as {
+  profile: { head: Node };
+};
+const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN);
+const by = new Map<string, number>();
+let total = 0;
+const walk = (n: Node) => {
+  const f = n.callFrame;
+  const key = `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
+  by.set(key, (by.get(key) ?? 0) + n.selfSize);
+  total += n.selfSize;
+  for (const c of n.children) walk(c);
+};
+walk(profile.head);
+console.log(`${requests} requests; ${(total / requests).toFixed(0)} bytes allocated per request (sampled)`);
+console.log('| bytes/request | allocating function |');
+console.log('|---|---|');
+for (const [k, v] of [...by].sort((a, b) => b[1] - a[1]).slice(0, 25))
+  console.log(`| ${(v / requests).toFixed(0)} | \`${k}\` |`);
+session.disconnect();
+await sidecar.shutdown();
+backend.close();
+backend.closeAllConnections();
