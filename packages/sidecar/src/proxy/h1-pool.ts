@@ -19,7 +19,9 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import type { Clock, TimerHandle } from 'tripswitch';
 import type { Dispatcher, Pool } from 'undici';
+import { realClock } from '../clock.js';
 import { ResponseParser, type ResponseSink } from './h1-response.js';
 
 /** An upstream failure on the fast path, with the code the upstream filter classifies. */
@@ -40,6 +42,12 @@ export interface UpstreamPoolOptions {
   connectTimeoutMs: number;
   /** An idle connection is closed after this long (or sooner, when the server says so). */
   idleTimeoutMs: number;
+  /**
+   * Time and the sweep's timer. Default: real time, as undici's own timeouts (socket I/O runs in
+   * real time; the sidecar's clock, a TestClock in tests, times retries and the breaker).
+   * @default realClock
+   */
+  clock?: Clock;
 }
 
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
@@ -55,11 +63,12 @@ function expectsPayload(method: string): boolean {
 // connection the server is closing (undici's keepAliveTimeoutThreshold).
 const HINT_MARGIN_MS = 1000;
 /**
- * Idle connections are closed by one sweep per pool at this interval (a socket timer per
- * connection would be re-made on every request: a Timeout and a bound function each time), at
- * most this much before their limit.
+ * Response timeouts and idle limits are checked by one sweep per pool at this interval, against
+ * deadlines the connections keep as plain numbers (a socket timer would be re-made on every
+ * request: a Timeout and a bound function each time). A timeout is noticed up to this much late;
+ * an idle connection is closed up to this much early.
  */
-const SWEEP_MS = 500;
+const SWEEP_MS = 100;
 
 interface Queued {
   head: string;
@@ -96,13 +105,15 @@ export class UpstreamPool {
   #opened = 0;
   #closing = false;
   #closed: (() => void) | undefined;
-  #sweeper: NodeJS.Timeout | undefined;
+  #sweeper: TimerHandle | undefined;
+  readonly clock: Clock;
   /** Requests sent on the fast path (for tests and the bench). */
   fastRequests = 0;
 
   constructor(origin: string, undici: Pool, options: UpstreamPoolOptions) {
     this.#undici = undici;
     this.#options = options;
+    this.clock = options.clock ?? realClock;
     const url = new URL(origin);
     this.#fast = url.protocol === 'http:';
     this.#host = url.hostname.replace(/^\[|\]$/g, '');
@@ -208,26 +219,26 @@ export class UpstreamPool {
     }
     this.#idle.push(conn);
     conn.idle(this.#options.idleTimeoutMs);
-    if (this.#sweeper === undefined) {
-      this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
-      this.#sweeper.unref();
-    }
   }
 
-  /** Closes the connections idle for (nearly) their limit; stops when none is idle. */
-  #sweep(): void {
+  /** Makes sure the sweep runs (a connection has a deadline or is idle). */
+  watch(): void {
+    if (this.#sweeper !== undefined) return;
+    this.#sweeper = this.clock.setTimeout(this.#sweep, SWEEP_MS).unref();
+  }
+
+  /** Times out connections past their response deadline, closes those idle (nearly) too long. */
+  readonly #sweep = (): void => {
+    this.#sweeper = undefined;
+    const now = this.clock.now();
     const idle = this.#idle;
-    if (idle.length === 0) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
-      return;
-    }
-    const now = performance.now();
     for (let i = idle.length - 1; i >= 0; i--) {
       const c = idle[i]!;
       if (now - c.idleSince >= c.idleLimit - SWEEP_MS) c.socket.destroy();
     }
-  }
+    for (const c of this.#busy) c.checkDeadline(now);
+    if (this.#busy.size > 0 || this.#idle.length > 0) this.watch();
+  };
 
   /** A connection closed (for whatever reason); a queued request gets a new one. */
   gone(conn: Connection): void {
@@ -247,6 +258,8 @@ export class UpstreamPool {
     if (this.#closed !== undefined && this.#busy.size === 0 && this.#queue.length === 0) {
       const done = this.#closed;
       this.#closed = undefined;
+      if (this.#sweeper !== undefined) this.clock.clearTimeout(this.#sweeper);
+      this.#sweeper = undefined;
       done();
     }
   }
@@ -254,7 +267,6 @@ export class UpstreamPool {
   /** Closes once the requests in flight finish (idle connections at once); then undici's pool. */
   async close(): Promise<void> {
     this.#closing = true;
-    clearInterval(this.#sweeper);
     for (const c of this.#idle.splice(0)) c.socket.destroy();
     await new Promise<void>((resolve) => {
       this.#closed = resolve;
@@ -266,7 +278,8 @@ export class UpstreamPool {
   /** Closes every connection now; requests in flight fail. */
   async destroy(): Promise<void> {
     this.#closing = true;
-    clearInterval(this.#sweeper);
+    if (this.#sweeper !== undefined) this.clock.clearTimeout(this.#sweeper);
+    this.#sweeper = undefined;
     const queued = this.#queue;
     this.#queue = [];
     for (const q of queued)
@@ -278,10 +291,6 @@ export class UpstreamPool {
     for (const c of [...this.#busy]) c.fail(new UpstreamPoolError('pool destroyed', 'UND_ERR_DESTROYED'));
     await this.#undici.destroy();
   }
-}
-
-function onTimer(c: Connection): void {
-  c.timerFired();
 }
 
 /** The controller of a request that never reached a connection. */
@@ -303,12 +312,9 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
   handler: Dispatcher.DispatchHandler | undefined;
   rawHeaders: string[] | null = null;
   #timeoutMs = 0;
-  /** The response timer: made once, refreshed per request and per read (no Timeout per request). */
-  #timer: NodeJS.Timeout | undefined;
-  #timerMs = 0;
-  /** The duration #timer was made with. */
-  #timerFor = 0;
-  /** When the connection went idle (performance.now()) and how long it may stay so. */
+  /** When the response times out (clock ms; 0 = no timeout), moved on by every read. */
+  #deadline = 0;
+  /** When the connection went idle (clock ms) and how long it may stay so. */
   idleSince = 0;
   idleLimit = 0;
   #connecting = true;
@@ -330,7 +336,7 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
       this.#connecting = false;
       socket.setKeepAlive(true, 60_000);
       socket.setTimeout(0);
-      if (this.handler !== undefined) this.#arm(this.#timeoutMs);
+      if (this.handler !== undefined) this.#arm();
     });
     socket.on('data', (chunk: Buffer) => this.#data(chunk));
     socket.on('timeout', () => this.#timeout());
@@ -366,7 +372,7 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
     this.#timeoutMs = timeoutMs;
     this.rawHeaders = null;
     this.parser.expect(isHead, this);
-    if (!this.#connecting) this.#arm(timeoutMs);
+    if (!this.#connecting) this.#arm();
     handler.onRequestStart?.(this, undefined);
     if (this.handler !== handler) return; // aborted at its start
     if (body === null || body.length === 0) this.socket.write(head, 'latin1');
@@ -381,29 +387,21 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
   /** Parked in the pool: closed after `ms` unused (or the server's shorter hint), by the sweep. */
   idle(ms: number): void {
     const hint = this.parser.keepAliveHintMs;
-    this.idleSince = performance.now();
+    this.idleSince = this.pool.clock.now();
     this.idleLimit = hint > 0 ? Math.max(1, Math.min(ms, hint - HINT_MARGIN_MS)) : ms;
   }
 
-  /** (Re)starts the response timer for `ms` (0 = none). */
-  #arm(ms: number): void {
-    this.#timerMs = ms;
-    if (ms <= 0) return;
-    const t = this.#timer;
-    if (t !== undefined && this.#timerFor === ms) {
-      t.refresh();
-      return;
-    }
-    if (t !== undefined) clearTimeout(t);
-    this.#timerFor = ms;
-    this.#timer = setTimeout(onTimer, ms, this);
-    this.#timer.unref();
+  /** Starts the response timeout from now (none when the request has none). */
+  #arm(): void {
+    const ms = this.#timeoutMs;
+    this.#deadline = ms > 0 ? this.pool.clock.now() + ms : 0;
+    if (ms > 0) this.pool.watch();
   }
 
-  /** The response timer ran out (a stale run, for a request already over or paused, is ignored). */
-  timerFired(): void {
-    if (this.handler === undefined || this.#paused || this.#timerMs === 0) return;
-    this.#timeout();
+  /** The sweep: times the response out when its deadline passed (not while the client stalls). */
+  checkDeadline(now: number): void {
+    if (this.handler !== undefined && !this.#paused && this.#deadline > 0 && now >= this.#deadline)
+      this.#timeout();
   }
 
   onHead(status: number, raw: string[]): void {
@@ -430,7 +428,7 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
       return;
     }
     // The body timeout counts from the last read.
-    if (this.#timerMs > 0) this.#timer!.refresh();
+    if (this.#deadline > 0) this.#deadline = this.pool.clock.now() + this.#timeoutMs;
     const refused = this.parser.execute(chunk);
     if (refused !== undefined) {
       this.fail(new UpstreamPoolError(`invalid upstream response: ${refused}`, 'ERR_UPSTREAM_RESPONSE'));
@@ -491,11 +489,7 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
   /** Fails the request in flight (if any) and closes the connection. */
   fail(err: Error): void {
     const h = this.handler;
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerMs = 0;
-    }
+    this.#deadline = 0;
     this.socket.destroy();
     if (h === undefined) return;
     this.handler = undefined;
@@ -519,6 +513,6 @@ class Connection implements ResponseSink, Dispatcher.DispatchController {
     if (!this.#paused) return;
     this.#paused = false;
     this.socket.resume();
-    if (this.handler !== undefined && this.#timerMs > 0) this.#timer!.refresh();
+    if (this.handler !== undefined && this.#deadline > 0) this.#arm();
   }
 }
