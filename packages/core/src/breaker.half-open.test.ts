@@ -8,6 +8,10 @@ import fc from 'fast-check';
 import { type CircuitBreaker, type CircuitBreakerOptions, circuitBreaker, type Permit } from './index.js';
 import { TestClock } from './test-clock.js';
 
+// Under mutation testing (this file runs once per mutant) a tenth of the runs keeps a whole-file
+// run affordable; `npm test` always runs the full counts.
+const runs = (n: number): number => (process.env.__STRYKER_ACTIVE_MUTANT__ === undefined ? n : n / 10);
+
 /** A breaker that is half-open on its next admission. */
 function halfOpen(halfOpenOptions: CircuitBreakerOptions['halfOpen']) {
   const clock = new TestClock();
@@ -159,7 +163,7 @@ describe('circuitBreaker: half-open verdicts do not depend on completion order',
         }
         assert.equal(b.state, expected);
       }),
-      { numRuns: 5_000 },
+      { numRuns: runs(5_000) },
     );
   });
 
@@ -193,7 +197,7 @@ describe('circuitBreaker: half-open verdicts do not depend on completion order',
           assert.equal(b.state, opens ? 'open' : 'closed');
         },
       ),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 });

@@ -16,6 +16,10 @@ import {
 } from './index.js';
 import { TestClock } from './test-clock.js';
 
+// Under mutation testing (this file runs once per mutant) a tenth of the runs keeps a whole-file
+// run affordable; `npm test` always runs the full counts.
+const runs = (n: number): number => (process.env.__STRYKER_ACTIVE_MUTANT__ === undefined ? n : n / 10);
+
 interface Config {
   rule:
     | { kind: 'consecutive'; threshold: number }
@@ -501,7 +505,7 @@ describe('circuitBreaker: model-based property test', () => {
       fc.property(configArb, fc.array(cmdArb, { minLength: 1, maxLength: 100, size: 'max' }), (c, cmds) =>
         run(c, cmds),
       ),
-      { numRuns: 10_000 },
+      { numRuns: runs(10_000) },
     );
   });
 
@@ -512,7 +516,7 @@ describe('circuitBreaker: model-based property test', () => {
         fc.array(asyncCmdArb, { minLength: 1, maxLength: 80, size: 'max' }),
         (c, cmds) => runAsync(c, cmds),
       ),
-      { numRuns: 2_000 },
+      { numRuns: runs(2_000) },
     );
   });
 
@@ -556,7 +560,7 @@ describe('circuitBreaker: model-based property test', () => {
           }
         },
       ),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 });
