@@ -4,8 +4,10 @@
  * of breaker.ts that the rest of the suite let through.
  */
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { type CircuitBreakerOptions, circuitBreaker } from './index.js';
+import { type BreakerStore, type CircuitBreakerOptions, circuitBreaker } from './index.js';
 import { TestClock } from './test-clock.js';
 
 function make(opts: CircuitBreakerOptions = {}) {
@@ -138,5 +140,81 @@ describe('circuitBreaker: a store’s awaitProbe is asked only after an open per
       );
     assert.equal(asked, 0);
     assert.equal(b.stats().rejections, 3);
+  });
+});
+
+/** A store whose first read is still on its way until `synced()` is called. */
+function syncingStore() {
+  let synced!: () => void;
+  const first = new Promise<void>((resolve) => {
+    synced = resolve;
+  });
+  let done = false;
+  const store: BreakerStore = {
+    attach: () => ({
+      onTransition: () => {},
+      untilSynced: () => (done ? undefined : first),
+      detach: () => {},
+    }),
+  };
+  return {
+    store,
+    synced: () => {
+      done = true;
+      synced();
+    },
+  };
+}
+
+describe('circuitBreaker: the signal passed to execute()', () => {
+  const notSignals = [{ aborted: 0, addEventListener() {} }, { aborted: false }] as unknown as AbortSignal[];
+
+  it('must be an AbortSignal: a falsy non-boolean aborted or a missing addEventListener is refused', async () => {
+    for (const bad of notSignals) {
+      let ran = false;
+      await assert.rejects(
+        make().b.execute(() => {
+          ran = true;
+        }, bad),
+        { name: 'TypeError', message: 'execute: signal must be an AbortSignal' },
+      );
+      assert.equal(ran, false);
+    }
+  });
+
+  it('is checked before waiting for the store’s first read', async () => {
+    for (const bad of notSignals) {
+      const { store } = syncingStore();
+      await assert.rejects(
+        make({ name: 'syncing', store }).b.execute(() => 1, bad),
+        {
+          name: 'TypeError',
+          message: 'execute: signal must be an AbortSignal',
+        },
+      );
+    }
+  });
+
+  it('already aborted: rejects at once, without waiting for the store’s first read', async () => {
+    const { store } = syncingStore();
+    const { b } = make({ name: 'syncing', store });
+    let outcome: unknown = 'pending';
+    b.execute(() => 1, AbortSignal.abort(new Error('gone'))).catch((e: Error) => {
+      outcome = e.message;
+    });
+    await nextTurn();
+    assert.equal(outcome, 'gone');
+  });
+
+  it('no abort listener is left once the store’s first read arrived', async () => {
+    const { store, synced } = syncingStore();
+    const { b } = make({ name: 'syncing', store });
+    const ac = new AbortController();
+    const call = b.execute(() => 'ran', ac.signal);
+    await Promise.resolve();
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+    synced();
+    assert.equal(await call, 'ran');
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
 });
