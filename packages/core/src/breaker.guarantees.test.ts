@@ -218,3 +218,195 @@ describe('circuitBreaker: the signal passed to execute()', () => {
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
 });
+
+describe('circuitBreaker: what a probe’s fn is given', () => {
+  /** Open, the period over: the next admission is a probe. */
+  function due(opts: CircuitBreakerOptions = {}) {
+    const m = make({ openDuration: 10, ...opts });
+    m.b.tryAcquire()!.failure();
+    m.clock.advance(10);
+    return m;
+  }
+  const seen = (into: AbortSignal[]) => (ctx: { signal: AbortSignal }) => {
+    into.push(ctx.signal);
+  };
+
+  it('the caller’s signal, or a never-aborted one without it (direct probe)', async () => {
+    const signals: AbortSignal[] = [];
+    const ac = new AbortController();
+    const a = due();
+    await a.b.execute(seen(signals), ac.signal);
+    assert.equal(a.b.state, 'closed');
+    const b = due();
+    await b.b.execute(seen(signals));
+    assert.equal(signals[0], ac.signal);
+    assert.equal(signals[1]!.aborted, false);
+    assert.ok(signals[1] instanceof AbortSignal);
+  });
+
+  it('the same after waiting for the store’s probe permit', async () => {
+    for (const ac of [new AbortController(), undefined]) {
+      let allow = false;
+      const store: BreakerStore = {
+        attach: () => ({
+          onTransition: () => {},
+          requestProbe: () => allow,
+          awaitProbe: () => {
+            allow = true;
+            return Promise.resolve();
+          },
+          detach: () => {},
+        }),
+      };
+      const { b } = due({ name: 'permit', store });
+      const signals: AbortSignal[] = [];
+      await b.execute(seen(signals), ac?.signal);
+      assert.equal(b.state, 'closed');
+      if (ac) assert.equal(signals[0], ac.signal);
+      else assert.ok(signals[0] instanceof AbortSignal && !signals[0].aborted);
+    }
+  });
+
+  it('the same after waiting for a probe slot (waitForProbes)', async () => {
+    for (const ac of [new AbortController(), undefined]) {
+      const { b } = due({ halfOpen: { waitForProbes: true, successesToClose: 2 } });
+      const first = b.tryAcquire()!;
+      const signals: AbortSignal[] = [];
+      const waiter = b.execute(seen(signals), ac?.signal);
+      first.success();
+      await waiter;
+      assert.equal(b.state, 'closed');
+      if (ac) assert.equal(signals[0], ac.signal);
+      else assert.ok(signals[0] instanceof AbortSignal && !signals[0].aborted);
+    }
+  });
+});
+
+describe('circuitBreaker: rejections that must not wait', () => {
+  it('waitForProbes: a call while open (period not over) is rejected at once', async () => {
+    const { b } = make({ openDuration: 100, halfOpen: { waitForProbes: true } });
+    b.tryAcquire()!.failure();
+    let outcome = 'pending';
+    b.execute(() => 1).catch((e: Error) => {
+      outcome = e.name;
+    });
+    await nextTurn();
+    assert.equal(outcome, 'CircuitOpenError');
+  });
+
+  it('a permit or a refused call of a breaker isolated from the start', () => {
+    const { b } = make();
+    b.isolate();
+    assert.equal(b.tryAcquire(), undefined);
+    assert.throws(() => b.acquire(), { name: 'CircuitOpenError' });
+    assert.equal(b.stats().rejections, 2);
+  });
+
+  for (const how of ['execute', 'tryAcquire', 'acquire'] as const)
+    it(`a probe refused by the store (${how}) leaves no pending wait for a later isolated call`, async () => {
+      let awaited = 0;
+      const store: BreakerStore = {
+        attach: () => ({
+          onTransition: () => {},
+          requestProbe: () => false,
+          awaitProbe: () => {
+            awaited++;
+            return Promise.resolve();
+          },
+          detach: () => {},
+        }),
+      };
+      const { b, clock } = make({ name: 'refused', store, openDuration: 10 });
+      b.tryAcquire()!.failure();
+      clock.advance(10);
+      if (how === 'execute')
+        await assert.rejects(
+          b.execute(() => 1),
+          { name: 'CircuitOpenError' },
+        );
+      else if (how === 'tryAcquire') assert.equal(b.tryAcquire(), undefined);
+      else assert.throws(() => b.acquire(), { name: 'CircuitOpenError' });
+      const before = awaited;
+      b.isolate();
+      await assert.rejects(
+        b.execute(() => 1),
+        { name: 'CircuitOpenError' },
+      );
+      assert.equal(awaited, before, 'an isolated breaker does not wait for a probe permit');
+    });
+
+  it('a store whose awaitProbe throws: the call is rejected as open, not with the store’s error', async () => {
+    const store: BreakerStore = {
+      attach: () => ({
+        onTransition: () => {},
+        requestProbe: () => false,
+        awaitProbe: () => {
+          throw new Error('redis down');
+        },
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({ name: 'broken', store, openDuration: 10 });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    await assert.rejects(
+      b.execute(() => 1),
+      { name: 'CircuitOpenError' },
+    );
+  });
+});
+
+describe('circuitBreaker: slow calls on the path without listeners', () => {
+  it('a slow call is counted with no listener and no signal', async () => {
+    const clock = new TestClock();
+    const b = circuitBreaker({
+      clock,
+      trip: { kind: 'count', windowSize: 10, minimumCalls: 10, slowCallDuration: 5 },
+    });
+    await b.execute(() => {
+      clock.advance(6);
+      return 1;
+    });
+    await b.execute(() => 1);
+    assert.equal(b.stats().slowCalls, 1);
+  });
+});
+
+describe('circuitBreaker: after waiting for the store’s probe permit', () => {
+  it('another caller took the probe meanwhile: rejected at once without waitForProbes', async () => {
+    let allow = false;
+    let permitArrived!: () => void;
+    const store: BreakerStore = {
+      attach: () => ({
+        onTransition: () => {},
+        requestProbe: () => allow,
+        awaitProbe: () =>
+          new Promise<void>((resolve) => {
+            permitArrived = resolve;
+          }),
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({ name: 'raced', store, openDuration: 10 });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    let outcome = 'pending';
+    b.execute(() => 'ran').then(
+      (v) => {
+        outcome = v;
+      },
+      (e: Error) => {
+        outcome = e.name;
+      },
+    );
+    await Promise.resolve();
+    allow = true;
+    const probe = b.tryAcquire();
+    assert.ok(probe);
+    assert.equal(b.state, 'half-open');
+    permitArrived();
+    await nextTurn();
+    assert.equal(outcome, 'CircuitOpenError');
+    probe.success();
+  });
+});
