@@ -108,3 +108,61 @@ test('proxy: file change reloads, a bad file keeps the old config, SIGTERM drain
     await b.close();
   }
 });
+
+test('proxy with workers: 2: both workers serve, a reload reaches both, the admin shows totals, SIGTERM exits 0', async () => {
+  const a = await upstream((_req, res) => res.end('a'));
+  const b = await upstream((_req, res) => res.end('b'));
+  const f = join(dir, 'workers.yaml');
+  writeFileSync(f, `workers: 2\n${config(a.host)}`);
+  const child = spawn(process.execPath, [cli, 'proxy', '--config', f], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.push(child);
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const lines = () =>
+    err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg: string; [k: string]: unknown });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+    if (!(major > 22 || (major === 22 && minor >= 12))) {
+      // no SO_REUSEPORT listeners on this Node: refused at startup, naming the field and the Node needed
+      assert.equal(await exited, 1);
+      assert.match(err, /^workers: 2 needs Node 22\.12\+ \(or 23\.1\+\).*this is Node v\d+/m);
+      return;
+    }
+    await until(() => lines().filter((l) => l.msg === 'listening').length === 2, 8000);
+    await until(() => lines().some((l) => l.msg === 'admin listening'), 8000);
+    const listening = lines().filter((l) => l.msg === 'listening');
+    assert.deepEqual(listening.map((l) => l.worker).sort(), [0, 1]);
+    assert.equal(listening[0]!.address, listening[1]!.address, 'both workers on the same port');
+    const port = Number(String(listening[0]!.address).split(':').pop());
+    const adminPort = Number(lines().find((l) => l.msg === 'admin listening')!.port);
+    for (let i = 0; i < 10; i++) assert.equal((await send(port, '/')).body.toString(), 'a');
+    writeFileSync(f, `workers: 2\n${config(b.host)}`);
+    await until(() => lines().some((l) => l.msg === 'reloaded'), 8000);
+    const after = await Promise.all(Array.from({ length: 20 }, () => send(port, '/')));
+    assert.deepEqual(
+      after.map((r) => r.body.toString()),
+      after.map(() => 'b'),
+    );
+    const breakers = (await send(adminPort, '/breakers')).body.toString();
+    assert.equal((JSON.parse(breakers) as { counters: { requests: number } }[])[0]!.counters.requests, 30);
+    // workers cannot change on reload
+    writeFileSync(f, `workers: 3\n${config(b.host)}`);
+    await until(() => lines().some((l) => l.msg.startsWith('reload failed')), 8000);
+    assert.match(JSON.stringify(lines().find((l) => l.msg.startsWith('reload failed'))), /needs a restart/);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.ok(lines().some((l) => l.msg === 'stopped' && l.drained === true));
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await a.close();
+    await b.close();
+  }
+});

@@ -13,6 +13,7 @@ import { isConfigError, loadConfig } from './config/load.js';
 import { toEnvoy, toIstio } from './export/export.js';
 import type { SidecarConfig } from './config/schema.js';
 import { Sidecar, stderrLogger } from './proxy/server.js';
+import { startWorkers, type WorkerPool } from './proxy/workers.js';
 import { loadSharedState } from './shared-state.js';
 
 const program = new Command();
@@ -104,15 +105,24 @@ program
     let sidecar: Sidecar;
     let admin: AdminServer;
     let dashboard: Awaited<ReturnType<typeof dashboardHook>>;
+    // workers > 1: the worker threads serve the listeners; `sidecar` is the main thread's view of
+    // their shared counts, for the admin API and the dashboard
+    let pool: WorkerPool | undefined;
     try {
       const config = loadConfig(opts.config);
-      // @tripswitch/redis (and ioredis) load only for a config that shares breaker state
-      const sharedState = needsSharedState(config) ? await loadSharedState() : undefined;
-      sidecar = new Sidecar(config, { logger: log, ...(sharedState ? { sharedState } : {}) });
+      if ((config.workers ?? 1) > 1) {
+        pool = await startWorkers(config, { logger: log });
+        sidecar = pool.view;
+      } else {
+        // @tripswitch/redis (and ioredis) load only for a config that shares breaker state
+        const sharedState = needsSharedState(config) ? await loadSharedState() : undefined;
+        sidecar = new Sidecar(config, { logger: log, ...(sharedState ? { sharedState } : {}) });
+      }
       dashboard = await dashboardHook(sidecar);
       admin = await startAdmin(sidecar, dashboard ? { dashboard: dashboard as never } : {});
       await sidecar.start();
     } catch (err) {
+      if (pool) await pool.shutdown();
       fail(err);
     }
     log.info('admin listening', { port: admin.port });
@@ -121,7 +131,14 @@ program
       reloading = reloading.then(async () => {
         try {
           const next = loadConfig(opts.config);
-          await sidecar.reload(next, needsSharedState(next) ? { sharedState: await loadSharedState() } : {});
+          if (pool) await pool.reload(next);
+          else if ((next.workers ?? 1) > 1)
+            throw new Error(`workers: changing it (1 -> ${next.workers}) needs a restart`);
+          else
+            await sidecar.reload(
+              next,
+              needsSharedState(next) ? { sharedState: await loadSharedState() } : {},
+            );
           // The dashboard keeps history with no page open: follow the new clusters' breakers now.
           dashboard?.collector?.sync();
           log.info('reloaded', { why });
@@ -150,7 +167,7 @@ program
       if (stopping) return;
       stopping = true;
       log.info('draining', { signal, inflight: sidecar.inflight });
-      const drained = await sidecar.shutdown();
+      const drained = pool ? await pool.shutdown() : await sidecar.shutdown();
       await admin.close();
       log.info('stopped', { drained });
       process.exit(0);

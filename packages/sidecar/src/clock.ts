@@ -18,3 +18,17 @@ import { type Clock, systemClock } from 'tripswitch';
  * ```
  */
 export const realClock: Clock = systemClock;
+
+/**
+ * Microseconds since the epoch on a clock every thread of the process shares (performance's time
+ * origin is the process's): for measuring how long a change written by one worker thread takes to
+ * reach another. A measurement only, never a decision.
+ *
+ * @example
+ * ```ts
+ * const t0 = sharedMicros(); doWork(); console.log(`${sharedMicros() - t0} us`);
+ * ```
+ */
+export function sharedMicros(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}

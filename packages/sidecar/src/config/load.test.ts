@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isConfigError, loadConfig, parseConfig } from './load.js';
+import { isConfigError, loadConfig, maxWorkers, parseConfig } from './load.js';
 import { configSchema } from './schema.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -260,4 +260,49 @@ describe('tls blocks', () => {
       assert.match(ps[0]!.message, new RegExp(other!));
     }
   });
+});
+
+test('workers: an integer from 1 to 4 x the cores; not with shared_state', () => {
+  const cfg = (v: string, extra = '') =>
+    [
+      `workers: ${v}`, //                                1
+      'listeners:', //                                   2
+      '  - port: 8080', //                               3
+      '    routes: [{ prefix: /, cluster: a }]', //      4
+      'clusters:', //                                    5
+      '  - name: a', //                                  6
+      '    hosts: [127.0.0.1:3000]', //                  7
+      extra,
+    ].join('\n');
+  const most = maxWorkers();
+  assert.equal(most, 4 * availableParallelism());
+  for (const good of ['1', '2', String(most)])
+    assert.equal(parseConfig(cfg(good), 't.yaml').workers, Number(good));
+  for (const bad of ['0', '1.5', 'two'])
+    assert.ok(
+      problems(cfg(bad)).some((p) => p.path === '/workers' && p.line === 1),
+      `${bad}: ${JSON.stringify(problems(cfg(bad)))}`,
+    );
+  assert.deepEqual(problems(cfg(String(most + 1))), [
+    {
+      path: '/workers',
+      line: 1,
+      col: 10,
+      message: `workers must be at most ${most} (4 x the ${most / 4} cores of this machine), got ${most + 1}`,
+    },
+  ]);
+  const shared = problems(cfg('2', '    shared_state: { url: "redis://127.0.0.1:6379" }'));
+  assert.deepEqual(
+    shared.map((p) => [p.path, p.message]),
+    [
+      [
+        '/clusters/0/shared_state',
+        'shared_state cannot be combined with workers > 1 (the workers already share one breaker; use one or the other)',
+      ],
+    ],
+  );
+  assert.equal(
+    parseConfig(cfg('1', '    shared_state: { url: "redis://127.0.0.1:6379" }'), 't.yaml').workers,
+    1,
+  );
 });

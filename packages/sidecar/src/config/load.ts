@@ -5,6 +5,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
@@ -63,6 +64,19 @@ export class ConfigError extends Error {
  */
 export function isConfigError(err: unknown): err is ConfigError {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ERR_SIDECAR_CONFIG';
+}
+
+/**
+ * The most worker threads `workers` may ask for: 4 x the cores (more threads than cores only add
+ * context switches; the headroom is for a machine whose core count the container hides).
+ *
+ * @example
+ * ```ts
+ * maxWorkers(); // 8 on a 2-core machine
+ * ```
+ */
+export function maxWorkers(): number {
+  return 4 * availableParallelism();
 }
 
 let compiled: ReturnType<Ajv['compile']> | undefined;
@@ -227,6 +241,22 @@ export function parseConfig(
       }
     }
   });
+  if (cfg.workers !== undefined) {
+    const most = maxWorkers();
+    if (cfg.workers > most)
+      at(
+        ['workers'],
+        `workers must be at most ${most} (4 x the ${most / 4} cores of this machine), got ${cfg.workers}`,
+      );
+    if (cfg.workers > 1)
+      cfg.clusters.forEach((c, i) => {
+        if (c.shared_state)
+          at(
+            ['clusters', i, 'shared_state'],
+            'shared_state cannot be combined with workers > 1 (the workers already share one breaker; use one or the other)',
+          );
+      });
+  }
   const ports = new Set<string>();
   cfg.listeners.forEach((l, i) => {
     const key = `${l.address ?? CONFIG_DEFAULTS.listener.address}:${l.port}`;

@@ -31,6 +31,7 @@ import type {
 export const CONFIG_DEFAULTS = {
   admin: { address: '127.0.0.1', port: 9901 },
   drain_timeout_ms: 10_000,
+  workers: 1,
   listener: {
     address: '127.0.0.1',
     max_header_bytes: 16_384,
@@ -251,6 +252,8 @@ export interface ResolvedCluster {
 export interface ResolvedConfig {
   admin: { address: string; port: number; token: string | undefined; allowed_hosts: string[] };
   drain_timeout_ms: number;
+  /** Worker threads accepting on the listeners (1: the main thread serves them itself). */
+  workers: number;
   listeners: ResolvedListener[];
   clusters: ResolvedCluster[];
   /** The config as validated, before defaults. */
@@ -430,6 +433,7 @@ export function resolveConfig(config: SidecarConfig): ResolvedConfig {
       allowed_hosts: config.admin?.allowed_hosts ?? [],
     },
     drain_timeout_ms: config.drain_timeout_ms ?? CONFIG_DEFAULTS.drain_timeout_ms,
+    workers: config.workers ?? CONFIG_DEFAULTS.workers,
     listeners: config.listeners.map((l) => resolveListener(l, byName)),
     clusters,
     source: config,

@@ -389,6 +389,11 @@ export const configSchema = {
       ...ms,
       description: `Longest wait for in-flight requests on shutdown. @default ${D.drain_timeout_ms}`,
     },
+    workers: {
+      type: 'integer',
+      minimum: 1,
+      description: `Worker threads accepting on every listener's port (SO_REUSEPORT, Node 22.12+), with one set of limits and one breaker decision per cluster across them; at most 4 x the cores. Changing it needs a restart. @default ${D.workers}`,
+    },
     listeners: {
       type: 'array',
       minItems: 1,
@@ -724,6 +729,8 @@ export interface ClusterConfig {
 export interface SidecarConfig {
   admin?: { address?: string; port?: number; token?: string; allowed_hosts?: string[] };
   drain_timeout_ms?: number;
+  /** Worker threads accepting on the listeners (see docs/sidecar.md, "More than one core"). */
+  workers?: number;
   listeners: ListenerConfig[];
   clusters: ClusterConfig[];
 }

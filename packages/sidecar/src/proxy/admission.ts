@@ -39,6 +39,8 @@ export function limiterFor(route: CompiledRoute, req: IncomingMessage, priorityH
 export function admit(cluster: Cluster, lim: Limiter, who: Admittee): Admission {
   const b = cluster.breaker;
   if (b !== undefined) {
+    // workers: N: first take the decision another worker may have made (one atomic load)
+    cluster.sharedBreaker?.sync();
     const p = b.tryAcquire();
     if (p === undefined) {
       cluster.counters.circuitOpen++;

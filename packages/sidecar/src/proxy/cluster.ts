@@ -18,6 +18,10 @@ import type { ResolvedCluster } from '../config/resolve.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
 import { UpstreamPool } from './h1-pool.js';
 import { Limiter } from './limits.js';
+import { SharedBreakerStore } from './shared-breaker.js';
+import { sharedCounters } from './shared-counters.js';
+import { SharedLimiter } from './shared-limits.js';
+import { CLUSTER_COUNTERS, type ClusterBlocks } from './shared-plan.js';
 
 /** An upstream host with its connection pool (the fast HTTP/1.1 path, undici behind it). */
 export interface UpstreamHost extends OutlierHost {
@@ -94,6 +98,11 @@ export class Cluster {
   readonly counters: ClusterCounters;
   readonly poolKey: string;
   readonly breakerKey: string;
+  /**
+   * With `workers: N`, the store that keeps the breaker's decision shared across the workers;
+   * admission calls its `sync()` before asking the breaker.
+   */
+  readonly sharedBreaker: SharedBreakerStore | undefined;
   /** The files of the cluster's `tls` block (also used for Upgrade tunnels to https hosts). */
   readonly tls: TlsMaterial | undefined;
 
@@ -109,31 +118,43 @@ export class Cluster {
     readonly clock: Clock,
     previous?: Cluster,
     breakers?: BreakerRegistry,
+    share?: { blocks: ClusterBlocks; worker: number },
   ) {
     this.name = config.name;
-    this.counters = previous?.counters ?? {
-      requests: 0,
-      responses2xx: 0,
-      responses3xx: 0,
-      responses4xx: 0,
-      responses5xx: 0,
-      circuitOpen: 0,
-      retries: 0,
-      timeouts: 0,
-      resets: 0,
-      connectFailures: 0,
-      fallbacks: 0,
-      clientAborts: 0,
-    };
+    this.counters = share
+      ? sharedCounters(CLUSTER_COUNTERS, share.blocks.counters, share.worker)
+      : (previous?.counters ?? {
+          requests: 0,
+          responses2xx: 0,
+          responses3xx: 0,
+          responses4xx: 0,
+          responses5xx: 0,
+          circuitOpen: 0,
+          retries: 0,
+          timeouts: 0,
+          resets: 0,
+          connectFailures: 0,
+          fallbacks: 0,
+          clientAborts: 0,
+        });
     const tls = config.tls ? tlsMaterial(config.tls, `cluster ${config.name} tls`) : undefined;
     this.tls = tls;
     this.poolKey = poolKey(config, tls);
     // a breaker sharing its state elsewhere (or no longer) is a different breaker
     this.breakerKey = JSON.stringify([config.breaker ?? {}, config.shared_state ?? null]);
-    this.limits = {
-      default: new Limiter(config.thresholds.default),
-      high: new Limiter(config.thresholds.high),
-    };
+    this.limits = share
+      ? {
+          default: new SharedLimiter(config.thresholds.default, share.blocks.limits, 0, share.worker),
+          high: new SharedLimiter(config.thresholds.high, share.blocks.limits, 1, share.worker),
+        }
+      : { default: new Limiter(config.thresholds.default), high: new Limiter(config.thresholds.high) };
+    const sb = share?.blocks.breaker;
+    this.sharedBreaker =
+      sb === undefined
+        ? undefined
+        : previous?.sharedBreaker?.block === sb
+          ? previous.sharedBreaker
+          : new SharedBreakerStore(sb, share!.worker, clock);
     const maxConn = Math.max(this.limits.default.maxConnections, this.limits.high.maxConnections);
     const reuse = previous && previous.poolKey === this.poolKey ? previous : undefined;
     const now = clock.now();
@@ -206,7 +227,7 @@ export class Cluster {
   ): void {
     if (this.#breaker !== undefined || this.config.breaker === undefined) return;
     const { name: _name, ...options } = breakerOptions(this.name, this.config.breaker, this.clock);
-    const store = storeFor?.(this.config);
+    const store = this.sharedBreaker ?? storeFor?.(this.config);
     this.#breaker = breakers.get(this.name, store ? { ...options, store } : options);
   }
 

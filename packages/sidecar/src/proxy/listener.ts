@@ -72,6 +72,7 @@ export async function openListener(
   tls: TlsMaterial | undefined,
   handlers: ListenerHandlers,
   logger: Logger,
+  bind: { reusePort?: boolean; port?: number } = {},
 ): Promise<ListenerSlot> {
   // HTTP and HTTPS listeners share the parser options and the clientError handling below.
   // Host is checked by the request handler (checkHead), where a refusal also ends the connection.
@@ -110,10 +111,15 @@ export async function openListener(
   slot.server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     slot.server.once('error', reject);
-    slot.server.listen(l.port, l.address, () => {
+    // workers: N: every worker binds the port with SO_REUSEPORT and the kernel spreads the
+    // connections; the first worker resolves port 0 and the others are given its port.
+    const port = bind.port ?? l.port;
+    const done = () => {
       slot.server.off('error', reject);
       resolve();
-    });
+    };
+    if (bind.reusePort) slot.server.listen({ port, host: l.address, reusePort: true }, done);
+    else slot.server.listen(port, l.address, done);
   });
   const a = slot.server.address() as AddressInfo;
   logger.info('listening', { listener: l.name ?? l.key, address: `${a.address}:${a.port}` });

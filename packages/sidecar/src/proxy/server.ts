@@ -28,6 +28,8 @@ import { type ListenerSlot, needsRestart, openListener, updateListener } from '.
 import { type Logger, stderrLogger } from './logger.js';
 import { type CompiledRoute, compileRoute, findRoute } from './route.js';
 import { Tunnel, type TunnelHost } from './tunnel.js';
+import { sharedCounters } from './shared-counters.js';
+import { SIDECAR_COUNTERS, type SharedPlan, type WorkerShare } from './shared-plan.js';
 
 export { type Logger, stderrLogger } from './logger.js';
 
@@ -51,6 +53,13 @@ export interface SidecarOptions {
    * `@tripswitch/redis`). Required when a cluster has `shared_state`.
    */
   sharedState?: SharedStoreFactory;
+  /**
+   * `workers: N`: the shared memory and which worker this is (-1: the main thread's view of the
+   * totals, which opens no listener). Made by `startWorkers()`.
+   */
+  share?: WorkerShare;
+  /** With `share`: the ports the first worker bound, in listener order (port 0 resolved once). */
+  ports?: number[];
 }
 
 interface State {
@@ -79,6 +88,10 @@ export class Sidecar implements ExchangeHost, TunnelHost {
   /** The stores of `shared_state` blocks, by cluster name, with the settings they were made from. */
   #stores = new Map<string, { key: string; store: SharedStore }>();
   #slots = new Map<string, ListenerSlot>();
+  #share: WorkerShare | undefined;
+  #ports: number[] | undefined;
+  /** The main thread's view: the workers' addresses, set by `startWorkers()`. */
+  #viewAddresses: { address: string; port: number }[] = [];
   /** Requests and tunnels in flight. */
   inflight = 0;
   #drainWaiters: (() => void)[] = [];
@@ -100,6 +113,19 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     this.random = options.random ?? Math.random;
     this.breakers = breakerRegistry({ clock: this.clock });
     this.#sharedState = options.sharedState;
+    this.#share = options.share;
+    this.#ports = options.ports;
+    if (this.#share) {
+      // each worker counts in its own words; the main thread's view reads the sums
+      const c = sharedCounters(SIDECAR_COUNTERS, this.#share.plan.sidecar, this.#share.worker);
+      for (const k of SIDECAR_COUNTERS)
+        Object.defineProperty(this, k, {
+          get: () => c[k],
+          set: (v: number) => {
+            c[k] = v;
+          },
+        });
+    }
     const resolved = resolveConfig(config);
     this.#checkSharedState(resolved, this.#sharedState);
     this.#state = this.#build(resolved, undefined);
@@ -162,7 +188,18 @@ export class Sidecar implements ExchangeHost, TunnelHost {
   #build(config: ResolvedConfig, previous: State | undefined): State {
     const clusters = new Map<string, Cluster>();
     for (const c of config.clusters)
-      clusters.set(c.name, new Cluster(c, this.clock, previous?.clusters.get(c.name), this.breakers));
+      clusters.set(
+        c.name,
+        new Cluster(
+          c,
+          this.clock,
+          previous?.clusters.get(c.name),
+          this.breakers,
+          this.#share
+            ? { blocks: this.#share.plan.clusters[c.name]!, worker: this.#share.worker }
+            : undefined,
+        ),
+      );
     return { config, clusters };
   }
 
@@ -170,21 +207,35 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     return l.routes.map((r, i) => compileRoute(r, clusters, old?.routes[i]));
   }
 
-  #open(l: ResolvedListener, clusters: Map<string, Cluster>): Promise<ListenerSlot> {
+  #open(l: ResolvedListener, clusters: Map<string, Cluster>, port?: number): Promise<ListenerSlot> {
     const tls = l.tls ? tlsMaterial(l.tls, `listener ${l.name ?? l.key} tls`) : undefined;
-    return openListener(l, Sidecar.#routes(l, clusters), tls, this.#handlers, this.logger);
+    const bind = this.#share ? { reusePort: true, port: port ?? l.port } : {};
+    return openListener(l, Sidecar.#routes(l, clusters), tls, this.#handlers, this.logger, bind);
+  }
+
+  /** True for the main thread's view of `workers: N` (no listeners; totals for the admin). */
+  get isView(): boolean {
+    return this.#share?.worker === -1;
+  }
+
+  /** @internal The main thread's view: the addresses the workers listen on. */
+  setViewAddresses(a: { address: string; port: number }[]): void {
+    this.#viewAddresses = a;
   }
 
   /** Opens the listeners. */
   async start(): Promise<void> {
-    for (const l of this.#state.config.listeners) {
-      const slot = await this.#open(l, this.#state.clusters);
+    if (this.isView) return;
+    const listeners = this.#state.config.listeners;
+    for (let i = 0; i < listeners.length; i++) {
+      const slot = await this.#open(listeners[i]!, this.#state.clusters, this.#ports?.[i]);
       this.#slots.set(slot.key, slot);
     }
   }
 
   /** The bound address of each listener, in config order (port 0 resolved). */
   addresses(): { address: string; port: number }[] {
+    if (this.isView) return this.#viewAddresses;
     return [...this.#slots.values()].map((s) => {
       const a = s.server.address() as AddressInfo;
       return { address: a.address, port: a.port };
@@ -290,11 +341,26 @@ export class Sidecar implements ExchangeHost, TunnelHost {
    * Applies a new (already validated) config: routes and clusters swap at once; requests in flight
    * finish on the objects they started with; pools and breakers carry over where unchanged.
    */
-  async reload(source: SidecarConfig, options: { sharedState?: SharedStoreFactory } = {}): Promise<void> {
-    const config = resolveConfig(source);
+  async reload(
+    source: SidecarConfig,
+    options: { sharedState?: SharedStoreFactory; plan?: SharedPlan } = {},
+  ): Promise<void> {
+    const resolved = resolveConfig(source);
     const factory = options.sharedState ?? this.#sharedState;
-    this.#checkSharedState(config, factory);
+    this.#checkSharedState(resolved, factory);
+    if (this.#share) {
+      if (options.plan === undefined)
+        throw new Error('workers: a reload needs the shared plan of the new config');
+      for (const l of resolved.listeners)
+        if (l.port === 0 && !this.#slots.has(l.key) && !this.isView)
+          throw new Error(
+            `listener ${l.name ?? l.key}: with workers > 1 a listener added by a reload needs a port other than 0 (each worker would bind its own)`,
+          );
+      this.#share = { plan: options.plan, worker: this.#share.worker };
+    }
     this.#sharedState = factory;
+    // The main thread's view has no listeners: only its clusters change.
+    const config = this.isView ? { ...resolved, listeners: [] } : resolved;
     // A bound server cannot switch between HTTP and HTTPS or start/stop asking for client
     // certificates: refuse before anything changes.
     for (const l of config.listeners) {
@@ -320,7 +386,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
         for (const pool of c.poolsNotIn(old.clusters.get(name))) void pool.destroy().catch(() => {});
       throw err;
     }
-    this.#state = next;
+    this.#state = this.isView ? { ...next, config: resolved } : next;
     // Breakers not carried over leave the registry before their replacements join it.
     for (const [name, c] of old.clusters)
       if (c.breaker && c.breaker !== next.clusters.get(name)?.breaker) this.breakers.delete(name);

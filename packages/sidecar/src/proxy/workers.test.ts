@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
+import { test } from 'node:test';
+import { startAdmin } from '../admin/admin.js';
+import type { SidecarConfig } from '../config/schema.js';
+import { perWorkerCounter } from './shared-counters.js';
+import { readLimits } from './shared-limits.js';
+import { CLUSTER_COUNTERS } from './shared-plan.js';
+import { memoryLogger, send, until, upstream } from './test-helpers.js';
+import { reusePortSupported, startWorkers, WorkersError } from './workers.js';
+
+const supported = reusePortSupported();
+
+function config(host: string, extra: Partial<SidecarConfig['clusters'][number]> = {}): SidecarConfig {
+  return {
+    workers: 2,
+    drain_timeout_ms: 2000,
+    listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'api' }] }],
+    clusters: [{ name: 'api', hosts: [host], ...extra }],
+  };
+}
+
+test('reusePortSupported: Node 22.12+, 23.1+', () => {
+  assert.equal(reusePortSupported('20.19.0'), false);
+  assert.equal(reusePortSupported('22.11.0'), false);
+  assert.equal(reusePortSupported('22.12.0'), true);
+  assert.equal(reusePortSupported('23.0.0'), false);
+  assert.equal(reusePortSupported('23.1.0'), true);
+  assert.equal(reusePortSupported('24.0.0'), true);
+});
+
+if (!supported) {
+  test(`workers: 2 fails at startup on this Node (${process.version}), naming workers and the Node needed`, async () => {
+    const err = await startWorkers(config('127.0.0.1:1')).catch((e: unknown) => e);
+    assert.ok(err instanceof WorkersError);
+    assert.equal(err.code, 'ERR_SIDECAR_WORKERS');
+    assert.match(err.message, /^workers: 2 needs Node 22\.12\+ \(or 23\.1\+\)/);
+    assert.ok(err.message.includes(process.version));
+  });
+} else {
+  test('a flood over 2 workers never has more than max_requests at the upstream; counts end at 0; admin shows totals', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const held: ServerResponse[] = [];
+    const up = await upstream((_req, res) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      res.on('close', () => inFlight--);
+      held.push(res);
+      // Held 30 ms from the first of a batch, or until twice the limit is held, so that the
+      // limit is really met and a limit per worker (4 + 4) would show here.
+      if (held.length >= 8) for (const r of held.splice(0)) r.end('ok');
+      else if (held.length === 1)
+        setTimeout(() => {
+          for (const r of held.splice(0)) r.end('ok');
+        }, 30);
+    });
+    const pool = await startWorkers(
+      config(up.host, {
+        circuit_breakers: {
+          thresholds: [{ priority: 'default', max_requests: 4, max_pending_requests: 1000 }],
+        },
+      }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    const admin = await startAdmin(pool.view, { port: 0 });
+    try {
+      const port = pool.view.addresses()[0]!.port;
+      const total = 120;
+      const replies = await Promise.all(Array.from({ length: total }, () => send(port, '/x')));
+      assert.deepEqual(
+        replies.map((r) => r.status),
+        replies.map(() => 200),
+      );
+      assert.ok(most <= 4, `the upstream saw ${most} requests at once; max_requests is 4 across workers`);
+      assert.ok(most >= 2);
+      const api = pool.view.clusters.get('api')!;
+      const blocks = pool.plan.clusters.api!;
+      // both workers took connections (the kernel spreads them by the client port)
+      const perWorker = perWorkerCounter(CLUSTER_COUNTERS, blocks.counters, 'requests');
+      assert.equal(perWorker.length, 2);
+      assert.ok(perWorker[0]! > 0 && perWorker[1]! > 0, `requests per worker: ${perWorker}`);
+      assert.equal(perWorker[0]! + perWorker[1]!, total);
+      await until(() => api.limits.default.active === 0 && api.limits.default.pending === 0);
+      assert.deepEqual(readLimits(blocks.limits, 0).perWorker, [
+        { active: 0, pending: 0 },
+        { active: 0, pending: 0 },
+      ]);
+      const breakers = (await (await fetch(`http://127.0.0.1:${admin.port}/breakers`)).json()) as {
+        counters: { requests: number; responses2xx: number };
+        limits: { default: { active: number; pending: number } };
+      }[];
+      assert.equal(breakers[0]!.counters.requests, total);
+      assert.equal(breakers[0]!.counters.responses2xx, total);
+      assert.deepEqual(breakers[0]!.limits.default, { active: 0, pending: 0, retries: 0 });
+      const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+      assert.match(metrics, new RegExp(`tripswitch_proxy_requests_total\\{cluster="api"\\} ${total}\\n`));
+    } finally {
+      await admin.close();
+      assert.equal(await pool.shutdown(), true);
+      await up.close();
+    }
+    for (const w of pool.threads) assert.equal(w.threadId, -1, 'every worker thread has exited');
+  });
+
+  test('a breaker tripped in one worker rejects the next request in every worker; the admin open/reset reach them all', async () => {
+    const up = await upstream((_req, res) => {
+      res.statusCode = 500;
+      res.end('boom');
+    });
+    const pool = await startWorkers(
+      config(up.host, { breaker: { trip: { kind: 'consecutive', threshold: 2 }, openDuration: 60_000 } }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    try {
+      const port = pool.view.addresses()[0]!.port;
+      const blocks = pool.plan.clusters.api!;
+      // fresh connections until one is refused by the breaker: some worker saw 2 failures in a row
+      let first = -1;
+      for (let i = 0; i < 40 && first < 0; i++) if ((await send(port, '/x')).status === 503) first = i;
+      assert.ok(first >= 2, `first refusal after ${first} requests`);
+      const hits = up.hits;
+      // every request after that, whichever worker takes its connection, is refused without the upstream
+      const after = [];
+      for (let b = 0; b < 4; b++)
+        after.push(...(await Promise.all(Array.from({ length: 10 }, () => send(port, '/x')))));
+      assert.deepEqual(
+        after.map((r) => [r.status, r.headers['x-tripswitch-circuit-open']]),
+        after.map(() => [503, 'true']),
+      );
+      assert.equal(up.hits, hits);
+      const refused = perWorkerCounter(CLUSTER_COUNTERS, blocks.counters, 'circuitOpen');
+      assert.ok(refused[0]! > 0 && refused[1]! > 0, `refusals per worker: ${refused}`);
+      // the main thread's breaker (admin, /metrics) follows
+      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'open');
+      // an admin reset in the main thread closes it in every worker: all pass again (and fail)
+      pool.view.clusters.get('api')!.breaker!.reset();
+      const again = await send(port, '/x');
+      assert.equal(again.status, 500);
+      // admin "open" (isolate) in the main thread: refused everywhere
+      pool.view.clusters.get('api')!.breaker!.isolate();
+      const isolated = await Promise.all(Array.from({ length: 20 }, () => send(port, '/x')));
+      assert.deepEqual(
+        isolated.map((r) => r.status),
+        isolated.map(() => 503),
+      );
+    } finally {
+      assert.equal(await pool.shutdown(), true);
+      await up.close();
+    }
+  });
+
+  test('half-open: one probe across all workers', async () => {
+    let probes = 0;
+    let failing = true;
+    const waiting: ServerResponse[] = [];
+    const up = await upstream((_req, res) => {
+      if (failing) {
+        res.statusCode = 500;
+        res.end('boom');
+        return;
+      }
+      probes++;
+      if (probes === 1)
+        waiting.push(res); // the probe hangs until released
+      else res.end('ok');
+    });
+    const pool = await startWorkers(
+      config(up.host, {
+        breaker: { trip: { kind: 'consecutive', threshold: 1 }, openDuration: 1, halfOpen: { maxProbes: 1 } },
+      }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    try {
+      const port = pool.view.addresses()[0]!.port;
+      assert.equal((await send(port, '/x')).status, 500);
+      // the failure is recorded once its answer ended: wait for the trip (the view follows)
+      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'open');
+      failing = false;
+      // the open period (1 ms) is over: of 30 requests over both workers one is the probe
+      const replies = Promise.all(Array.from({ length: 30 }, () => send(port, '/x')));
+      await until(() => probes === 1);
+      const statuses = new Promise<number[]>((resolve) =>
+        replies.then((r) => resolve(r.map((x) => x.status))),
+      );
+      // the other 29 are refused while the probe is out
+      await until(() => pool.view.clusters.get('api')!.counters.circuitOpen === 29);
+      assert.equal(up.hits, 2);
+      for (const r of waiting.splice(0)) r.end('ok');
+      const s = await statuses;
+      assert.equal(s.filter((x) => x === 200).length, 1);
+      assert.equal(s.filter((x) => x === 503).length, 29);
+      assert.equal(probes, 1);
+      // the probe succeeded (recorded once its answer ended): closed in every worker
+      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'closed');
+      const next = await Promise.all(Array.from({ length: 10 }, () => send(port, '/x')));
+      assert.equal(next.filter((r) => r.status === 503).length, 0);
+    } finally {
+      for (const r of waiting.splice(0)) r.end('ok');
+      await pool.shutdown();
+      await up.close();
+    }
+  });
+
+  test('a worker that crashes: its slots go back, it is replaced, the others keep serving', async () => {
+    const waiting: ServerResponse[] = [];
+    let hold = true;
+    const up = await upstream((_req, res) => {
+      if (hold) waiting.push(res);
+      else res.end('ok');
+    });
+    const pool = await startWorkers(
+      config(up.host, {
+        circuit_breakers: {
+          thresholds: [{ priority: 'default', max_requests: 10, max_pending_requests: 0 }],
+        },
+      }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    const exits: [number, number, number][] = [];
+    pool.onWorkerExit = (w, code, freed) => exits.push([w, code, freed]);
+    try {
+      const port = pool.view.addresses()[0]!.port;
+      const blocks = pool.plan.clusters.api!;
+      const pending = Array.from({ length: 10 }, () => send(port, '/x').catch((e: Error) => e));
+      await until(() => waiting.length === 10);
+      const before = readLimits(blocks.limits, 0);
+      assert.equal(before.active, 10);
+      const held0 = before.perWorker[0]!.active;
+      const w0 = pool.threads[0]!;
+      w0.postMessage({ type: 'crash' });
+      await until(() => exits.length === 1);
+      assert.deepEqual(exits[0], [0, 1, held0]);
+      assert.equal(
+        readLimits(blocks.limits, 0).active,
+        10 - held0,
+        'the dead worker held its share; it went back',
+      );
+      assert.equal(readLimits(blocks.limits, 0).perWorker[0]!.active, 0);
+      await until(() => pool.threads[0] !== w0 && pool.restarts === 1);
+      // the dead worker's clients lost their connections; the other worker's get their answers
+      hold = false;
+      for (const r of waiting.splice(0)) r.end('ok');
+      const settled = await Promise.all(pending);
+      assert.equal(settled.filter((r) => r instanceof Error).length, held0);
+      assert.equal(settled.filter((r) => !(r instanceof Error) && r.status === 200).length, 10 - held0);
+      await until(() => readLimits(blocks.limits, 0).active === 0);
+      // both the replacement and the other worker serve
+      const after = [];
+      for (let b = 0; b < 4; b++)
+        after.push(...(await Promise.all(Array.from({ length: 10 }, () => send(port, '/x')))));
+      assert.deepEqual(
+        after.map((r) => r.status),
+        after.map(() => 200),
+      );
+      const served = perWorkerCounter(CLUSTER_COUNTERS, blocks.counters, 'responses2xx');
+      assert.equal(served[0]! + served[1]!, 40 + 10 - held0);
+      assert.ok(served[0]! > 0, 'the replacement worker served');
+    } finally {
+      for (const r of waiting.splice(0)) r.end('ok');
+      assert.equal(await pool.shutdown(), true);
+      await up.close();
+    }
+    for (const w of pool.threads) assert.equal(w.threadId, -1);
+  });
+}
