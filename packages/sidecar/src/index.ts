@@ -34,6 +34,14 @@ export { toEnvoy, toIstio } from './export/export.js';
 export { Cluster, type ClusterCounters } from './proxy/cluster.js';
 export { type Logger, stderrLogger } from './proxy/logger.js';
 export { Sidecar, type SidecarOptions } from './proxy/server.js';
+export type { SharedPlan, WorkerShare } from './proxy/shared-plan.js';
+export {
+  reusePortSupported,
+  type StartWorkersOptions,
+  startWorkers,
+  type WorkerPool,
+  WorkersError,
+} from './proxy/workers.js';
 export { loadSharedState, type SharedStore, type SharedStoreFactory } from './shared-state.js';
 export * from './dashboard/index.js';
 export { type DemoOptions, type DemoResult, formatReport, runDemo } from './demo/run.js';
