@@ -14,12 +14,22 @@ import { toEnvoy, toIstio } from './export/export.js';
 import type { SidecarConfig } from './config/schema.js';
 import { Sidecar, stderrLogger } from './proxy/server.js';
 import { startWorkers, type WorkerPool } from './proxy/workers.js';
+import { loadTraceRecorder } from './record-trace.js';
 import { loadSharedState } from './shared-state.js';
 
 const program = new Command();
 
 const needsSharedState = (c: SidecarConfig): boolean =>
   c.clusters.some((x) => x.shared_state !== undefined && x.breaker?.enabled !== false);
+const needsRecorder = (c: SidecarConfig): boolean =>
+  c.clusters.some((x) => x.record_trace !== undefined && x.breaker?.enabled !== false);
+/** The optional packages a config needs, loaded only then (@tripswitch/redis, @tripswitch/tuner). */
+async function optionalPackages(c: SidecarConfig) {
+  return {
+    ...(needsSharedState(c) ? { sharedState: await loadSharedState() } : {}),
+    ...(needsRecorder(c) ? { recordTrace: await loadTraceRecorder() } : {}),
+  };
+}
 program.name('tripswitch').description('Envoy-style circuit-breaking sidecar proxy');
 
 function fail(err: unknown): never {
@@ -114,9 +124,9 @@ program
         pool = await startWorkers(config, { logger: log });
         sidecar = pool.view;
       } else {
-        // @tripswitch/redis (and ioredis) load only for a config that shares breaker state
-        const sharedState = needsSharedState(config) ? await loadSharedState() : undefined;
-        sidecar = new Sidecar(config, { logger: log, ...(sharedState ? { sharedState } : {}) });
+        // @tripswitch/redis (and ioredis) load only for a config that shares breaker state, the
+        // tuner only for one that records traces
+        sidecar = new Sidecar(config, { logger: log, ...(await optionalPackages(config)) });
       }
       dashboard = await dashboardHook(sidecar);
       admin = await startAdmin(sidecar, dashboard ? { dashboard: dashboard as never } : {});
@@ -134,11 +144,7 @@ program
           if (pool) await pool.reload(next);
           else if ((next.workers ?? 1) > 1)
             throw new Error(`workers: changing it (1 -> ${next.workers}) needs a restart`);
-          else
-            await sidecar.reload(
-              next,
-              needsSharedState(next) ? { sharedState: await loadSharedState() } : {},
-            );
+          else await sidecar.reload(next, await optionalPackages(next));
           // The dashboard keeps history with no page open: follow the new clusters' breakers now.
           dashboard?.collector?.sync();
           log.info('reloaded', { why });

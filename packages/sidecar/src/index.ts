@@ -43,5 +43,6 @@ export {
   WorkersError,
 } from './proxy/workers.js';
 export { loadSharedState, type SharedStore, type SharedStoreFactory } from './shared-state.js';
+export { type ClusterRecorder, loadTraceRecorder, type TraceRecorderFactory } from './record-trace.js';
 export * from './dashboard/index.js';
 export { type DemoOptions, type DemoResult, formatReport, runDemo } from './demo/run.js';

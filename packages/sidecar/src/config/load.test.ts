@@ -305,4 +305,76 @@ test('workers: an integer from 1 to 4 x the cores; not with shared_state', () =>
     parseConfig(cfg('1', '    shared_state: { url: "redis://127.0.0.1:6379" }'), 't.yaml').workers,
     1,
   );
+  const recording = problems(cfg('2', `    record_trace: { file: ${join(tmpdir(), 'w.ndjson')} }`));
+  assert.deepEqual(
+    recording.map((p) => [p.path, p.message]),
+    [
+      [
+        '/clusters/0/record_trace',
+        'record_trace cannot be combined with workers > 1 yet (each worker thread settles its own calls; record with workers: 1)',
+      ],
+    ],
+  );
+});
+
+describe('record_trace', () => {
+  const cfg = (...blocks: string[]) =>
+    [
+      'listeners: [{ port: 1, routes: [{ cluster: c0 }] }]',
+      'clusters:',
+      ...blocks.flatMap((b, i) => [`  - name: c${i}`, '    hosts: [127.0.0.1:1]', `    ${b}`]),
+    ].join('\n');
+  const dir = mkdtempSync(join(tmpdir(), 'tripswitch-record-config-'));
+
+  test('each field is checked, the error naming it', () => {
+    const ps = problems(
+      cfg(
+        'record_trace: { file: t.ndjson, sample_rate: 0, max_bytes: 0, max_files: -1, colour: 1 }',
+        'record_trace: { sample_rate: 1.5 }',
+        'record_trace: { file: "" }',
+      ),
+    );
+    const got = ps.map((p) => `${p.path}: ${p.message}`);
+    for (const want of [
+      /^\/clusters\/0\/record_trace\/sample_rate: must be > 0$/,
+      /^\/clusters\/0\/record_trace\/max_bytes: must be >= 1$/,
+      /^\/clusters\/0\/record_trace\/max_files: must be >= 0$/,
+      /^\/clusters\/0\/record_trace\/colour: unknown field "colour"/,
+      /^\/clusters\/1\/record_trace\/sample_rate: must be <= 1$/,
+      /^\/clusters\/1\/record_trace: .*file/,
+      /^\/clusters\/2\/record_trace\/file: must NOT have fewer than 1 characters$/,
+    ])
+      assert.ok(
+        got.some((g) => want.test(g)),
+        `${want} in:\n${got.join('\n')}`,
+      );
+  });
+
+  test('a file relative to the config directory, a missing directory, one file per cluster, no breaker', () => {
+    let parsed = parseConfig(cfg('record_trace: { file: a.ndjson }'), 't.yaml', { baseDir: dir });
+    assert.equal(parsed.clusters[0]!.record_trace!.file, join(dir, 'a.ndjson'));
+    try {
+      parsed = parseConfig(
+        cfg(
+          'record_trace: { file: nowhere/a.ndjson }',
+          'record_trace: { file: a.ndjson }',
+          'record_trace: { file: ./a.ndjson }',
+          'breaker: { enabled: false }\n    record_trace: { file: b.ndjson }',
+        ),
+        't.yaml',
+        { baseDir: dir },
+      );
+      assert.fail('expected a ConfigError');
+    } catch (err) {
+      assert.ok(isConfigError(err));
+      assert.deepEqual(
+        err.problems.map((p) => `${p.path} (line ${p.line}): ${p.message}`),
+        [
+          `/clusters/0/record_trace/file (line 5): directory ${join(dir, 'nowhere')} does not exist`,
+          `/clusters/2/record_trace/file (line 11): ${join(dir, 'a.ndjson')} is also the record_trace file of cluster "c1" (one file per cluster)`,
+          `/clusters/3/record_trace (line 15): records the breaker's calls, which breaker.enabled: false turns off`,
+        ],
+      );
+    }
+  });
 });

@@ -4,7 +4,7 @@
  * line:column of the offending YAML node.
  * @module
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -203,6 +203,7 @@ export function parseConfig(
       at(p.field ? [...segments, p.field] : segments, p.message);
   };
   const names = new Set<string>();
+  const traceFiles = new Map<string, string>();
   cfg.clusters.forEach((c, i) => {
     if (c.tls) {
       c.hosts.forEach((h, j) => {
@@ -231,6 +232,25 @@ export function parseConfig(
       );
     if (c.shared_state && c.breaker?.enabled === false)
       at(['clusters', i, 'shared_state'], 'shares the breaker, which breaker.enabled: false turns off');
+    if (c.record_trace) {
+      const r = c.record_trace;
+      if (c.breaker?.enabled === false)
+        at(
+          ['clusters', i, 'record_trace'],
+          "records the breaker's calls, which breaker.enabled: false turns off",
+        );
+      // Relative to the config file, as tls files are; the recorder (and a reload) see the absolute path.
+      r.file = resolve(baseDir, r.file);
+      const dir = dirname(r.file);
+      if (!existsSync(dir)) at(['clusters', i, 'record_trace', 'file'], `directory ${dir} does not exist`);
+      const other = traceFiles.get(r.file);
+      if (other !== undefined)
+        at(
+          ['clusters', i, 'record_trace', 'file'],
+          `${r.file} is also the record_trace file of cluster "${other}" (one file per cluster)`,
+        );
+      traceFiles.set(r.file, c.name);
+    }
     // The breaker block is circuitBreaker()'s options: let the library judge them, so the rules
     // (e.g. minimumCalls <= windowSize) live in one place.
     if (c.breaker && c.breaker.enabled !== false) {
@@ -254,6 +274,11 @@ export function parseConfig(
           at(
             ['clusters', i, 'shared_state'],
             'shared_state cannot be combined with workers > 1 (the workers already share one breaker; use one or the other)',
+          );
+        if (c.record_trace)
+          at(
+            ['clusters', i, 'record_trace'],
+            'record_trace cannot be combined with workers > 1 yet (each worker thread settles its own calls; record with workers: 1)',
           );
       });
   }

@@ -12,6 +12,7 @@ import type {
   ListenerConfig,
   ListenerTlsConfig,
   OutlierConfig,
+  RecordTraceConfig,
   RetryConfig,
   RouteConfig,
   SharedStateConfig,
@@ -69,6 +70,7 @@ export const CONFIG_DEFAULTS = {
     probeRetryMs: 50,
     recheckIntervalMs: 1000,
   },
+  record_trace: { sample_rate: 1, max_bytes: 100_000_000, max_files: 2 },
   outlier_detection: {
     consecutive_5xx: 5,
     consecutive_gateway_failure: 5,
@@ -217,6 +219,29 @@ export function resolveSharedState(s: SharedStateConfig): ResolvedSharedState {
 }
 
 /**
+ * A `record_trace` block with defaults applied.
+ *
+ * @example
+ * ```ts
+ * const r: ResolvedRecordTrace = resolveRecordTrace({ file: 'payments.ndjson' });
+ * r.max_files; // 2
+ * ```
+ */
+export type ResolvedRecordTrace = Required<RecordTraceConfig>;
+
+/**
+ * A `record_trace` block with defaults applied.
+ *
+ * @example
+ * ```ts
+ * resolveRecordTrace({ file: 'payments.ndjson' }).sample_rate; // 1
+ * ```
+ */
+export function resolveRecordTrace(r: RecordTraceConfig): ResolvedRecordTrace {
+  return { ...CONFIG_DEFAULTS.record_trace, ...r };
+}
+
+/**
  * A cluster with defaults applied. `thresholds` has both priorities; `breaker` is undefined when
  * the breaker is disabled (`enabled: false`); its `failureStatuses` undefined = every 5xx.
  *
@@ -237,6 +262,8 @@ export interface ResolvedCluster {
   breaker: Omit<BreakerConfig, 'enabled'> | undefined;
   /** Undefined: the breaker's state is this sidecar's own (also when the breaker is disabled). */
   shared_state: ResolvedSharedState | undefined;
+  /** Undefined: not recorded (also when the breaker is disabled: there are no calls to record). */
+  record_trace: ResolvedRecordTrace | undefined;
   outlier_detection: ResolvedOutlier;
   tls: UpstreamTlsConfig | undefined;
 }
@@ -367,6 +394,7 @@ export function resolveCluster(c: ClusterConfig): ResolvedCluster {
     },
     breaker: enabled === false ? undefined : breaker,
     shared_state: c.shared_state && enabled !== false ? resolveSharedState(c.shared_state) : undefined,
+    record_trace: c.record_trace && enabled !== false ? resolveRecordTrace(c.record_trace) : undefined,
     outlier_detection: resolveOutlier(c.outlier_detection),
     tls: c.tls,
   };

@@ -113,6 +113,36 @@ const breaker = {
 
 const positive = { type: 'integer', minimum: 1 } as const;
 const SS = D.shared_state;
+const RT = D.record_trace;
+
+const recordTrace = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['file'],
+  description:
+    "Record this cluster's breaker calls (successes and failures, with durations) as an NDJSON trace for `tripswitch tune` (@tripswitch/tuner's recordTrace(), loaded on demand).",
+  properties: {
+    file: {
+      type: 'string',
+      minLength: 1,
+      description: 'NDJSON file appended to (relative to the config file); rotated to file.1, file.2, ...',
+    },
+    sample_rate: {
+      type: 'number',
+      exclusiveMinimum: 0,
+      maximum: 1,
+      description: `Fraction of calls recorded, in (0, 1]. @default ${RT.sample_rate}`,
+    },
+    max_bytes: {
+      ...positive,
+      description: `Rotate when the file reaches this many bytes. @default ${RT.max_bytes}`,
+    },
+    max_files: {
+      ...count,
+      description: `Rotated files kept besides the current one (0: none). @default ${RT.max_files}`,
+    },
+  },
+} as const;
 
 const sharedState = {
   type: 'object',
@@ -480,6 +510,7 @@ export const configSchema = {
           },
           breaker,
           shared_state: sharedState,
+          record_trace: recordTrace,
           outlier_detection: outlier,
           tls: upstreamTls,
         },
@@ -558,6 +589,27 @@ export interface SharedStateConfig {
     failureCount?: number;
     openDurationMs?: number;
   };
+}
+
+/**
+ * The cluster's breaker calls recorded as a trace for the tuner (`recordTrace()` of
+ * `@tripswitch/tuner`: `sample_rate`, `max_bytes` and `max_files` are its `sample`, `maxBytes` and
+ * `maxFiles`).
+ *
+ * @example
+ * ```ts
+ * const r: RecordTraceConfig = { file: '/var/log/tripswitch/payments.ndjson', sample_rate: 0.1, max_bytes: 50_000_000 };
+ * ```
+ */
+export interface RecordTraceConfig {
+  /** NDJSON file appended to; a relative path starts from the config file's directory. */
+  file: string;
+  /** Fraction of calls recorded, in (0, 1]. @default 1 */
+  sample_rate?: number;
+  /** Rotate when the file reaches this many bytes. @default 100000000 */
+  max_bytes?: number;
+  /** Rotated files kept besides the current one. @default 2 */
+  max_files?: number;
 }
 
 /**
@@ -713,6 +765,8 @@ export interface ClusterConfig {
   breaker?: BreakerConfig;
   /** Share the breaker's state with the other sidecars through Redis. */
   shared_state?: SharedStateConfig;
+  /** Record the breaker's calls as a trace for `tripswitch tune`. */
+  record_trace?: RecordTraceConfig;
   outlier_detection?: OutlierConfig;
   /** TLS settings for https:// hosts. */
   tls?: UpstreamTlsConfig;

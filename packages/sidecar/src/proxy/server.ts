@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type BreakerRegistry, breakerRegistry, type Clock } from 'tripswitch';
+import { type BreakerRegistry, breakerRegistry, type CircuitBreaker, type Clock } from 'tripswitch';
 import { realClock } from '../clock.js';
 import {
   type ResolvedCluster,
@@ -18,6 +18,7 @@ import {
 } from '../config/resolve.js';
 import type { SidecarConfig } from '../config/schema.js';
 import { type TlsMaterial, tlsMaterial } from '../config/tls.js';
+import type { ClusterRecorder, TraceRecorderFactory } from '../record-trace.js';
 import type { SharedStore, SharedStoreFactory } from '../shared-state.js';
 import { limiterFor } from './admission.js';
 import { Cluster } from './cluster.js';
@@ -60,6 +61,11 @@ export interface SidecarOptions {
   share?: WorkerShare;
   /** With `share`: the ports the first worker bound, in listener order (port 0 resolved once). */
   ports?: number[];
+  /**
+   * Makes the recorders of `record_trace` blocks: `await loadTraceRecorder()` (loads
+   * `@tripswitch/tuner`). Required when a cluster has `record_trace`.
+   */
+  recordTrace?: TraceRecorderFactory;
 }
 
 interface State {
@@ -87,6 +93,9 @@ export class Sidecar implements ExchangeHost, TunnelHost {
   #sharedState: SharedStoreFactory | undefined;
   /** The stores of `shared_state` blocks, by cluster name, with the settings they were made from. */
   #stores = new Map<string, { key: string; store: SharedStore }>();
+  #recordTrace: TraceRecorderFactory | undefined;
+  /** The recorders of `record_trace` blocks, by cluster name, with the block and breaker they follow. */
+  #recorders = new Map<string, { key: string; breaker: CircuitBreaker; recorder: ClusterRecorder }>();
   #slots = new Map<string, ListenerSlot>();
   #share: WorkerShare | undefined;
   #ports: number[] | undefined;
@@ -126,10 +135,60 @@ export class Sidecar implements ExchangeHost, TunnelHost {
           },
         });
     }
+    this.#recordTrace = options.recordTrace;
     const resolved = resolveConfig(config);
     this.#checkSharedState(resolved, this.#sharedState);
+    Sidecar.#checkRecordTrace(resolved, this.#recordTrace);
     this.#state = this.#build(resolved, undefined);
     for (const c of this.#state.clusters.values()) c.attachBreaker(this.breakers, (rc) => this.#storeFor(rc));
+    this.#startRecorders();
+  }
+
+  static #checkRecordTrace(config: ResolvedConfig, factory: TraceRecorderFactory | undefined): void {
+    const needs = config.clusters.find((c) => c.record_trace !== undefined);
+    if (needs && !factory)
+      throw new Error(
+        `cluster "${needs.name}": record_trace needs a recorder factory: create the Sidecar with { recordTrace: await loadTraceRecorder() } (the CLI does this)`,
+      );
+  }
+
+  /**
+   * Starts, keeps or stops each cluster's recorder to match the clusters in force: kept while its
+   * block and its breaker are the same; a changed block or a new breaker gets a new recorder once
+   * the old one has written out and closed its file (they may share it); a removed block stops.
+   */
+  async #syncRecorders(): Promise<void> {
+    const clusters = this.#stopping ? new Map<string, Cluster>() : this.#state.clusters;
+    const stopping: Promise<void>[] = [];
+    for (const [name, had] of this.#recorders) {
+      const c = clusters.get(name);
+      const key = c?.config.record_trace && JSON.stringify(c.config.record_trace);
+      if (key === had.key && c?.breaker === had.breaker) continue;
+      this.#recorders.delete(name);
+      stopping.push(this.#stopRecorder(name, had.recorder));
+    }
+    await Promise.all(stopping);
+    if (!this.#stopping) this.#startRecorders();
+  }
+
+  /** Starts a recorder for each cluster in force with `record_trace` and none yet. */
+  #startRecorders(): void {
+    for (const [name, c] of this.#state.clusters) {
+      const r = c.config.record_trace;
+      if (r === undefined || c.breaker === undefined || this.#recorders.has(name)) continue;
+      const recorder = this.#recordTrace!(c.breaker, r, { clock: this.clock });
+      this.#recorders.set(name, { key: JSON.stringify(r), breaker: c.breaker, recorder });
+      this.logger.info('recording trace', { cluster: name, file: r.file });
+    }
+  }
+
+  async #stopRecorder(cluster: string, recorder: ClusterRecorder): Promise<void> {
+    try {
+      await recorder.stop();
+    } catch (err) {
+      this.logger.warn('trace recorder did not close cleanly', { cluster, error: String(err) });
+    }
+    this.logger.info('trace recorder stopped', { cluster, ...recorder.stats() });
   }
 
   #checkSharedState(config: ResolvedConfig, factory: SharedStoreFactory | undefined): void {
@@ -343,11 +402,13 @@ export class Sidecar implements ExchangeHost, TunnelHost {
    */
   async reload(
     source: SidecarConfig,
-    options: { sharedState?: SharedStoreFactory; plan?: SharedPlan } = {},
+    options: { sharedState?: SharedStoreFactory; recordTrace?: TraceRecorderFactory; plan?: SharedPlan } = {},
   ): Promise<void> {
     const resolved = resolveConfig(source);
     const factory = options.sharedState ?? this.#sharedState;
     this.#checkSharedState(resolved, factory);
+    const recordTrace = options.recordTrace ?? this.#recordTrace;
+    Sidecar.#checkRecordTrace(resolved, recordTrace);
     if (this.#share) {
       if (options.plan === undefined)
         throw new Error('workers: a reload needs the shared plan of the new config');
@@ -359,6 +420,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
       this.#share = { plan: options.plan, worker: this.#share.worker };
     }
     this.#sharedState = factory;
+    this.#recordTrace = recordTrace;
     // The main thread's view has no listeners: only its clusters change.
     const config = this.isView ? { ...resolved, listeners: [] } : resolved;
     // A bound server cannot switch between HTTP and HTTPS or start/stop asking for client
@@ -392,6 +454,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
       if (c.breaker && c.breaker !== next.clusters.get(name)?.breaker) this.breakers.delete(name);
     for (const c of next.clusters.values()) c.attachBreaker(this.breakers, (rc) => this.#storeFor(rc));
     await this.#closeStores(next.clusters);
+    await this.#syncRecorders();
     for (const s of opened) this.#slots.set(s.key, s);
     const keys = new Set<string>();
     for (const l of config.listeners) {
@@ -438,6 +501,8 @@ export class Sidecar implements ExchangeHost, TunnelHost {
       await Promise.all(c.hosts.map((h) => (drained ? h.pool.close() : h.pool.destroy()).catch(() => {})));
     }
     await this.#closeStores(new Map());
+    // After the drain, so that what the requests in flight settled is in the trace.
+    await this.#syncRecorders();
     return drained;
   }
 }
