@@ -82,8 +82,10 @@ async function loadOnce(name: string, port: number, warm: boolean): Promise<Resu
     });
     const out = r.stdout;
     const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
-    const p50 = parseMs(/50%\s+(\S+)/.exec(out)?.[1] ?? '');
-    const p99 = parseMs(/99%\s+(\S+)/.exec(out)?.[1] ?? '');
+    // Anchored to the distribution's own lines: "+/- Stdev" figures such as 75.50% also end in
+    // "50%" (unanchored, the next line's first word was read: NaN).
+    const p50 = parseMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '');
+    const p99 = parseMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
     const errors =
       Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0) +
       Number(/Socket errors:.*?(\d+)/.exec(out)?.[1] ?? 0);
