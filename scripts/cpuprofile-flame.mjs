@@ -80,7 +80,7 @@ const color = (name) => {
   if (name.includes('node:') || !name.includes(' ')) return '#d9745a';
   return '#e0c060';
 };
-let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="monospace" font-size="11">\n`;
+let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="monospace" font-size="11">\n<title>${esc(title)}</title>\n`;
 svg += `<text x="4" y="14" font-size="13">${esc(title)} (${total} samples; orange = undici, blue = sidecar, green = tripswitch core, red = node internals)</text>\n`;
 for (const r of rects) {
   const y = height - (r.depth + 1) * H;
