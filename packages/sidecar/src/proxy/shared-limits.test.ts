@@ -29,6 +29,7 @@ test('two limiters on one block share max_requests and max_pending_requests', ()
   const b = new SharedLimiter(t, block, 0, 1);
   const view = new SharedLimiter(t, block, 0, -1);
   assert.ok(a.tryEnter() && a.tryEnter() && b.tryEnter());
+  assert.deepEqual([a.active, b.active], [2, 1], 'in a worker: its own share');
   assert.equal(a.tryEnter(), false);
   assert.equal(b.tryEnter(), false);
   assert.equal(view.active, 3);
@@ -90,7 +91,9 @@ test('retries are bounded across workers', () => {
   const b = new SharedLimiter(t, block, 0, 1);
   assert.ok(a.tryRetry() && b.tryRetry());
   assert.equal(a.tryRetry(), false);
-  assert.equal(b.retryOverflow, 1);
+  assert.equal(a.retryOverflow, 1, "a worker's own count");
+  assert.equal(b.retryOverflow, 0);
+  assert.equal(new SharedLimiter(t, block, 0, -1).retryOverflow, 1, "the main thread's view: the sum");
   a.retryDone();
   assert.ok(b.tryRetry());
   b.retryDone();

@@ -103,8 +103,9 @@ interface Entry {
 }
 
 /**
- * A {@link Limiter} whose counts are shared with the other workers. `active`, `pending` and
- * `retries` read the totals across workers, `pendingOverflow` and `retryOverflow` the sums. A freed
+ * A {@link Limiter} whose counts are shared with the other workers. In a worker, `active`,
+ * `pending`, `retries`, `pendingOverflow` and `retryOverflow` are that worker's own share; in the
+ * main thread's view (`worker` -1) they read the totals across workers. A freed
  * slot goes first to a request queued in the same worker (as the single-thread limiter does), else
  * it is released and the other workers' queued requests race for it; the order across workers is
  * not FIFO, the limits are exact. The main thread makes one with `worker` -1 to read the totals.
@@ -123,7 +124,7 @@ export class SharedLimiter extends Limiter {
   readonly #concurrency: number;
   #queue: Entry[] = [];
   #head = 0;
-  #local = 0;
+  #waiting = 0;
   #watching = false;
 
   /**
@@ -142,7 +143,9 @@ export class SharedLimiter extends Limiter {
     this.#base = priority * stride(block.workers);
     this.#own = worker < 0 ? -1 : this.#base + HEAD + worker * PER_WORKER;
     this.#concurrency = Math.min(this.maxConnections, this.maxRequests);
-    // The base class's plain counters become views of the shared words.
+    if (worker >= 0) return;
+    // The main thread's view: the base class's plain counters become the totals. Only there:
+    // accessors on the instance would slow the hot path of a worker down (dictionary mode).
     const a = this.#a;
     const base = this.#base;
     const sum = (w: number) => {
@@ -159,10 +162,18 @@ export class SharedLimiter extends Limiter {
     });
   }
 
-  /** Adds `n` to the shared count `g` and to this worker's share of it. */
+  /** Adds `n` to the shared count `g` and to this worker's share of it (also in its plain field). */
   #add(g: number, w: number, n: number): void {
-    Atomics.add(this.#a, this.#own + w, n);
+    // this worker's words have one writer (it): a plain write, read by others only after it died
+    this.#a[this.#own + w]! += n;
     Atomics.add(this.#a, this.#base + g, n);
+    this.#local(g, n);
+  }
+
+  #local(g: number, n: number): void {
+    if (g === ACTIVE) this.active += n;
+    else if (g === PENDING) this.pending += n;
+    else this.retries += n;
   }
 
   /** Takes one of `limit` in the shared count `g` (compare-exchange, so never past `limit`). */
@@ -173,7 +184,8 @@ export class SharedLimiter extends Limiter {
     while (cur < limit) {
       const was = Atomics.compareExchange(a, i, cur, cur + 1);
       if (was === cur) {
-        Atomics.add(a, this.#own + w, 1);
+        a[this.#own + w]! += 1;
+        this.#local(g, 1);
         return true;
       }
       cur = was;
@@ -188,21 +200,22 @@ export class SharedLimiter extends Limiter {
   override wait(grant: () => void): Waiter | undefined {
     if (!this.#take(PENDING, W_PENDING, this.maxPending)) {
       Atomics.add(this.#a, this.#own + W_PENDING_OVERFLOW, 1);
+      this.pendingOverflow++;
       return undefined;
     }
     const e: Entry = { grant, cancelled: false };
-    if (this.#queue.length - this.#head > 2 * this.#local + 64) {
+    if (this.#queue.length - this.#head > 2 * this.#waiting + 64) {
       this.#queue = this.#queue.slice(this.#head).filter((x) => !x.cancelled);
       this.#head = 0;
     }
     this.#queue.push(e);
-    this.#local++;
+    this.#waiting++;
     this.#watch();
     return {
       cancel: () => {
         if (e.cancelled) return;
         e.cancelled = true;
-        this.#local--;
+        this.#waiting--;
         this.#add(PENDING, W_PENDING, -1);
       },
     };
@@ -212,6 +225,7 @@ export class SharedLimiter extends Limiter {
     if (this.tryEnter()) return true;
     if (grant === undefined) {
       Atomics.add(this.#a, this.#own + W_PENDING_OVERFLOW, 1);
+      this.pendingOverflow++;
       return undefined;
     }
     return this.wait(grant);
@@ -229,7 +243,7 @@ export class SharedLimiter extends Limiter {
       }
       if (e.cancelled) continue;
       e.cancelled = true;
-      this.#local--;
+      this.#waiting--;
       return e;
     }
     if (this.#head > 0) {
@@ -240,7 +254,7 @@ export class SharedLimiter extends Limiter {
   }
 
   override release(): void {
-    const e = this.#local > 0 ? this.#next() : undefined;
+    const e = this.#waiting > 0 ? this.#next() : undefined;
     if (e !== undefined) {
       // The slot passes to the waiter: the active count stays, the pending count drops.
       this.#add(PENDING, W_PENDING, -1);
@@ -268,7 +282,7 @@ export class SharedLimiter extends Limiter {
     const loop = (): void => {
       for (;;) {
         const seen = Atomics.load(a, word);
-        while (this.#local > 0 && this.tryEnter()) {
+        while (this.#waiting > 0 && this.tryEnter()) {
           const e = this.#next();
           if (e === undefined) {
             this.#add(ACTIVE, W_ACTIVE, -1);
@@ -277,7 +291,7 @@ export class SharedLimiter extends Limiter {
           this.#add(PENDING, W_PENDING, -1);
           e.grant();
         }
-        if (this.#local === 0) {
+        if (this.#waiting === 0) {
           this.#watching = false;
           return;
         }
@@ -296,9 +310,13 @@ export class SharedLimiter extends Limiter {
     const limit =
       this.budgetPercent === undefined
         ? this.maxRetries
-        : Math.max(this.minRetryConcurrency, Math.floor((this.active * this.budgetPercent) / 100));
+        : Math.max(
+            this.minRetryConcurrency,
+            Math.floor((Atomics.load(this.#a, this.#base + ACTIVE) * this.budgetPercent) / 100),
+          );
     if (this.#take(RETRIES, W_RETRIES, limit)) return true;
     Atomics.add(this.#a, this.#own + W_RETRY_OVERFLOW, 1);
+    this.retryOverflow++;
     return false;
   }
 
