@@ -12,6 +12,10 @@ import type { AddressInfo } from 'node:net';
 import { prometheusMetrics } from '@tripswitch/prometheus';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Sidecar } from '../proxy/server.js';
+import { readOutcomes } from '../proxy/shared-breaker.js';
+import { perWorkerCounter } from '../proxy/shared-counters.js';
+import { readLimits } from '../proxy/shared-limits.js';
+import { CLUSTER_COUNTERS, type ClusterBlocks } from '../proxy/shared-plan.js';
 import { adminNames, browserRefusal } from './origin.js';
 
 /**
@@ -196,6 +200,27 @@ export function sidecarRegistry(sidecar: Sidecar): SidecarRegistry {
   return Object.assign(registry, { dispose: () => breakers.dispose() });
 }
 
+/**
+ * `workers: N`: each worker's share of a cluster's figures (the totals are the cluster's own
+ * fields); `outcomes` are what each worker's breaker recorded, since the main thread's breaker
+ * only follows the shared state and records none.
+ */
+function perWorker(b: ClusterBlocks) {
+  const counter = (k: (typeof CLUSTER_COUNTERS)[number]) => perWorkerCounter(CLUSTER_COUNTERS, b.counters, k);
+  const requests = counter('requests');
+  const circuitOpen = counter('circuitOpen');
+  const limits = [readLimits(b.limits, 0).perWorker, readLimits(b.limits, 1).perWorker];
+  const outcomes = b.breaker ? readOutcomes(b.breaker) : undefined;
+  return requests.map((r, w) => ({
+    worker: w,
+    requests: r,
+    circuitOpen: circuitOpen[w],
+    active: { default: limits[0]![w]!.active, high: limits[1]![w]!.active },
+    pending: { default: limits[0]![w]!.pending, high: limits[1]![w]!.pending },
+    ...(outcomes ? { outcomes: outcomes[w] } : {}),
+  }));
+}
+
 function send(res: ServerResponse, status: number, body: string, type = 'application/json'): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(body);
@@ -220,7 +245,8 @@ export function breakersJson(sidecar: Sidecar): unknown[] {
         { active: c.limits[p].active, pending: c.limits[p].pending, retries: c.limits[p].retries },
       ]),
     ),
-    counters: c.counters,
+    counters: { ...c.counters },
+    ...(c.share ? { workers: perWorker(c.share.blocks) } : {}),
     hosts: c.hosts.map((h) => ({
       address: h.address,
       active: h.active,

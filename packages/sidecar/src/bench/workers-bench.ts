@@ -15,8 +15,6 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -183,9 +181,14 @@ function cpuMs(pid: number): number {
 }
 
 async function perCore(seconds: number, rounds: number): Promise<void> {
-  const up = createServer((_req, res) => res.end('ok'));
-  await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
-  const upPort = (up.address() as AddressInfo).port;
+  // the upstream in its own process: spawnSync(wrk) blocks this one
+  const upPort = 30_000 + Math.floor(Math.random() * 20_000);
+  const up = spawn(
+    process.execPath,
+    ['-e', `require('node:http').createServer((q, s) => s.end('ok')).listen(${upPort}, '127.0.0.1')`],
+    { stdio: 'ignore' },
+  );
+  await new Promise((x) => setTimeout(x, 500));
   const dir = mkdtempSync(join(tmpdir(), 'tripswitch-workers-bench-'));
   const cli = join(here, '..', 'cli.js');
   const hasWrk = !spawnSync('wrk', ['--version']).error;
@@ -230,7 +233,7 @@ async function perCore(seconds: number, rounds: number): Promise<void> {
       await new Promise((x) => child.once('exit', x));
       results[String(workers)]!.push({ rps: total / seconds, cpuUsPerReq: ((c1 - c0) * 1000) / total });
     }
-  up.close();
+  up.kill();
   console.log(
     `\n3. the proxy CLI under ${hasWrk ? 'wrk -t1 -c50' : 'autocannon -c 50'}, ${seconds} s x ${rounds} interleaved rounds (machine shared and loaded)`,
   );
@@ -249,7 +252,9 @@ else {
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   console.log(`workers bench, Node ${process.version}, ${new Date().toISOString()}`);
-  await costs();
-  await propagation(Number(process.env.BENCH_TRIPS ?? 50));
+  if (process.env.BENCH_ONLY_PROXY !== '1') {
+    await costs();
+    await propagation(Number(process.env.BENCH_TRIPS ?? 50));
+  }
   if (process.env.BENCH_SKIP_PROXY !== '1') await perCore(seconds, rounds);
 }

@@ -103,6 +103,8 @@ export class Cluster {
    * admission calls its `sync()` before asking the breaker.
    */
   readonly sharedBreaker: SharedBreakerStore | undefined;
+  /** With `workers: N`: this cluster's shared memory and which worker this is (-1: the main thread). */
+  readonly share: { blocks: ClusterBlocks; worker: number } | undefined;
   /** The files of the cluster's `tls` block (also used for Upgrade tunnels to https hosts). */
   readonly tls: TlsMaterial | undefined;
 
@@ -121,6 +123,7 @@ export class Cluster {
     share?: { blocks: ClusterBlocks; worker: number },
   ) {
     this.name = config.name;
+    this.share = share;
     this.counters = share
       ? sharedCounters(CLUSTER_COUNTERS, share.blocks.counters, share.worker)
       : (previous?.counters ?? {

@@ -89,10 +89,18 @@ if (!supported) {
       const breakers = (await (await fetch(`http://127.0.0.1:${admin.port}/breakers`)).json()) as {
         counters: { requests: number; responses2xx: number };
         limits: { default: { active: number; pending: number } };
+        workers: { worker: number; requests: number; active: { default: number } }[];
       }[];
       assert.equal(breakers[0]!.counters.requests, total);
       assert.equal(breakers[0]!.counters.responses2xx, total);
       assert.deepEqual(breakers[0]!.limits.default, { active: 0, pending: 0, retries: 0 });
+      assert.deepEqual(
+        breakers[0]!.workers.map((w) => [w.worker, w.requests, w.active.default]),
+        [
+          [0, perWorker[0], 0],
+          [1, perWorker[1], 0],
+        ],
+      );
       const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
       assert.match(metrics, new RegExp(`tripswitch_proxy_requests_total\\{cluster="api"\\} ${total}\\n`));
     } finally {
