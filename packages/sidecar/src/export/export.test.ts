@@ -209,6 +209,28 @@ test('istio: trafficPolicy.tls MUTUAL or SIMPLE for https clusters', () => {
   assert.deepEqual(parse(insecure).spec.trafficPolicy.tls, { mode: 'SIMPLE', insecureSkipVerify: true });
 });
 
+test('record_trace has no Envoy or Istio equivalent: a comment per cluster names it', () => {
+  const recorded: SidecarConfig = {
+    listeners: [{ port: 8080, routes: [{ cluster: 'pay' }] }],
+    clusters: [
+      { name: 'pay', hosts: ['127.0.0.1:1'], record_trace: { file: '/var/log/pay.ndjson' } },
+      { name: 'own', hosts: ['127.0.0.1:2'] },
+    ],
+  };
+  for (const [out, target] of [
+    [toEnvoy(recorded), 'Envoy'],
+    [toIstio(recorded), 'Istio'],
+  ] as const) {
+    const comments = out.split('\n').filter((l) => l.startsWith('#'));
+    assert.ok(
+      comments.includes(`# cluster pay: record_trace (/var/log/pay.ndjson) has no ${target} equivalent:`),
+      comments.join('\n'),
+    );
+    assert.ok(!comments.some((l) => l.includes('cluster own')));
+    assert.ok(parseAllDocuments(out).every((d) => d.errors.length === 0));
+  }
+});
+
 test('shared_state has no Envoy or Istio equivalent: a comment per cluster names it, without the password', () => {
   const shared: SidecarConfig = {
     listeners: [{ port: 8080, routes: [{ cluster: 'pay' }] }],
