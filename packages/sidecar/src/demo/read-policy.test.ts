@@ -49,6 +49,33 @@ test('B hanging from the start: 20 requests through 10 workers all answer within
   assert.match(last.kind === 'degraded' ? last.reason : '', /breaker is open/);
 });
 
+test('requests arriving 1 ms apart: no one waits more than one timeout (the first hung call opens the breaker)', async () => {
+  // The first wave's timeouts fire a few ms apart, as real arrivals do; a worker freed by the
+  // first one takes a queued request at once. Were the breaker still closed then (a rule that
+  // waits for 3 slow calls), that request would call the hung B and wait 300 ms more.
+  const clock = new TestClock();
+  const read = protectedRead<string>({ registry: breakerRegistry(), timeoutMs: 300, clock });
+  const pool = new WorkerPool(10);
+  const attempts: number[] = [];
+  const call = hanging(attempts);
+  const t0 = clock.now();
+  const waits: number[] = [];
+  const all: Promise<unknown>[] = [];
+  for (let i = 0; i < 20; i++) {
+    const sent = clock.now();
+    all.push(pool.run(() => read.execute(call)).then(() => waits.push(clock.now() - sent)));
+    await clock.advanceAsync(1);
+  }
+  await clock.settle(Promise.all(all));
+  assert.equal(waits.length, 20);
+  assert.ok(
+    waits.every((w) => w <= 300),
+    `every request answered within 300 ms of being sent: ${waits.join(',')}`,
+  );
+  assert.deepEqual(attempts, Array(10).fill(1), 'only the first wave reached B');
+  assert.ok(clock.now() - t0 >= 300);
+});
+
 test('a timed-out call is not retried; a fast failure is, once', async () => {
   const clock = new TestClock();
   const read = protectedRead<string>({ registry: breakerRegistry(), timeoutMs: 300, clock });
@@ -60,8 +87,9 @@ test('a timed-out call is not retried; a fast failure is, once', async () => {
   assert.equal(clock.now() - t0, 300, 'answered when the one attempt timed out');
 
   const fast: number[] = [];
+  const other = protectedRead<string>({ registry: breakerRegistry(), timeoutMs: 300, clock });
   const fails = await clock.settle(
-    read.execute(async (_signal, ctx) => {
+    other.execute(async (_signal, ctx) => {
       fast.push(ctx.attempt);
       throw new Error('service b answered 500');
     }),
@@ -70,22 +98,31 @@ test('a timed-out call is not retried; a fast failure is, once', async () => {
   assert.equal(fails.kind, 'degraded');
 });
 
-test('three slow calls open the breaker (the slow-call rule); fewer fast failures do not', async () => {
+test('one slow call opens the breaker (the slow-call rule); fast failures need 5 in a row', async () => {
   const clock = new TestClock();
   const read = protectedRead<string>({ registry: breakerRegistry(), timeoutMs: 300, clock });
-  for (let i = 0; i < 2; i++) await clock.settle(read.execute(hanging([])));
-  assert.equal(read.breaker.state, 'closed', 'two timeouts: still closed');
   await clock.settle(read.execute(hanging([])));
-  assert.equal(read.breaker.state, 'open', 'the third timed-out call opens it');
+  assert.equal(read.breaker.state, 'open', 'the first timed-out call opens it');
 
-  // A slow success (250 ms > 80% of 300 ms) counts as slow too.
+  // A slow success (250 ms > 80% of 300 ms) counts as slow too; a quicker one does not.
   const other = protectedRead<string>({ registry: breakerRegistry(), timeoutMs: 300, clock });
-  const slowOk = () =>
+  const after = (ms: number) => () =>
     new Promise<string>((resolve) => {
-      clock.setTimeout(() => resolve('ok'), 250);
+      clock.setTimeout(() => resolve('ok'), ms);
     });
-  for (let i = 0; i < 3; i++) assert.equal((await clock.settle(other.execute(slowOk))).kind, 'fresh');
+  for (let i = 0; i < 5; i++) assert.equal((await clock.settle(other.execute(after(200)))).kind, 'fresh');
+  assert.equal(other.breaker.state, 'closed', '200 ms is not slow');
+  assert.equal((await clock.settle(other.execute(after(250)))).kind, 'fresh');
   assert.equal(other.breaker.state, 'open');
+
+  const fast = protectedRead<string>({ registry: breakerRegistry(), timeoutMs: 300, clock });
+  const fail = async (): Promise<string> => {
+    throw new Error('service b answered 500');
+  };
+  for (let i = 0; i < 2; i++) await clock.settle(fast.execute(fail)); // 2 calls, 4 attempts
+  assert.equal(fast.breaker.state, 'closed', '4 fast failures: still closed');
+  await clock.settle(fast.execute(fail));
+  assert.equal(fast.breaker.state, 'open', 'the fifth in a row opens it');
 });
 
 test('the last good answer is served within its TTL with its age; after the TTL the answer is degraded, not an error', async () => {

@@ -4,10 +4,10 @@
  *
  * `wrap(fallback(lastGood), retry, circuitBreaker, timeout)`, tuned for a B that hangs:
  *
- * - the breaker's rule counts slow calls: a few calls slower than `slowCallMs` open it (a hung call
- *   is cut by the timeout, so it always counts as slow), as do `tripThreshold` fast failures in a
- *   row. Waiting for five timeouts in a row, as a plain consecutive rule does, lets the first wave
- *   of requests all pay the timeout before anything changes.
+ * - the breaker's rule counts slow calls: the first call slower than `slowCallMs` opens it (a hung
+ *   call is cut by the timeout, so it always counts as slow), as do `tripThreshold` fast failures
+ *   in a row. Waiting for several timeouts, as a consecutive rule does, lets requests that were
+ *   queued behind the first wave call the hung B again and wait the timeout twice.
  * - the retry retries fast failures only (a 5xx, a refused connection). A call that timed out is
  *   not retried: a service that just hung for the whole timeout will most likely hang again, and a
  *   second attempt doubles what the caller waits.
@@ -57,7 +57,11 @@ export interface ProtectedReadOptions {
   tripThreshold?: number;
   /** A call slower than this is slow. @default 80% of timeoutMs */
   slowCallMs?: number;
-  /** Slow calls within 10 s that open the breaker. @default 3 */
+  /**
+   * Slow calls within 10 s that open the breaker. @default 1: the first hung call. With more, a
+   * worker freed by the first timeout takes a queued request and calls the hung B again while the
+   * breaker is still closed, and that request waits the timeout twice.
+   */
   slowCallThreshold?: number;
   /** How long the last good answer may be served. @default 60_000 */
   lastGoodTtlMs?: number;
@@ -139,7 +143,7 @@ export function protectedRead<T>(options: ProtectedReadOptions): ProtectedRead<T
     throw new RangeError(`protectedRead: option "lastGoodTtlMs" must be a number >= 0, got ${String(ttlMs)}`);
   const tripThreshold = positive('tripThreshold', options.tripThreshold, 5, true);
   const slowCallMs = positive('slowCallMs', options.slowCallMs, Math.round(timeoutMs * 0.8));
-  const slowCallThreshold = positive('slowCallThreshold', options.slowCallThreshold, 3, true);
+  const slowCallThreshold = positive('slowCallThreshold', options.slowCallThreshold, 1, true);
   const breaker = options.registry.get(BREAKER_NAME, {
     clock,
     trip: {

@@ -185,7 +185,7 @@ export function describeModel(s: DemoResult['settings']): string {
     `  Service A: handles at most ${s.workers} requests at once (a thread pool of ${s.workers}; the rest wait in one FIFO queue).`,
     `    GET /orders calls B through a pool of ${s.upstreamConnections} connections; GET /profile does not call B but needs a worker too.`,
     `    unprotected: a plain call, bounded only by the HTTP client's timeout of ${fmtMs(s.clientTimeoutMs)} (undici's default is 300 s).`,
-    `    protected:   wrap(fallback(last good answer, TTL ${fmtMs(s.lastGoodTtlMs)}), retry(2 attempts, 50 ms backoff, budget 20%, fast failures only), circuitBreaker(3 calls over ${fmtMs(Math.round(s.timeoutMs * 0.8))} in 10 s or 5 failures in a row, open ${fmtMs(s.openDurationMs)}), timeout(${fmtMs(s.timeoutMs)})).`,
+    `    protected:   wrap(fallback(last good answer, TTL ${fmtMs(s.lastGoodTtlMs)}), retry(2 attempts, 50 ms backoff, budget 20%, fast failures only), circuitBreaker(1 call over ${fmtMs(Math.round(s.timeoutMs * 0.8))} or 5 failures in a row, open ${fmtMs(s.openDurationMs)}), timeout(${fmtMs(s.timeoutMs)})).`,
     `                 A timed-out call is not retried (B is hanging); past the TTL the answer is degraded (200, x-degraded: 1, empty orders), not an error.`,
     `  Load: ${s.concurrency} closed-loop clients (like ab -c ${s.concurrency}), ${Math.round(s.profileShare * 100)}% of them on /profile, the rest on /orders.`,
     `  Writes: next to the load, one POST /orders (a new id) every ${fmtMs(s.writeIntervalMs)}, at most ${s.writeConcurrency} in flight; B applies each id once.`,
@@ -284,7 +284,9 @@ async function runOnce(
       to: e.to,
       // The demo's rule is a custom predicate (read-policy.ts); say which one.
       reason:
-        e.reason === 'predicate' ? 'slow-call rule: 3 slow calls in 10 s or 5 failures in a row' : e.reason,
+        e.reason === 'predicate'
+          ? 'slow-call rule: a call over 80% of the timeout, or 5 failures in a row'
+          : e.reason,
     }),
   );
   // Counted from the queue's own events, not inferred from the answers.
