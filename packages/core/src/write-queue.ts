@@ -493,9 +493,10 @@ class Queue<T, R> implements WriteQueue<T, R> {
     }
     this.#items.push(item);
     this.#emit('queued', { id, data, error, size: this.#items.length });
-    // The first attempt just failed: the first replay waits like a retry would.
-    if (attempts > 0 && this.#retryAt === 0 && this.#failures === 0 && !isCircuitOpenError(error))
-      this.#fail();
+    // The first attempt just failed: the first replay waits like a retry would, unless a wait is
+    // already owed (a backoff, or a breaker's retryAt, still ahead). A retryAt in the past is no
+    // wait: it is left by failures whose writes then died or were discarded.
+    if (attempts > 0 && this.#retryAt <= this.#clock.now() && !isCircuitOpenError(error)) this.#fail();
     this.#schedule();
   }
 
