@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import { startAdmin } from '../admin/admin.js';
 import type { SidecarConfig } from '../config/schema.js';
@@ -270,5 +271,60 @@ if (!supported) {
       await up.close();
     }
     for (const w of pool.threads) assert.equal(w.threadId, -1);
+  });
+
+  test('aborted and failed requests give their slots back in every worker', async () => {
+    const waiting: ServerResponse[] = [];
+    const up = await upstream((req, res) => {
+      // /reset: the upstream drops the connection (a 502 for the client); else it hangs
+      if (req.url === '/reset') req.socket.destroy();
+      else waiting.push(res);
+    });
+    const pool = await startWorkers(
+      config(up.host, {
+        circuit_breakers: {
+          thresholds: [{ priority: 'default', max_requests: 3, max_pending_requests: 20 }],
+        },
+      }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    try {
+      const port = pool.view.addresses()[0]!.port;
+      const blocks = pool.plan.clusters.api!;
+      // 12 clients on their own connections: 3 in flight at the upstream, 9 queued across workers
+      const clients = Array.from({ length: 12 }, () => {
+        const s = connect(port, '127.0.0.1');
+        s.on('error', () => {});
+        s.write('GET /hang HTTP/1.1\r\nhost: x\r\n\r\n');
+        return s;
+      });
+      await until(
+        () => readLimits(blocks.limits, 0).active === 3 && readLimits(blocks.limits, 0).pending === 9,
+      );
+      // every client gives up: in flight and queued alike
+      for (const s of clients) s.destroy();
+      await until(
+        () => readLimits(blocks.limits, 0).active === 0 && readLimits(blocks.limits, 0).pending === 0,
+      );
+      assert.deepEqual(readLimits(blocks.limits, 0).perWorker, [
+        { active: 0, pending: 0 },
+        { active: 0, pending: 0 },
+      ]);
+      for (const r of waiting.splice(0)) r.destroy();
+      // upstream failures (502) release too
+      const failed = await Promise.all(Array.from({ length: 10 }, () => send(port, '/reset')));
+      assert.deepEqual(
+        failed.map((r) => r.status),
+        failed.map(() => 502),
+      );
+      await until(
+        () => readLimits(blocks.limits, 0).active === 0 && readLimits(blocks.limits, 0).pending === 0,
+      );
+      await until(() => pool.view.inflight === 0);
+    } finally {
+      for (const r of waiting.splice(0)) r.destroy();
+      assert.equal(await pool.shutdown(), true);
+      await up.close();
+    }
   });
 }
