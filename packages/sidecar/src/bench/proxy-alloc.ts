@@ -1,16 +1,24 @@
 /**
  * `node packages/sidecar/dist/bench/proxy-alloc.js`: where the proxy allocates per request. Runs
- * a backend and a sidecar in this process, loads it with wrk (-t1 -c50, BENCH_SECONDS, default 5)
- * while V8's sampling heap profiler records every sampled allocation (also those collected since,
- * which is what an allocation rate is made of), then prints bytes per request by allocating
- * function, top 25. Needs wrk.
+ * a sidecar in this process (the backend in a child process), loads it with wrk (-t1 -c50,
+ * BENCH_SECONDS, default 5) while V8's sampling heap profiler records every sampled allocation
+ * (also those collected since, which is what an allocation rate is made of), then prints bytes per
+ * request by allocating function, top 25. ALLOC_DIST=<another build's dist directory> profiles
+ * that build's Sidecar instead (A/B). Needs wrk.
  * @module
  */
-import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:http';
+import { spawn, spawnSync } from 'node:child_process';
 import { Session } from 'node:inspector/promises';
-import type { AddressInfo } from 'node:net';
-import { Sidecar } from '../proxy/server.js';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Sidecar as SidecarClass } from '../proxy/server.js';
+
+const { Sidecar } = (await import(
+  process.env.ALLOC_DIST
+    ? pathToFileURL(join(process.env.ALLOC_DIST, 'proxy/server.js')).href
+    : '../proxy/server.js'
+)) as { Sidecar: typeof SidecarClass };
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 
@@ -20,18 +28,30 @@ interface Node {
   children: Node[];
 }
 
-const backend = createServer((_q, s) => {
-  s.writeHead(200, { 'content-type': 'text/plain', 'content-length': 12 });
-  s.end('hello world\n');
-});
-await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+// The backend runs in its own process: its allocations are not the proxy's.
+const backendPort = 20_000 + Math.floor(Math.random() * 20_000);
+const backend = spawn(process.execPath, [
+  '-e',
+  `require('node:http').createServer((q,s)=>{s.writeHead(200,{'content-type':'text/plain','content-length':12});s.end('hello world\\n')}).listen(${backendPort},'127.0.0.1')`,
+]);
+for (let up = false; !up; ) {
+  up = await new Promise<boolean>((resolve) => {
+    const s = connect(backendPort, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (!up) await new Promise((r) => setTimeout(r, 50));
+}
 const sidecar = new Sidecar(
   {
     listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'b' }] }],
     clusters: [
       {
         name: 'b',
-        hosts: [`127.0.0.1:${(backend.address() as AddressInfo).port}`],
+        hosts: [`127.0.0.1:${backendPort}`],
         circuit_breakers: { thresholds: [{ priority: 'default', max_connections: 256, max_requests: 1024 }] },
       },
     ],
@@ -78,5 +98,4 @@ for (const [k, v] of [...by].sort((a, b) => b[1] - a[1]).slice(0, 25))
   console.log(`| ${(v / requests).toFixed(0)} | \`${k}\` |`);
 session.disconnect();
 await sidecar.shutdown();
-backend.close();
-backend.closeAllConnections();
+backend.kill();
