@@ -173,6 +173,8 @@ export async function startWorkers(
   const stopAll = async (): Promise<boolean> => {
     stopping = true;
     const done = threads.map(async (w) => {
+      // one that died and could not be replaced has nothing to drain (and no 'exit' to come)
+      if (w.threadId === -1) return true;
       const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
       let drained = false;
       try {
