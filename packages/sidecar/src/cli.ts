@@ -196,6 +196,11 @@ const demo = program
   .option('-w, --workers <n>', "Service A's worker pool: requests it handles at once (the rest queue)", '10')
   .option('--outage <mode>', 'what Service B does in the outage: hanging, failing or slow', 'hanging')
   .option(
+    '--last-good-ttl <seconds>',
+    'protected: how long the last good answer is served; after it the answer is degraded (x-degraded: 1)',
+    '60',
+  )
+  .option(
     '--client-timeout <seconds>',
     "A's HTTP client timeout for calls to B, all that bounds an unprotected call (default: 10/9 of the outage, 1 to 10 s)",
   )
@@ -216,6 +221,7 @@ const demo = program
       workers: string;
       outage: string;
       clientTimeout?: string;
+      lastGoodTtl: string;
       keepRunning?: boolean;
       port: string;
       json?: boolean;
@@ -232,6 +238,9 @@ const demo = program
         fail(`--workers must be an integer in [1, 10000], got "${opts.workers}"`);
       if (opts.outage !== 'hanging' && opts.outage !== 'failing' && opts.outage !== 'slow')
         fail(`--outage must be hanging, failing or slow, got "${opts.outage}"`);
+      const ttl = Number(opts.lastGoodTtl);
+      if (!(ttl >= 0 && ttl <= 86_400))
+        fail(`--last-good-ttl must be a number of seconds in [0, 86400], got "${opts.lastGoodTtl}"`);
       const clientTimeout = opts.clientTimeout === undefined ? undefined : Number(opts.clientTimeout);
       if (clientTimeout !== undefined && !(clientTimeout >= 0.01 && clientTimeout <= 600))
         fail(`--client-timeout must be a number of seconds in [0.01, 600], got "${opts.clientTimeout}"`);
@@ -258,6 +267,7 @@ const demo = program
           workers,
           outage: opts.outage,
           ...(clientTimeout !== undefined ? { clientTimeoutMs: clientTimeout * 1000 } : {}),
+          lastGoodTtlMs: ttl * 1000,
           keepRunning: opts.keepRunning === true,
           port,
           signal: stop.signal,

@@ -44,6 +44,9 @@ test('tripswitch demo rejects bad options', async () => {
   const r = await run(['demo', '--concurrency', '1']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /--concurrency must be an integer/);
+  const t = await run(['demo', '--last-good-ttl', '-1']);
+  assert.equal(t.code, 1);
+  assert.match(t.stderr, /--last-good-ttl must be a number of seconds in \[0, 86400\], got "-1"/);
   const o = await run(['demo', '--outage', 'sideways']);
   assert.equal(o.code, 1);
   assert.match(o.stderr, /--outage must be hanging, failing or slow/);

@@ -129,3 +129,17 @@ test('runDemo with keepRunning: B and both A stay up (started before the runs) u
   }
   await assert.rejects(fetch(`${kept.protected}/profile`));
 });
+
+test('runDemo past the last-good TTL: the protected outage answers are degraded 200s, not errors, and the report says so', async () => {
+  // TTL 0: any last good answer is already too old when B hangs.
+  const result = await runDemo({ ...tiny, runs: ['protected'], lastGoodTtlMs: 0 });
+  const outage = result.runs.protected!.stats.outage!.orders;
+  assert.ok(outage.count > 0);
+  assert.equal(outage.errors, 0, 'no errors');
+  assert.ok(outage.degraded > 0, 'degraded answers counted');
+  assert.equal(outage.degraded, outage.fallbacks, 'every fallback was degraded');
+  assert.match(
+    formatReport(result),
+    /Degraded answers \(200, x-degraded: 1: no last good answer younger than its TTL of 0\.00 ms, so A says B is unavailable instead of failing\):\n(?: {2}.*\n)* {2}protected outage \/orders: \d+ of \d+ fallbacks degraded\n/,
+  );
+});

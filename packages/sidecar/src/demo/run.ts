@@ -518,6 +518,16 @@ export function formatReport(result: DemoResult): string {
     protected: `cut by the ${fmtMs(s.timeoutMs)} timeout or the open breaker and answered with the last good value`,
   });
   if (carry !== '') out += `\n${carry}`;
+  // Degraded answers are a choice the service made, not a failure: say what they were.
+  let degraded = '';
+  for (const ph of p?.phases ?? [])
+    for (const route of ['orders', 'profile'] as const) {
+      const st = p?.stats[ph.name]?.[route];
+      if (st !== undefined && st.degraded > 0)
+        degraded += `  protected ${ph.name} /${route}: ${st.degraded} of ${st.fallbacks} fallbacks degraded\n`;
+    }
+  if (degraded !== '')
+    out += `\nDegraded answers (200, x-degraded: 1: no last good answer younger than its TTL of ${fmtMs(s.lastGoodTtlMs)}, so A says B is unavailable instead of failing):\n${degraded}`;
   const outage = result.comparison.filter((c) => c.phase === 'outage');
   if (outage.length > 0) {
     out += '\nDuring the outage, p99 unprotected vs protected (goal: protected at most 1/20):\n';
@@ -525,7 +535,7 @@ export function formatReport(result: DemoResult): string {
       const met = Number.isFinite(c.ratio) ? (c.ratio >= 20 ? 'met' : 'NOT met') : 'not measured';
       const us = u?.stats.outage?.[c.route];
       const ps = p?.stats.outage?.[c.route];
-      out += `  /${c.route.padEnd(8)} ${fmtMs(c.unprotectedP99).padStart(9)} vs ${fmtMs(c.protectedP99).padStart(9)}  = ${fmtRatio(c.unprotectedP99, c.protectedP99).padStart(5)} (${met});  errors ${us?.errors ?? '-'} vs ${ps?.errors ?? '-'}, answered ${us?.ok ?? '-'} vs ${ps?.ok ?? '-'} (${ps?.fallbacks ?? '-'} fallbacks)\n`;
+      out += `  /${c.route.padEnd(8)} ${fmtMs(c.unprotectedP99).padStart(9)} vs ${fmtMs(c.protectedP99).padStart(9)}  = ${fmtRatio(c.unprotectedP99, c.protectedP99).padStart(5)} (${met});  errors ${us?.errors ?? '-'} vs ${ps?.errors ?? '-'}, answered ${us?.ok ?? '-'} vs ${ps?.ok ?? '-'} (${ps?.fallbacks ?? '-'} fallbacks${ps !== undefined && ps.degraded > 0 ? `, ${ps.degraded} of them degraded: no last good answer younger than its TTL of ${fmtMs(s.lastGoodTtlMs)}` : ''})\n`;
     }
     if (result.settings.outage === 'failing')
       out +=
