@@ -11,6 +11,8 @@ import { memoryLogger, send, until, upstream } from './test-helpers.js';
 import { reusePortSupported, startWorkers, WorkersError } from './workers.js';
 
 const supported = reusePortSupported();
+/** Bounds of the waits: generous, CI runs on a loaded 2-core machine (not a speed assertion). */
+const LONG = 15_000;
 
 function config(host: string, extra: Partial<SidecarConfig['clusters'][number]> = {}): SidecarConfig {
   return {
@@ -82,7 +84,7 @@ if (!supported) {
       assert.equal(perWorker.length, 2);
       assert.ok(perWorker[0]! > 0 && perWorker[1]! > 0, `requests per worker: ${perWorker}`);
       assert.equal(perWorker[0]! + perWorker[1]!, total);
-      await until(() => api.limits.default.active === 0 && api.limits.default.pending === 0);
+      await until(() => api.limits.default.active === 0 && api.limits.default.pending === 0, LONG);
       assert.deepEqual(readLimits(blocks.limits, 0).perWorker, [
         { active: 0, pending: 0 },
         { active: 0, pending: 0 },
@@ -141,7 +143,7 @@ if (!supported) {
       const refused = perWorkerCounter(CLUSTER_COUNTERS, blocks.counters, 'circuitOpen');
       assert.ok(refused[0]! > 0 && refused[1]! > 0, `refusals per worker: ${refused}`);
       // the main thread's breaker (admin, /metrics) follows
-      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'open');
+      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'open', LONG);
       // an admin reset in the main thread closes it in every worker: all pass again (and fail)
       pool.view.clusters.get('api')!.breaker!.reset();
       const again = await send(port, '/x');
@@ -184,16 +186,16 @@ if (!supported) {
       const port = pool.view.addresses()[0]!.port;
       assert.equal((await send(port, '/x')).status, 500);
       // the failure is recorded once its answer ended: wait for the trip (the view follows)
-      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'open');
+      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'open', LONG);
       failing = false;
       // the open period (1 ms) is over: of 30 requests over both workers one is the probe
       const replies = Promise.all(Array.from({ length: 30 }, () => send(port, '/x')));
-      await until(() => probes === 1);
+      await until(() => probes === 1, LONG);
       const statuses = new Promise<number[]>((resolve) =>
         replies.then((r) => resolve(r.map((x) => x.status))),
       );
       // the other 29 are refused while the probe is out
-      await until(() => pool.view.clusters.get('api')!.counters.circuitOpen === 29);
+      await until(() => pool.view.clusters.get('api')!.counters.circuitOpen === 29, LONG);
       assert.equal(up.hits, 2);
       for (const r of waiting.splice(0)) r.end('ok');
       const s = await statuses;
@@ -201,7 +203,7 @@ if (!supported) {
       assert.equal(s.filter((x) => x === 503).length, 29);
       assert.equal(probes, 1);
       // the probe succeeded (recorded once its answer ended): closed in every worker
-      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'closed');
+      await until(() => pool.view.clusters.get('api')!.breaker!.state === 'closed', LONG);
       const next = await Promise.all(Array.from({ length: 10 }, () => send(port, '/x')));
       assert.equal(next.filter((r) => r.status === 503).length, 0);
     } finally {
@@ -232,13 +234,13 @@ if (!supported) {
       const port = pool.view.addresses()[0]!.port;
       const blocks = pool.plan.clusters.api!;
       const pending = Array.from({ length: 10 }, () => send(port, '/x').catch((e: Error) => e));
-      await until(() => waiting.length === 10);
+      await until(() => waiting.length === 10, LONG);
       const before = readLimits(blocks.limits, 0);
       assert.equal(before.active, 10);
       const held0 = before.perWorker[0]!.active;
       const w0 = pool.threads[0]!;
       w0.postMessage({ type: 'crash' });
-      await until(() => exits.length === 1);
+      await until(() => exits.length === 1, LONG);
       assert.deepEqual(exits[0], [0, 1, held0]);
       assert.equal(
         readLimits(blocks.limits, 0).active,
@@ -246,14 +248,14 @@ if (!supported) {
         'the dead worker held its share; it went back',
       );
       assert.equal(readLimits(blocks.limits, 0).perWorker[0]!.active, 0);
-      await until(() => pool.threads[0] !== w0 && pool.restarts === 1);
+      await until(() => pool.threads[0] !== w0 && pool.restarts === 1, LONG);
       // the dead worker's clients lost their connections; the other worker's get their answers
       hold = false;
       for (const r of waiting.splice(0)) r.end('ok');
       const settled = await Promise.all(pending);
       assert.equal(settled.filter((r) => r instanceof Error).length, held0);
       assert.equal(settled.filter((r) => !(r instanceof Error) && r.status === 200).length, 10 - held0);
-      await until(() => readLimits(blocks.limits, 0).active === 0);
+      await until(() => readLimits(blocks.limits, 0).active === 0, LONG);
       // both the replacement and the other worker serve
       const after = [];
       for (let b = 0; b < 4; b++)
@@ -300,11 +302,13 @@ if (!supported) {
       });
       await until(
         () => readLimits(blocks.limits, 0).active === 3 && readLimits(blocks.limits, 0).pending === 9,
+        LONG,
       );
       // every client gives up: in flight and queued alike
       for (const s of clients) s.destroy();
       await until(
         () => readLimits(blocks.limits, 0).active === 0 && readLimits(blocks.limits, 0).pending === 0,
+        LONG,
       );
       assert.deepEqual(readLimits(blocks.limits, 0).perWorker, [
         { active: 0, pending: 0 },
@@ -319,8 +323,9 @@ if (!supported) {
       );
       await until(
         () => readLimits(blocks.limits, 0).active === 0 && readLimits(blocks.limits, 0).pending === 0,
+        LONG,
       );
-      await until(() => pool.view.inflight === 0);
+      await until(() => pool.view.inflight === 0, LONG);
     } finally {
       for (const r of waiting.splice(0)) r.destroy();
       assert.equal(await pool.shutdown(), true);
