@@ -177,6 +177,13 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
       this.socket.destroy();
       return;
     }
+    // A reader that paused on the response's last chunk has nobody left to resume it: the
+    // response is over, so the connection reads again (the next request's answer, or stray bytes
+    // while idle, which close it).
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
     this.pool.released(this);
   }
 

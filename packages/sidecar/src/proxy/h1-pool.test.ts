@@ -222,3 +222,41 @@ test('a refused connection is a connect failure (503) on the fast path', async (
     await p.sidecar.shutdown();
   }
 });
+
+test('a response that ends while its reader paused the connection leaves it reading for the next request', async () => {
+  const { Pool } = await import('undici');
+  const { UpstreamPool } = await import('./h1-pool.js');
+  const u = await rawUpstream((_path, s) =>
+    s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'),
+  );
+  const origin = `http://${u.host}`;
+  const pool = new UpstreamPool(origin, new Pool(origin), {
+    connections: 1,
+    connectTimeoutMs: 1000,
+    idleTimeoutMs: 10_000,
+  });
+  // A handler that pauses on every chunk (a client that is not reading) and never resumes.
+  const get = () =>
+    new Promise<string>((resolve) => {
+      let status = 0;
+      pool.dispatch(
+        { path: '/', method: 'GET', headers: ['host', 'x'], headersTimeout: 1000, bodyTimeout: 1000 },
+        {
+          onResponseStart: (_c, s) => {
+            status = s;
+          },
+          onResponseData: (c) => c.pause(),
+          onResponseEnd: () => resolve(`end ${status}`),
+          onResponseError: (_c, err) => resolve(`error ${(err as NodeJS.ErrnoException).code}`),
+        },
+      );
+    });
+  try {
+    assert.equal(await get(), 'end 200');
+    assert.equal(await get(), 'end 200');
+    assert.equal(new Set(u.seen.map((s) => s.conn)).size, 1);
+  } finally {
+    await pool.destroy();
+    await u.close();
+  }
+});
