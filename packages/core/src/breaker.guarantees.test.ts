@@ -410,3 +410,100 @@ describe('circuitBreaker: after waiting for the store’s probe permit', () => {
     probe.success();
   });
 });
+
+describe('circuitBreaker: classifiers on every path', () => {
+  const signalled = () => new AbortController().signal;
+  // lean: no signal, no listener; run: with a signal; watched: with a listener.
+  const paths = ['lean', 'run', 'watched'] as const;
+  const on = (path: (typeof paths)[number], opts: CircuitBreakerOptions) => {
+    const m = make(opts);
+    if (path === 'watched') m.b.on('success', () => {});
+    const signal = path === 'run' ? signalled() : undefined;
+    return { ...m, run: <T>(fn: () => T | Promise<T>) => m.b.execute(fn, signal) };
+  };
+
+  for (const path of paths) {
+    it(`isResultFailure counts a failed value (${path})`, async () => {
+      const { b, run } = on(path, { isResultFailure: (r) => r === 'bad' });
+      assert.equal(await run(() => 'good'), 'good');
+      assert.equal(b.state, 'closed');
+      assert.equal(await run(() => 'bad'), 'bad');
+      assert.equal(b.state, 'open');
+    });
+
+    it(`classifiers answering a truthy non-true value do not classify (${path})`, async () => {
+      const truthy = () => 'yes' as unknown as boolean;
+      const { b, run } = on(path, { isResultFailure: truthy, isFailure: truthy, isNeutral: truthy });
+      await run(() => 1);
+      await assert.rejects(run(rejecting(new Error('x'))));
+      assert.deepEqual([b.stats().successes, b.stats().failures, b.stats().neutral], [2, 0, 0]);
+      assert.equal(b.state, 'closed');
+    });
+
+    it(`a throwing classifier counts the call as a failure (${path})`, async () => {
+      const throwing = () => {
+        throw new Error('classifier bug');
+      };
+      const byResult = on(path, { isResultFailure: throwing });
+      assert.equal(await byResult.run(() => 1), 1);
+      assert.equal(byResult.b.state, 'open');
+      const byError = on(path, { isFailure: throwing });
+      await assert.rejects(byError.run(rejecting(new Error('x'))), /^Error: x$/);
+      assert.equal(byError.b.state, 'open');
+      const byNeutral = on(path, { isNeutral: throwing });
+      await assert.rejects(byNeutral.run(rejecting(new Error('x'))), /^Error: x$/);
+      assert.equal(byNeutral.b.state, 'open');
+    });
+  }
+
+  it('isFailure is not asked about a neutral error', async () => {
+    let asked = 0;
+    const { b } = make({
+      isNeutral: () => true,
+      isFailure: () => {
+        asked++;
+        return true;
+      },
+    });
+    await assert.rejects(b.execute(rejecting(new Error('x'))));
+    assert.equal(asked, 0);
+    assert.equal(b.stats().neutral, 1);
+  });
+});
+
+describe('circuitBreaker: waiters and the half-open deadline', () => {
+  it('an aborted waiter’s listener is gone after the abort', async () => {
+    const { b, clock } = make({ openDuration: 10, halfOpen: { waitForProbes: true } });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    const ac = new AbortController();
+    const waiter = b.execute(() => 1, ac.signal);
+    await Promise.resolve();
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+    ac.abort(new Error('gave up'));
+    await assert.rejects(waiter, /gave up/);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    probe.success();
+  });
+
+  it('a call rejected while the probe runs keeps the half-open deadline', async () => {
+    const { b, clock } = make({ openDuration: 10, halfOpen: { deadlineMs: 100 } });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    assert.equal(b.state, 'half-open');
+    await assert.rejects(
+      b.execute(() => 1),
+      { name: 'CircuitOpenError' },
+    );
+    assert.throws(() => b.acquire(), { name: 'CircuitOpenError' });
+    await assert.rejects(
+      b.execute(() => 1, new AbortController().signal),
+      { name: 'CircuitOpenError' },
+    );
+    clock.advance(100);
+    assert.equal(b.state, 'open', 'the deadline reopened it');
+    probe.success();
+  });
+});
