@@ -4,10 +4,11 @@
  * of breaker.ts that the rest of the suite let through.
  */
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { getEventListeners } from 'node:events';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { type BreakerStore, type CircuitBreakerOptions, circuitBreaker } from './index.js';
+import { type BreakerStore, breakerChannels, type CircuitBreakerOptions, circuitBreaker } from './index.js';
 import { TestClock } from './test-clock.js';
 
 function make(opts: CircuitBreakerOptions = {}) {
@@ -504,6 +505,110 @@ describe('circuitBreaker: waiters and the half-open deadline', () => {
     );
     clock.advance(100);
     assert.equal(b.state, 'open', 'the deadline reopened it');
+    probe.success();
+  });
+});
+
+describe('circuitBreaker: events and diagnostics_channel carry the same payloads', () => {
+  for (const via of ['listeners', 'channels'] as const)
+    it(`every event with its duration, through ${via} only`, async () => {
+      const { b, clock } = make({ name: 'ev', openDuration: 1000 });
+      const seen: unknown[] = [];
+      const undo: Array<() => void> = [];
+      const kinds = {
+        stateChange: 'state',
+        success: 'success',
+        failure: 'failure',
+        rejected: 'rejected',
+        neutral: 'neutral',
+      } as const;
+      for (const [event, channel] of Object.entries(kinds)) {
+        const fn = (m: unknown) => seen.push([event, { ...(m as object) }]);
+        if (via === 'listeners') undo.push(b.on(event as keyof typeof kinds, fn).dispose);
+        else {
+          const name = breakerChannels[channel];
+          diagnosticsChannel.subscribe(name, fn);
+          undo.push(() => diagnosticsChannel.unsubscribe(name, fn));
+        }
+      }
+      try {
+        await b.execute(() => {
+          clock.advance(7);
+          return 1;
+        });
+        const ac = new AbortController();
+        await assert.rejects(
+          b.execute(({ signal }) => {
+            clock.advance(2);
+            ac.abort();
+            return Promise.reject(signal.reason);
+          }, ac.signal),
+        );
+        const n = b.tryAcquire()!;
+        clock.advance(4);
+        n.neutral('gave up');
+        const s = b.tryAcquire()!;
+        clock.advance(1);
+        s.success();
+        const f = b.tryAcquire()!;
+        clock.advance(5);
+        f.failure('down');
+        const at = clock.now();
+        assert.equal(b.tryAcquire(), undefined);
+        clock.advance(10);
+        assert.throws(() => b.acquire(), { name: 'CircuitOpenError' });
+        const abortError = (seen[1] as [string, { error: unknown }])[1].error;
+        assert.deepEqual(seen, [
+          ['success', { name: 'ev', duration: 7 }],
+          ['neutral', { name: 'ev', error: abortError, duration: 2 }],
+          ['neutral', { name: 'ev', error: 'gave up', duration: 4 }],
+          ['success', { name: 'ev', duration: 1 }],
+          ['failure', { name: 'ev', error: 'down', duration: 5 }],
+          ['stateChange', { name: 'ev', from: 'closed', to: 'open', reason: 'consecutive-failures', at }],
+          ['rejected', { name: 'ev', state: 'open', retryAfter: 1000 }],
+          ['rejected', { name: 'ev', state: 'open', retryAfter: 990 }],
+        ]);
+      } finally {
+        for (const u of undo) u();
+      }
+    });
+
+  for (const via of ['listener', 'channel'] as const)
+    it(`a neutral call's duration is measured when only neutral is watched (${via})`, async () => {
+      const { b, clock } = make();
+      const durations: number[] = [];
+      const fn = (m: unknown) => durations.push((m as { duration: number }).duration);
+      let undo = (): unknown => diagnosticsChannel.unsubscribe(breakerChannels.neutral, fn);
+      if (via === 'listener') undo = b.on('neutral', fn).dispose;
+      else diagnosticsChannel.subscribe(breakerChannels.neutral, fn);
+      try {
+        const ac = new AbortController();
+        await assert.rejects(
+          b.execute(({ signal }) => {
+            clock.advance(3);
+            ac.abort();
+            return Promise.reject(signal.reason);
+          }, ac.signal),
+        );
+        assert.deepEqual(durations, [3]);
+      } finally {
+        undo();
+      }
+    });
+
+  it('a rejection in half-open (applied by a store) says retry now', () => {
+    const { b } = make({ openDuration: 1000 });
+    b.tryAcquire()!.failure();
+    b.applyRemote({ state: 'half-open', reason: 'remote' });
+    const probe = b.tryAcquire()!;
+    const err = (() => {
+      try {
+        b.acquire();
+      } catch (e) {
+        return e as { retryAfter: unknown; state: unknown };
+      }
+    })();
+    assert.deepEqual([err?.state, err?.retryAfter], ['half-open', 0]);
     probe.success();
   });
 });
