@@ -612,3 +612,279 @@ describe('circuitBreaker: events and diagnostics_channel carry the same payloads
     probe.success();
   });
 });
+
+describe('circuitBreaker: the open period', () => {
+  /** The open periods of `n` openings in a row (each probe fails). */
+  function periods(openDuration: CircuitBreakerOptions['openDuration'], n: number): number[] {
+    const { b, clock } = make({ openDuration });
+    const out: number[] = [];
+    b.tryAcquire()!.failure();
+    for (let i = 0; i < n; i++) {
+      out.push(b.nextAttemptAt! - clock.now());
+      clock.advance(out.at(-1)!);
+      b.tryAcquire()!.failure();
+    }
+    return out;
+  }
+
+  it('backoff grows by the multiplier up to max; the defaults are 2 and 300 s', () => {
+    assert.deepEqual(periods({ base: 100, multiplier: 3, max: 1000 }, 4), [100, 300, 900, 1000]);
+    assert.deepEqual(periods({ base: 100_000 }, 3), [100_000, 200_000, 300_000]);
+  });
+
+  it('jitter removes a random fraction of the period', () => {
+    const random = Math.random;
+    Math.random = () => 0.5;
+    try {
+      assert.deepEqual(periods({ base: 1000, jitter: 0.2 }, 2), [900, 1800]);
+    } finally {
+      Math.random = random;
+    }
+  });
+
+  it('a remote open without openUntil uses the next backoff period and is not counted as an opening', () => {
+    const { b, clock } = make({ name: 'r', openDuration: { base: 100, multiplier: 2 } });
+    b.applyRemote({ state: 'open', reason: 'remote' });
+    assert.equal(b.nextAttemptAt, clock.now() + 100);
+    assert.equal(b.toJSON().openings, 0);
+    b.applyRemote({ state: 'open', openUntil: Number.NaN, reason: 'remote' });
+    assert.equal(b.nextAttemptAt, clock.now() + 100, 'a non-finite openUntil is ignored');
+  });
+
+  it('a remote restart of the open period moves the eager half-open timer', () => {
+    const { b, clock } = make({ name: 'r', openDuration: 100, eagerHalfOpen: true });
+    b.tryAcquire()!.failure();
+    b.applyRemote({ state: 'open', openUntil: clock.now() + 300, reason: 'remote' });
+    clock.advance(100);
+    assert.equal(b.state, 'open', 'not at the old end');
+    clock.advance(200);
+    assert.equal(b.state, 'half-open', 'at the new end, without a call');
+  });
+
+  it('a remote update without a reason string says remote', () => {
+    const { b } = make({ name: 'r' });
+    const reasons: string[] = [];
+    b.on('stateChange', (e) => reasons.push(e.reason));
+    b.applyRemote({ state: 'isolated', reason: 42 as unknown as string });
+    assert.deepEqual(reasons, ['remote']);
+  });
+
+  it('an eager breaker restored open half-opens at nextAttemptAt without a call', () => {
+    const clock = new TestClock();
+    const b = circuitBreaker({
+      clock,
+      eagerHalfOpen: true,
+      initialState: {
+        version: 1,
+        name: 'x',
+        state: 'open',
+        savedAt: clock.now(),
+        nextAttemptAt: clock.now() + 50,
+        openings: 1,
+        consecutiveFailures: 0,
+        totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+      },
+    });
+    clock.advance(50);
+    assert.equal(b.state, 'half-open');
+  });
+});
+
+describe('circuitBreaker: manual states and what they keep', () => {
+  it('a manual state set twice is one transition', () => {
+    const { b } = make();
+    const changes: string[] = [];
+    b.on('stateChange', (e) => changes.push(`${e.from}->${e.to}`));
+    b.isolate();
+    b.isolate();
+    b.forceClose();
+    b.forceClose();
+    b.metricsOnly();
+    b.metricsOnly();
+    assert.deepEqual(changes, ['closed->isolated', 'isolated->disabled', 'disabled->metrics-only']);
+  });
+
+  it('isolating an open breaker keeps its openings and the failures that opened it', () => {
+    const { b } = make();
+    const cause = new Error('down');
+    b.tryAcquire()!.failure(cause);
+    b.isolate();
+    assert.equal(b.toJSON().openings, 1);
+    assert.equal(b.toJSON().openFailures, 1);
+    const err = (() => {
+      try {
+        b.acquire();
+      } catch (e) {
+        return e as { failures?: number; cause?: unknown };
+      }
+    })();
+    assert.equal(err?.failures, 1);
+    assert.equal(err?.cause, cause);
+  });
+
+  it('reset() of a closed breaker forgets the last failure and restored openings', () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 5 } });
+    b.tryAcquire()!.failure(new Error('old'));
+    b.reset();
+    b.isolate();
+    const err = (() => {
+      try {
+        b.acquire();
+      } catch (e) {
+        return e as { cause?: unknown };
+      }
+    })();
+    assert.equal(err?.cause, undefined);
+
+    const clock = new TestClock();
+    const restored = circuitBreaker({
+      clock,
+      openDuration: { base: 100 },
+      initialState: {
+        version: 1,
+        name: 'x',
+        state: 'closed',
+        savedAt: clock.now(),
+        openings: 3,
+        openFailures: 4,
+        consecutiveFailures: 0,
+        totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+      },
+    });
+    assert.equal(restored.openDurationMs(), 800);
+    restored.reset();
+    assert.equal(restored.openDurationMs(), 100);
+    assert.equal(restored.toJSON().openings, 0);
+    assert.equal(restored.toJSON().openFailures, undefined);
+  });
+
+  it('metricsOnly without listeners: a would-be trip restarts the counts and the run of failures', () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 2 }, metricsOnly: true });
+    b.tryAcquire()!.failure();
+    b.tryAcquire()!.failure();
+    assert.equal(b.state, 'metrics-only');
+    assert.equal(b.stats().consecutiveFailures, 0);
+    const would: Array<{ reason: string; at: number }> = [];
+    b.on('wouldOpen', (e) => would.push({ reason: e.reason, at: e.at }));
+    b.tryAcquire()!.failure();
+    assert.deepEqual(would, [], 'the run restarted after the first would-be trip');
+  });
+
+  it('deadlineMs: Infinity holds no timer in half-open', () => {
+    const { b, clock } = make({ openDuration: 10, halfOpen: { deadlineMs: Number.POSITIVE_INFINITY } });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    assert.equal(b.state, 'half-open');
+    assert.equal(clock.pending, 0);
+    probe.success();
+  });
+});
+
+describe('circuitBreaker: probes of an earlier half-open period', () => {
+  it('a stale probe given back neutral does not free a slot of the new period', () => {
+    const { b, clock } = make({ openDuration: 10, halfOpen: { deadlineMs: 50 } });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    const stale = b.tryAcquire()!;
+    clock.advance(50); // the deadline reopens it
+    assert.equal(b.state, 'open');
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    assert.equal(b.state, 'half-open');
+    stale.neutral();
+    assert.equal(b.tryAcquire(), undefined, 'still one probe at a time');
+    probe.success();
+    assert.equal(b.state, 'closed');
+  });
+});
+
+describe('circuitBreaker: what the store and the error are told', () => {
+  it('slow outcomes are reported as such', async () => {
+    const outcomes: string[] = [];
+    const store: BreakerStore = {
+      attach: () => ({ onTransition: () => {}, onOutcome: (o) => outcomes.push(o), detach: () => {} }),
+    };
+    const { b, clock } = make({
+      name: 'slow',
+      store,
+      trip: { kind: 'count', windowSize: 10, minimumCalls: 10, slowCallDuration: 5 },
+    });
+    for (const [ms, failed] of [
+      [5, false],
+      [6, false],
+      [5, true],
+      [6, true],
+    ] as const) {
+      const p = b.tryAcquire()!;
+      clock.advance(ms);
+      if (failed) p.failure();
+      else p.success();
+    }
+    assert.deepEqual(outcomes, ['success', 'slow-success', 'failure', 'slow-failure']);
+    assert.equal(b.stats().slowCalls, 2, 'exactly slowCallDuration is not slow');
+  });
+
+  it('the failures that opened it: the run for consecutive, the window for a rate rule', () => {
+    const failuresOf = (opts: CircuitBreakerOptions, fails: boolean[]) => {
+      const { b } = make(opts);
+      for (const f of fails) {
+        const p = b.tryAcquire()!;
+        if (f) p.failure();
+        else p.success();
+      }
+      assert.equal(b.state, 'open');
+      try {
+        b.acquire();
+      } catch (e) {
+        return (e as { failures?: number }).failures;
+      }
+    };
+    assert.equal(failuresOf({ trip: { kind: 'consecutive', threshold: 2 } }, [true, false, true, true]), 2);
+    assert.equal(
+      failuresOf({ trip: { kind: 'count', windowSize: 4, minimumCalls: 4, failureRateThreshold: 0.5 } }, [
+        true,
+        false,
+        true,
+        false,
+      ]),
+      2,
+    );
+  });
+});
+
+describe('circuitBreaker: windows restart where they must', () => {
+  const rateRule = { kind: 'count', windowSize: 4, minimumCalls: 2, failureRateThreshold: 0.5 } as const;
+
+  it('reset() of a closed breaker empties the window', () => {
+    const { b } = make({ trip: rateRule });
+    b.tryAcquire()!.failure();
+    b.reset();
+    assert.equal(b.stats().windowFailures, 0);
+    b.tryAcquire()!.failure();
+    assert.equal(b.state, 'closed', 'one call is below minimumCalls');
+  });
+
+  it('metricsOnly: a would-be trip empties the window', () => {
+    const { b } = make({ trip: rateRule, metricsOnly: true });
+    const would: string[] = [];
+    b.on('wouldOpen', (e) => would.push(e.reason));
+    b.tryAcquire()!.failure();
+    b.tryAcquire()!.failure();
+    assert.equal(would.length, 1);
+    assert.equal(b.stats().windowCalls, 0);
+    b.tryAcquire()!.failure();
+    assert.equal(would.length, 1, 'one call is below minimumCalls');
+  });
+
+  it('a remote open from half-open without openUntil uses the next backoff period', () => {
+    const { b, clock } = make({ name: 'r', openDuration: { base: 100, multiplier: 2 } });
+    b.tryAcquire()!.failure();
+    clock.advance(100);
+    const probe = b.tryAcquire()!;
+    assert.equal(b.state, 'half-open');
+    b.applyRemote({ state: 'open', reason: 'remote' });
+    assert.equal(b.nextAttemptAt, clock.now() + 200);
+    probe.success();
+  });
+});
