@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { TestClock } from 'tripswitch/testing';
 import { runLoad, runWriter, splitClients } from './load.js';
 
 /** A stand-in for Service A: /profile answers at once, /orders as `orders` says. */
@@ -72,21 +73,64 @@ test('bounded in count: stops after maxRequests, samples per route with status a
 });
 
 test('bounded in time: stops sending at durationMs, cuts off what is still in flight after drainMs', async () => {
+  // On a TestClock: the verdict must not depend on how fast this machine sends (a loaded machine
+  // once let 100 ms of real time pass before every client had sent).
   const a = await fakeA('hang');
+  const clock = new TestClock();
+  const t0 = clock.now();
   try {
-    const r = await runLoad({ baseUrl: a.url, concurrency: 4, durationMs: 100, drainMs: 100 });
+    let ordersSent = 0;
+    let profileAnswered = 0;
+    let sentAfterEnd = 0;
+    let ended = false;
+    // The /profile client always has one request in flight: it answers at once, and the client
+    // then finds durationMs over and stops.
+    let profileDone!: () => void;
+    const profileStopped = new Promise<void>((r) => {
+      profileDone = r;
+    });
+    let resolve!: () => void;
+    const ready = new Promise<void>((r) => {
+      resolve = r;
+    });
+    const run = runLoad({
+      baseUrl: a.url,
+      concurrency: 4,
+      durationMs: 100,
+      drainMs: 100,
+      clock,
+      onSend: (s) => {
+        if (ended) sentAfterEnd++;
+        if (s.route === 'orders' && ++ordersSent === 3 && profileAnswered > 0) resolve();
+      },
+      onSample: (s) => {
+        if (s.route !== 'profile') return;
+        if (ended) profileDone();
+        else if (++profileAnswered === 1 && ordersSent === 3) resolve();
+      },
+    });
+    await ready;
+    clock.advance(100); // durationMs is over: no client sends again
+    ended = true;
+    await profileStopped;
+    clock.advance(99);
+    assert.equal(clock.nextTimerAt(), t0 + 200, 'the drain deadline is still pending');
+    clock.advance(1); // drainMs is over: the hung /orders requests are cut off
+    const r = await run;
     const orders = r.samples.filter((s) => s.route === 'orders');
-    assert.equal(orders.length, 3, 'each /orders client sent one request, which hung');
-    assert.ok(orders.every((s) => s.status === 0 && s.error === 'cut off'));
+    assert.equal(
+      orders.length,
+      3,
+      `each /orders client sent one request, which hung: ${JSON.stringify(orders)}`,
+    );
+    assert.ok(orders.every((s) => s.status === 0 && s.error === 'cut off' && s.latency === 200));
     assert.equal(r.cutOff, 3);
     const profile = r.samples.filter((s) => s.route === 'profile');
     assert.ok(profile.length > 0);
     assert.ok(profile.every((s) => s.status === 200));
-    assert.ok(
-      profile.every((s) => s.start < 100),
-      'nothing is sent after durationMs',
-    );
+    assert.equal(sentAfterEnd, 0, 'nothing is sent after durationMs');
     assert.equal(r.sent, r.samples.length);
+    assert.equal(r.elapsedMs, 200);
   } finally {
     await a.close();
   }
@@ -141,18 +185,28 @@ test('runWriter: one POST with a new id per tick until durationMs, every write a
 
 test('runWriter: at most concurrency writes in flight (busy ticks are skipped), cut off after drainMs', async () => {
   const a = await fakeA('hang');
+  const clock = new TestClock();
+  const t0 = clock.now();
   try {
-    const r = await runWriter({
+    const run = runWriter({
       baseUrl: a.url,
       intervalMs: 10,
       concurrency: 2,
       durationMs: 100,
       drainMs: 100,
+      clock,
     });
+    // Ticks at 0, 10, ..., 90 ms: the first two send, the other eight find both writers busy.
+    for (let t = 10; t <= 100; t += 10) clock.advance(10);
+    // The drain deadline (200 ms) is scheduled once the ticks are over.
+    for (let i = 0; i < 1000 && clock.nextTimerAt() === undefined; i++) await Promise.resolve();
+    assert.equal(clock.nextTimerAt(), t0 + 200);
+    clock.advance(100);
+    const r = await run;
     assert.equal(r.submitted, 2, 'both writer clients hung on their first write');
+    assert.equal(r.skipped, 8);
     assert.equal(r.cutOff, 2);
     assert.ok(r.samples.every((s) => s.status === 0 && s.error === 'cut off'));
-    assert.ok(r.skipped <= 8, `${r.skipped} skipped`);
     await assert.rejects(runWriter({ baseUrl: a.url, durationMs: 10, concurrency: 0 }), RangeError);
   } finally {
     await a.close();

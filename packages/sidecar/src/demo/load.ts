@@ -8,6 +8,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { Agent, type Dispatcher, request } from 'undici';
+import type { Clock } from 'tripswitch';
 import { realClock } from '../clock.js';
 import type { TimerHandle } from 'tripswitch';
 
@@ -88,8 +89,10 @@ export interface LoadOptions {
   drainMs?: number;
   /** Abort everything early (Ctrl-C). */
   signal?: AbortSignal;
-  /** The time origin of `Sample.start` (a `realClock.now()` value). @default when the load starts */
+  /** The time origin of `Sample.start` (a `clock.now()` value). @default when the load starts */
   t0?: number;
+  /** Where time is read and the drain deadline scheduled; tests pass a `TestClock`. @default realClock */
+  clock?: Clock;
   /** Called when a request is sent, with its sample (filled in when it settles). */
   onSend?: (s: Sample) => void;
   /** Called for every sample as it is recorded. */
@@ -131,19 +134,20 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const maxRequests = options.maxRequests ?? Number.POSITIVE_INFINITY;
   const drainMs = options.drainMs ?? 15_000;
   const base = options.baseUrl.replace(/\/$/, '');
+  const clock = options.clock ?? realClock;
   const { agent, cut, onAbort } = connect(concurrency, options.signal);
 
   const samples: Sample[] = [];
   let sent = 0;
   let cutOff = 0;
-  const t0 = options.t0 ?? realClock.now();
-  const sendUntil = realClock.now() + options.durationMs;
+  const t0 = options.t0 ?? clock.now();
+  const sendUntil = clock.now() + options.durationMs;
 
   const client = async (route: Route) => {
     const url = `${base}/${route}`;
-    while (!cut.signal.aborted && realClock.now() < sendUntil && sent < maxRequests) {
+    while (!cut.signal.aborted && clock.now() < sendUntil && sent < maxRequests) {
       sent++;
-      const start = realClock.now();
+      const start = clock.now();
       const s: Sample = { route, start: start - t0, latency: 0, status: 0, fallback: false };
       options.onSend?.(s);
       const ended = await exchange(
@@ -156,7 +160,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         },
       );
       if (ended) cutOff++;
-      s.latency = realClock.now() - start;
+      s.latency = clock.now() - start;
       samples.push(s);
       options.onSample?.(s);
     }
@@ -167,18 +171,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     ...Array.from({ length: clients.profile }, () => client('profile')),
   ]);
   // The drain deadline: durationMs + drainMs from the start; then whatever is in flight is aborted.
-  const deadline = realClock.setTimeout(
+  const deadline = clock.setTimeout(
     () => cut.abort(new Error('drain deadline')),
     options.durationMs + drainMs,
   );
   try {
     await all;
   } finally {
-    realClock.clearTimeout(deadline);
+    clock.clearTimeout(deadline);
     options.signal?.removeEventListener('abort', onAbort);
     await agent.destroy();
   }
-  return { samples, sent, cutOff, elapsedMs: realClock.now() - t0, clients };
+  return { samples, sent, cutOff, elapsedMs: clock.now() - t0, clients };
 }
 
 /** One write's outcome (`POST /orders`). */
@@ -209,8 +213,10 @@ export interface WriterOptions {
   drainMs?: number;
   /** Abort everything early (Ctrl-C). */
   signal?: AbortSignal;
-  /** The time origin of `WriteSample.start` (a `realClock.now()` value). @default when the writer starts */
+  /** The time origin of `WriteSample.start` (a `clock.now()` value). @default when the writer starts */
   t0?: number;
+  /** Where time is read and the writer's ticks scheduled; tests pass a `TestClock`. @default realClock */
+  clock?: Clock;
   /** Called for every write as it settles. */
   onSample?: (s: WriteSample) => void;
 }
@@ -246,6 +252,7 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
     throw new RangeError('concurrency must be an integer >= 1');
   const drainMs = options.drainMs ?? 15_000;
   const url = `${options.baseUrl.replace(/\/$/, '')}/orders`;
+  const clock = options.clock ?? realClock;
   // No request timeout, like the readers: the drain deadline bounds a write.
   const { agent, cut, onAbort } = connect(concurrency, options.signal);
 
@@ -254,13 +261,13 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
   let submitted = 0;
   let skipped = 0;
   let cutOff = 0;
-  const t0 = options.t0 ?? realClock.now();
-  const started = realClock.now();
+  const t0 = options.t0 ?? clock.now();
+  const started = clock.now();
   const sendUntil = started + options.durationMs;
 
   const write = async () => {
     submitted++;
-    const start = realClock.now();
+    const start = clock.now();
     const s: WriteSample = { id: `w${submitted}`, start: start - t0, latency: 0, status: 0 };
     const ended = await exchange(s, cut.signal, () =>
       request(url, {
@@ -272,7 +279,7 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
       }),
     );
     if (ended) cutOff++;
-    s.latency = realClock.now() - start;
+    s.latency = clock.now() - start;
     samples.push(s);
     options.onSample?.(s);
   };
@@ -285,7 +292,7 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
       timer = undefined;
       // Tick n is due at n * intervalMs: the count is fixed by the schedule (a timer firing a
       // fraction of a ms early must not add one), and a late tick past the end sends nothing.
-      if (cut.signal.aborted || n * intervalMs >= options.durationMs || realClock.now() >= sendUntil) {
+      if (cut.signal.aborted || n * intervalMs >= options.durationMs || clock.now() >= sendUntil) {
         cut.signal.removeEventListener('abort', stop);
         return resolve();
       }
@@ -294,26 +301,26 @@ export async function runWriter(options: WriterOptions): Promise<WriterResult> {
         inflight.add(p);
       } else skipped++;
       n++;
-      timer = realClock.setTimeout(tick, Math.max(0, started + n * intervalMs - realClock.now()));
+      timer = clock.setTimeout(tick, Math.max(0, started + n * intervalMs - clock.now()));
     };
     const stop = () => {
-      if (timer !== undefined) realClock.clearTimeout(timer);
+      if (timer !== undefined) clock.clearTimeout(timer);
       timer = undefined;
       resolve();
     };
     cut.signal.addEventListener('abort', stop, { once: true });
     tick();
   });
-  const deadline = realClock.setTimeout(
+  const deadline = clock.setTimeout(
     () => cut.abort(new Error('drain deadline')),
-    Math.max(0, started + options.durationMs + drainMs - realClock.now()),
+    Math.max(0, started + options.durationMs + drainMs - clock.now()),
   );
   try {
     await Promise.all(inflight);
   } finally {
-    realClock.clearTimeout(deadline);
+    clock.clearTimeout(deadline);
     options.signal?.removeEventListener('abort', onAbort);
     await agent.destroy();
   }
-  return { samples, submitted, skipped, cutOff, elapsedMs: realClock.now() - t0 };
+  return { samples, submitted, skipped, cutOff, elapsedMs: clock.now() - t0 };
 }
