@@ -888,3 +888,246 @@ describe('circuitBreaker: windows restart where they must', () => {
     probe.success();
   });
 });
+
+describe('circuitBreaker: every option is validated with a message naming it', () => {
+  const cases: Array<[unknown, string]> = [
+    [null, 'circuitBreaker: option "options" must be an object, got null'],
+    [5, 'circuitBreaker: option "options" must be an object, got 5'],
+    [{ name: 5 }, 'circuitBreaker: option "name" must be a non-empty string, got 5'],
+    [
+      { openDuration: 'x' },
+      'circuitBreaker: option "openDuration" must be a number >= 0 or { base, max, multiplier, jitter }, got "x"',
+    ],
+    [
+      { openDuration: null },
+      'circuitBreaker: option "openDuration" must be a number >= 0 or { base, max, multiplier, jitter }, got null',
+    ],
+    [
+      { openDuration: [1] },
+      'circuitBreaker: option "openDuration" must be a number >= 0 or { base, max, multiplier, jitter }, got [1]',
+    ],
+    [
+      { openDuration: { base: 1, cap: 2 } },
+      'circuitBreaker: option "openDuration.cap" must be one of the known options (base, max, multiplier, jitter), got 2',
+    ],
+    [
+      { openDuration: { base: Number.POSITIVE_INFINITY } },
+      'circuitBreaker: option "openDuration.base" must be a finite number >= 0, got Infinity',
+    ],
+    [
+      { openDuration: { base: 1, multiplier: Number.POSITIVE_INFINITY } },
+      'circuitBreaker: option "openDuration.multiplier" must be a finite number >= 1, got Infinity',
+    ],
+    [
+      { openDuration: { base: 1, multiplier: 0.5 } },
+      'circuitBreaker: option "openDuration.multiplier" must be a number >= 1, got 0.5',
+    ],
+    [
+      { openDuration: { base: -1 } },
+      'circuitBreaker: option "openDuration.base" must be a number >= 0, got -1',
+    ],
+    [{ openDuration: {} }, 'circuitBreaker: option "openDuration.base" must be a number >= 0, got undefined'],
+    [
+      { halfOpen: { probes: 1 } },
+      'circuitBreaker: option "halfOpen.probes" must be one of the known options (maxProbes, successesToClose, failureRateThreshold, deadlineMs, waitForProbes), got 1',
+    ],
+    [{ halfOpen: 3 }, 'circuitBreaker: option "halfOpen" must be an object, got 3'],
+    [
+      { halfOpen: { successesToClose: 0 } },
+      'circuitBreaker: option "halfOpen.successesToClose" must be an integer >= 1, got 0',
+    ],
+    [
+      { halfOpen: { successesToClose: 1.5 } },
+      'circuitBreaker: option "halfOpen.successesToClose" must be an integer >= 1, got 1.5',
+    ],
+    [
+      { halfOpen: { maxProbes: 1.5 } },
+      'circuitBreaker: option "halfOpen.maxProbes" must be an integer >= 1, got 1.5',
+    ],
+    [
+      { halfOpen: { failureRateThreshold: 0 } },
+      'circuitBreaker: option "halfOpen.failureRateThreshold" must be a number > 0 and <= 1, got 0',
+    ],
+    [
+      { halfOpen: { failureRateThreshold: 1.5 } },
+      'circuitBreaker: option "halfOpen.failureRateThreshold" must be a number > 0 and <= 1, got 1.5',
+    ],
+    [
+      { halfOpen: { waitForProbes: 1 } },
+      'circuitBreaker: option "halfOpen.waitForProbes" must be true or false, got 1',
+    ],
+    [{ isResultFailure: 1 }, 'circuitBreaker: option "isResultFailure" must be a function, got 1'],
+    [{ isNeutral: 1 }, 'circuitBreaker: option "isNeutral" must be a function, got 1'],
+    [
+      { isFailure: [Error, 1] },
+      'circuitBreaker: option "isFailure" must be a function or an array of error classes, got [null,1]',
+    ],
+    [
+      { name: 's', store: { attach: () => null } },
+      'circuitBreaker: option "store" must be a BreakerStore whose attach() returns a StoreSession, got {}',
+    ],
+    [
+      { name: 's', store: { attach: () => ({}) } },
+      'circuitBreaker: option "store" must be a BreakerStore whose attach() returns a StoreSession, got {}',
+    ],
+    [
+      { name: 's', store: null },
+      'circuitBreaker: option "store" must be a BreakerStore with attach(), got null',
+    ],
+    [{ initialState: 5 }, 'circuitBreaker: option "initialState" must be an object, got 5'],
+    [
+      { initialState: { version: 1, state: 'closed', totals: 5 } },
+      'circuitBreaker: option "initialState.totals" must be an object, got 5',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', window: 5 } },
+      'circuitBreaker: option "initialState.window" must be an object, got 5',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', openFailures: -1 } },
+      'circuitBreaker: option "initialState.openFailures" must be an integer >= 0, got -1',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', openings: 1.5 } },
+      'circuitBreaker: option "initialState.openings" must be an integer >= 0, got 1.5',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', totals: { successes: -1 } } },
+      'circuitBreaker: option "initialState.totals.successes" must be an integer >= 0, got -1',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', totals: { failures: -1 } } },
+      'circuitBreaker: option "initialState.totals.failures" must be an integer >= 0, got -1',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', totals: { rejections: -1 } } },
+      'circuitBreaker: option "initialState.totals.rejections" must be an integer >= 0, got -1',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', totals: { neutral: -1 } } },
+      'circuitBreaker: option "initialState.totals.neutral" must be an integer >= 0, got -1',
+    ],
+    [
+      { initialState: { version: 1, state: 'closed', totals: { slowCalls: -1 } } },
+      'circuitBreaker: option "initialState.totals.slowCalls" must be an integer >= 0, got -1',
+    ],
+    [
+      { initialState: { version: 1, state: 'open', nextAttemptAt: 'x' } },
+      'circuitBreaker: option "initialState.nextAttemptAt" must be a finite number, got "x"',
+    ],
+  ];
+  for (const [options, message] of cases)
+    it(message.slice(15, 100), () => {
+      assert.throws(() => circuitBreaker(options as CircuitBreakerOptions), {
+        name: 'InvalidOptionError',
+        message,
+      });
+    });
+
+  it('the default backoff cap is 300 s, or base when base is larger', () => {
+    const clock = new TestClock();
+    const b = circuitBreaker({
+      clock,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: { base: 400_000 },
+    });
+    b.tryAcquire()!.failure();
+    clock.advance(400_000);
+    b.tryAcquire()!.failure();
+    assert.equal(b.nextAttemptAt! - clock.now(), 400_000);
+  });
+});
+
+describe('circuitBreaker: snapshots', () => {
+  const snap = (over: Record<string, unknown>) =>
+    ({
+      version: 1,
+      name: 'x',
+      savedAt: 0,
+      openings: 0,
+      consecutiveFailures: 0,
+      totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+      ...over,
+    }) as never;
+
+  it('what a snapshot without optional fields restores to', () => {
+    const clock = new TestClock();
+    const closed = circuitBreaker({ clock, initialState: { version: 1, state: 'closed' } as never });
+    assert.deepEqual(closed.toJSON(), {
+      version: 1,
+      name: 'default',
+      state: 'closed',
+      savedAt: clock.now(),
+      openings: 0,
+      consecutiveFailures: 0,
+      totals: { successes: 0, failures: 0, rejections: 0, neutral: 0, slowCalls: 0 },
+      window: { kind: 'total', calls: 0, failures: 0, slowCalls: 0 },
+    });
+    const half = circuitBreaker({ clock, initialState: snap({ state: 'half-open' }) });
+    assert.equal(half.stats().openedAt, clock.now());
+    const halfAt = circuitBreaker({ clock, initialState: snap({ state: 'half-open', openedAt: 5 }) });
+    assert.equal(halfAt.stats().openedAt, 5);
+    const open = circuitBreaker({
+      clock,
+      initialState: snap({ state: 'open', nextAttemptAt: clock.now() + 9, openedAt: null }),
+    });
+    assert.equal(open.stats().openedAt, clock.now());
+    const openInf = circuitBreaker({
+      clock,
+      initialState: snap({
+        state: 'open',
+        nextAttemptAt: clock.now() + 9,
+        openedAt: Number.POSITIVE_INFINITY,
+      }),
+    });
+    assert.equal(openInf.stats().openedAt, clock.now(), 'a non-finite openedAt is replaced by now');
+    assert.equal(open.stats().nextAttemptAt, clock.now() + 9);
+    const openAt = circuitBreaker({
+      clock,
+      initialState: snap({ state: 'open', nextAttemptAt: clock.now() + 9, openedAt: 7 }),
+    });
+    assert.equal(openAt.stats().openedAt, 7);
+  });
+
+  it('openedAt is reported in half-open and open only; nextAttemptAt in open only', () => {
+    const { b, clock } = make({ openDuration: 10 });
+    const keys = () => [
+      Object.hasOwn(b.stats(), 'openedAt'),
+      Object.hasOwn(b.stats(), 'nextAttemptAt'),
+      Object.hasOwn(b.toJSON(), 'openedAt'),
+      Object.hasOwn(b.toJSON(), 'nextAttemptAt'),
+    ];
+    assert.deepEqual(keys(), [false, false, false, false]);
+    b.tryAcquire()!.failure();
+    const openedAt = clock.now();
+    assert.deepEqual(keys(), [true, true, true, true]);
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    assert.deepEqual(keys(), [true, false, true, false]);
+    assert.equal(b.stats().openedAt, openedAt);
+    assert.equal(b.toJSON().openedAt, openedAt);
+    probe.success();
+    assert.deepEqual(keys(), [false, false, false, false]);
+  });
+});
+
+describe('circuitBreaker: dispose', () => {
+  it('detaches once (a throwing detach is swallowed) and publishes nothing after', () => {
+    const log: string[] = [];
+    const store: BreakerStore = {
+      attach: () => ({
+        onTransition: (e) => log.push(`${e.from}->${e.to}`),
+        detach: () => {
+          log.push('detach');
+          throw new Error('already gone');
+        },
+      }),
+    };
+    const { b } = make({ name: 'd', store });
+    b.dispose();
+    b.dispose();
+    b.tryAcquire()!.failure();
+    assert.equal(b.state, 'open');
+    assert.deepEqual(log, ['detach']);
+  });
+});
