@@ -83,6 +83,30 @@ describe('writeQueue: calls racing the load', () => {
     await q.close();
   });
 
+  it('an enqueue made after the load, while a submit that waited for it is not yet in, goes behind it', async () => {
+    const s = slowStore();
+    const sent: string[] = [];
+    const q = writeQueue({
+      send: async (d: string) => {
+        sent.push(d);
+        return d;
+      },
+      store: s.store,
+      clock: new TestClock(0),
+    });
+    const x = q.submit('x');
+    let e: Promise<string> | undefined;
+    // Runs once the load is done, before x (which waited for it) is accepted.
+    void q.ready.then(() => {
+      e = q.enqueue('e');
+    });
+    s.release();
+    assert.equal((await x).status, 'sent');
+    await e;
+    await q.close();
+    assert.equal(sent[0], 'x');
+  });
+
   it('once the callers that waited for the load are in, a call is accepted as it is made', async () => {
     const s = slowStore();
     const q = writeQueue({ send: async (d: string) => d, store: s.store, clock: new TestClock(0) });
