@@ -167,6 +167,11 @@ export function sidecarRegistry(sidecar: Sidecar): SidecarRegistry {
     'Requests the client abandoned.',
     (c) => c.counters.clientAborts,
   );
+  counter(
+    'tripswitch_proxy_upstream_stale_connection_retries_total',
+    'Requests sent again on a fresh connection after a reused one closed before any response byte.',
+    (c) => c.counters.staleConnectionRetries,
+  );
   counter('tripswitch_proxy_outlier_ejections_total', 'Host ejections.', (c) => c.outlier.ejectionsTotal);
   new Counter({
     name: 'tripswitch_proxy_no_route_total',

@@ -51,6 +51,11 @@ export interface ClusterCounters {
   connectFailures: number;
   fallbacks: number;
   clientAborts: number;
+  /**
+   * Requests the pool sent again on a fresh connection after a reused one closed before any byte
+   * of their response (the keep-alive race; neither a retry nor a failure).
+   */
+  staleConnectionRetries: number;
 }
 
 /** Cluster settings that, when unchanged on reload, let a pool be reused. */
@@ -139,6 +144,7 @@ export class Cluster {
           connectFailures: 0,
           fallbacks: 0,
           clientAborts: 0,
+          staleConnectionRetries: 0,
         });
     const tls = config.tls ? tlsMaterial(config.tls, `cluster ${config.name} tls`) : undefined;
     this.tls = tls;
@@ -161,6 +167,11 @@ export class Cluster {
     const maxConn = Math.max(this.limits.default.maxConnections, this.limits.high.maxConnections);
     const reuse = previous && previous.poolKey === this.poolKey ? previous : undefined;
     const now = clock.now();
+    // Not `this`: a pool carried over on reload must not keep this cluster alive.
+    const counters = this.counters;
+    const onStaleRetry = () => {
+      counters.staleConnectionRetries++;
+    };
     this.hosts = config.hosts.map((h) => {
       const origin = h.startsWith('http') ? h.replace(/\/$/, '') : `http://${h}`;
       const old = reuse?.hosts.find((x) => x.origin === origin);
@@ -184,6 +195,7 @@ export class Cluster {
             connections: maxConn,
             connectTimeoutMs: config.connect_timeout_ms,
             idleTimeoutMs: config.idle_timeout_ms,
+            onStaleRetry,
           },
         );
       return {

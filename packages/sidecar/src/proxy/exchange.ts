@@ -125,6 +125,9 @@ export class Exchange extends UpstreamHandler implements BodyState, RetryState {
         body: this.body ?? (this.hasBody ? streamBody(this) : null),
         headersTimeout: t,
         bodyTimeout: t,
+        // `retry_non_idempotent` lets the pool send any method again after a stale connection
+        // (undefined: its default, idempotent methods only).
+        idempotent: route.retry?.nonIdempotent === true ? true : undefined,
       },
       this,
     );

@@ -1,7 +1,8 @@
 /**
  * One keep-alive connection of the upstream pool (`h1-pool.ts`): writes a request, feeds the
  * response to the strict parser (`h1-response.ts`), and is the controller of the request it
- * carries. It tells its owner when it can carry another request or has closed.
+ * carries. It tells its owner when it can carry another request or has closed, and, when it was
+ * lost under a request it may send again, which request that was (see {@link Connection.replay}).
  * @module
  */
 import type { IncomingHttpHeaders } from 'node:http';
@@ -19,6 +20,18 @@ export class UpstreamPoolError extends Error {
   ) {
     super(message);
   }
+}
+
+/** A request as the pool hands it to a connection (queued, or to send again). */
+export interface PendingRequest {
+  head: string;
+  body: Buffer | null;
+  isHead: boolean;
+  reuse: boolean;
+  timeoutMs: number;
+  /** May be sent again on a fresh connection if this one turns out stale (see `Connection.replay`). */
+  replayable: boolean;
+  handler: Dispatcher.DispatchHandler;
 }
 
 /** What a connection needs from its pool. */
@@ -59,6 +72,21 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
   #finished = false;
   #headSeen = false;
   #gone = false;
+  /** Requests started on this connection: past 1, the current one is on a reused connection. */
+  #requests = 0;
+  /** A byte of the current response arrived. */
+  #got = false;
+  // The current request, kept in case it is to be sent again (plain fields: no object per request).
+  #head = '';
+  #body: Buffer | null = null;
+  #isHead = false;
+  #replayable = false;
+  /**
+   * Set when this connection, reused, was lost before any byte of the current request's response
+   * arrived and the request may be replayed: the request, for the pool to send again on a fresh
+   * connection once this one is gone (its handler hears nothing of the loss).
+   */
+  replay: PendingRequest | undefined;
 
   constructor(
     readonly pool: ConnectionOwner,
@@ -75,7 +103,7 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
     socket.on('data', (chunk: Buffer) => this.#data(chunk));
     socket.on('timeout', () => this.#timeout());
     socket.on('end', () => this.#end());
-    socket.on('error', (err: Error) => this.fail(err));
+    socket.on('error', (err: Error) => this.#lost(err));
     socket.on('close', () => this.#close());
   }
 
@@ -96,9 +124,16 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
     isHead: boolean,
     reuse: boolean,
     timeoutMs: number,
+    replayable: boolean,
     handler: Dispatcher.DispatchHandler,
   ): void {
     this.handler = handler;
+    this.#requests++;
+    this.#got = false;
+    this.#head = head;
+    this.#body = body;
+    this.#isHead = isHead;
+    this.#replayable = replayable;
     this.#reason = null;
     this.#paused = false;
     this.#reuse = reuse;
@@ -151,6 +186,7 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
   onEnd(): void {
     const h = this.handler!;
     this.handler = undefined;
+    this.#body = null;
     this.#finished = true;
     h.onResponseEnd?.(this, NO_HEADERS);
   }
@@ -161,6 +197,7 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
       this.socket.destroy();
       return;
     }
+    this.#got = true;
     // The body timeout counts from the last read.
     if (this.#deadline > 0) this.#deadline = this.pool.clock.now() + this.#timeoutMs;
     const refused = this.parser.execute(chunk);
@@ -213,18 +250,46 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
     }
     const refused = this.parser.eof();
     if (refused !== undefined)
-      this.fail(new UpstreamPoolError(`upstream closed: ${refused}`, 'UND_ERR_SOCKET'));
+      this.#lost(new UpstreamPoolError(`upstream closed: ${refused}`, 'UND_ERR_SOCKET'));
     else this.#finished = false;
     this.socket.destroy();
   }
 
   #close(): void {
     if (this.handler !== undefined)
-      this.fail(new UpstreamPoolError('upstream connection closed', 'UND_ERR_SOCKET'));
+      this.#lost(new UpstreamPoolError('upstream connection closed', 'UND_ERR_SOCKET'));
     if (!this.#gone) {
       this.#gone = true;
       this.pool.gone(this);
     }
+  }
+
+  /**
+   * The connection went (closed by the server, reset, a write failed) under the current request.
+   * On a reused connection with nothing of the response read yet, this is the keep-alive race (the
+   * server closed the idle connection as this request went out; it never processed it): a request
+   * safe to replay is set aside for the pool to send once more on a fresh connection, unknown to
+   * its handler. Anything else fails the request.
+   */
+  #lost(err: Error): void {
+    const h = this.handler;
+    if (h === undefined || this.#requests < 2 || this.#got || !this.#replayable) {
+      this.fail(err);
+      return;
+    }
+    this.handler = undefined;
+    this.#deadline = 0;
+    this.parser.detach();
+    this.replay = {
+      head: this.#head,
+      body: this.#body,
+      isHead: this.#isHead,
+      reuse: this.#reuse,
+      timeoutMs: this.#timeoutMs,
+      replayable: false,
+      handler: h,
+    };
+    this.socket.destroy();
   }
 
   /** Fails the request in flight (if any) and closes the connection. */
@@ -234,12 +299,21 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
     this.socket.destroy();
     if (h === undefined) return;
     this.handler = undefined;
+    this.#body = null;
     this.#reason = err;
     this.parser.detach();
     h.onResponseError?.(this, err);
   }
 
   abort(reason: Error): void {
+    // Aborted while set aside to be sent again: it fails here, and the pool does not send it.
+    const r = this.replay;
+    if (r !== undefined) {
+      this.replay = undefined;
+      this.#reason = reason;
+      r.handler.onResponseError?.(this, reason);
+      return;
+    }
     this.fail(reason);
   }
 

@@ -15,13 +15,22 @@
  * `Keep-Alive: timeout` hint shortening the idle time, and the response timeout paused while the
  * client is not reading (backpressure). A refused response fails the attempt (502 upstream, the
  * connection closed, never reused).
+ *
+ * What undici does not do: a request lost with its reused connection before any byte of the
+ * response (the keep-alive race: the server closed the idle connection as the request went out)
+ * is sent once more on a fresh connection when that is safe (an idempotent method, or the
+ * dispatch's `idempotent: true`; the body is in memory on this path), without its handler hearing
+ * of the loss: the exchange counts no failure and no retry. The pool counts it
+ * (`onStaleRetry`). A failure on a fresh connection, or once response bytes arrived, is the
+ * handler's, as before.
  * @module
  */
 import { connect } from 'node:net';
 import type { Clock, TimerHandle } from 'tripswitch';
 import type { Dispatcher, Pool } from 'undici';
 import { realClock } from '../clock.js';
-import { Connection, UpstreamPoolError } from './h1-connection.js';
+import { Connection, type PendingRequest, UpstreamPoolError } from './h1-connection.js';
+import { IDEMPOTENT } from './http.js';
 
 export { UpstreamPoolError } from './h1-connection.js';
 
@@ -38,6 +47,8 @@ export interface UpstreamPoolOptions {
    * @default realClock
    */
   clock?: Clock;
+  /** Called for each request sent again after its reused connection turned out stale. */
+  onStaleRetry?: () => void;
 }
 
 // What undici refuses in a path or header value (its invalidPathRegex and isValidHeaderValue).
@@ -55,15 +66,6 @@ function expectsPayload(method: string): boolean {
  * an idle connection is closed up to this much early.
  */
 const SWEEP_MS = 100;
-
-interface Queued {
-  head: string;
-  body: Buffer | null;
-  isHead: boolean;
-  reuse: boolean;
-  timeoutMs: number;
-  handler: Dispatcher.DispatchHandler;
-}
 
 /**
  * One host's pool: the fast path for plain HTTP, undici for the rest; see the module comment.
@@ -87,9 +89,10 @@ export class UpstreamPool {
   readonly #hostHeader: string;
   readonly #idle: Connection[] = [];
   readonly #busy = new Set<Connection>();
-  #queue: Queued[] = [];
+  #queue: PendingRequest[] = [];
   #opened = 0;
   #closing = false;
+  #destroyed = false;
   #closed: (() => void) | undefined;
   #sweeper: TimerHandle | undefined;
   readonly clock: Clock;
@@ -164,12 +167,13 @@ export class UpstreamPool {
       head += '\r\n';
       this.fastRequests++;
       const timeoutMs = opts.headersTimeout ?? 0;
+      const replayable = opts.idempotent ?? IDEMPOTENT.has(method);
       const conn = this.#take();
       if (conn === undefined) {
-        this.#queue.push({ head, body: bodyBuf, isHead, reuse, timeoutMs, handler });
+        this.#queue.push({ head, body: bodyBuf, isHead, reuse, timeoutMs, replayable, handler });
         return true;
       }
-      conn.start(head, bodyBuf, isHead, reuse, timeoutMs, handler);
+      conn.start(head, bodyBuf, isHead, reuse, timeoutMs, replayable, handler);
     } catch (err) {
       handler.onResponseError?.(IDLE_CONTROLLER, err as Error);
     }
@@ -184,6 +188,11 @@ export class UpstreamPool {
       return idle;
     }
     if (this.#opened >= this.#options.connections) return undefined;
+    return this.#connect();
+  }
+
+  /** A new connection (counted against the limit by the caller's check). */
+  #connect(): Connection {
     this.#opened++;
     const socket = connect({ host: this.#host, port: this.#port, noDelay: true });
     const conn = new Connection(this, socket, this.#options.connectTimeoutMs);
@@ -195,7 +204,15 @@ export class UpstreamPool {
   released(conn: Connection): void {
     const next = this.#queue.shift();
     if (next !== undefined) {
-      conn.start(next.head, next.body, next.isHead, next.reuse, next.timeoutMs, next.handler);
+      conn.start(
+        next.head,
+        next.body,
+        next.isHead,
+        next.reuse,
+        next.timeoutMs,
+        next.replayable,
+        next.handler,
+      );
       return;
     }
     this.#busy.delete(conn);
@@ -226,16 +243,32 @@ export class UpstreamPool {
     if (this.#busy.size > 0 || this.#idle.length > 0) this.watch();
   };
 
-  /** A connection closed (for whatever reason); a queued request gets a new one. */
+  /**
+   * A connection closed (for whatever reason): the request it set aside to send again goes on a
+   * fresh connection (never an idle one: it may be as stale), else a queued request gets one.
+   */
   gone(conn: Connection): void {
     this.#opened--;
     this.#busy.delete(conn);
     const at = this.#idle.indexOf(conn);
     if (at !== -1) this.#idle.splice(at, 1);
+    const again = conn.replay;
+    if (again !== undefined) {
+      conn.replay = undefined;
+      if (this.#destroyed)
+        again.handler.onResponseError?.(conn, new UpstreamPoolError('pool destroyed', 'UND_ERR_DESTROYED'));
+      else {
+        this.#options.onStaleRetry?.();
+        const c = this.#connect();
+        c.start(again.head, again.body, again.isHead, again.reuse, again.timeoutMs, false, again.handler);
+      }
+      this.#checkClosed();
+      return;
+    }
     const next = this.#queue.shift();
     if (next !== undefined && !this.#closing) {
       const c = this.#take()!;
-      c.start(next.head, next.body, next.isHead, next.reuse, next.timeoutMs, next.handler);
+      c.start(next.head, next.body, next.isHead, next.reuse, next.timeoutMs, next.replayable, next.handler);
     }
     this.#checkClosed();
   }
@@ -264,6 +297,7 @@ export class UpstreamPool {
   /** Closes every connection now; requests in flight fail. */
   async destroy(): Promise<void> {
     this.#closing = true;
+    this.#destroyed = true;
     if (this.#sweeper !== undefined) this.clock.clearTimeout(this.#sweeper);
     this.#sweeper = undefined;
     const queued = this.#queue;

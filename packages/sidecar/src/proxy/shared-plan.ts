@@ -33,6 +33,7 @@ export const CLUSTER_COUNTERS = [
   'connectFailures',
   'fallbacks',
   'clientAborts',
+  'staleConnectionRetries',
 ] as const;
 
 /**
