@@ -218,3 +218,42 @@ test('a response byte already received: not replayed (502, counted)', async () =
   oneFailure(c);
   assert.equal(c.counters.staleConnectionRetries, 0);
 });
+
+test('a request aborted while set aside to be sent again fails with the abort reason and is not sent', async () => {
+  const { Connection } = await import('./h1-connection.js');
+  const { connect } = await import('node:net');
+  const u = await rawUpstream((_conn, n) => (n === 2 ? 'rst' : 'answer'));
+  cleanups.push(() => u.close());
+  const [host, port] = u.host.split(':');
+  const events: string[] = [];
+  let gone: () => void = () => {};
+  const isGone = new Promise<void>((r) => {
+    gone = r;
+  });
+  const owner = {
+    clock: { now: () => 0 } as never,
+    released: (c: InstanceType<typeof Connection>) => {
+      events.push('released');
+      c.start('GET /b HTTP/1.1\r\nhost: x\r\n\r\n', null, false, true, 0, true, handler('b'));
+    },
+    gone: (c: InstanceType<typeof Connection>) => {
+      events.push(`gone replay=${c.replay !== undefined}`);
+      gone();
+    },
+    watch: () => {},
+  };
+  function handler(name: string) {
+    return {
+      onResponseEnd: () => events.push(`${name} end`),
+      onResponseError: (_c: unknown, err: Error) => events.push(`${name} error ${err.message}`),
+    };
+  }
+  const socket = connect({ host: host!, port: Number(port) });
+  const conn = new Connection(owner, socket, 1000);
+  // Runs right after the connection's own 'error' listener set the request aside, before 'close'.
+  socket.on('error', () => conn.abort(new Error('client closed')));
+  conn.start('GET /a HTTP/1.1\r\nhost: x\r\n\r\n', null, false, true, 0, true, handler('a'));
+  await isGone;
+  assert.deepEqual(events, ['a end', 'released', 'b error client closed', 'gone replay=false']);
+  assert.equal(u.seen.length, 2);
+});
