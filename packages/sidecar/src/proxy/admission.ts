@@ -40,13 +40,15 @@ export function admit(cluster: Cluster, lim: Limiter, who: Admittee): Admission 
   const b = cluster.breaker;
   if (b !== undefined) {
     // workers: N: first take the decision another worker may have made (one atomic load)
-    cluster.sharedBreaker?.sync();
+    const sb = cluster.sharedBreaker;
+    sb?.sync();
     const p = b.tryAcquire();
     if (p === undefined) {
       cluster.counters.circuitOpen++;
       return 'circuit-open';
     }
-    who.permit = p;
+    // workers: N: the outcome goes to the main thread's breaker, the one trip decision
+    who.permit = sb === undefined ? p : sb.permit(p, b.state === 'half-open');
   }
   if (lim.tryEnter()) return 'admitted';
   // The callback is made only for a request that has to wait (no closure per request).

@@ -241,7 +241,11 @@ export class Cluster {
     storeFor?: (c: ResolvedCluster) => BreakerStore | undefined,
   ): void {
     if (this.#breaker !== undefined || this.config.breaker === undefined) return;
-    const { name: _name, ...options } = breakerOptions(this.name, this.config.breaker, this.clock);
+    const { name: _name, ...options } = breakerOptions(
+      this.name,
+      this.config.breaker,
+      this.sharedBreaker?.breakerClock ?? this.clock,
+    );
     const store = this.sharedBreaker ?? storeFor?.(this.config);
     this.#breaker = breakers.get(this.name, store ? { ...options, store } : options);
   }

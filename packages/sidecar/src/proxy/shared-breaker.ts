@@ -1,12 +1,14 @@
 /**
  * One breaker decision across the worker threads of `workers: N`: a breaker store (tripswitch's
- * `BreakerStore`) over a SharedArrayBuffer. Each worker keeps its own tripswitch breaker, which
- * counts the outcomes of its own requests and trips on them; every transition is written to the
- * shared words, and every worker reads them before each admission (one `Atomics.load` when
- * nothing changed), so an open breaker is open in every worker from its next request on. The end of
- * the open period is raced for with a lock: one worker wins the half-open state and its probes,
- * the others stay open until it closes or re-opens the breaker, so `half_open_max_calls` probes
- * run across all workers, not per worker.
+ * `BreakerStore`) over a SharedArrayBuffer. The trip is decided by the main thread's breaker on
+ * the outcomes of every worker: each worker forwards its settled calls through its outcome ring
+ * (`outcome-ring.ts`) and gives its own breaker nothing to count (its permits settle neutral), so
+ * a worker never trips on its share alone. Every transition is written to the shared words, and
+ * every worker reads them before each admission (one `Atomics.load` when nothing changed), so an
+ * open breaker is open in every worker from its next request on. The end of the open period is
+ * raced for with a lock: one worker wins the half-open state and runs all the probes of the
+ * period (`half_open_max_calls` across all workers, not per worker) and judges them, the others
+ * stay open until it closes or re-opens the breaker.
  * @module
  */
 import type {
@@ -15,9 +17,12 @@ import type {
   CircuitBreaker,
   CircuitState,
   Clock,
+  Permit,
   StoreSession,
+  TimerHandle,
 } from 'tripswitch';
 import { sharedMicros } from '../clock.js';
+import { OUTCOME, OutcomeRing, RING_BYTES } from './outcome-ring.js';
 
 const SEQ = 0;
 const LOCK = 1;
@@ -26,6 +31,10 @@ const STATE = 2;
 const OWNER = 3;
 /** 1 + the worker that wrote last, 0 for the main thread. */
 const WRITER = 4;
+/** Bumped by every outcome a worker forwards; the main thread's drainer waits on it. */
+const BELL = 5;
+/** 1 while the main thread's drainer is (about to be) asleep on BELL: writers then notify. */
+const WAITING = 6;
 const WORDS = 8;
 // BigInt64 words after the Int32 ones
 const UNTIL = 0;
@@ -78,7 +87,14 @@ export interface BreakerBlock {
  * ```
  */
 export function newBreakerBlock(workers: number): BreakerBlock {
-  return { sab: new SharedArrayBuffer(WORDS * 4 + 16 + workers * OUTCOMES * 8), workers };
+  return {
+    sab: new SharedArrayBuffer(WORDS * 4 + 16 + workers * OUTCOMES * 8 + workers * RING_BYTES),
+    workers,
+  };
+}
+
+function ringOf(block: BreakerBlock, worker: number): OutcomeRing {
+  return new OutcomeRing(block.sab, WORDS * 4 + 16 + block.workers * OUTCOMES * 8 + worker * RING_BYTES);
 }
 
 /**
@@ -89,14 +105,24 @@ export function newBreakerBlock(workers: number): BreakerBlock {
  * const [w0, w1] = readOutcomes(block);
  * ```
  */
-export function readOutcomes(
-  block: BreakerBlock,
-): { successes: number; failures: number; slowSuccesses: number; slowFailures: number }[] {
-  const f = new Float64Array(block.sab, WORDS * 4 + 16);
+export function readOutcomes(block: BreakerBlock): {
+  successes: number;
+  failures: number;
+  slowSuccesses: number;
+  slowFailures: number;
+  dropped: number;
+}[] {
+  const f = new Float64Array(block.sab, WORDS * 4 + 16, block.workers * OUTCOMES);
   const out = [];
   for (let w = 0; w < block.workers; w++) {
     const o = w * OUTCOMES;
-    out.push({ successes: f[o]!, failures: f[o + 1]!, slowSuccesses: f[o + 2]!, slowFailures: f[o + 3]! });
+    out.push({
+      successes: f[o]!,
+      failures: f[o + 1]!,
+      slowSuccesses: f[o + 2]!,
+      slowFailures: f[o + 3]!,
+      dropped: ringOf(block, w).dropped,
+    });
   }
   return out;
 }
@@ -134,9 +160,74 @@ function lock(i: Int32Array): void {
   while (Atomics.compareExchange(i, LOCK, 0, 1) !== 0);
 }
 
+/** The failure a forwarded failed call is recorded with in the main thread's breaker. */
+const forwardedFailure = Object.freeze(
+  Object.assign(new Error('upstream failure (forwarded by a worker)'), { code: 'ERR_SIDECAR_UPSTREAM' }),
+);
+
 /**
- * The store of one cluster's breaker in one thread (`worker` -1: the main thread, which only
- * follows and takes the admin's manual states). {@link SharedBreakerStore.sync} is what admission
+ * The main thread's breaker clock: real time, except while a forwarded outcome is recorded, when
+ * `now()` is moved back by the call's duration for the permit's start, so that the breaker measures
+ * the duration the worker measured (slow-call rules, the dashboard's latencies).
+ */
+class ReplayClock implements Clock {
+  shift = 0;
+  constructor(readonly base: Clock) {}
+  now(): number {
+    return this.base.now() - this.shift;
+  }
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    return this.base.setTimeout(fn, ms);
+  }
+  clearTimeout(handle: TimerHandle): void {
+    this.base.clearTimeout(handle);
+  }
+}
+
+/**
+ * A worker's permit: settles its own breaker's permit as neutral (no local trip) and forwards the
+ * outcome to the main thread. A half-open probe is judged where it ran (all the probes of a
+ * period run in the worker that holds the half-open state), so it is settled for real.
+ */
+class ForwardedPermit implements Permit {
+  #p: Permit | undefined;
+  constructor(
+    p: Permit,
+    readonly store: SharedBreakerStore,
+    readonly period: number,
+    readonly start: number,
+    readonly probe: boolean,
+  ) {
+    this.#p = p;
+  }
+  get settled(): boolean {
+    return this.#p === undefined;
+  }
+  success(): void {
+    this.#end(OUTCOME.success, undefined);
+  }
+  failure(error?: unknown): void {
+    this.#end(OUTCOME.failure, error);
+  }
+  neutral(error?: unknown): void {
+    this.#end(OUTCOME.neutral, error);
+  }
+  #end(kind: number, error: unknown): void {
+    const p = this.#p;
+    if (p === undefined) return;
+    this.#p = undefined;
+    if (!this.probe) {
+      p.neutral();
+      this.store.forward(kind, this.period, this.start);
+    } else if (kind === OUTCOME.success) p.success();
+    else if (kind === OUTCOME.failure) p.failure(error);
+    else p.neutral(error);
+  }
+}
+
+/**
+ * The store of one cluster's breaker in one thread (`worker` -1: the main thread, which takes the
+ * trip decision on the outcomes the workers forward, and the admin's manual states). {@link SharedBreakerStore.sync} is what admission
  * calls; a watcher on the shared sequence word also applies changes at once in a thread with no
  * requests, so the admin and metrics of the main thread follow.
  *
@@ -153,9 +244,17 @@ export class SharedBreakerStore implements BreakerStore {
   readonly #f: Float64Array;
   readonly #me: number;
   readonly #clock: Clock;
-  #handle: (BreakerHandle & Partial<Pick<CircuitBreaker, 'nextAttemptAt'>>) | undefined;
+  readonly #replay: ReplayClock | undefined;
+  /** This worker's ring (workers), or every worker's (the main thread). */
+  readonly #rings: OutcomeRing[];
+  #handle: (BreakerHandle & Partial<Pick<CircuitBreaker, 'nextAttemptAt' | 'tryAcquire'>>) | undefined;
   #seen = 0;
   #stopped = false;
+  /** The worker whose outcome the main thread is recording (-1: none). */
+  #from = -1;
+  /** Forwarded outcomes recorded by the main thread's breaker, and those of an earlier period. */
+  recorded = 0;
+  stale = 0;
   /** Time from the last change written by another thread to when this one applied it, in µs. */
   lastPropagationUs: number | undefined;
 
@@ -169,6 +268,32 @@ export class SharedBreakerStore implements BreakerStore {
     this.#f = new Float64Array(block.sab, WORDS * 4 + 16);
     this.#me = worker + 1;
     this.#clock = clock;
+    this.#replay = worker === -1 ? new ReplayClock(clock) : undefined;
+    this.#rings =
+      worker === -1
+        ? Array.from({ length: block.workers }, (_, w) => ringOf(block, w))
+        : [ringOf(block, worker)];
+  }
+
+  /** The clock the thread's breaker must be made with (the main thread's replays durations). */
+  get breakerClock(): Clock {
+    return this.#replay ?? this.#clock;
+  }
+
+  /**
+   * A worker's admission: wraps the permit its breaker gave so that the outcome goes to the main
+   * thread's decision (`probe`: the breaker is half-open, the call is a probe judged here).
+   */
+  permit(p: Permit, probe: boolean): Permit {
+    return new ForwardedPermit(p, this, this.#seen, this.#clock.now(), probe);
+  }
+
+  /** Writes one outcome to this worker's ring and wakes the main thread's drainer if it sleeps. */
+  forward(kind: number, period: number, start: number): void {
+    this.#rings[0]!.push(kind, period, this.#clock.now() - start);
+    const i = this.#i;
+    Atomics.add(i, BELL, 1);
+    if (Atomics.load(i, WAITING) !== 0) Atomics.notify(i, BELL);
   }
 
   attach(handle: BreakerHandle): StoreSession {
@@ -177,13 +302,15 @@ export class SharedBreakerStore implements BreakerStore {
     this.#seen = -1;
     this.sync();
     this.#watch();
-    const own = (this.#me - 1) * OUTCOMES;
+    if (this.#me === 0) this.#drainLoop();
     return {
       onTransition: (e) => this.#publish(e.to, e.openUntil),
       onOutcome: (o) => {
-        if (own < 0) return;
+        // a worker's own outcomes are its probes; the main thread's are those it was forwarded
+        const w = this.#me === 0 ? this.#from : this.#me - 1;
+        if (w < 0) return;
         const k = o === 'success' ? 0 : o === 'failure' ? 1 : o === 'slow-success' ? 2 : 3;
-        this.#f[own + k]!++;
+        this.#f[w * OUTCOMES + k]!++;
       },
       requestProbe: () => this.#claimProbe(),
       detach: () => this.stop(),
@@ -195,8 +322,68 @@ export class SharedBreakerStore implements BreakerStore {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#handle = undefined;
-    // wakes this thread's watcher, which then sees #stopped (others just wait again)
+    // wakes this thread's watcher and drainer, which then see #stopped (others just wait again)
     Atomics.notify(this.#i, SEQ);
+    Atomics.notify(this.#i, BELL);
+  }
+
+  /**
+   * The main thread: records every outcome the workers forwarded since the last drain, worker by
+   * worker, in its breaker (the one trip decision). Outcomes of calls admitted in an earlier period
+   * (before the last transition) are counted as stale and not recorded, as a breaker ignores the
+   * outcomes of an earlier generation. Returns how many outcomes were read.
+   */
+  drain(): number {
+    if (this.#handle === undefined) return 0;
+    this.sync();
+    let n = 0;
+    for (let w = 0; w < this.#rings.length; w++) {
+      this.#from = w;
+      n += this.#rings[w]!.drain(this.#record);
+    }
+    this.#from = -1;
+    return n;
+  }
+
+  readonly #record = (kind: number, period: number, durationMs: number): void => {
+    const b = this.#handle;
+    if (b?.tryAcquire === undefined) return;
+    // Admitted before the last transition (or while another thread had it half-open: those
+    // are the probes, judged where they ran): not this period's.
+    const s = b.state;
+    if (period !== this.#seen || s === 'open' || s === 'half-open' || s === 'isolated') {
+      this.stale++;
+      return;
+    }
+    const clock = this.#replay!;
+    clock.shift = durationMs;
+    const p = b.tryAcquire();
+    clock.shift = 0;
+    if (p === undefined) return;
+    this.recorded++;
+    if (kind === OUTCOME.success) p.success();
+    else if (kind === OUTCOME.failure) p.failure(forwardedFailure);
+    else p.neutral();
+  };
+
+  #drainLoop(): void {
+    const i = this.#i;
+    const loop = (): void => {
+      while (!this.#stopped) {
+        Atomics.store(i, WAITING, 0);
+        const bell = Atomics.load(i, BELL);
+        this.drain();
+        // Set before the wait reads BELL: a worker that bumps BELL after it either changed the
+        // value the wait compares (no sleep) or sees WAITING and notifies.
+        Atomics.store(i, WAITING, 1);
+        const r = waitAsync(i, BELL, bell);
+        if (r.async) {
+          void r.value.then(loop);
+          return;
+        }
+      }
+    };
+    loop();
   }
 
   #publish(to: CircuitState, openUntil: number | undefined): void {

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
+import { Agent, request, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { startAdmin } from '../admin/admin.js';
 import type { SidecarConfig } from '../config/schema.js';
 import { perWorkerCounter } from './shared-counters.js';
+import { readOutcomes } from './shared-breaker.js';
 import { readLimits } from './shared-limits.js';
+import type { WorkerPool } from './workers.js';
 import { CLUSTER_COUNTERS } from './shared-plan.js';
 import { memoryLogger, send, until, upstream } from './test-helpers.js';
 import { reusePortSupported, startWorkers, WorkersError } from './workers.js';
@@ -156,6 +158,217 @@ if (!supported) {
         isolated.map(() => 503),
       );
     } finally {
+      assert.equal(await pool.shutdown(), true);
+      await up.close();
+    }
+  });
+
+  /** A request on `agent`'s one kept-alive connection (which stays with one worker); its status. */
+  function get(agent: Agent, port: number, path: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.setTimeout(LONG, () => req.destroy(new Error('client timeout')));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /**
+   * Two kept-alive connections, one on each worker (the kernel spreads connections by their
+   * addresses: found by sending /ok on new connections and seeing which worker counted it).
+   */
+  async function onEachWorker(pool: WorkerPool, port: number): Promise<[Agent, Agent]> {
+    const counters = pool.plan.clusters.api!.counters;
+    const found: (Agent | undefined)[] = [undefined, undefined];
+    const spare: Agent[] = [];
+    for (let k = 0; k < 40 && (found[0] === undefined || found[1] === undefined); k++) {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      const before = perWorkerCounter(CLUSTER_COUNTERS, counters, 'requests');
+      assert.equal(await get(agent, port, '/ok'), 200);
+      const after = perWorkerCounter(CLUSTER_COUNTERS, counters, 'requests');
+      const w = after[0]! > before[0]! ? 0 : 1;
+      if (found[w] === undefined) found[w] = agent;
+      else spare.push(agent);
+    }
+    for (const a of spare) a.destroy();
+    assert.ok(found[0] && found[1], 'connections on both workers');
+    return found as [Agent, Agent];
+  }
+
+  /** Failures the main thread's breaker recorded, per worker. */
+  function failuresPerWorker(pool: WorkerPool): number[] {
+    return readOutcomes(pool.plan.clusters.api!.breaker!).map((o) => o.failures + o.slowFailures);
+  }
+
+  function failingUpstream() {
+    return upstream((req, res) => {
+      res.statusCode = req.url === '/ok' ? 200 : 500;
+      res.end(req.url);
+    });
+  }
+
+  test('consecutive: 5 counts the failures of both workers together: 3 in one and 2 in the other open it; the main thread records every call', async () => {
+    const up = await failingUpstream();
+    const pool = await startWorkers(
+      config(up.host, { breaker: { trip: { kind: 'consecutive', threshold: 5 }, openDuration: 60_000 } }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    const admin = await startAdmin(pool.view, { port: 0 });
+    const agents = await (async () => {
+      const port = pool.view.addresses()[0]!.port;
+      return [port, ...(await onEachWorker(pool, port))] as const;
+    })();
+    const [port, a, b] = agents;
+    try {
+      const breaker = pool.view.clusters.get('api')!.breaker!;
+      // the /ok requests that found the two connections, all recorded by the main thread
+      const oks = perWorkerCounter(CLUSTER_COUNTERS, pool.plan.clusters.api!.counters, 'requests').reduce(
+        (x, y) => x + y,
+      );
+      await until(() => breaker.stats().successes === oks, LONG);
+      // 5 failures, alternating: 3 in worker 0 and 2 in worker 1, each recorded before the next
+      const order = [a, b, a, b, a];
+      for (let k = 0; k < order.length; k++) {
+        assert.equal(breaker.state, 'closed', `closed before failure ${k + 1}`);
+        assert.equal(await get(order[k]!, port, '/fail'), 500);
+        await until(() => failuresPerWorker(pool).reduce((x, y) => x + y) === k + 1, LONG);
+      }
+      assert.deepEqual(failuresPerWorker(pool), [3, 2]);
+      await until(() => breaker.state === 'open', LONG);
+      // open in both workers from their next request, without the upstream
+      const hits = up.hits;
+      assert.equal(await get(a, port, '/fail'), 503);
+      assert.equal(await get(b, port, '/fail'), 503);
+      assert.equal(up.hits, hits);
+      // the main thread's breaker counted every call the workers made (the 2 /ok too)
+      const stats = breaker.stats();
+      assert.equal(stats.failures, 5);
+      assert.equal(stats.successes, oks);
+      const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+      assert.match(metrics, /circuit_breaker_calls_total\{service="api",outcome="failure"\} 5\n/);
+      assert.match(
+        metrics,
+        new RegExp(`circuit_breaker_calls_total\\{service="api",outcome="success"\\} ${oks}\n`),
+      );
+      assert.match(
+        metrics,
+        /circuit_breaker_call_duration_seconds_count\{service="api",outcome="failure"\} 5\n/,
+      );
+    } finally {
+      a.destroy();
+      b.destroy();
+      await admin.close();
+      assert.equal(await pool.shutdown(), true);
+      await up.close();
+    }
+  });
+
+  test('a rate rule judges the calls of both workers together (minimumCalls reached only by the sum)', async () => {
+    const up = await failingUpstream();
+    const pool = await startWorkers(
+      config(up.host, {
+        breaker: {
+          trip: { kind: 'count', windowSize: 10, minimumCalls: 6, failureRateThreshold: 0.5 },
+          openDuration: 60_000,
+        },
+      }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    const port = pool.view.addresses()[0]!.port;
+    const [a, b] = await onEachWorker(pool, port);
+    try {
+      const breaker = pool.view.clusters.get('api')!.breaker!;
+      // a clean window once the /ok requests that found the connections are recorded
+      const oks = perWorkerCounter(CLUSTER_COUNTERS, pool.plan.clusters.api!.counters, 'requests').reduce(
+        (x, y) => x + y,
+      );
+      await until(() => breaker.stats().successes === oks, LONG);
+      breaker.reset();
+      // 6 calls, 3 per worker (under minimumCalls in each), 4 of them failed: 0.67 of the sum
+      const calls = [
+        [a, '/ok'],
+        [b, '/ok'],
+        [a, '/fail'],
+        [b, '/fail'],
+        [a, '/fail'],
+      ] as const;
+      for (let k = 0; k < calls.length; k++) {
+        const [agent, path] = calls[k]!;
+        assert.equal(await get(agent, port, path), path === '/ok' ? 200 : 500);
+        await until(() => breaker.stats().successes + breaker.stats().failures === oks + k + 1, LONG);
+        assert.equal(breaker.state, 'closed', `closed after ${k + 1} calls`);
+      }
+      assert.equal(await get(b, port, '/fail'), 500);
+      await until(() => breaker.state === 'open', LONG);
+      assert.equal(breaker.stats().windowCalls, 6);
+      assert.deepEqual(failuresPerWorker(pool), [2, 2]);
+      assert.equal(await get(a, port, '/fail'), 503);
+      assert.equal(await get(b, port, '/fail'), 503);
+    } finally {
+      a.destroy();
+      b.destroy();
+      assert.equal(await pool.shutdown(), true);
+      await up.close();
+    }
+  });
+
+  test('after failures in both workers opened it, the probe closes it whichever worker runs it; calls admitted before the trip do not count after it', async () => {
+    const held: ServerResponse[] = [];
+    const up = await upstream((req, res) => {
+      if (req.url === '/hold') held.push(res);
+      else {
+        res.statusCode = req.url === '/ok' ? 200 : 500;
+        res.end(req.url);
+      }
+    });
+    const pool = await startWorkers(
+      config(up.host, { breaker: { trip: { kind: 'consecutive', threshold: 2 }, openDuration: 300 } }),
+      { logger: memoryLogger(), workerLogs: 'none' },
+    );
+    const port = pool.view.addresses()[0]!.port;
+    const [a, b] = await onEachWorker(pool, port);
+    const c = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const breaker = pool.view.clusters.get('api')!.breaker!;
+      // a call admitted while closed that will fail after the trip (held by the upstream)
+      const late = get(c, port, '/hold');
+      await until(() => held.length === 1, LONG);
+      assert.equal(await get(a, port, '/fail'), 500);
+      await until(() => breaker.stats().failures === 1, LONG);
+      assert.equal(breaker.state, 'closed');
+      assert.equal(await get(b, port, '/fail'), 500);
+      await until(() => breaker.state === 'open', LONG);
+      // the open period ends; the first request, in worker 1, is the probe: it succeeds
+      const clock = pool.view.clock;
+      await until(() => breaker.nextAttemptAt! <= clock.now(), LONG);
+      assert.equal(await get(b, port, '/ok'), 200);
+      await until(() => breaker.state === 'closed', LONG);
+      assert.equal(await get(a, port, '/ok'), 200);
+      // the held call fails now: admitted before the trip, it is not the first of a new run
+      held[0]!.statusCode = 500;
+      held.splice(0)[0]!.end('late');
+      assert.equal(await late, 500);
+      assert.equal(await get(a, port, '/fail'), 500);
+      // recorded: 3 failures (the late one was of an earlier period, not recorded)
+      await until(() => breaker.stats().failures === 3, LONG);
+      assert.equal(pool.view.clusters.get('api')!.sharedBreaker!.stale >= 1, true);
+      assert.equal(breaker.state, 'closed', 'a failure of an earlier period does not count');
+      // open again on failures in worker 0 alone; the probe now runs in worker 0 and fails
+      assert.equal(await get(a, port, '/fail'), 500);
+      await until(() => breaker.state === 'open', LONG);
+      const opened = breaker.nextAttemptAt!;
+      await until(() => opened <= clock.now(), LONG);
+      assert.equal(await get(a, port, '/fail'), 500);
+      // the failed probe (in worker 0) opened it again: a new open period
+      await until(() => breaker.state === 'open' && breaker.nextAttemptAt! > opened, LONG);
+    } finally {
+      for (const r of held.splice(0)) r.end('ok');
+      a.destroy();
+      b.destroy();
+      c.destroy();
       assert.equal(await pool.shutdown(), true);
       await up.close();
     }
