@@ -207,8 +207,8 @@ export function sidecarRegistry(sidecar: Sidecar): SidecarRegistry {
 
 /**
  * `workers: N`: each worker's share of a cluster's figures (the totals are the cluster's own
- * fields); `outcomes` are what each worker's breaker recorded, since the main thread's breaker
- * only follows the shared state and records none.
+ * fields); `outcomes` are the calls of each worker the main thread's breaker recorded (the one
+ * trip decision), its probes, and the outcomes its ring dropped.
  */
 function perWorker(b: ClusterBlocks) {
   const counter = (k: (typeof CLUSTER_COUNTERS)[number]) => perWorkerCounter(CLUSTER_COUNTERS, b.counters, k);

@@ -8,6 +8,10 @@
  * 2. Breaker propagation: a breaker trips in thread A; thread B, polling (sync + tryAcquire in a
  *    loop, as admission does per request), is rejected for the first time after t µs; and an idle
  *    thread (no requests, only the Atomics.waitAsync watcher) has applied it after t µs.
+ * 2b. The same through the main thread, as the sidecar decides since the trip decision is one:
+ *    worker A forwards a failed call through its outcome ring, this (main) thread's drainer records
+ *    it and its breaker trips, and polling thread B is refused: A to the main thread's trip, and A
+ *    to B's first refusal.
  * 3. Per-core cost: the `tripswitch proxy` CLI with workers: 1 and workers: 2 under wrk (or
  *    autocannon) for BENCH_SECONDS, CPU time of the whole process (all threads) per request, in
  *    interleaved rounds (BENCH_ROUNDS).
@@ -39,7 +43,8 @@ type Job =
   | { kind: 'hammer'; block: ReturnType<typeof newLimitsBlock>; stop: SharedArrayBuffer }
   | { kind: 'poll'; block: ReturnType<typeof newBreakerBlock>; go: SharedArrayBuffer }
   | { kind: 'idle'; block: ReturnType<typeof newBreakerBlock> }
-  | { kind: 'trip'; block: ReturnType<typeof newBreakerBlock>; go: SharedArrayBuffer };
+  | { kind: 'trip'; block: ReturnType<typeof newBreakerBlock>; go: SharedArrayBuffer }
+  | { kind: 'forward'; block: ReturnType<typeof newBreakerBlock>; go: SharedArrayBuffer };
 
 function breakerIn(block: ReturnType<typeof newBreakerBlock>, worker: number) {
   const store = new SharedBreakerStore(block, worker, systemClock);
@@ -48,6 +53,7 @@ function breakerIn(block: ReturnType<typeof newBreakerBlock>, worker: number) {
     trip: { kind: 'consecutive', threshold: 1 },
     openDuration: 60_000,
     store,
+    clock: store.breakerClock,
   });
   return { store, b };
 }
@@ -82,12 +88,21 @@ async function thread(job: Job): Promise<void> {
     b.on('stateChange', () => parentPort!.postMessage(store.lastPropagationUs));
     // stays up until terminated: the watcher alone applies the trip
     setInterval(() => {}, 1000);
-  } else {
+  } else if (job.kind === 'trip') {
     const { b } = breakerIn(job.block, 0);
     const go = new Int32Array(job.go);
     while (Atomics.load(go, 1) === 0);
     const t0 = sharedMicros();
     b.tryAcquire()!.failure(new Error('trip'));
+    parentPort!.postMessage([t0, sharedMicros()]);
+  } else {
+    // a worker's failed call, as admission wraps it: forwarded to the main thread, no local trip
+    const { store, b } = breakerIn(job.block, 0);
+    const go = new Int32Array(job.go);
+    while (Atomics.load(go, 1) === 0);
+    const p = store.permit(b.tryAcquire()!, false);
+    const t0 = sharedMicros();
+    p.failure(new Error('trip'));
     parentPort!.postMessage([t0, sharedMicros()]);
   }
 }
@@ -174,6 +189,41 @@ async function propagation(rounds: number): Promise<void> {
   );
 }
 
+/** 2b: trips decided by this (main) thread on an outcome forwarded by worker A. */
+async function forwarded(rounds: number): Promise<void> {
+  const hop: number[] = [];
+  const refused: number[] = [];
+  let late = 0;
+  for (let r = 0; r < rounds; r++) {
+    const block = newBreakerBlock(2);
+    const go = new SharedArrayBuffer(8);
+    const { store, b } = breakerIn(block, -1);
+    let tripped = 0;
+    b.on('stateChange', () => {
+      tripped = sharedMicros();
+    });
+    const poll = run<[number, number]>({ kind: 'poll', block, go });
+    const trip = run<[number, number]>({ kind: 'forward', block, go });
+    const [[t0], [t1, admittedAt]] = await Promise.all([trip.first, poll.first]);
+    hop.push(tripped - t0);
+    refused.push(t1 - t0);
+    // an admission in B that began after the main thread's trip, yet was let through
+    if (admittedAt > tripped) late++;
+    store.stop();
+    b.dispose();
+  }
+  const q = (xs: number[], p: number) =>
+    [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+  console.log(`\n2b. trip decided in the main thread, ${rounds} trips (µs from the failed call in worker A)`);
+  console.log(
+    `   to the main thread's breaker opening:          median ${median(hop)}, p90 ${q(hop, 0.9)}, max ${Math.max(...hop)}`,
+  );
+  console.log(
+    `   to the first rejection in a polling worker B:  median ${median(refused)}, p90 ${q(refused, 0.9)}, max ${Math.max(...refused)}`,
+  );
+  console.log(`   admissions in B begun after the main thread's trip and still let through: ${late}`);
+}
+
 function cpuMs(pid: number): number {
   // utime + stime of the whole process (every thread), in clock ticks (100 Hz on Linux)
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -255,6 +305,7 @@ else {
   if (process.env.BENCH_ONLY_PROXY !== '1') {
     await costs();
     await propagation(Number(process.env.BENCH_TRIPS ?? 50));
+    await forwarded(Number(process.env.BENCH_TRIPS ?? 50));
   }
   if (process.env.BENCH_SKIP_PROXY !== '1') await perCore(seconds, rounds);
 }
