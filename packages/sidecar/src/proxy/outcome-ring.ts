@@ -8,7 +8,14 @@
  * @module
  */
 
-/** Records per worker ring (16 bytes each). */
+/**
+ * Records per worker ring (16 bytes each).
+ *
+ * @example
+ * ```ts
+ * for (let k = 0; k < RING_RECORDS; k++) ring.push(OUTCOME.success, 0, 1); // full
+ * ```
+ */
 export const RING_RECORDS = 1024;
 const HEAD = 0;
 const TAIL = 1;
@@ -16,10 +23,24 @@ const DROPS = 2;
 const HEADER_BYTES = 16;
 const RECORD_BYTES = 16;
 
-/** Bytes one worker's ring takes. */
+/**
+ * Bytes one worker's ring takes.
+ *
+ * @example
+ * ```ts
+ * const sab = new SharedArrayBuffer(workers * RING_BYTES);
+ * ```
+ */
 export const RING_BYTES = HEADER_BYTES + RING_RECORDS * RECORD_BYTES;
 
-/** Outcome kinds as written in a record. */
+/**
+ * Outcome kinds as written in a record.
+ *
+ * @example
+ * ```ts
+ * ring.push(OUTCOME.neutral, period, durationMs);
+ * ```
+ */
 export const OUTCOME = { success: 0, failure: 1, neutral: 2 } as const;
 
 /**
@@ -44,7 +65,8 @@ export class OutcomeRing {
   }
 
   /**
-   * Writes one outcome (the worker's side); false when the ring was full and it was dropped.
+   * Writes one outcome (the worker's side); false when the ring was full and it was dropped
+   * (never waits: the request path must not block on the main thread).
    * `period` is the breaker period (shared sequence number) the call was admitted in.
    */
   push(kind: number, period: number, durationMs: number): boolean {
