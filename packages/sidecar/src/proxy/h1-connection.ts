@@ -32,6 +32,11 @@ export interface PendingRequest {
   /** May be sent again on a fresh connection if this one turns out stale (see `Connection.replay`). */
   replayable: boolean;
   handler: Dispatcher.DispatchHandler;
+  /**
+   * Sent again: what is left of the wait for its response head (the route's timeout bounds the
+   * whole wait, over both connections). Unset: `timeoutMs`.
+   */
+  firstWaitMs?: number;
 }
 
 /** What a connection needs from its pool. */
@@ -59,6 +64,7 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
   handler: Dispatcher.DispatchHandler | undefined;
   rawHeaders: string[] | null = null;
   #timeoutMs = 0;
+  #firstWaitMs = 0;
   /** When the response times out (clock ms; 0 = no timeout), moved on by every read. */
   #deadline = 0;
   /** When the connection went idle (clock ms) and how long it may stay so. */
@@ -126,6 +132,7 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
     timeoutMs: number,
     replayable: boolean,
     handler: Dispatcher.DispatchHandler,
+    firstWaitMs: number = timeoutMs,
   ): void {
     this.handler = handler;
     this.#requests++;
@@ -139,6 +146,7 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
     this.#reuse = reuse;
     this.#headSeen = false;
     this.#timeoutMs = timeoutMs;
+    this.#firstWaitMs = firstWaitMs;
     this.rawHeaders = null;
     this.parser.expect(isHead, this);
     if (!this.#connecting) this.#arm();
@@ -162,7 +170,8 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
 
   /** Starts the response timeout from now (none when the request has none). */
   #arm(): void {
-    const ms = this.#timeoutMs;
+    // Until a byte of the response arrives, a request sent again waits only what was left.
+    const ms = this.#got ? this.#timeoutMs : this.#firstWaitMs;
     this.#deadline = ms > 0 ? this.pool.clock.now() + ms : 0;
     if (ms > 0) this.pool.watch();
   }
@@ -277,10 +286,17 @@ export class Connection implements ResponseSink, Dispatcher.DispatchController {
       this.fail(err);
       return;
     }
+    // The wait for the head goes on from where it was: what is left of it, none when it had none.
+    const left = this.#deadline > 0 ? this.#deadline - this.pool.clock.now() : this.#firstWaitMs;
+    if (this.#deadline > 0 && left <= 0) {
+      this.fail(err);
+      return;
+    }
     this.handler = undefined;
     this.#deadline = 0;
     this.parser.detach();
     this.replay = {
+      firstWaitMs: left,
       head: this.#head,
       body: this.#body,
       isHead: this.#isHead,

@@ -260,7 +260,16 @@ export class UpstreamPool {
       else {
         this.#options.onStaleRetry?.();
         const c = this.#connect();
-        c.start(again.head, again.body, again.isHead, again.reuse, again.timeoutMs, false, again.handler);
+        c.start(
+          again.head,
+          again.body,
+          again.isHead,
+          again.reuse,
+          again.timeoutMs,
+          false,
+          again.handler,
+          again.firstWaitMs,
+        );
       }
       this.#checkClosed();
       return;
