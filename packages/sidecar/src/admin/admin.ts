@@ -347,7 +347,12 @@ export async function startAdmin(sidecar: Sidecar, options: AdminOptions = {}): 
         }
         if (m[2] === 'open') c.breaker.isolate();
         else if (m[2] === 'close') c.breaker.forceClose();
-        else c.breaker.reset();
+        else {
+          // a closed breaker's reset makes no transition: tell the workers' calls it is a new period
+          const closed = c.breaker.state === 'closed';
+          c.breaker.reset();
+          if (closed) c.sharedBreaker?.newPeriod();
+        }
         send(res, 200, JSON.stringify({ name: c.name, state: c.breaker.state }));
         return;
       }

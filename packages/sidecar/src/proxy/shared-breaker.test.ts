@@ -158,3 +158,48 @@ test('outcome ring: FIFO across the wrap, a full ring drops and counts, never bl
   assert.deepEqual(seen.at(-1), [OUTCOME.success, 7, RING_RECORDS - 1]);
   assert.equal(ring.push(OUTCOME.neutral, 8, 1), true);
 });
+
+test("admin reset of a closed breaker with workers: a worker's call admitted before it is not recorded after it", async () => {
+  const { startAdmin } = await import('../admin/admin.js');
+  const { resolveConfig } = await import('../config/resolve.js');
+  const { sharedPlan } = await import('./shared-plan.js');
+  const { Sidecar } = await import('./server.js');
+  const { memoryLogger } = await import('./test-helpers.js');
+  const config = {
+    workers: 2,
+    listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'api' }] }],
+    clusters: [
+      {
+        name: 'api',
+        hosts: ['127.0.0.1:1'],
+        breaker: { trip: { kind: 'consecutive' as const, threshold: 1 } },
+      },
+    ],
+  };
+  const plan = sharedPlan(resolveConfig(config), 2);
+  // the main thread's view, as startWorkers makes it, and worker 0's store in this thread
+  const view = new Sidecar(config, { logger: memoryLogger(), share: { plan, worker: -1 } });
+  const admin = await startAdmin(view, { port: 0 });
+  const ws = new SharedBreakerStore(plan.clusters.api!.breaker!, 0, view.clock);
+  const wb = circuitBreaker({ name: 'api', trip: { kind: 'consecutive', threshold: 1 }, store: ws });
+  try {
+    const main = view.clusters.get('api')!;
+    ws.sync();
+    const early = ws.permit(wb.tryAcquire()!, false);
+    const r = await fetch(`http://127.0.0.1:${admin.port}/breakers/api/reset`, { method: 'POST' });
+    assert.equal(r.status, 200);
+    early.failure();
+    main.sharedBreaker!.drain();
+    assert.equal(main.breaker!.state, 'closed');
+    assert.equal(main.breaker!.stats().failures, 0);
+    // a call admitted after the reset counts
+    ws.sync();
+    ws.permit(wb.tryAcquire()!, false).failure();
+    main.sharedBreaker!.drain();
+    assert.equal(main.breaker!.state, 'open');
+  } finally {
+    wb.dispose();
+    await admin.close();
+    await view.shutdown(0);
+  }
+});

@@ -400,6 +400,21 @@ export class SharedBreakerStore implements BreakerStore {
     Atomics.notify(i, SEQ);
   }
 
+  /**
+   * Starts a new period without a transition, as `reset()` of a closed breaker does in its own
+   * thread: the workers' calls admitted before it are then of an earlier period and not recorded.
+   * The main thread calls it after such a reset.
+   */
+  newPeriod(): void {
+    const i = this.#i;
+    lock(i);
+    Atomics.store(i, WRITER, this.#me);
+    Atomics.store(this.#t, WRITTEN_US, BigInt(sharedMicros()));
+    this.#seen = Atomics.add(i, SEQ, 1) + 1;
+    Atomics.store(i, LOCK, 0);
+    Atomics.notify(i, SEQ);
+  }
+
   /** The end of an open period: one thread becomes the prober; the others stay open. */
   #claimProbe(): boolean {
     if (this.#me === 0) return false;
