@@ -26,7 +26,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { circuitBreaker, systemClock } from 'tripswitch';
 import { sharedMicros } from '../clock.js';
 import { Limiter } from '../proxy/limits.js';
-import { newBreakerBlock, SharedBreakerStore } from '../proxy/shared-breaker.js';
+import { newBreakerBlock, ringOf, SharedBreakerStore } from '../proxy/shared-breaker.js';
 import { newLimitsBlock, SharedLimiter } from '../proxy/shared-limits.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -148,11 +148,35 @@ async function costs(): Promise<void> {
   const { store } = breakerIn(bb, 0);
   const sync = nsPerOp(() => store.sync());
   store.stop();
+  // One call's outcome on its way to the one decision, in one thread: the worker's side (permit
+  // wrapper, its breaker's neutral, the ring write) with the ring emptied every 512 calls by a
+  // bare drain, then with the main thread's drain recording each in its breaker.
+  const fb = newBreakerBlock(1);
+  const main = breakerIn(fb, -1);
+  const w = breakerIn(fb, 0);
+  const ring = ringOf(fb, 0);
+  let k = 0;
+  const call = () => w.store.permit(w.b.tryAcquire()!, false).success();
+  const forwardOnly = nsPerOp(() => {
+    call();
+    if (++k % 512 === 0) ring.drain(() => {});
+  }, 1_000_000);
+  const withRecord = nsPerOp(() => {
+    call();
+    if (++k % 512 === 0) main.store.drain();
+  }, 1_000_000);
+  const plainBreaker = circuitBreaker({ name: 'plain' });
+  const bare = nsPerOp(() => plainBreaker.tryAcquire()!.success(), 1_000_000);
+  main.store.stop();
+  w.store.stop();
   console.log('\n1. shared memory per request (ns per tryEnter + release; 3 rounds, medians)');
   console.log(`   Limiter (workers: 1)            ${median(rounds.map((x) => x[0])).toFixed(1)} ns`);
   console.log(`   SharedLimiter, uncontended      ${median(rounds.map((x) => x[1])).toFixed(1)} ns`);
   console.log(`   SharedLimiter, another thread on the same words  ${contended.toFixed(1)} ns`);
   console.log(`   SharedBreakerStore.sync(), nothing changed       ${sync.toFixed(1)} ns`);
+  console.log(`   a worker's call forwarded (permit, neutral, ring) ${forwardOnly.toFixed(1)} ns`);
+  console.log(`   the same recorded by the main thread's breaker    ${withRecord.toFixed(1)} ns`);
+  console.log(`   a plain breaker's tryAcquire + success (workers: 1) ${bare.toFixed(1)} ns`);
 }
 
 async function propagation(rounds: number): Promise<void> {

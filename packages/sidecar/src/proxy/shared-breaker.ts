@@ -93,7 +93,15 @@ export function newBreakerBlock(workers: number): BreakerBlock {
   };
 }
 
-function ringOf(block: BreakerBlock, worker: number): OutcomeRing {
+/**
+ * The outcome ring of worker `worker` in a breaker block.
+ *
+ * @example
+ * ```ts
+ * const dropped = ringOf(block, 0).dropped;
+ * ```
+ */
+export function ringOf(block: BreakerBlock, worker: number): OutcomeRing {
   return new OutcomeRing(block.sab, WORDS * 4 + 16 + block.workers * OUTCOMES * 8 + worker * RING_BYTES);
 }
 
