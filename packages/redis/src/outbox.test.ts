@@ -207,6 +207,44 @@ describe('redisOutbox on a real Redis', { skip: skipNoRedis }, () => {
     assert.deepEqual(dead, [[1, 3]]);
   });
 
+  test('a failed submit waits a backoff before its first replay, also after an earlier write died of maxAttempts', async () => {
+    // Two ways the wait was skipped: a pass already running (polling every 20 ms here) sent the new
+    // write at once; and a past retryAt with a failure count, left by a write that then died, read
+    // as "a wait is owed already", so none was started.
+    const prefix = uniquePrefix('obdead');
+    const sends: Array<[number, number, number]> = [];
+    const dead: number[] = [];
+    const a = outbox(
+      prefix,
+      'a',
+      async (job: Job, ctx: { attempt: number }) => {
+        sends.push([job.seq, ctx.attempt, performance.now()]);
+        throw new Error('503');
+      },
+      { maxAttempts: 2, backoff: { delay: () => 300 } },
+    );
+    a.on('dead', ({ data }) => dead.push(data.seq));
+    assert.equal((await a.submit({ key: '', seq: 1 })).status, 'queued');
+    await waitFor(() => dead.length === 1, 'write 1 dead after its replay', 5_000, 10);
+    // Past write 1's backoff: nothing is owed any more.
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal((await a.submit({ key: '', seq: 2 })).status, 'queued');
+    await waitFor(() => dead.length === 2, 'write 2 dead after its replay', 5_000, 10);
+    for (const seq of [1, 2]) {
+      const mine = sends.filter(([s]) => s === seq);
+      assert.deepEqual(
+        mine.map(([, attempt]) => attempt),
+        [1, 2],
+      );
+      // A timer may fire up to a millisecond early; load only makes the gap longer.
+      const gap = mine[1]![2] - mine[0]![2];
+      assert.ok(
+        gap >= 290,
+        `write ${seq} replayed ${gap.toFixed(1)} ms after its first attempt, inside the 300 ms backoff`,
+      );
+    }
+  });
+
   test('submit sends now when it can, stores on failure for the fleet, and goes behind waiting writes of its key', async () => {
     const prefix = uniquePrefix('obsubmit');
     const breaker = circuitBreaker({ name: 'orders' });

@@ -281,8 +281,10 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     } catch (error) {
       if (signal?.aborted || !this.#retryable(error)) throw error;
       const open = isCircuitOpenError(error);
-      // The first attempt just failed: the first replay (here) waits like a retry would.
-      if (!open && this.#retryAt === 0 && this.#failures === 0) this.#fail();
+      // The first attempt just failed: the first replay (here) waits like a retry would, unless a
+      // wait is owed already. A retryAt in the past owes nothing: it is left by failures whose
+      // writes then died or went to another instance.
+      if (!open && this.#retryAt <= this.#clock.now()) this.#fail();
       await this.#append(id, data, key, open ? 0 : 1, error);
       return { status: 'queued', id, error };
     }
@@ -349,6 +351,9 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
       await this.#take();
       for (;;) {
         if (this.#closed) return;
+        // A failure during this pass (a submit's first attempt) owes a wait: the next pass, which
+        // the finally arms, honours it.
+        if (this.#retryAt > this.#clock.now()) break;
         const outcome = await this.#sendOne();
         // Nothing this instance may send now (none held, or all behind older writes of their key).
         if (outcome === 'idle') break;
