@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-// `npm run mutation -- <module> [--concurrency N] [--tests a.test,b.test]`: StrykerJS on one core
+// `npm run mutation -- <module> [--concurrency N] [--tests a.test,b.test] [--ranges 10-12,40:4-40:30]`:
+// StrykerJS on one core
 // module (packages/core/src/<module>.ts), judged by its own compiled tests (<module>.test.js and
-// <module>.*.test.js). On demand only: slow, and not part of CI or `npm test`.
+// <module>.*.test.js). On demand only: slow, and not part of CI or `npm test`. `--ranges` mutates only
+// those lines (or line:column spans, Stryker's mutate-range syntax) of the module, e.g. to re-run
+// the survivors of a whole-file run after adding tests.
 // Writes reports/mutation/<module>.html and .json; prints survivors and the score.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -12,6 +15,7 @@ const { positionals, values } = parseArgs({
   options: {
     concurrency: { type: 'string', default: '2' },
     tests: { type: 'string', default: '' },
+    ranges: { type: 'string', default: '' },
   },
 });
 const modules = readdirSync('packages/core/src')
@@ -25,11 +29,16 @@ const modules = readdirSync('packages/core/src')
 const mod = positionals[0]?.replace(/\.ts$/, '');
 if (!mod || !existsSync(`packages/core/src/${mod}.ts`)) {
   console.error(
-    `usage: npm run mutation -- <module> [--concurrency N]\nmodules with tests: ${modules.join(', ')}`,
+    `usage: npm run mutation -- <module> [--concurrency N] [--tests a.test,...] [--ranges 10-12,...]\nmodules with tests: ${modules.join(', ')}`,
   );
   process.exit(2);
 }
-const r = spawnSync('npx', ['stryker', 'run', 'stryker.config.mjs'], {
+const ranges = values.ranges
+  .split(',')
+  .filter(Boolean)
+  .map((r) => `packages/core/src/${mod}.ts:${r}`);
+const mutate = ranges.length > 0 ? ['--mutate', ranges.join(',')] : [];
+const r = spawnSync('npx', ['stryker', 'run', 'stryker.config.mjs', ...mutate], {
   stdio: 'inherit',
   env: {
     ...process.env,
