@@ -8,7 +8,14 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { getEventListeners } from 'node:events';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { type BreakerStore, breakerChannels, type CircuitBreakerOptions, circuitBreaker } from './index.js';
+import { isIdleBreaker } from './breaker.js';
+import {
+  type BreakerStore,
+  breakerChannels,
+  type CircuitBreaker,
+  type CircuitBreakerOptions,
+  circuitBreaker,
+} from './index.js';
 import { TestClock } from './test-clock.js';
 
 function make(opts: CircuitBreakerOptions = {}) {
@@ -1129,5 +1136,42 @@ describe('circuitBreaker: dispose', () => {
     b.tryAcquire()!.failure();
     assert.equal(b.state, 'open');
     assert.deepEqual(log, ['detach']);
+  });
+});
+
+describe('circuitBreaker: the small surface', () => {
+  it('kind, snapshot(), Symbol.dispose, and type errors for a non-function', async () => {
+    const log: string[] = [];
+    const store: BreakerStore = {
+      attach: () => ({ onTransition: () => {}, detach: () => log.push('detach') }),
+    };
+    const { b, clock } = make({ name: 'surface', store });
+    assert.equal(b.kind, 'breaker');
+    assert.deepEqual(b.snapshot(), b.toJSON());
+    assert.equal(b.snapshot().savedAt, clock.now());
+    await assert.rejects(b.execute(5 as never), {
+      name: 'TypeError',
+      message: 'execute: fn must be a function',
+    });
+    assert.throws(() => b.wrap(5 as never), { name: 'TypeError', message: 'wrap: fn must be a function' });
+    b[Symbol.dispose]();
+    assert.deepEqual(log, ['detach']);
+  });
+
+  it('idle for the registry: closed with nothing in flight', () => {
+    const { b } = make();
+    assert.equal(isIdleBreaker(b), true);
+    const p = b.tryAcquire()!;
+    assert.equal(isIdleBreaker(b), false, 'a call in flight');
+    p.success();
+    assert.equal(isIdleBreaker(b), true);
+    b.forceClose();
+    assert.equal(isIdleBreaker(b), false, 'forced closed is not closed');
+    b.reset();
+    b.tryAcquire()!.failure();
+    assert.equal(isIdleBreaker(b), false, 'open');
+    const foreign = { state: 'closed' } as unknown as CircuitBreaker;
+    assert.equal(isIdleBreaker(foreign), true);
+    assert.equal(isIdleBreaker({ state: 'open' } as unknown as CircuitBreaker), false);
   });
 });
