@@ -1175,3 +1175,55 @@ describe('circuitBreaker: the small surface', () => {
     assert.equal(isIdleBreaker({ state: 'open' } as unknown as CircuitBreaker), false);
   });
 });
+
+describe('circuitBreaker: its timers', () => {
+  it('lazy: the timer armed by a rejection is unref’d and over at the period’s end (tryAcquire gets the probe)', () => {
+    const { b, clock } = make({ openDuration: 100 });
+    b.tryAcquire()!.failure();
+    clock.advance(40);
+    assert.equal(b.tryAcquire(), undefined);
+    assert.equal(clock.pending, 1);
+    assert.equal(clock.refed, 0);
+    clock.advance(59);
+    assert.equal(b.tryAcquire(), undefined);
+    clock.advance(1);
+    assert.ok(b.tryAcquire(), 'the probe, by a permit');
+    assert.equal(b.state, 'half-open');
+  });
+
+  it('the half-open deadline timer is unref’d, and so is its re-arm', () => {
+    const { b, clock } = make({ openDuration: 10, halfOpen: { deadlineMs: 3_000_000_000 } });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    assert.equal(clock.refed, 0);
+    clock.advance(2_147_483_647);
+    assert.equal(b.state, 'half-open', 'the capped timer fired early and re-armed');
+    assert.equal(clock.pending, 1);
+    assert.equal(clock.refed, 0);
+    probe.success();
+  });
+
+  it('eager: a store refusing the probe when the timer fires keeps it open; the next permit asks again', () => {
+    let allow = false;
+    let asked = 0;
+    const store: BreakerStore = {
+      attach: () => ({
+        onTransition: () => {},
+        requestProbe: () => {
+          asked++;
+          return allow;
+        },
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({ name: 'eager', store, openDuration: 100, eagerHalfOpen: true });
+    b.tryAcquire()!.failure();
+    clock.advance(100);
+    assert.equal(asked, 1);
+    assert.equal(b.state, 'open');
+    allow = true;
+    assert.ok(b.tryAcquire(), 'the probe, by a permit');
+    assert.equal(b.state, 'half-open');
+  });
+});
