@@ -1227,3 +1227,56 @@ describe('circuitBreaker: its timers', () => {
     assert.equal(b.state, 'half-open');
   });
 });
+
+describe('circuitBreaker: stats() counts', () => {
+  it('calls are successes + failures + neutral; a neutral call leaves flight', () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 9 } });
+    b.tryAcquire()!.success();
+    b.tryAcquire()!.failure();
+    b.tryAcquire()!.failure();
+    const n = b.tryAcquire()!;
+    assert.equal(b.stats().inFlight, 1);
+    n.neutral();
+    const s = b.stats();
+    assert.deepEqual([s.calls, s.successes, s.failures, s.neutral, s.inFlight], [4, 1, 2, 1, 0]);
+  });
+});
+
+describe('circuitBreaker: permits, getters and odd stores', () => {
+  it('a permit is settled only once reported', () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 9 } });
+    for (const report of ['success', 'failure', 'neutral'] as const) {
+      const p = b.tryAcquire()!;
+      assert.equal(p.settled, false);
+      p[report]();
+      assert.equal(p.settled, true);
+    }
+  });
+
+  it('nextAttemptAt only while open; protect runs methods through the breaker', async () => {
+    const { b, clock } = make({ openDuration: 10 });
+    assert.equal(b.nextAttemptAt, undefined);
+    const method = b.protect(async () => Promise.reject(new Error('down')), {
+      kind: 'method',
+      name: 'call',
+    } as never) as () => Promise<unknown>;
+    await assert.rejects(method(), /down/);
+    assert.equal(b.state, 'open');
+    assert.equal(b.nextAttemptAt, clock.now() + 10);
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    assert.equal(b.nextAttemptAt, undefined, 'half-open');
+    probe.success();
+  });
+
+  it('a function is not a store, nor a session', () => {
+    const attach = () => ({ onTransition: () => {}, detach: () => {} });
+    assert.throws(() => circuitBreaker({ name: 'f', store: Object.assign(() => {}, { attach }) as never }), {
+      message: 'circuitBreaker: option "store" must be a BreakerStore with attach(), got a function',
+    });
+    const fnSession = Object.assign(() => {}, { onTransition: () => {}, detach: () => {} });
+    assert.throws(() => circuitBreaker({ name: 'f', store: { attach: () => fnSession as never } }), {
+      name: 'InvalidOptionError',
+    });
+  });
+});
