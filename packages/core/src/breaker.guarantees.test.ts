@@ -1280,3 +1280,31 @@ describe('circuitBreaker: permits, getters and odd stores', () => {
     });
   });
 });
+
+describe('circuitBreaker: two different classifiers of one kind are never shared', () => {
+  const base = { trip: { kind: 'consecutive', threshold: 1 }, openDuration: 5678 } as const;
+  it('isFailure', async () => {
+    const a = make({ ...base, isFailure: (e) => (e as Error).message === 'a' }).b;
+    const b = make({ ...base, isFailure: (e) => (e as Error).message === 'b' }).b;
+    await assert.rejects(b.execute(rejecting(new Error('b'))));
+    assert.equal(b.state, 'open');
+    await assert.rejects(a.execute(rejecting(new Error('b'))));
+    assert.equal(a.state, 'closed');
+  });
+  it('isResultFailure', async () => {
+    const a = make({ ...base, isResultFailure: (r) => r === 'a' }).b;
+    const b = make({ ...base, isResultFailure: (r) => r === 'b' }).b;
+    await b.execute(() => 'b');
+    assert.equal(b.state, 'open');
+    await a.execute(() => 'b');
+    assert.equal(a.state, 'closed');
+  });
+  it('isNeutral', async () => {
+    const a = make({ ...base, isNeutral: (e) => (e as Error).message === 'a' }).b;
+    const b = make({ ...base, isNeutral: (e) => (e as Error).message === 'b' }).b;
+    await assert.rejects(b.execute(rejecting(new Error('a'))));
+    assert.equal(b.state, 'open');
+    await assert.rejects(a.execute(rejecting(new Error('a'))));
+    assert.equal(a.state, 'closed');
+  });
+});
