@@ -1308,3 +1308,108 @@ describe('circuitBreaker: two different classifiers of one kind are never shared
     assert.equal(a.state, 'closed');
   });
 });
+
+describe('circuitBreaker: what the store sees of each transition', () => {
+  it('reasons and manual flags, and openUntil only when opening', () => {
+    const seen: string[] = [];
+    const keys: boolean[] = [];
+    const store: BreakerStore = {
+      attach: () => ({
+        onTransition: (e) => {
+          seen.push(`${e.from}->${e.to}:${e.reason}:${e.manual}`);
+          keys.push(Object.hasOwn(e, 'openUntil'));
+        },
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({
+      name: 't',
+      store,
+      openDuration: 10,
+      eagerHalfOpen: true,
+      halfOpen: { deadlineMs: 50 },
+    });
+    b.tryAcquire()!.failure(); // closed -> open
+    clock.advance(10); // eager: open -> half-open
+    clock.advance(50); // deadline: half-open -> open
+    clock.advance(20); // eager again
+    b.tryAcquire()!.success(); // half-open -> closed
+    b.isolate();
+    b.forceClose();
+    b.metricsOnly();
+    b.reset();
+    assert.deepEqual(seen, [
+      'closed->open:consecutive-failures:false',
+      'open->half-open:open-duration-elapsed:false',
+      'half-open->open:half-open-deadline:false',
+      'open->half-open:open-duration-elapsed:false',
+      'half-open->closed:probe-succeeded:false',
+      'closed->isolated:isolated:true',
+      'isolated->disabled:forced-closed:true',
+      'disabled->metrics-only:metrics-only:true',
+      'metrics-only->closed:reset:true',
+    ]);
+    assert.deepEqual(keys, [true, false, true, false, false, false, false, false, false]);
+  });
+
+  it('forceClose() and metricsOnly() of an open breaker forget its openings and failures', () => {
+    for (const manual of ['forceClose', 'metricsOnly'] as const) {
+      const { b } = make({ openDuration: { base: 100 } });
+      b.tryAcquire()!.failure(new Error('down'));
+      b[manual]();
+      assert.equal(b.toJSON().openings, 0);
+      assert.equal(b.toJSON().openFailures, undefined);
+      assert.equal(b.openDurationMs(), 100);
+      b.isolate();
+      assert.throws(
+        () => b.acquire(),
+        (e: { cause?: unknown }) => e.cause === undefined,
+      );
+    }
+  });
+});
+
+describe('circuitBreaker: applyRemote', () => {
+  it('refuses an unknown state by name', () => {
+    const { b } = make();
+    assert.throws(() => b.applyRemote({ state: 'ajar' as never, reason: 'x' }), {
+      name: 'TypeError',
+      message: 'applyRemote: unknown state ajar',
+    });
+    assert.throws(() => b.applyRemote(undefined as never), {
+      name: 'TypeError',
+      message: 'applyRemote: unknown state undefined',
+    });
+    assert.equal(b.state, 'closed');
+  });
+
+  it('open -> open without openUntil restarts with the next backoff period', () => {
+    const { b, clock } = make({ name: 'r', openDuration: { base: 100, multiplier: 2 } });
+    b.tryAcquire()!.failure();
+    clock.advance(30);
+    b.applyRemote({ state: 'open', reason: 'remote' });
+    assert.equal(b.nextAttemptAt, clock.now() + 200);
+  });
+});
+
+describe('circuitBreaker: no idle timers', () => {
+  it('an eager breaker restored closed holds no timer', () => {
+    const clock = new TestClock();
+    circuitBreaker({ clock, eagerHalfOpen: true, initialState: { version: 1, state: 'closed' } as never });
+    assert.equal(clock.pending, 0);
+  });
+
+  it('a waiter woken by the probe’s verdict leaves no abort listener', async () => {
+    const { b, clock } = make({ openDuration: 10, halfOpen: { waitForProbes: true } });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    const probe = b.tryAcquire()!;
+    const ac = new AbortController();
+    const waiter = b.execute(() => 'ran', ac.signal);
+    await Promise.resolve();
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+    probe.success();
+    assert.equal(await waiter, 'ran');
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+  });
+});
