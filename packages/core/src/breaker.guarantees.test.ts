@@ -1413,3 +1413,18 @@ describe('circuitBreaker: no idle timers', () => {
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
 });
+
+describe('circuitBreaker: listeners', () => {
+  it('disposing one listener (twice) leaves the others hearing', async () => {
+    const { b } = make({ trip: { kind: 'consecutive', threshold: 9 } });
+    const heard: string[] = [];
+    const a = b.on('success', () => heard.push('a'));
+    b.on('success', () => heard.push('b'));
+    const c = b.on('failure', () => heard.push('c'));
+    a.dispose();
+    a.dispose();
+    c[Symbol.dispose]();
+    await b.execute(() => 1);
+    assert.deepEqual(heard, ['b']);
+  });
+});
