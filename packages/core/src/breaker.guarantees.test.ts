@@ -1428,3 +1428,33 @@ describe('circuitBreaker: listeners', () => {
     assert.deepEqual(heard, ['b']);
   });
 });
+
+describe('circuitBreaker: after the store’s permit, with waitForProbes', () => {
+  it('another caller took the probe meanwhile: the call waits for its verdict, then runs', async () => {
+    let allow = false;
+    let permitArrived!: () => void;
+    const store: BreakerStore = {
+      attach: () => ({
+        onTransition: () => {},
+        requestProbe: () => allow,
+        awaitProbe: () =>
+          new Promise<void>((resolve) => {
+            permitArrived = resolve;
+          }),
+        detach: () => {},
+      }),
+    };
+    const { b, clock } = make({ name: 'raced', store, openDuration: 10, halfOpen: { waitForProbes: true } });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    const call = b.execute(() => `ran ${b.state}`);
+    await Promise.resolve();
+    allow = true;
+    const probe = b.tryAcquire()!;
+    assert.equal(b.state, 'half-open');
+    permitArrived();
+    await nextTurn();
+    probe.success();
+    assert.equal(await call, 'ran closed');
+  });
+});
