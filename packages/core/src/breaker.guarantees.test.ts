@@ -1458,3 +1458,21 @@ describe('circuitBreaker: after the store’s permit, with waitForProbes', () =>
     assert.equal(await call, 'ran closed');
   });
 });
+
+describe('circuitBreaker: a failed probe, as the store sees it', () => {
+  it('reopens automatically, not by hand', () => {
+    const seen: string[] = [];
+    const store: BreakerStore = {
+      attach: () => ({ onTransition: (e) => seen.push(`${e.to}:${e.reason}:${e.manual}`), detach: () => {} }),
+    };
+    const { b, clock } = make({ name: 'p', store, openDuration: 10 });
+    b.tryAcquire()!.failure();
+    clock.advance(10);
+    b.tryAcquire()!.failure();
+    assert.deepEqual(seen, [
+      'open:consecutive-failures:false',
+      'half-open:open-duration-elapsed:false',
+      'open:probe-failed:false',
+    ]);
+  });
+});
