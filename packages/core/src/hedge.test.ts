@@ -18,18 +18,9 @@ import {
 } from './index.js';
 import { LatencyHistogram } from './latency-histogram.js';
 import { TestClock } from './test-clock.js';
+import { seededRandom } from './chaos/random.js';
 
-/** mulberry32: a small seeded generator, so the simulated servers are the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const seeded = seededRandom;
 
 /** Work that answers `value` after `ms` on the clock, or rejects with the signal's reason when it aborts. */
 function work<T>(clock: TestClock, ms: number, value: T, signal: AbortSignal): Promise<T> {

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Incident, Trace } from './trace.js';
+import { seededRandom } from 'tripswitch/chaos';
 
 /**
  * The shapes {@link synthesize} knows.
@@ -71,17 +72,7 @@ export interface SynthOptions {
   recoveryMs?: number;
 }
 
-/** mulberry32: small, fast, and good enough to draw arrivals and outcomes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 function num(
   o: SynthOptions,

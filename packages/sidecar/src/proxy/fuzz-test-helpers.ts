@@ -5,18 +5,10 @@
  * it. Not exported from the package.
  * @module
  */
+import { seededRandom } from 'tripswitch/chaos';
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same message on every machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** A small seeded PRNG (mulberry32, core's `seededRandom`): the same seed gives the same message on every machine. */
+export const prng: (seed: number) => () => number = seededRandom;
 
 /**
  * What the proxy may do with the mutated message: `refuse` (4xx and close, nothing forwarded),

@@ -11,6 +11,7 @@ import { request } from 'node:http';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { ResponseParser } from './h1-response.js';
+import { seededRandom } from 'tripswitch/chaos';
 
 interface Verdict {
   ok: boolean;
@@ -154,16 +155,7 @@ test('bytes after a complete response mark the connection not reusable', () => {
 
 // ---- property test against llhttp ----
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 /** A generated response: mostly well-formed, with one or two of the broken shapes mixed in. */
 function generate(r: () => number): { bytes: Buffer; head: boolean } {
