@@ -4,6 +4,7 @@
 // first attempt, `ref: false`, a signal first read after the call, and the percentile delay's
 // clamps and refresh cadence. TestClock only.
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import { type HedgeContext, hedge, neverAbortedSignal, type RetryBudget } from './index.js';
 import { TestClock } from './test-clock.js';
@@ -41,6 +42,9 @@ function spyBudget(grant: boolean) {
 
 describe('hedge: options', () => {
   it('messages name the policy, the option and the rule', () => {
+    assert.throws(() => hedge(null as never), {
+      message: 'hedge: option "options" must be an object, got null',
+    });
     assert.throws(() => hedge({} as never), {
       message:
         'hedge: option "idempotent" must be true (hedging runs the work more than once; use it only for idempotent work), got undefined',
@@ -144,12 +148,15 @@ describe('hedge: calls', () => {
         seen.map((c) => c.hedgeAttempt),
         [1, 1, 1],
       );
+      let runs = 0;
       await assert.rejects(
         h.execute(() => {
+          runs++;
           throw new Error('sync');
         }),
         /sync/,
       );
+      assert.equal(runs, 1, 'fn runs once');
       assert.equal(clock.pending, 0);
     }
   });
@@ -205,7 +212,7 @@ describe('hedge: calls', () => {
   });
 
   it('the first attempt winning: won event with attempt 1 and the call duration, not a hedge win', async () => {
-    const clock = new TestClock(0);
+    const clock = new TestClock(1_000);
     const h = hedge({ idempotent: true, delayMs: 10, clock, budget: { percent: 1000 } });
     const won: unknown[] = [];
     h.on('won', (e) => won.push(e));
@@ -218,6 +225,37 @@ describe('hedge: calls', () => {
     assert.equal(h.stats().hedgeWins, 0);
     assert.equal(h.stats().hedges, 1);
     assert.equal(clock.pending, 0);
+  });
+
+  it('a loser that succeeds later (ignoring its abort) changes nothing: one won event, one hedge win', async () => {
+    const clock = new TestClock(0);
+    const h = hedge({ idempotent: true, delayMs: 10, clock, budget: { percent: 1000 } });
+    const won: unknown[] = [];
+    h.on('won', (e) => won.push(e));
+    const p = h.execute(
+      ({ hedgeAttempt }) =>
+        new Promise((resolve) =>
+          clock.setTimeout(() => resolve(hedgeAttempt), hedgeAttempt === 1 ? 100 : 20),
+        ),
+    );
+    await clock.advanceAsync(100);
+    assert.equal(await p, 2);
+    assert.deepEqual(won, [{ attempt: 2, duration: 30 }]);
+    assert.equal(h.stats().hedgeWins, 1);
+  });
+
+  it('one signal per attempt, however often it is read; no listener on neverAbortedSignal', async () => {
+    const clock = new TestClock(0);
+    const h = hedge({ idempotent: true, delayMs: 10, clock });
+    let same = false;
+    let listeners = -1;
+    await h.execute((ctx) => {
+      same = ctx.signal === ctx.signal;
+      listeners = getEventListeners(neverAbortedSignal, 'abort').length;
+      return 1;
+    }, neverAbortedSignal);
+    assert.equal(same, true);
+    assert.equal(listeners, 0);
   });
 
   it('a first attempt that throws synchronously rejects the call and arms nothing more', async () => {
@@ -242,6 +280,7 @@ describe('hedge: calls', () => {
     });
     assert.equal(ctx.signal.aborted, true);
     assert.equal((ctx.signal.reason as Error).name, 'AbortError');
+    assert.equal((ctx.signal.reason as Error).message, 'hedge: another attempt succeeded first');
     const boom = new Error('boom');
     await assert.rejects(
       h.execute((c) => {
