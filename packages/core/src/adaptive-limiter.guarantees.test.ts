@@ -14,6 +14,15 @@ import {
 } from './index.js';
 import { TestClock } from './test-clock.js';
 
+/** A TestClock counting the timers set. */
+class CountingClock extends TestClock {
+  set = 0;
+  override setTimeout(fn: () => void, ms: number) {
+    this.set++;
+    return super.setTimeout(fn, ms);
+  }
+}
+
 /** Starts `n` calls at once, each taking `ms`, and lets them all complete. */
 async function window(l: AdaptiveLimiterPolicy, clock: TestClock, n: number, ms: number): Promise<void> {
   const calls: Promise<unknown>[] = [];
@@ -261,7 +270,7 @@ describe('adaptiveLimiter: queue', () => {
   });
 
   it('each waiter times out at its own deadline: one timer, re-armed for the next head', async () => {
-    const clock = new TestClock(0);
+    const clock = new CountingClock(0);
     const l = fixed(clock, { queueTimeoutMs: 100 });
     const hold = l.execute(() => new Promise<void>((resolve) => clock.setTimeout(resolve, 1_000)));
     const a = l.execute(() => 'a');
@@ -285,6 +294,7 @@ describe('adaptiveLimiter: queue', () => {
     await clock.advanceAsync(1);
     assert.equal(bDone, true);
     assert.equal(l.stats().queued, 0);
+    assert.equal(clock.set, 3, 'the running call, the queue timer and its one re-arm at the next deadline');
     assert.equal(clock.pending, 1, 'only the running call holds a timer');
     await clock.advanceAsync(900);
     await hold;
