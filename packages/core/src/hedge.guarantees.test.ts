@@ -211,6 +211,18 @@ describe('hedge: calls', () => {
     assert.equal(budget.tries, 1);
   });
 
+  it('the default budget is 10 % of calls plus 1 a second (10 over its 10 s window)', async () => {
+    const clock = new TestClock(0);
+    const h = hedge({ idempotent: true, delayMs: 10, clock });
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < 40; i++) calls.push(h.execute(() => new Promise((r) => clock.setTimeout(r, 100))));
+    await clock.advanceAsync(100);
+    await Promise.all(calls);
+    // retryBudget's own defaults (20 %, 10 a second) would allow all 40.
+    assert.equal(h.stats().hedges, 14);
+    assert.equal(h.stats().budgetExhausted, 26);
+  });
+
   it('the first attempt winning: won event with attempt 1 and the call duration, not a hedge win', async () => {
     const clock = new TestClock(1_000);
     const h = hedge({ idempotent: true, delayMs: 10, clock, budget: { percent: 1000 } });
