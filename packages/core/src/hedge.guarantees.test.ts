@@ -215,7 +215,8 @@ describe('hedge: calls', () => {
     const clock = new TestClock(0);
     const h = hedge({ idempotent: true, delayMs: 10, clock });
     const calls: Promise<unknown>[] = [];
-    for (let i = 0; i < 40; i++) calls.push(h.execute(() => new Promise((r) => clock.setTimeout(r, 100))));
+    for (let i = 0; i < 40; i++)
+      calls.push(h.execute(() => new Promise((r) => clock.setTimeout(() => r(undefined), 100))));
     await clock.advanceAsync(100);
     await Promise.all(calls);
     // retryBudget's own defaults (20 %, 10 a second) would allow all 40.
