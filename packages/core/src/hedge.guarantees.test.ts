@@ -263,7 +263,8 @@ describe('hedge: calls', () => {
     let same = false;
     let listeners = -1;
     await h.execute((ctx) => {
-      same = ctx.signal === ctx.signal;
+      const first = ctx.signal;
+      same = ctx.signal === first;
       listeners = getEventListeners(neverAbortedSignal, 'abort').length;
       return 1;
     }, neverAbortedSignal);
