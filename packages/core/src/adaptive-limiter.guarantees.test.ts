@@ -208,7 +208,7 @@ describe('adaptiveLimiter: windows', () => {
   });
 
   it('a window closes once both windowMs has passed and minWindowSamples completed', async () => {
-    const clock = new TestClock(0);
+    const clock = new TestClock(1_000);
     const l = adaptiveLimiter({ minWindowSamples: 2, windowMs: 100, clock });
     await window(l, clock, 1, 10);
     await window(l, clock, 1, 10);
@@ -334,6 +334,22 @@ describe('adaptiveLimiter: queue', () => {
     assert.equal(clock.pending, 1, 'the queue timer is cleared with the last waiter');
     await clock.advanceAsync(10);
     await hold2;
+  });
+
+  it('a waiter leaving while others wait leaves the queue timer armed for them', async () => {
+    const clock = new TestClock(0);
+    const l = fixed(clock, { queueTimeoutMs: 100 });
+    const hold = l.execute(() => new Promise<void>((resolve) => clock.setTimeout(resolve, 1_000)));
+    const a = l.execute(() => 'a');
+    const ac = new AbortController();
+    const b = l.execute(() => 'b', ac.signal);
+    await clock.advanceAsync(10);
+    ac.abort(new Error('b left'));
+    await assert.rejects(b, /b left/);
+    await clock.advanceAsync(90);
+    await assert.rejects(a, (e) => isConcurrencyLimitError(e) && e.reason === 'queue-timeout');
+    await clock.advanceAsync(900);
+    await hold;
   });
 
   it('no queue timer without queueTimeoutMs; ref: false unrefs it', async () => {
