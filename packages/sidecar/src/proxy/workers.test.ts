@@ -501,6 +501,11 @@ if (!supported) {
         circuit_breakers: {
           thresholds: [{ priority: 'default', max_requests: 3, max_pending_requests: 20 }],
         },
+        // The 502s below must all reach the upstream: with the defaults (5 failures in a row trip
+        // the breaker, 5 gateway failures eject the only host) the later ones would get a 503,
+        // or not, depending on whether they were admitted before the trip reached the workers.
+        breaker: { trip: { kind: 'consecutive', threshold: 1_000 } },
+        outlier_detection: { consecutive_5xx: 0, consecutive_gateway_failure: 0 },
       }),
       { logger: memoryLogger(), workerLogs: 'none' },
     );
@@ -531,6 +536,8 @@ if (!supported) {
       for (const r of waiting.splice(0)) r.destroy();
       // upstream failures (502) release too
       const failed = await Promise.all(Array.from({ length: 10 }, () => send(port, '/reset')));
+      // and one after the other, so none is admitted before the others' failures are counted
+      for (let k = 0; k < 6; k++) failed.push(await send(port, '/reset'));
       assert.deepEqual(
         failed.map((r) => r.status),
         failed.map(() => 502),
