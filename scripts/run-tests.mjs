@@ -59,6 +59,30 @@ if (ci && skipped > 0) {
   console.log(`\nCI=${process.env.CI}: ${skipped} test(s) skipped, which fails the run:`);
   for (const l of lines) console.log(`  ${l.trim()}`);
 }
+// The failures again, just above the closing line: a CI log is often read from its end only, and
+// the spec reporter's account of a failure is hundreds of lines up. Leaf failures only (a suite
+// whose subtests failed adds nothing), without stack frames, at most ~60 lines each.
+const digest = [];
+const lines = report.split('\n');
+for (let k = 0; k < lines.length; k++) {
+  const m = /^(\s*)not ok \d+ - (.*)$/.exec(lines[k]);
+  if (!m) continue;
+  const block = [];
+  for (let j = k + 1; j < lines.length && lines[j].trim() !== '...'; j++) block.push(lines[j]);
+  if (block.some((l) => l.includes("failureType: 'subtestsFailed'"))) continue;
+  const pad = m[1].length + 2;
+  const kept = [];
+  let inStack = false;
+  for (const l of block) {
+    const t = l.slice(pad);
+    if (/^(stack|duration_ms|---)/.test(t.trim()) && !t.startsWith(' ')) inStack = t.startsWith('stack');
+    else if (!t.startsWith(' ')) inStack = false;
+    if (inStack || t.startsWith('duration_ms') || t.startsWith('---')) continue;
+    kept.push(`    ${t}`);
+  }
+  digest.push(`  ${m[2]}`, ...kept.slice(0, 60));
+}
+if (digest.length > 0) console.log(`\nfailures (from the TAP report):\n${digest.join('\n')}\n`);
 console.log(`${count('pass')} passed, ${count('fail') + count('cancelled')} failed, ${skipped} skipped`);
 const status = r.status ?? 1;
 process.exit(status !== 0 ? status : ci && skipped > 0 ? 1 : 0);

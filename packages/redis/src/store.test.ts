@@ -617,7 +617,9 @@ describe('redisStore on a shared Redis', { skip: skipNoRedis }, () => {
                   return bs.every((b) => b.state === st);
                 },
                 'every instance on the stored state',
-                3000,
+                // a bound, not a speed claim: a read overtaken by messages is retried, and a store
+                // whose command timed out on a stalled machine re-reads after its recheck interval
+                10_000,
               ).catch(async (err: Error) => {
                 const st = await stored();
                 throw new Error(`${err.message}: stored ${st}, local ${bs.map((b) => b.state).join(',')}`);
