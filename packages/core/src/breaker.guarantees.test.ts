@@ -967,15 +967,15 @@ describe('circuitBreaker: every option is validated with a message naming it', (
     [{ isNeutral: 1 }, 'circuitBreaker: option "isNeutral" must be a function, got 1'],
     [
       { isFailure: [Error, 1] },
-      'circuitBreaker: option "isFailure" must be a function or an array of error classes, got [null,1]',
+      'circuitBreaker: option "isFailure" must be a function or an array of error classes, got [class Error, 1]',
     ],
     [
       { name: 's', store: { attach: () => null } },
-      'circuitBreaker: option "store" must be a BreakerStore whose attach() returns a StoreSession, got {}',
+      'circuitBreaker: option "store" must be a BreakerStore whose attach() returns a StoreSession, got {attach: a function}',
     ],
     [
       { name: 's', store: { attach: () => ({}) } },
-      'circuitBreaker: option "store" must be a BreakerStore whose attach() returns a StoreSession, got {}',
+      'circuitBreaker: option "store" must be a BreakerStore whose attach() returns a StoreSession, got {attach: a function}',
     ],
     [
       { name: 's', store: null },

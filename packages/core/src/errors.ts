@@ -419,16 +419,46 @@ export function isWriteQueueClosedError(err: unknown): err is WriteQueueClosedEr
   return hasCode(err, ErrorCodes.writeQueueClosed);
 }
 
-/** Renders a value for an error message: strings quoted, objects as short JSON. */
+/**
+ * Renders a value for an error message: strings quoted, classes and functions named, arrays and
+ * plain objects element by element (JSON would print a class in an array as `null` and drop an
+ * object's function-valued keys), nesting and length cut short.
+ */
 export function showValue(v: unknown): string {
+  const s = show(v, 0, []);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+const MAX_DEPTH = 3;
+
+function show(v: unknown, depth: number, seen: object[]): string {
   if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'function') return 'a function';
   if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
+  if (typeof v === 'function') return isClass(v) ? `class ${v.name}` : 'a function';
   if (v === null || typeof v !== 'object') return String(v);
-  try {
-    const s = JSON.stringify(v);
-    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-  } catch {
-    return Object.prototype.toString.call(v);
+  if (seen.includes(v)) return '[circular]';
+  const proto = Object.getPrototypeOf(v) as object | null;
+  const array = Array.isArray(v);
+  if (!array && proto !== Object.prototype && proto !== null) {
+    const name = (v as { constructor?: { name?: unknown } }).constructor?.name;
+    return typeof name === 'string' && name !== '' ? `a ${name}` : Object.prototype.toString.call(v);
   }
+  if (depth >= MAX_DEPTH) return array ? '[...]' : '{...}';
+  seen.push(v);
+  // Only as many entries as the 80-character message can show.
+  const parts: string[] = [];
+  if (array) for (let i = 0; i < v.length && i < 40; i++) parts.push(show(v[i], depth + 1, seen));
+  else
+    for (const k of Object.keys(v).slice(0, 40))
+      parts.push(`${k}: ${show((v as Record<string, unknown>)[k], depth + 1, seen)}`);
+  seen.pop();
+  return array ? `[${parts.join(', ')}]` : `{${parts.join(', ')}}`;
+}
+
+// A constructor someone would pass as an error class: `class` syntax, or a named function with a
+// prototype and a capitalised name (built-ins such as TypeError).
+function isClass(f: Function): boolean {
+  const src = Function.prototype.toString.call(f);
+  return src.startsWith('class') || (f.prototype !== undefined && /^[A-Z]/.test(f.name));
 }
