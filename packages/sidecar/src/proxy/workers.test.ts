@@ -116,7 +116,7 @@ if (!supported) {
     for (const w of pool.threads) assert.equal(w.threadId, -1, 'every worker thread has exited');
   });
 
-  test('a breaker tripped in one worker rejects the next request in every worker; the admin open/reset reach them all', async () => {
+  test('once the one breaker trips on the failures the workers forward, every worker rejects its next request; the admin open/reset reach them all', async () => {
     const up = await upstream((_req, res) => {
       res.statusCode = 500;
       res.end('boom');
