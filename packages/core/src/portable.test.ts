@@ -21,7 +21,7 @@ const target = (sub: string) => {
 };
 
 /** Portable entries: everything but `./undici` (an undici interceptor) and `./file-store` (node:fs). */
-const portable = ['.', './testing', './fetch', './chaos'];
+const portable = ['.', './testing', './fetch', './chaos', './exporter'];
 
 /** Every specifier a module imports, statically or with `import()` (comments ignored). */
 function specifiers(source: string): string[] {

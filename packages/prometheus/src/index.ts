@@ -4,23 +4,26 @@ import {
   adaptiveLimiterRejectionReasons,
   bulkheadRejectionReasons,
   fallbackOutcomes,
-  isWriteQueue,
-  policyKind,
   retryGiveUpReasons,
   writeQueueStoreOperations,
   type BreakerRegistry,
   type BulkheadPolicy,
   type CircuitBreaker,
   type CircuitState,
-  type FallbackPolicy,
   type HedgePolicy,
-  type PolicyKind,
   type RateLimiterPolicy,
-  type RetryPolicy,
   type TimeoutPolicy,
   type WriteQueue,
 } from 'tripswitch';
 import type { ChaosPolicy } from 'tripswitch/chaos';
+import {
+  bindMetrics,
+  type InstrumentablePolicy,
+  type MetricsHandle,
+  type MetricsMakers,
+} from 'tripswitch/exporter';
+
+export type { InstrumentablePolicy, MetricsHandle } from 'tripswitch/exporter';
 
 /**
  * Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only.
@@ -60,40 +63,6 @@ export interface PrometheusMetricsOptions {
 }
 
 /**
- * What {@link PrometheusMetrics.instrument} accepts: one of these, a `wrap()` of them, or a write queue.
- *
- * @example
- * ```ts
- * const policy: InstrumentablePolicy = wrap(retry(), timeout({ ms: 500 }));
- * metrics.instrument('inventory', policy);
- * ```
- */
-export type InstrumentablePolicy =
-  | RetryPolicy
-  | TimeoutPolicy
-  | BulkheadPolicy
-  | RateLimiterPolicy
-  | FallbackPolicy<unknown>
-  | HedgePolicy
-  | AdaptiveLimiterPolicy
-  | ChaosPolicy
-  | { readonly policies: readonly unknown[] }
-  | WriteQueue<unknown, unknown>;
-
-/**
- * A disposable: `dispose()` (or `using`) undoes what created it. Disposing twice is a no-op.
- *
- * @example
- * ```ts
- * using handle = metrics.instrument('inventory', retry()); // series removed at the end of the scope
- * ```
- */
-export interface MetricsHandle {
-  dispose(): void;
-  [Symbol.dispose](): void;
-}
-
-/**
  * What {@link prometheusMetrics} returns.
  *
  * @example
@@ -114,21 +83,6 @@ export interface PrometheusMetrics extends MetricsHandle {
   instrument(name: string, policy: InstrumentablePolicy): MetricsHandle;
 }
 
-/** The kinds of policy `instrument()` attaches metrics to (a write queue is not a policy, but is metered alike). */
-type MeteredKind = Exclude<PolicyKind, 'breaker' | 'wrap'> | 'writeQueue';
-
-interface PolicyOf {
-  retry: RetryPolicy;
-  timeout: TimeoutPolicy;
-  bulkhead: BulkheadPolicy;
-  rateLimiter: RateLimiterPolicy;
-  fallback: FallbackPolicy<unknown>;
-  hedge: HedgePolicy;
-  adaptiveLimiter: AdaptiveLimiterPolicy;
-  chaos: ChaosPolicy;
-  writeQueue: WriteQueue<unknown, unknown>;
-}
-
 /**
  * Exposes breaker metrics of a registry through prom-client, and policy metrics through
  * `instrument()`. Returns a disposable.
@@ -146,9 +100,8 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     names.push(p + n);
     return m;
   };
-  const subs = new Map<CircuitBreaker, { dispose(): void }[]>();
-  const regSubs: { dispose(): void }[] = [];
   const breakers = options.registry;
+  let breaker: ((b: CircuitBreaker) => { dispose(): void }[]) | undefined;
   if (breakers !== undefined) {
     mk(
       new Gauge({
@@ -227,22 +180,11 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
       }),
       'circuit_breaker_transitions_total',
     );
-    const follow = (b: CircuitBreaker): void => {
-      if (subs.has(b)) return;
-      subs.set(b, [
-        b.on('success', (e) => duration.observe({ service: e.name, outcome: 'success' }, e.duration / 1000)),
-        b.on('failure', (e) => duration.observe({ service: e.name, outcome: 'failure' }, e.duration / 1000)),
-        b.on('stateChange', (e) => transitions.inc({ service: e.name, from: e.from, to: e.to })),
-      ]);
-    };
-    for (const b of breakers) follow(b);
-    regSubs.push(
-      breakers.on('added', (e) => follow(e.breaker)),
-      breakers.on('removed', (e) => {
-        for (const s of subs.get(e.breaker) ?? []) s.dispose();
-        subs.delete(e.breaker);
-      }),
-    );
+    breaker = (b) => [
+      b.on('success', (e) => duration.observe({ service: e.name, outcome: 'success' }, e.duration / 1000)),
+      b.on('failure', (e) => duration.observe({ service: e.name, outcome: 'failure' }, e.duration / 1000)),
+      b.on('stateChange', (e) => transitions.inc({ service: e.name, from: e.from, to: e.to })),
+    ];
   }
 
   // Policy metrics: each kind's families are registered on its first instrument().
@@ -298,8 +240,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
       for (const l of series) c.remove(l);
     };
   };
-  type Detach = () => void;
-  const makers: { [K in MeteredKind]: () => (name: string, policy: PolicyOf[K]) => Detach } = {
+  const makers: MetricsMakers = {
     retry: () => {
       const retries = counter(
         'tripswitch_retries_total',
@@ -564,68 +505,12 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
       };
     },
   };
-  const attachers: { [K in MeteredKind]?: (name: string, policy: PolicyOf[K]) => Detach } = {};
-  const taken = new Set<string>();
-  const handles = new Set<() => void>();
-  const add = (name: string, policy: unknown, undo: Detach[], top: boolean): void => {
-    const kind = isWriteQueue(policy) ? 'writeQueue' : policyKind(policy);
-    if (kind === 'wrap') {
-      for (const q of (policy as { policies: readonly unknown[] }).policies) add(name, q, undo, false);
-      return;
-    }
-    if (kind === 'breaker') {
-      if (top) throw new TypeError('instrument: breakers are followed through the `registry` option');
-      return;
-    }
-    if (kind === undefined) {
-      if (top)
-        throw new TypeError(
-          'instrument: not a retry, timeout, bulkhead, rate limiter, fallback, hedge, adaptive limiter, chaos policy, wrap() of them or write queue',
-        );
-      return;
-    }
-    const key = kind === 'chaos' ? `chaos:${(policy as ChaosPolicy).chaos}\0${name}` : `${kind}\0${name}`;
-    if (taken.has(key)) throw new Error(`instrument: a ${kind} named "${name}" is already instrumented`);
-    // biome-ignore lint/suspicious/noAssignInExpressions: lazy registration of the kind's metrics
-    const attach = (attachers[kind] ??= makers[kind]() as never) as (n: string, x: unknown) => Detach;
-    const detach = attach(name, policy);
-    taken.add(key);
-    undo.push(() => {
-      taken.delete(key);
-      detach();
-    });
-  };
-  let disposed = false;
-  const instrument = (name: string, policy: InstrumentablePolicy): MetricsHandle => {
-    if (disposed) throw new Error('instrument: the metrics were disposed');
-    if (typeof name !== 'string' || name === '')
-      throw new TypeError('instrument: name must be a non-empty string');
-    const undo: Detach[] = [];
-    try {
-      add(name, policy, undo, true);
-    } catch (err) {
-      for (const u of undo) u();
-      throw err;
-    }
-    let done = false;
-    const dispose = (): void => {
-      if (done) return;
-      done = true;
-      handles.delete(dispose);
-      for (const u of undo) u();
-    };
-    handles.add(dispose);
-    return { dispose, [Symbol.dispose]: dispose };
-  };
-
-  const dispose = (): void => {
-    if (disposed) return;
-    disposed = true;
-    for (const h of [...handles]) h();
-    for (const l of subs.values()) for (const s of l) s.dispose();
-    for (const s of regSubs) s.dispose();
-    subs.clear();
-    for (const n of names) reg.removeSingleMetric(n);
-  };
-  return { instrument, dispose, [Symbol.dispose]: dispose };
+  return bindMetrics({
+    registry: breakers,
+    breaker,
+    makers,
+    dispose: () => {
+      for (const n of names) reg.removeSingleMetric(n);
+    },
+  });
 }
