@@ -11,16 +11,18 @@
  * falls below 1 and the limit shrinks. A window in which the calls used under half the limit
  * leaves it alone (the load, not the service, was the bound).
  *
- * Calls over the limit wait in a FIFO queue (`maxQueue`, `queueTimeoutMs`), like a bulkhead's:
- * a doubly linked list, and one clock timer for the queue's head.
+ * Calls over the limit wait in a FIFO queue (`maxQueue`, `queueTimeoutMs`), a bulkhead's
+ * {@link WaiterQueue}: a doubly linked list, and one clock timer for the queue's head, cleared
+ * once nobody waits (an idle limiter holds no timer).
  *
  * @module
  */
-import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { Emitter, type Subscription } from './emitter.js';
 import { TripswitchError } from './errors.js';
 import { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
 import { rejectUnknownKeys, validator } from './validate.js';
+import { WaiterQueue } from './waiter-queue.js';
 
 const CODE = 'ERR_CONCURRENCY_LIMIT';
 
@@ -178,23 +180,6 @@ const KEYS = [
 const NO_KEYS: readonly string[] = [];
 const plainContext: PolicyContext = Object.freeze({ signal: neverAbortedSignal });
 
-class Waiter {
-  prev: Waiter | undefined = undefined;
-  next: Waiter | undefined = undefined;
-  constructor(
-    readonly owner: Limiter,
-    readonly deadline: number,
-    readonly signal: AbortSignal | undefined,
-    readonly fn: (ctx: PolicyContext) => unknown,
-    readonly resolve: (v: unknown) => void,
-    readonly reject: (e: unknown) => void,
-  ) {}
-  handleEvent(): void {
-    this.owner.drop(this);
-    this.reject(this.signal!.reason);
-  }
-}
-
 class Limiter implements AdaptiveLimiterPolicy {
   get kind(): 'adaptiveLimiter' {
     return 'adaptiveLimiter';
@@ -209,19 +194,14 @@ class Limiter implements AdaptiveLimiterPolicy {
   readonly #windowMs: number;
   readonly #minSamples: number;
   readonly #maxQueue: number;
-  readonly #queueMs: number;
-  readonly #ref: boolean;
+  readonly #queue: WaiterQueue;
   readonly #clock: Clock;
   readonly #events = new Emitter<AdaptiveLimiterEvents>();
   #estimate: number;
   #limit: number;
   #running = 0;
-  #queued = 0;
   #executed = 0;
   #rejected = 0;
-  #head: Waiter | undefined = undefined;
-  #tail: Waiter | undefined = undefined;
-  #timer: TimerHandle | undefined = undefined;
   // The current window.
   #windowStart: number;
   #samples = 0;
@@ -229,7 +209,6 @@ class Limiter implements AdaptiveLimiterPolicy {
   #maxRunning = 0;
   #short: number | undefined = undefined;
   #long: number | undefined = undefined;
-  readonly #onTimer = () => this.#fire();
 
   constructor(opts: AdaptiveLimiterOptions | undefined) {
     const v = validator(OWNER);
@@ -252,10 +231,17 @@ class Limiter implements AdaptiveLimiterPolicy {
     this.#minSamples =
       v.optionalNumber('minWindowSamples', o.minWindowSamples, { min: 1, integer: true }) ?? 10;
     this.#maxQueue = v.optionalNumber('maxQueue', o.maxQueue, { min: 0, integer: true }) ?? 0;
-    this.#queueMs =
+    const queueMs =
       v.optionalNumber('queueTimeoutMs', o.queueTimeoutMs, { min: 0 }) ?? Number.POSITIVE_INFINITY;
-    this.#ref = v.optionalBoolean('ref', o.ref) ?? true;
+    const ref = v.optionalBoolean('ref', o.ref) ?? true;
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
+    this.#queue = new WaiterQueue({
+      clock: this.#clock,
+      queueMs,
+      ref,
+      idleTimer: 'clear',
+      expire: () => this.#reject('queue-timeout'),
+    });
     this.#estimate = this.#limit = initial;
     this.#windowStart = this.#clock.now();
   }
@@ -264,7 +250,7 @@ class Limiter implements AdaptiveLimiterPolicy {
     return {
       limit: this.#limit,
       running: this.#running,
-      queued: this.#queued,
+      queued: this.#queue.size,
       shortRtt: this.#short,
       longRtt: this.#long,
       executed: this.#executed,
@@ -284,27 +270,10 @@ class Limiter implements AdaptiveLimiterPolicy {
     if (signal === neverAbortedSignal) signal = undefined;
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#running < this.#limit) return this.#run(fn, signal);
-    if (this.#queued >= this.#maxQueue) return Promise.reject(this.#reject('full'));
-    return new Promise<T>((resolve, reject) => {
-      const finite = Number.isFinite(this.#queueMs);
-      const w = new Waiter(
-        this,
-        finite ? this.#clock.now() + this.#queueMs : 0,
-        signal,
-        fn,
-        resolve as (v: unknown) => void,
-        reject,
-      );
-      this.#queued++;
-      if (this.#tail === undefined) this.#head = w;
-      else {
-        this.#tail.next = w;
-        w.prev = this.#tail;
-      }
-      this.#tail = w;
-      signal?.addEventListener('abort', w);
-      if (finite && this.#timer === undefined) this.#arm(this.#queueMs);
-    });
+    if (this.#queue.size >= this.#maxQueue) return Promise.reject(this.#reject('full'));
+    return new Promise<T>((resolve, reject) =>
+      this.#queue.add(signal, fn, resolve as (v: unknown) => void, reject),
+    );
   }
 
   #reject(reason: 'full' | 'queue-timeout'): ConcurrencyLimitError {
@@ -334,9 +303,8 @@ class Limiter implements AdaptiveLimiterPolicy {
     this.#running--;
     // A call the caller gave up on says nothing about the service's latency.
     if (signal === undefined || !signal.aborted) this.#sample(this.#clock.now() - started);
-    while (this.#head !== undefined && this.#running < this.#limit) {
-      const w = this.#head;
-      this.drop(w);
+    while (this.#queue.head !== undefined && this.#running < this.#limit) {
+      const w = this.#queue.shift()!;
       w.resolve(this.#run(w.fn, w.signal));
     }
   }
@@ -380,38 +348,6 @@ class Limiter implements AdaptiveLimiterPolicy {
     this.#limit = Math.max(this.#min, Math.floor(this.#estimate));
     if (this.#limit !== from && this.#events.has('limitChange'))
       this.#events.emit('limitChange', { from, to: this.#limit, shortRtt: short, longRtt: long });
-  }
-
-  /** @internal Removes a waiter from the queue (granted, aborted or timed out). */
-  drop(w: Waiter): void {
-    this.#queued--;
-    if (this.#queued === 0 && this.#timer !== undefined) {
-      this.#clock.clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
-    const { prev, next } = w;
-    if (prev === undefined) this.#head = next;
-    else prev.next = next;
-    if (next === undefined) this.#tail = prev;
-    else next.prev = prev;
-    w.prev = w.next = undefined;
-    w.signal?.removeEventListener('abort', w);
-  }
-
-  #arm(ms: number): void {
-    const t = this.#clock.setTimeout(this.#onTimer, ms);
-    if (!this.#ref) t.unref();
-    this.#timer = t;
-  }
-
-  #fire(): void {
-    this.#timer = undefined;
-    const now = this.#clock.now();
-    for (let w = this.#head; w !== undefined && w.deadline <= now; w = this.#head) {
-      this.drop(w);
-      w.reject(this.#reject('queue-timeout'));
-    }
-    if (this.#head !== undefined) this.#arm(Math.max(1, this.#head.deadline - now));
   }
 }
 

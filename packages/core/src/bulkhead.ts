@@ -1,17 +1,17 @@
 /**
  * `bulkhead()`: at most `maxConcurrent` calls at once, a bounded FIFO queue behind them.
  *
- * The queue is a doubly linked list (O(1) enqueue, dequeue and removal of an aborted waiter from
- * the middle). Queue timeouts share one clock timer per bulkhead: every waiter waits the same
- * `queueTimeoutMs`, so the queue is already in deadline order and the timer is armed for its head.
+ * The queue is a {@link WaiterQueue} (a doubly linked list, one clock timer for its head), shared
+ * with `adaptiveLimiter()`; a bulkhead's queue timer stays armed, unref'd, while nobody waits.
  *
  * @module
  */
-import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { Emitter, type Subscription } from './emitter.js';
 import { BulkheadRejectedError } from './errors.js';
 import { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
 import { rejectUnknownKeys, validator } from './validate.js';
+import { WaiterQueue } from './waiter-queue.js';
 
 /**
  * Options of {@link bulkhead}.
@@ -92,27 +92,6 @@ const KEYS = ['maxConcurrent', 'maxQueue', 'queueTimeoutMs', 'ref', 'clock'] as 
 const NO_KEYS: readonly string[] = [];
 const plainContext: PolicyContext = Object.freeze({ signal: neverAbortedSignal });
 
-class Waiter {
-  prev: Waiter | undefined = undefined;
-  next: Waiter | undefined = undefined;
-  queued = true;
-  constructor(
-    readonly owner: Bulkhead,
-    readonly deadline: number,
-    readonly signal: AbortSignal | undefined,
-    readonly fn: (ctx: PolicyContext) => unknown,
-    readonly resolve: (v: unknown) => void,
-    readonly reject: (e: unknown) => void,
-  ) {}
-
-  /** The caller's signal aborted while waiting. */
-  handleEvent(): void {
-    if (!this.queued) return;
-    this.owner.drop(this);
-    this.reject(this.signal!.reason);
-  }
-}
-
 class Bulkhead implements BulkheadPolicy {
   // On the prototype, not per instance: idle policies stay as small as they were.
   get kind(): 'bulkhead' {
@@ -122,18 +101,11 @@ class Bulkhead implements BulkheadPolicy {
   readonly contextKeys = NO_KEYS;
   readonly #max: number;
   readonly #maxQueue: number;
-  readonly #queueMs: number;
-  readonly #ref: boolean;
-  readonly #clock: Clock;
+  readonly #queue: WaiterQueue;
   readonly #events = new Emitter<BulkheadEvents>();
   #running = 0;
-  #queued = 0;
   #executed = 0;
   #rejected = 0;
-  #head: Waiter | undefined = undefined;
-  #tail: Waiter | undefined = undefined;
-  #timer: TimerHandle | undefined = undefined;
-  readonly #onTimer = () => this.#fire();
   readonly #release = () => this.#done();
 
   constructor(opts: BulkheadOptions) {
@@ -142,16 +114,23 @@ class Bulkhead implements BulkheadPolicy {
     rejectUnknownKeys(OWNER, o, KEYS);
     this.#max = v.number('maxConcurrent', o.maxConcurrent, { min: 1, integer: true });
     this.#maxQueue = v.optionalNumber('maxQueue', o.maxQueue, { min: 0, integer: true }) ?? 0;
-    this.#queueMs =
+    const queueMs =
       v.optionalNumber('queueTimeoutMs', o.queueTimeoutMs, { min: 0 }) ?? Number.POSITIVE_INFINITY;
-    this.#ref = v.optionalBoolean('ref', o.ref) ?? true;
-    this.#clock = v.clock('clock', o.clock) ?? systemClock;
+    const ref = v.optionalBoolean('ref', o.ref) ?? true;
+    const clock = v.clock('clock', o.clock) ?? systemClock;
+    this.#queue = new WaiterQueue({
+      clock,
+      queueMs,
+      ref,
+      idleTimer: 'unref',
+      expire: () => this.#reject('queue-timeout'),
+    });
   }
 
   stats(): BulkheadStats {
     return {
       running: this.#running,
-      queued: this.#queued,
+      queued: this.#queue.size,
       maxConcurrent: this.#max,
       maxQueue: this.#maxQueue,
       executed: this.#executed,
@@ -171,31 +150,10 @@ class Bulkhead implements BulkheadPolicy {
       this.#running++;
       return this.#run(fn, signal);
     }
-    if (this.#queued >= this.#maxQueue) return Promise.reject(this.#reject('full'));
-    return new Promise<T>((resolve, reject) => {
-      const finite = Number.isFinite(this.#queueMs);
-      const w = new Waiter(
-        this,
-        finite ? this.#clock.now() + this.#queueMs : 0,
-        signal,
-        fn,
-        resolve as (v: unknown) => void,
-        reject,
-      );
-      this.#queued++;
-      if (this.#tail === undefined) this.#head = w;
-      else {
-        this.#tail.next = w;
-        w.prev = this.#tail;
-      }
-      this.#tail = w;
-      signal?.addEventListener('abort', w);
-      if (finite) {
-        if (this.#timer === undefined) this.#arm(this.#queueMs);
-        // A timer left armed by waiters that have gone: a caller waits on it again.
-        else if (this.#queued === 1 && this.#ref) this.#timer.ref?.();
-      }
-    });
+    if (this.#queue.size >= this.#maxQueue) return Promise.reject(this.#reject('full'));
+    return new Promise<T>((resolve, reject) =>
+      this.#queue.add(signal, fn, resolve as (v: unknown) => void, reject),
+    );
   }
 
   #reject(reason: 'full' | 'queue-timeout'): BulkheadRejectedError {
@@ -220,42 +178,10 @@ class Bulkhead implements BulkheadPolicy {
 
   #done(): void {
     this.#running--;
-    const w = this.#head;
+    const w = this.#queue.shift();
     if (w === undefined) return;
-    this.drop(w);
     this.#running++;
     w.resolve(this.#run(w.fn, w.signal));
-  }
-
-  /** @internal Removes a waiter from the queue (granted, aborted or timed out). */
-  drop(w: Waiter): void {
-    w.queued = false;
-    // Nobody waits on the queue timer any more: it must not keep the process alive.
-    if (--this.#queued === 0 && this.#timer !== undefined && this.#ref) this.#timer.unref();
-    const { prev, next } = w;
-    if (prev === undefined) this.#head = next;
-    else prev.next = next;
-    if (next === undefined) this.#tail = prev;
-    else next.prev = prev;
-    w.prev = w.next = undefined;
-    w.signal?.removeEventListener('abort', w);
-  }
-
-  #arm(ms: number): void {
-    // Armed only while calls wait, and they wait on it.
-    const t = this.#clock.setTimeout(this.#onTimer, ms);
-    if (!this.#ref) t.unref();
-    this.#timer = t;
-  }
-
-  #fire(): void {
-    this.#timer = undefined;
-    const now = this.#clock.now();
-    for (let w = this.#head; w !== undefined && w.deadline <= now; w = this.#head) {
-      this.drop(w);
-      w.reject(this.#reject('queue-timeout'));
-    }
-    if (this.#head !== undefined) this.#arm(Math.max(1, this.#head.deadline - now));
   }
 }
 
