@@ -48,6 +48,7 @@ import {
   takeScript,
   uncountScript,
 } from './outbox-scripts.js';
+import { whenReady } from './ready.js';
 
 const GROUP = 'replay';
 /** Idle time given to released writes: any positive claim timeout has passed. */
@@ -171,34 +172,13 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
   }
 
   async #init(): Promise<void> {
-    await this.#connected();
+    await whenReady(this.#redis, OWNER, 2_000);
     try {
       await this.#redis.xgroup('CREATE', this.#s, GROUP, '0', 'MKSTREAM');
     } catch (err) {
       if (!/BUSYGROUP/.test(String(err))) throw err;
     }
     this.#schedule(0);
-  }
-
-  async #connected(): Promise<void> {
-    const r = this.#redis;
-    if (r.status === 'ready') return;
-    if (r.status === 'wait') await r.connect().catch(() => {});
-    if ((r.status as string) === 'ready') return;
-    // A Cluster client keeps the per-node options (connectTimeout) under redisOptions.
-    const o = r.options as RedisOptions & { redisOptions?: RedisOptions };
-    const ms = o.connectTimeout ?? o.redisOptions?.connectTimeout ?? 2_000;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        r.off('ready', onReady);
-        reject(new Error(`${OWNER}: Redis did not answer within ${ms} ms`));
-      }, ms);
-      const onReady = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      r.once('ready', onReady);
-    });
   }
 
   on<K extends keyof RedisOutboxEvents<T, R>>(

@@ -13,6 +13,7 @@
 import { hostname } from 'node:os';
 import { type Cluster, Redis, type RedisOptions } from 'ioredis';
 import { InvalidOptionError, type QueuedWrite, type WriteQueueStore } from 'tripswitch';
+import { whenReady } from './ready.js';
 
 /**
  * Options of {@link redisWriteStore}.
@@ -114,7 +115,7 @@ class RedisWriteStore<T> implements WriteQueueStore<T> {
 
   async load(): Promise<QueuedWrite<T>[]> {
     if (this.#state !== 'new') throw new Error(`${OWNER}: load() was already called for "${this.#name}"`);
-    await this.#ready();
+    await whenReady(this.#redis, OWNER, 1_000);
     const got = await this.#redis.set(this.#lock, this.#token, 'PX', this.#ttl, 'NX');
     if (got !== 'OK') {
       const [holder, left] = await Promise.all([this.#redis.get(this.#lock), this.#redis.pttl(this.#lock)]);
@@ -131,27 +132,6 @@ class RedisWriteStore<T> implements WriteQueueStore<T> {
       await this.close();
       throw err;
     }
-  }
-
-  async #ready(): Promise<void> {
-    const r = this.#redis;
-    if (r.status === 'ready') return;
-    if (r.status === 'wait') await r.connect().catch(() => {});
-    if ((r.status as string) === 'ready') return;
-    // A Cluster client keeps the per-node options (connectTimeout) under redisOptions.
-    const o = r.options as RedisOptions & { redisOptions?: RedisOptions };
-    const ms = o.connectTimeout ?? o.redisOptions?.connectTimeout ?? 1_000;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        r.off('ready', onReady);
-        reject(new Error(`${OWNER}: Redis did not answer within ${ms} ms`));
-      }, ms);
-      const onReady = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      r.once('ready', onReady);
-    });
   }
 
   async #readAll(): Promise<QueuedWrite<T>[]> {
