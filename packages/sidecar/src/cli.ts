@@ -121,7 +121,11 @@ program
     try {
       const config = loadConfig(opts.config);
       if ((config.workers ?? 1) > 1) {
-        pool = await startWorkers(config, { logger: log });
+        // the view records traces (its breaker settles every worker's calls)
+        pool = await startWorkers(config, {
+          logger: log,
+          ...(needsRecorder(config) ? { recordTrace: await loadTraceRecorder() } : {}),
+        });
         sidecar = pool.view;
       } else {
         // @tripswitch/redis (and ioredis) load only for a config that shares breaker state, the
@@ -141,7 +145,8 @@ program
       reloading = reloading.then(async () => {
         try {
           const next = loadConfig(opts.config);
-          if (pool) await pool.reload(next);
+          if (pool)
+            await pool.reload(next, needsRecorder(next) ? { recordTrace: await loadTraceRecorder() } : {});
           else if ((next.workers ?? 1) > 1)
             throw new Error(`workers: changing it (1 -> ${next.workers}) needs a restart`);
           else await sidecar.reload(next, await optionalPackages(next));

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { send, until, upstream } from './proxy/test-helpers.js';
+import { reusePortSupported } from './proxy/workers.js';
 
 const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
 const fixture = fileURLToPath(new URL('./record-trace-child.test.fixture.js', import.meta.url));
@@ -110,6 +111,78 @@ clusters:
   assert.match(tune.stdout, /: 8 calls of "payments"/);
   assert.match(tune.stdout, /replayed \d+ candidates/);
 });
+
+// workers: 2 needs Node 22.12+ (on Node 20 it fails at startup: workers.test.ts)
+if (reusePortSupported())
+  test('workers: 2 with record_trace: the main thread records every call of both workers, once', async () => {
+    // /slow answers 150 ms late: those calls are still in flight when the proxy is told to stop
+    const u = await upstream((req, res) => {
+      res.statusCode = req.url === '/fail' ? 503 : 200;
+      if (req.url === '/slow') setTimeout(() => res.end('x'), 150);
+      else res.end('x');
+    });
+    after(u.close);
+    const trace = join(dir, 'workers.ndjson');
+    const config = join(dir, 'workers.yaml');
+    writeFileSync(
+      config,
+      `workers: 2
+admin: { port: 0 }
+listeners:
+  - port: 0
+    routes: [{ prefix: /, cluster: api }]
+clusters:
+  - name: api
+    hosts: [${u.host}]
+    breaker: { trip: { kind: consecutive, threshold: 1000 } }
+    record_trace: { file: workers.ndjson }
+`,
+    );
+    const proc = spawn(process.execPath, [cli, 'proxy', '--config', config, '--no-watch'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    children.push(proc);
+    let log = '';
+    proc.stderr!.on('data', (c: Buffer) => {
+      log += c.toString();
+    });
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    // started: both workers listen and the signal handlers are in place (the admin is last)
+    await until(() => /"msg":"admin listening"/.test(log), 30_000);
+    assert.equal(log.match(/"msg":"listening","worker"/g)?.length, 2, log);
+    assert.match(log, /"msg":"recording trace","cluster":"api"/);
+    assert.equal(log.match(/"msg":"recording trace"/g)?.length, 1, 'one recorder, in the main thread');
+    const port = Number(/"msg":"listening"[^\n]*"address":"[^"]*:(\d+)"/.exec(log)![1]);
+    // a new connection each (the kernel spreads them over both workers), some at once
+    const sent = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? '/fail' : '/ok'));
+    const statuses = await Promise.all(sent.map((p) => send(port, p).then((r) => r.status)));
+    assert.deepEqual(
+      statuses,
+      sent.map((p) => (p === '/fail' ? 503 : 200)),
+    );
+    // 10 more, in flight at the upstream when SIGTERM arrives: the drain lets them finish, and
+    // what they settled is recorded before the file closes
+    const inflight = Array.from({ length: 10 }, () => send(port, '/slow'));
+    await until(() => u.hits >= 50, 10_000).catch(() => assert.fail(`upstream hits ${u.hits}, expected 50`));
+    proc.kill('SIGTERM');
+    assert.deepEqual(
+      (await Promise.all(inflight)).map((r) => r.status),
+      Array(10).fill(200),
+    );
+    assert.equal(await exited, 0, log);
+    assert.match(log, /"msg":"trace recorder stopped","cluster":"api","recorded":50/);
+    const calls = lines(trace);
+    assert.equal(
+      calls.filter((c) => c.outcome === 'failure').length,
+      sent.filter((p) => p === '/fail').length,
+    );
+    assert.equal(
+      calls.filter((c) => c.outcome === 'success').length,
+      sent.filter((p) => p !== '/fail').length + 10,
+    );
+    assert.ok(calls.filter((c) => c.d >= 100).length >= 10, 'the slow calls with their durations');
+    assert.ok(calls.every((c) => c.name === 'api' && c.d >= 0 && Number.isFinite(c.t)));
+  });
 
 test('a bare process: recording stops on a reload that removes it, shutdown closes everything, the process ends by itself', async () => {
   const trace = join(dir, 'bare.ndjson');

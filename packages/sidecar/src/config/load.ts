@@ -275,11 +275,6 @@ export function parseConfig(
             ['clusters', i, 'shared_state'],
             'shared_state cannot be combined with workers > 1 (the workers already share one breaker; use one or the other)',
           );
-        if (c.record_trace)
-          at(
-            ['clusters', i, 'record_trace'],
-            'record_trace cannot be combined with workers > 1 yet (each worker thread settles its own calls; record with workers: 1)',
-          );
       });
   }
   const ports = new Set<string>();

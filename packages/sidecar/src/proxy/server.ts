@@ -138,10 +138,18 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     this.#recordTrace = options.recordTrace;
     const resolved = resolveConfig(config);
     this.#checkSharedState(resolved, this.#sharedState);
-    Sidecar.#checkRecordTrace(resolved, this.#recordTrace);
+    if (this.#records) Sidecar.#checkRecordTrace(resolved, this.#recordTrace);
     this.#state = this.#build(resolved, undefined);
     for (const c of this.#state.clusters.values()) c.attachBreaker(this.breakers, (rc) => this.#storeFor(rc));
     this.#startRecorders();
+  }
+
+  /**
+   * Whether this Sidecar records `record_trace` blocks: alone, or as the main thread's view of
+   * `workers: N`, whose breaker settles the calls every worker forwards; never a worker thread.
+   */
+  get #records(): boolean {
+    return this.#share === undefined || this.#share.worker === -1;
   }
 
   static #checkRecordTrace(config: ResolvedConfig, factory: TraceRecorderFactory | undefined): void {
@@ -173,6 +181,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
 
   /** Starts a recorder for each cluster in force with `record_trace` and none yet. */
   #startRecorders(): void {
+    if (!this.#records) return;
     for (const [name, c] of this.#state.clusters) {
       const r = c.config.record_trace;
       if (r === undefined || c.breaker === undefined || this.#recorders.has(name)) continue;
@@ -408,7 +417,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     const factory = options.sharedState ?? this.#sharedState;
     this.#checkSharedState(resolved, factory);
     const recordTrace = options.recordTrace ?? this.#recordTrace;
-    Sidecar.#checkRecordTrace(resolved, recordTrace);
+    if (this.#records) Sidecar.#checkRecordTrace(resolved, recordTrace);
     if (this.#share) {
       if (options.plan === undefined)
         throw new Error('workers: a reload needs the shared plan of the new config');
@@ -501,6 +510,9 @@ export class Sidecar implements ExchangeHost, TunnelHost {
       await Promise.all(c.hosts.map((h) => (drained ? h.pool.close() : h.pool.destroy()).catch(() => {})));
     }
     await this.#closeStores(new Map());
+    // The main thread's view: the outcomes the workers forwarded while they drained (they have
+    // stopped by now) reach the breaker, and so the trace, before the recorders close.
+    if (this.isView) for (const c of this.#state.clusters.values()) c.sharedBreaker?.drain();
     // After the drain, so that what the requests in flight settled is in the trace.
     await this.#syncRecorders();
     return drained;

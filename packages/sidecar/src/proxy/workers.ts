@@ -10,6 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import { resolveConfig } from '../config/resolve.js';
 import type { SidecarConfig } from '../config/schema.js';
+import type { TraceRecorderFactory } from '../record-trace.js';
 import type { Logger } from './logger.js';
 import { Sidecar } from './server.js';
 import { releaseWorkerShare, type SharedPlan, sharedPlan } from './shared-plan.js';
@@ -55,6 +56,12 @@ export interface StartWorkersOptions {
   respawn?: boolean;
   /** Where the workers' own log lines go (a logger cannot cross threads). @default 'stderr' */
   workerLogs?: 'stderr' | 'none';
+  /**
+   * Makes the recorders of `record_trace` blocks (`await loadTraceRecorder()`); they record in
+   * the main thread, whose breaker settles the calls of every worker. Required when a cluster has
+   * `record_trace`.
+   */
+  recordTrace?: TraceRecorderFactory;
 }
 
 /**
@@ -76,8 +83,11 @@ export interface WorkerPool {
   readonly plan: SharedPlan;
   /** Workers that died and were replaced (counted once the replacement listens). */
   readonly restarts: number;
-  /** Applies a new config in every worker (and the view); `workers` itself needs a restart. */
-  reload(config: SidecarConfig): Promise<void>;
+  /**
+   * Applies a new config in every worker (and the view); `workers` itself needs a restart.
+   * `recordTrace` as in {@link StartWorkersOptions}, for a config that adds `record_trace`.
+   */
+  reload(config: SidecarConfig, options?: { recordTrace?: TraceRecorderFactory }): Promise<void>;
   /** Drains every worker (up to `drain_timeout_ms`); resolves true when all drained in time. */
   shutdown(): Promise<boolean>;
   /** Called after a dead worker's share was given back (and before its successor starts). */
@@ -136,7 +146,11 @@ export async function startWorkers(
     );
   const logger = options.logger;
   let plan: SharedPlan = sharedPlan(resolveConfig(config), n);
-  const view = new Sidecar(config, { ...(logger ? { logger } : {}), share: { plan, worker: -1 } });
+  const view = new Sidecar(config, {
+    ...(logger ? { logger } : {}),
+    ...(options.recordTrace ? { recordTrace: options.recordTrace } : {}),
+    share: { plan, worker: -1 },
+  });
   let current = config;
   let ports: number[] | undefined;
   let stopping = false;
@@ -210,12 +224,12 @@ export async function startWorkers(
     get plan() {
       return plan;
     },
-    async reload(next: SidecarConfig) {
+    async reload(next: SidecarConfig, reloadOptions = {}) {
       if ((next.workers ?? 1) !== n)
         throw new Error(`workers: changing it (${n} -> ${next.workers ?? 1}) needs a restart`);
       const nextPlan = sharedPlan(resolveConfig(next), n, plan);
       // The view checks everything but binding first, so a bad config changes no worker.
-      await view.reload(next, { plan: nextPlan });
+      await view.reload(next, { ...reloadOptions, plan: nextPlan });
       plan = nextPlan;
       current = next;
       const failures: string[] = [];
