@@ -262,7 +262,7 @@ describe('tls blocks', () => {
   });
 });
 
-test('workers: an integer from 1 to 4 x the cores; not with shared_state', () => {
+test('workers: an integer from 1 to 4 x the cores; not with shared_state; with record_trace', () => {
   const cfg = (v: string, extra = '') =>
     [
       `workers: ${v}`, //                                1
@@ -306,7 +306,10 @@ test('workers: an integer from 1 to 4 x the cores; not with shared_state', () =>
     1,
   );
   // recorded in the main thread, whose breaker settles every worker's calls
-  assert.deepEqual(problems(cfg('2', `    record_trace: { file: ${join(tmpdir(), 'w.ndjson')} }`)), []);
+  assert.equal(
+    parseConfig(cfg('2', `    record_trace: { file: ${join(tmpdir(), 'w.ndjson')} }`), 't.yaml').workers,
+    2,
+  );
 });
 
 describe('record_trace', () => {
