@@ -16,6 +16,7 @@ import { readOutcomes } from '../proxy/shared-breaker.js';
 import { perWorkerCounter } from '../proxy/shared-counters.js';
 import { readLimits } from '../proxy/shared-limits.js';
 import { CLUSTER_COUNTERS, type ClusterBlocks } from '../proxy/shared-plan.js';
+import { gcMetrics } from './gc-metrics.js';
 import { adminNames, browserRefusal } from './origin.js';
 
 /**
@@ -81,7 +82,8 @@ export type SidecarRegistry = Registry & { dispose(): void };
  * The sidecar's metrics. The breakers are exposed by `@tripswitch/prometheus` itself (the
  * `circuit_breaker_*` families, `service` = cluster name), so the Grafana dashboard that serves a
  * library user serves the sidecar; the proxy's own families are `tripswitch_proxy_*` with `cluster`
- * (and `priority` where limits are per priority) labels.
+ * (and `priority` where limits are per priority) labels; `nodejs_gc_duration_seconds{kind}` counts
+ * this thread's garbage collections and their pauses (`gc-metrics.ts`).
  * @example
  * ```ts
  * const text = await sidecarRegistry(sidecar).metrics();
@@ -202,7 +204,13 @@ export function sidecarRegistry(sidecar: Sidecar): SidecarRegistry {
       for (const c of clusterList()) this.set({ cluster: c.name }, c.outlier.ejectedCount(now));
     },
   });
-  return Object.assign(registry, { dispose: () => breakers.dispose() });
+  const stopGc = gcMetrics(registry);
+  return Object.assign(registry, {
+    dispose: () => {
+      stopGc();
+      breakers.dispose();
+    },
+  });
 }
 
 /**

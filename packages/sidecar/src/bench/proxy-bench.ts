@@ -72,11 +72,24 @@ function parseMs(s: string): number {
 
 const hasWrk = !spawnSync('wrk', ['--version']).error;
 
+/** One second of load, so that JITs and pools are hot. */
+async function warmUp(port: number): Promise<void> {
+  const url = `http://127.0.0.1:${port}/`;
+  if (hasWrk) {
+    spawnSync('wrk', ['-t1', `-c${connections}`, '-d1s', url]);
+    return;
+  }
+  const { default: autocannon } = (await import('autocannon' as string)) as {
+    default: (o: unknown) => Promise<unknown>;
+  };
+  await autocannon({ url, connections, duration: 1 });
+}
+
 async function loadOnce(name: string, port: number, warm: boolean): Promise<Result> {
   const url = `http://127.0.0.1:${port}/`;
   if (hasWrk) {
     // a short warm-up so JITs and pools are hot
-    if (warm) spawnSync('wrk', ['-t1', `-c${connections}`, '-d1s', url]);
+    if (warm) await warmUp(port);
     const r = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], {
       encoding: 'utf8',
     });
@@ -99,7 +112,7 @@ async function loadOnce(name: string, port: number, warm: boolean): Promise<Resu
       errors: number;
     }>;
   };
-  if (warm) await autocannon({ url, connections, duration: 1 });
+  if (warm) await warmUp(port);
   const r = await autocannon({ url, connections, duration: seconds });
   return {
     name,
@@ -123,6 +136,31 @@ function cpuMs(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** The proxy's minor and major GC counts and pause ms so far, from its admin `/metrics` (NaN when absent). */
+async function gcStats(adminPort: number): Promise<{ minor: number; major: number; ms: number }> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const read = (what: string, kind: string) =>
+      Number(
+        new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="${kind}"\\} (\\S+)$`, 'm').exec(text)?.[1],
+      );
+    const kinds = ['minor', 'major', 'incremental', 'weakcb'];
+    return {
+      minor: read('count', 'minor'),
+      major: read('count', 'major'),
+      ms: kinds.reduce((n, k) => n + read('sum', k), 0) * 1000,
+    };
+  } catch {
+    return { minor: Number.NaN, major: Number.NaN, ms: Number.NaN };
+  }
+}
+
+/** GCs and GC pause per 100k requests between two `gcStats` readings. */
+function gcPer100k(a: Awaited<ReturnType<typeof gcStats>>, b: typeof a, requests: number) {
+  const k = 100_000 / requests;
+  return { minor: (b.minor - a.minor) * k, major: (b.major - a.major) * k, ms: (b.ms - a.ms) * k };
 }
 
 /**
@@ -163,16 +201,24 @@ clusters:
   // CPU time each proxy spent per request: on a loaded machine throughput follows the scheduler,
   // while the work per request does not.
   const cpuPerRequest: number[][] = [[], []];
+  // Garbage collections per 100k requests (from each proxy's /metrics): a count the machine's
+  // load does not change.
+  const gcs: ReturnType<typeof gcPer100k>[][] = [[], []];
   for (let i = 0; i < n; i++) {
     const order = i % 2 === 0 ? [0, 1] : [1, 0];
     for (const k of order) {
+      // Warm-up first (rounds 1 and 2), then the counts: they cover the measured seconds only.
+      if (i < 2) await warmUp(builds[k]!.port);
       const before = cpuMs(pids[k]!);
-      const r = await loadOnce(builds[k]!.name, builds[k]!.port, i < 2);
+      const gcBefore = await gcStats(builds[k]!.admin);
+      const r = await loadOnce(builds[k]!.name, builds[k]!.port, false);
       const us = ((cpuMs(pids[k]!) - before) * 1000) / (r.rps * seconds);
+      const gc = gcPer100k(gcBefore, await gcStats(builds[k]!.admin), r.rps * seconds);
       got[k]!.push(r);
       cpuPerRequest[k]!.push(us);
+      gcs[k]!.push(gc);
       console.log(
-        `round ${i + 1} ${r.name}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${us.toFixed(1)} us CPU/request`,
+        `round ${i + 1} ${r.name}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${us.toFixed(1)} us CPU/request, per 100k requests ${gc.minor.toFixed(0)} minor + ${gc.major.toFixed(0)} major GCs, ${gc.ms.toFixed(1)} ms GC pause`,
       );
     }
   }
@@ -182,6 +228,18 @@ clusters:
   console.log(`\nmedian req/s: this build ${Math.round(m[0]!)}, BENCH_COMPARE ${Math.round(m[1]!)}`);
   const c = cpuPerRequest.map(median);
   console.log(`median CPU/request: this build ${c[0]!.toFixed(1)} us, BENCH_COMPARE ${c[1]!.toFixed(1)} us`);
+  const p = got.map((rs) => [median(rs.map((r) => r.p50)), median(rs.map((r) => r.p99))]);
+  console.log(
+    `median p50 / p99 ms: this build ${p[0]![0]!.toFixed(2)} / ${p[0]![1]!.toFixed(2)}, BENCH_COMPARE ${p[1]![0]!.toFixed(2)} / ${p[1]![1]!.toFixed(2)}`,
+  );
+  const g = gcs.map((xs) => ({
+    minor: median(xs.map((x) => x.minor)),
+    major: median(xs.map((x) => x.major)),
+    ms: median(xs.map((x) => x.ms)),
+  }));
+  console.log(
+    `median per 100k requests: this build ${g[0]!.minor.toFixed(0)} minor + ${g[0]!.major.toFixed(0)} major GCs, ${g[0]!.ms.toFixed(1)} ms GC pause; BENCH_COMPARE ${g[1]!.minor.toFixed(0)} + ${g[1]!.major.toFixed(0)}, ${g[1]!.ms.toFixed(1)} ms (NaN: a build without nodejs_gc_duration_seconds)`,
+  );
   console.log(
     `median per-round ratio this/compare: ${median(ratios).toFixed(3)} (rounds: ${ratios.map((x) => x.toFixed(2)).join(' ')})`,
   );
@@ -281,10 +339,14 @@ clusters:
   targets.push({ name: 'http-proxy', port: ports.httpProxy });
 
   const got = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
+  const tripswitchGcs: ReturnType<typeof gcPer100k>[] = [];
   for (let i = 0; i < rounds; i++) {
     for (let j = 0; j < targets.length; j++) {
       const t = targets[(i + j) % targets.length]!;
-      const r = await loadOnce(t.name, t.port, i === 0);
+      if (i === 0) await warmUp(t.port);
+      const gcBefore = t.name === 'tripswitch' ? await gcStats(ports.admin) : undefined;
+      const r = await loadOnce(t.name, t.port, false);
+      if (gcBefore) tripswitchGcs.push(gcPer100k(gcBefore, await gcStats(ports.admin), r.rps * seconds));
       got.get(t.name)!.push(r);
       if (rounds > 1)
         console.log(
@@ -322,6 +384,9 @@ clusters:
     const target = other === 'nginx' ? ' (target >= 0.6)' : '';
     console.log(`tripswitch / ${other} throughput: ${ratio('tripswitch', other)}x${target}`);
   }
+  console.log(
+    `tripswitch GCs per 100k requests (median of rounds): ${median(tripswitchGcs.map((g) => g.minor)).toFixed(0)} minor + ${median(tripswitchGcs.map((g) => g.major)).toFixed(0)} major, ${median(tripswitchGcs.map((g) => g.ms)).toFixed(1)} ms paused`,
+  );
   const t = by('tripswitch')!;
   const ng = by('nginx');
   const ha = by('haproxy');

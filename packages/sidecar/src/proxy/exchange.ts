@@ -34,9 +34,14 @@ export interface ExchangeHost {
 }
 
 const kExchange = Symbol('tripswitch.exchange');
-// One shared listener instead of a closure per request.
+// One shared listener instead of a closure per request, added with on() (once() would make a
+// wrapper and its state per request): the link to the exchange is cut at the first close, so
+// that a second one (none is expected) settles nothing twice.
 function onResponseClose(this: ServerResponse & { [kExchange]?: Exchange }): void {
-  this[kExchange]!.onClose();
+  const x = this[kExchange];
+  if (x === undefined) return;
+  this[kExchange] = undefined;
+  x.onClose();
 }
 
 /** One client request and its upstream attempts; see the module comment. */
@@ -71,7 +76,7 @@ export class Exchange extends UpstreamHandler implements BodyState, RetryState {
     this.random = proxy.random;
     this.hasBody = hasBody(req);
     (res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
-    res.once('close', onResponseClose);
+    res.on('close', onResponseClose);
   }
 
   /** Runs the chain from its first filter. */
