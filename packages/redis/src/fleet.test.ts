@@ -251,13 +251,27 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     const own = await RedisServer.start();
     servers.push(own);
     const prefix = uniquePrefix('kill');
+    // commandTimeoutMs 1000, as in the frozen test below: a killed Redis refuses connections, so
+    // the timeout does not make this outage show sooner, and with 100 ms a start-up read that a
+    // loaded host answered in more than 100 ms degraded a child before the kill: its count was
+    // past 1 and 'both degraded' waited for a 1 that had gone by.
     const [a, b] = await spawnAll(
       2,
-      { url: own.url, prefix, commandTimeoutMs: 100, recheckIntervalMs: 50 },
+      { url: own.url, prefix, commandTimeoutMs: 1000, recheckIntervalMs: 50 },
       { name: 'db', trip: { kind: 'consecutive', threshold: 3 }, openDuration: 20_000 },
     );
+    // counted from the kill: a start-up degradation, over by now, is not this outage's
+    await waitFor(
+      () => [a!, b!].every((p) => p.count('degraded') === p.count('recovered')),
+      'any start-up degradation over',
+    );
+    const degradedBefore = [a!.count('degraded'), b!.count('degraded')];
+    const recoveredBefore = [a!.count('recovered'), b!.count('recovered')];
     await own.stop();
-    await waitFor(() => a!.count('degraded') === 1 && b!.count('degraded') === 1, 'both degraded');
+    await waitFor(
+      () => a!.count('degraded') === degradedBefore[0]! + 1 && b!.count('degraded') === degradedBefore[1]! + 1,
+      'both degraded',
+    );
     // calls run on local state: successes pass, a local trip still happens
     const ok = await Promise.all([a!.calls(50, 'ok', 1), b!.calls(50, 'ok', 1)]);
     assert.ok(
@@ -268,13 +282,22 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     assert.equal(await a!.state(), 'open');
     assert.equal(await b!.state(), 'closed', 'no propagation while Redis is down');
     await own.start();
-    await waitFor(() => a!.count('recovered') === 1 && b!.count('recovered') === 1, 'both recovered', 10_000);
+    await waitFor(
+      () =>
+        a!.count('recovered') === recoveredBefore[0]! + 1 && b!.count('recovered') === recoveredBefore[1]! + 1,
+      'both recovered',
+      10_000,
+    );
     await waitFor(
       async () => (await b!.state()) === 'open',
       'the open made during the outage reaches b',
       10_000,
     );
-    assert.deepEqual([a!.count('degraded'), b!.count('degraded')], [1, 1], 'reported once');
+    assert.deepEqual(
+      [a!.count('degraded'), b!.count('degraded')],
+      [degradedBefore[0]! + 1, degradedBefore[1]! + 1],
+      'reported once',
+    );
   });
 
   test('Redis frozen (accepts, never answers): calls never wait, degradation once, convergence after', async () => {
