@@ -664,11 +664,13 @@ describe('redisStore when Redis goes away', { skip: skipNoRedis }, () => {
       bb.session = b.attach(bb);
       await server.stop();
       await waitFor(() => events.includes('degraded'), 'degraded event');
-      // while down: transitions are accepted without throwing or waiting, probes are local
-      const t0 = performance.now();
+      // while down: transitions are accepted without throwing or waiting, probes are local. Both
+      // calls are synchronous: the probe's answer is a boolean now, not a promise of one. (A wall
+      // clock bound on the two calls, < 20 ms, measured only scheduling: on a loaded 2-core host
+      // a section of 0.02 ms of work spans over 20 ms about once in a thousand.)
       ba.go('open', 'failures', 10_000);
-      assert.equal(ba.session.requestProbe?.(), true, 'probe decided locally while degraded');
-      assert.ok(performance.now() - t0 < 20, 'nothing waited for Redis');
+      const probe = ba.session.requestProbe?.();
+      assert.equal(probe, true, 'probe decided locally while degraded, without waiting for Redis');
       // several reconnect attempts fail meanwhile: still one report
       await waitFor(() => a.healthy === false && warnings.length === 1, 'one warning');
       await server.start();
