@@ -15,8 +15,9 @@ import { type RedisStore, redisStore } from './store.js';
 async function throttlingProxy(
   upstreamPort: number,
   bytesPerSecond: number,
-): Promise<{ port: number; close: () => Promise<void> }> {
+): Promise<{ port: number; delivered: () => number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
+  let delivered = 0;
   const server: Server = createServer((client) => {
     const upstream = connect({ port: upstreamPort, host: '127.0.0.1' });
     sockets.add(client).add(upstream);
@@ -29,6 +30,7 @@ async function throttlingProxy(
         const head = backlog[0] as Buffer;
         const part = head.subarray(0, budget);
         client.write(part);
+        delivered += part.length;
         budget -= part.length;
         if (part.length === head.length) backlog.shift();
         else backlog[0] = head.subarray(part.length);
@@ -46,6 +48,8 @@ async function throttlingProxy(
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as { port: number }).port,
+    /** Reply bytes passed to clients so far (all connections). */
+    delivered: () => delivered,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -56,7 +60,7 @@ async function throttlingProxy(
 
 describe('reading thousands of breakers from a slow Redis', { skip: skipNoRedis }, () => {
   let redis: RedisServer;
-  let proxy: { port: number; close: () => Promise<void> };
+  let proxy: Awaited<ReturnType<typeof throttlingProxy>>;
   const stores: RedisStore[] = [];
   before(async () => {
     redis = await RedisServer.start();
@@ -132,9 +136,19 @@ describe('reading thousands of breakers from a slow Redis', { skip: skipNoRedis 
     await last.execute(() => Promise.reject(new Error('down'))).catch(() => {});
     assert.equal(last.state, 'open');
 
-    const store = redisStore({ url: `redis://127.0.0.1:${proxy.port}`, prefix, logger: false });
+    // What the call waited for is judged by the replies the proxy had passed when it settled, not
+    // by a race with the wait's bound: with the default 250 ms bound, a process descheduled for
+    // 250 ms right after the call (a loaded host; forced by a 300 ms busy loop there) let the call
+    // through before its read came back. commandTimeoutMs 20 s is a bound this test never meets.
+    const store = redisStore({
+      url: `redis://127.0.0.1:${proxy.port}`,
+      prefix,
+      logger: false,
+      commandTimeoutMs: 20_000,
+    });
     stores.push(store);
     assert.equal(await store.ready(10_000), true);
+    const start = proxy.delivered();
     const breakers = Array.from({ length: 2000 }, (_, i) =>
       circuitBreaker({ name: `b${i}`, store, trip: { kind: 'consecutive', threshold: 3 } }),
     );
@@ -145,8 +159,17 @@ describe('reading thousands of breakers from a slow Redis', { skip: skipNoRedis 
         return 1;
       })
       .catch((e: unknown) => e);
+    const atSettle = proxy.delivered() - start;
     assert.equal(reached, 0, 'the call did not reach the dependency the fleet holds open');
     assert.ok(isCircuitOpenError(err), `refused as open, got ${String(err)}`);
+    // its read went out ahead of the ones still waiting: it came back behind at most a window of
+    // reads in flight (64), not behind the other 1,999
+    assert.equal(await store.ready(15_000), true, 'every read done');
+    const all = proxy.delivered() - start;
+    assert.ok(
+      atSettle < all / 10,
+      `settled after ${atSettle} of the ${all} reply bytes of the 2,000 reads: it waited for the others`,
+    );
   });
 
   test('a process stalled past the command timeout (its event loop blocked) does not call answered reads timeouts', async () => {
