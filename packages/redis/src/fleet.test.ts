@@ -269,7 +269,8 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     const recoveredBefore = [a!.count('recovered'), b!.count('recovered')];
     await own.stop();
     await waitFor(
-      () => a!.count('degraded') === degradedBefore[0]! + 1 && b!.count('degraded') === degradedBefore[1]! + 1,
+      () =>
+        a!.count('degraded') === degradedBefore[0]! + 1 && b!.count('degraded') === degradedBefore[1]! + 1,
       'both degraded',
     );
     // calls run on local state: successes pass, a local trip still happens
@@ -284,7 +285,8 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     await own.start();
     await waitFor(
       () =>
-        a!.count('recovered') === recoveredBefore[0]! + 1 && b!.count('recovered') === recoveredBefore[1]! + 1,
+        a!.count('recovered') === recoveredBefore[0]! + 1 &&
+        b!.count('recovered') === recoveredBefore[1]! + 1,
       'both recovered',
       10_000,
     );
