@@ -10,6 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { RedisServer, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
 
 const childPath = fileURLToPath(new URL('./outbox-child.test.fixture.js', import.meta.url));
+/**
+ * The instances' claimTimeoutMs. A process frozen longer than that in the middle of a send is
+ * outside the outbox's guarantees (docs/redis.md): with 500 ms, a live instance that a loaded host
+ * did not run for ~0.4 s lost a write it was sending, and the test saw a concurrent double send
+ * ('w0 sent key:c0 (c0#6) while w2 was sending it'). 3 s is a freeze this test does not meet.
+ */
+const CLAIM_MS = 3000;
 
 interface Arrival {
   who: string;
@@ -99,7 +106,7 @@ test('a fleet of 3 processes drains one outbox; one SIGKILLed mid-send loses not
       for (let seq = 0; seq < perKey; seq++)
         for (const k of [keys[i]!, keys[i + 3]!]) jobs.push({ key: k, seq });
       for (let seq = i; seq < unkeyed; seq += 3) jobs.push({ key: '', seq });
-      const cfg = { url: redis.url, prefix, who: `w${i}`, sink: sinkUrl, claimTimeoutMs: 500, jobs };
+      const cfg = { url: redis.url, prefix, who: `w${i}`, sink: sinkUrl, claimTimeoutMs: CLAIM_MS, jobs };
       const child = fork(childPath, [], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         env: { ...process.env, OUTBOX_CHILD: JSON.stringify(cfg) },
@@ -117,7 +124,7 @@ test('a fleet of 3 processes drains one outbox; one SIGKILLed mid-send loses not
       new Set(arrivals.filter((a) => a.acceptedAt !== undefined).map((a) => `${a.key}#${a.seq}`)).size;
     // A lost write shows as a fleet that stops moving with writes missing, whatever this host's
     // speed: once it has moved, the wait fails after STALL_MS without a send, an answer or an
-    // enqueue finished (the longest pause in a run is the take-over, claimTimeoutMs 500 after the
+    // enqueue finished (the longest pause in a run is the take-over, claimTimeoutMs after the
     // kill). Start-up, three Node processes loading, is bounded by the test's timeout only. A fixed
     // 15 s for the whole run, start-up included, failed on a loaded host with the fleet still
     // draining (60 of 150 accepted; there 3 forks took up to 8.8 s to send their first write).
@@ -156,9 +163,9 @@ test('a fleet of 3 processes drains one outbox; one SIGKILLed mid-send loses not
     assert.ok(again.length >= 1, 'the killed send was taken over');
     assert.ok(again[0]!.attempt >= 2, `resend counts on (attempt ${again[0]!.attempt})`);
     assert.ok(
-      // The claim ran out 500 ms after its last refresh, which came before the kill by the time the
-      // request took to arrive (the margin is for a loaded machine); a take-over at once is ~25 ms.
-      again[0]!.at - victim.at >= 250,
+      // The claim ran out CLAIM_MS after its last refresh, which came before the kill by the time
+      // the request took to arrive (the margin is for a loaded machine); a take-over at once is ~25 ms.
+      again[0]!.at - victim.at >= CLAIM_MS / 2,
       `taken over ${Math.round(again[0]!.at - victim.at)} ms after the kill`,
     );
     for (const k of keys) {
