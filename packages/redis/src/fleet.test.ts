@@ -72,7 +72,9 @@ class Instance {
   }
 
   async init(store: RedisStoreOptions, breaker: Record<string, unknown>): Promise<void> {
-    const r = await this.request<{ ready: boolean }>('init', { store, breaker });
+    // 30 s: the answer waits for the process to start (three Node processes loading at once on a
+    // loaded host took over 10 s, the default, in a run that then failed on 'did not answer init')
+    const r = await this.request<{ ready: boolean }>('init', { store, breaker }, 30_000);
     assert.equal(r.ready, true, 'child store connected');
   }
 
