@@ -78,8 +78,8 @@ class Instance {
     assert.equal(r.ready, true, 'child store connected');
   }
 
-  calls(n: number, outcome: 'ok' | 'fail' | 'hang', gapMs = 0): Promise<CallStats> {
-    return this.request<CallStats>('calls', { n, outcome, gapMs });
+  calls(n: number, outcome: 'ok' | 'fail' | 'hang', gapMs = 0, timeoutMs = 10_000): Promise<CallStats> {
+    return this.request<CallStats>('calls', { n, outcome, gapMs }, timeoutMs);
   }
 
   async state(): Promise<string> {
@@ -171,9 +171,13 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
   test('half-open: a recovering upstream gets maxProbes probes in total; a dead holder frees the lease', async () => {
     const url = await redisUrl();
     const prefix = uniquePrefix('probe');
+    // probeLeaseMs 1500 (was 400): the holder renews every third of it, so a holder the host does
+    // not run for two thirds of the lease loses it to a process that then probes too; 267 ms is
+    // a stall a loaded 2-core host gives a child. 1 s is not.
+    const LEASE_MS = 1500;
     const list = await spawnAll(
       3,
-      { url, prefix, probeLeaseMs: 400, probeRetryMs: 5 },
+      { url, prefix, probeLeaseMs: LEASE_MS, probeRetryMs: 5 },
       {
         name: 'inv',
         trip: { kind: 'consecutive', threshold: 1 },
@@ -193,8 +197,9 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
     assert.equal(upstream, 2, `probes that reached the upstream: ${JSON.stringify(stats)}`);
     const holders = list.filter((_, i) => stats[i]!.upstream > 0);
     assert.equal(holders.length, 1, 'one process probes');
-    // the probes hang for several lease lifetimes: the live holder renews, nobody else probes
-    const later = await Promise.all(list.map((p) => p.calls(100, 'hang', 10)));
+    // the probes hang for several lease lifetimes (100 calls, a gap of LEASE_MS / 30 after each:
+    // over 3 lifetimes): the live holder renews, nobody else probes
+    const later = await Promise.all(list.map((p) => p.calls(100, 'hang', LEASE_MS / 30, 60_000)));
     assert.equal(
       later.reduce((n, s) => n + s.upstream, 0),
       0,
@@ -213,7 +218,7 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
         return i >= 0;
       },
       'another process probes after the lease expires',
-      5000,
+      LEASE_MS + 8000,
       10,
     );
     // its probes succeed: closed everywhere
