@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
-import { type BreakerSnapshot, circuitBreaker, isCircuitOpenError, isInvalidOptionError } from 'tripswitch';
+import { circuitBreaker, isCircuitOpenError, isInvalidOptionError } from 'tripswitch';
 import { TestClock } from 'tripswitch/testing';
-import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
+import { FakeBreaker } from './fake-breaker.test.util.js';
 import {
   RedisServer,
   removeTestKeys,
@@ -18,30 +18,6 @@ import {
   waitFor,
 } from './server.test.util.js';
 import { type RedisStore, type RedisStoreOptions, redisStore } from './store.js';
-
-class FakeBreaker implements BreakerHandle {
-  state: CircuitState = 'closed';
-  openUntil: number | undefined;
-  readonly applied: Array<{ state: CircuitState; openUntil?: number; reason: string }> = [];
-  session!: StoreSession;
-  constructor(readonly name: string) {}
-  snapshot(): BreakerSnapshot {
-    // the store never reads snapshots; a real breaker's shape is not needed here
-    return { state: this.state } as unknown as BreakerSnapshot;
-  }
-  applyRemote(u: { state: CircuitState; openUntil?: number; reason: string }): void {
-    this.applied.push(u);
-    this.state = u.state;
-    this.openUntil = u.openUntil;
-  }
-  /** A local transition, as the breaker would make it. */
-  go(to: CircuitState, reason: string, openMs?: number): void {
-    const from = this.state;
-    this.state = to;
-    this.openUntil = openMs === undefined ? undefined : Date.now() + openMs;
-    this.session.onTransition({ from, to, reason, openUntil: this.openUntil });
-  }
-}
 
 const silent = { warn: () => {} };
 
