@@ -86,4 +86,62 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
       assert.fail(`stored metrics-only, local ${[bp, bb, bc].map((x) => x.state).join(',')}`);
     });
   });
+
+  test('a re-read overtaken only by messages older than itself is the truth (no giving up on an older state)', async () => {
+    const prefix = uniquePrefix('older');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({ prefix, url: proxy.url });
+    const b = await make({ prefix });
+    const c = await make({ prefix });
+    const [bp, bb, bc] = [await attach(p, 'g'), await attach(b, 'g'), await attach(c, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    bb.go('isolated', 'op');
+    await waitFor(() => [bp, bb, bc].every((x) => x.state === 'isolated'), 'all isolated');
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    const cmd = proxy.links.find((l) => !l.subscriber) as Link;
+    // P hears nothing for now: B closes, then B and C take turns 7 times, then P writes last
+    sub.hold();
+    bb.go('closed', 'op');
+    await waitFor(() => bc.state === 'closed', 'C hears the close');
+    for (let i = 0; i < 7; i++) {
+      const [me, peer] = i % 2 === 0 ? [bc, bb] : [bb, bc];
+      const to: CircuitState = i % 2 === 0 ? 'disabled' : 'isolated';
+      me.go(to, 'op');
+      await waitFor(() => peer.state === to, `turn ${i} heard`);
+    }
+    bp.go('metrics-only', 'op');
+    await waitFor(async () => (await stored()) === 'metrics-only' && bb.state === 'metrics-only', 'P wrote');
+    await waitFor(() => sub.held === 9, 'nine messages held for P');
+    sub.release(1);
+    await waitFor(() => bp.state === 'closed', "P hears B's close");
+    // P trips (refused: Redis holds P's manual state); one older message reaches P before each
+    // reply: the refusal's, then each re-read's
+    cmd.hold();
+    bp.go('open', 'failures', 60_000);
+    let replies = 0;
+    for (;;) {
+      await waitFor(() => cmd.held === 1 || bp.state === 'metrics-only', 'a reply on its way, or settled');
+      if (cmd.held === 0) break;
+      const heard = bp.applied.length;
+      sub.release(1);
+      await waitFor(() => bp.applied.length > heard, 'P applies an older message');
+      cmd.release(1);
+      replies++;
+      if (sub.held === 1) break; // only P's own echo left
+    }
+    cmd.release();
+    sub.release();
+    await waitFor(() => sub.held === 0, 'delivered');
+    assert.equal(await stored(), 'metrics-only');
+    await waitFor(
+      () => [bp, bb, bc].every((x) => x.state === 'metrics-only'),
+      'every instance on the stored state',
+      2000,
+    ).catch(() => {
+      assert.fail(
+        `stored metrics-only, local ${[bp, bb, bc].map((x) => x.state).join(',')} after ${replies} replies`,
+      );
+    });
+  });
 });
