@@ -78,6 +78,14 @@ export class Session implements StoreSession {
   #version = 0;
   /** Bumped whenever a message or a reply tells this session something: detects stale reads. */
   #moves = 0;
+  /**
+   * Version of the state last taken from a reply (a read, a refused write). The two connections
+   * are not ordered with each other: a message published before that reply was made can arrive
+   * after it, and must not undo it (the reply already reflects it). Versions of one breaker only
+   * grow (the scripts' `next_version`); the one time they go back, a Redis restarted or failed
+   * over, the store reconnects and re-reads, and that read sets this anew.
+   */
+  #floor = 0;
   /** The last local transition that could not be published (Redis away). */
   #pending: Transition | undefined;
   /** Order of local transitions, so an older failure never replaces a newer pending one. */
@@ -205,6 +213,7 @@ export class Session implements StoreSession {
             return;
           }
           this.#version = Number(version);
+          this.#floor = this.#version;
           this.#moves++;
           this.#adopt(state as CircuitState | '', 'shared', Number(pttl));
         },
@@ -257,6 +266,8 @@ export class Session implements StoreSession {
 
   onMessage(m: Message): void {
     if (this.#detached) return;
+    // Published before the state this session last took from a reply was read: already in it.
+    if (m.v < this.#floor) return;
     if (m.i === this.#id) {
       this.#version = m.v;
       this.#moves++;
@@ -365,13 +376,17 @@ export class Session implements StoreSession {
       }
     }
     this.#pending = undefined;
-    // A message was applied while the read was on its way, or a publish of ours is in flight and
-    // will reconcile with whatever Redis holds: the read is stale either way. Otherwise the read is
-    // the truth, even with a lower version than seen before (a server restarted with its clock
-    // set back), so the versions of later messages compare against it.
+    // A publish of ours is in flight and will reconcile with whatever Redis holds, or this
+    // instance moved on, or a message newer than the read was applied while the read was on its
+    // way: the read is stale. Messages that arrived meanwhile but ran before the read (the two
+    // connections are not ordered with each other) do not make it stale: it already reflects
+    // them, and treating it as overtaken could give up re-reading with an older message applied.
+    // Otherwise the read is the truth, even with a lower version than seen before (a server
+    // restarted with its clock set back), so the versions of later messages compare against it.
     if (this.#publishing > 0) return true;
-    if (this.#moves !== seen || this.#seq !== seq) return false;
+    if (this.#seq !== seq || (this.#moves !== seen && this.#version > v)) return false;
     this.#version = v;
+    this.#floor = v;
     this.#moves++;
     this.#adopt(state as CircuitState | '', reason || 'sync', Number(pttl));
     return true;
