@@ -1,9 +1,10 @@
 /**
  * Test support: a TCP proxy to Redis that reorders what a store sees across its two connections.
  * Each connection through it is a {@link Link}: its replies (or, on the subscriber, its messages)
- * can be held and released one RESP frame at a time, or delayed by an amount the test draws, so a
- * message published before a command ran can reach the store after that command's reply (as two
- * TCP connections allow). Order within one connection is always kept. Not published, not a test.
+ * can be held and released a number of RESP frames at a time, so a message published before a
+ * command ran can reach the store after that command's reply (as two TCP connections allow).
+ * Order within one connection is always kept; commands reach Redis at once. Not published, not a
+ * test.
  * @module
  */
 import { type Server, type Socket, connect, createServer } from 'node:net';
@@ -39,13 +40,9 @@ export class Link {
   #held = false;
   #frames: Buffer[] = [];
   #partial: Buffer = Buffer.alloc(0);
-  #writing: Promise<void> = Promise.resolve();
-  constructor(
-    readonly client: Socket,
-    readonly delayMs: (link: Link) => number,
-  ) {}
+  constructor(readonly client: Socket) {}
 
-  /** Frames from Redis: queued while held, else passed on after the link's delay (order kept). */
+  /** Frames from Redis: queued while held, else passed on. */
   fromRedis(d: Buffer): void {
     let b = Buffer.concat([this.#partial, d]);
     for (;;) {
@@ -80,22 +77,7 @@ export class Link {
   }
 
   #send(f: Buffer): void {
-    const ms = this.#held ? 0 : this.delayMs(this);
-    // chained: a frame never overtakes the one before it on the same connection
-    this.#writing = this.#writing.then(
-      () =>
-        new Promise<void>((r) => {
-          if (ms <= 0) {
-            if (!this.client.destroyed) this.client.write(f);
-            r();
-            return;
-          }
-          setTimeout(() => {
-            if (!this.client.destroyed) this.client.write(f);
-            r();
-          }, ms);
-        }),
-    );
+    if (!this.client.destroyed) this.client.write(f);
   }
 }
 
@@ -104,16 +86,18 @@ export interface ReorderingProxy {
   readonly url: string;
   /** Connections made so far, in order. */
   readonly links: Link[];
+  /** New connections start held (see {@link Link.hold}). */
+  holdNew: boolean;
   close(): Promise<void>;
 }
 
 /**
- * A proxy to Redis on 127.0.0.1:`upstreamPort`. `delayMs(link)` is drawn per frame Redis sends
- * back (0 when omitted); frames of a held link wait for {@link Link.release}.
+ * A proxy to Redis on 127.0.0.1:`upstreamPort`. Frames of a held link wait for
+ * {@link Link.release}; with `holdNew`, every connection starts held.
  */
 export async function reorderingProxy(
   upstreamPort: number,
-  delayMs: (link: Link) => number = () => 0,
+  opts: { holdNew?: boolean } = {},
 ): Promise<ReorderingProxy> {
   const sockets = new Set<Socket>();
   const links: Link[] = [];
@@ -122,7 +106,8 @@ export async function reorderingProxy(
     const upstream = connect({ port: upstreamPort, host: '127.0.0.1' });
     upstream.setNoDelay(true);
     sockets.add(client).add(upstream);
-    const link = new Link(client, delayMs);
+    const link = new Link(client);
+    if (proxy.holdNew) link.hold();
     links.push(link);
     client.on('data', (d: Buffer) => {
       if (!link.subscriber && /subscribe/i.test(d.toString('latin1'))) link.subscriber = true;
@@ -136,16 +121,18 @@ export async function reorderingProxy(
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
+  const proxy: ReorderingProxy = {
+    port: 0,
+    url: '',
     links,
+    holdNew: opts.holdNew ?? false,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
         server.close(() => r());
       }),
   };
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return Object.assign(proxy, { port, url: `redis://127.0.0.1:${port}` });
 }
