@@ -172,7 +172,10 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
         // a short command timeout (30 ms, recheck 20 ms) that held replies exceed: degraded,
         // re-read, recovered
         fc.boolean(),
-        async (steps, joinAt, timeouts) => {
+        // which connections of the three are held (the others pass everything at once): an
+        // instance whose subscriber lags its command connection, or the other way round
+        fc.array(fc.record({ sub: fc.boolean(), cmd: fc.boolean() }), { minLength: 3, maxLength: 3 }),
+        async (steps, joinAt, timeouts, holds) => {
           const prefix = uniquePrefix('conv');
           const proxies: ReorderingProxy[] = [];
           const all: RedisStore[] = [];
@@ -193,10 +196,11 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
           };
           try {
             const bs = await Promise.all([start(false), start(false), start(false)]);
-            // from here on every frame from Redis to the three waits for a 'deliver' step
-            for (const proxy of proxies) {
+            // from here on frames from Redis on a held connection wait for a 'deliver' step
+            for (const [i, proxy] of proxies.entries()) {
               proxy.holdNew = true;
-              for (const link of proxy.links) link.hold();
+              const h = holds[i] as { sub: boolean; cmd: boolean };
+              for (const link of proxy.links) if (link.subscriber ? h.sub : h.cmd) link.hold();
             }
             // an instance that starts mid-run (no ready()), held from its first frame; its first
             // call waits (bounded) for its first read
