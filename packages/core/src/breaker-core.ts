@@ -1,5 +1,3 @@
-/// <reference lib="esnext.disposable" preserve="true" />
-// Our .d.ts use Symbol.dispose / Disposable: this brings their lib to consumers compiling without it.
 /**
  * The breaker's state machine: admission, the calling paths (`execute`, permits), outcomes,
  * transitions and their timers, manual states. Options, events, the half-open sample, the store
@@ -24,8 +22,9 @@ import { withBreaker, type MethodDecorator } from './decorator.js';
 import { channels } from './diagnostics.js';
 import { Emitter, type Subscription } from './emitter.js';
 import { CircuitOpenError } from './errors.js';
-import { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
+import { neverAbortedSignal } from './policy.js';
 import { newCounts, type TripRule, tripReasons, type WindowSnapshot } from './trip-rules.js';
+import type { BreakerContext, CircuitBreaker, Permit } from './breaker-api.js';
 import {
   type BreakerEmitter,
   type BreakerEvents,
@@ -51,7 +50,6 @@ import { type CircuitState, stateNames } from './breaker-state.js';
 import {
   attachStore,
   awaitProbe,
-  type BreakerHandle,
   detach,
   probeAllowed,
   publishOutcome,
@@ -83,87 +81,6 @@ const stateCodes: Record<CircuitState, number> = {
 const REJECT = 0;
 const ADMIT = 1;
 const PROBE = 2;
-
-/**
- * What `execute` passes to `fn`.
- *
- * @example
- * ```ts
- * await breaker.execute(({ signal }) => fetch(url, { signal }), AbortSignal.timeout(2_000));
- * ```
- */
-export type BreakerContext = PolicyContext;
-
-/**
- * A two-step call: report how the work went, exactly once. Later reports are ignored.
- *
- * @example
- * ```ts
- * const permit = breaker.tryAcquire();
- * if (!permit) return fallback();
- * try { const r = await work(); permit.success(); return r; }
- * catch (err) { permit.failure(err); throw err; }
- * ```
- */
-export interface Permit {
-  /** The call succeeded. */
-  success(): void;
-  /** The call failed (counts as a failure whatever `isFailure` says). */
-  failure(error?: unknown): void;
-  /** The call counts as neither (e.g. cancelled by the caller); gives the slot back. */
-  neutral(error?: unknown): void;
-  /** True once one of the three was called. */
-  readonly settled: boolean;
-}
-
-/**
- * A circuit breaker: a {@link Policy} that stops calling a failing dependency for a while.
- *
- * @example
- * ```ts
- * const breaker = circuitBreaker({ name: 'payments' });
- * const receipt = await breaker.execute(({ signal }) => charge(order, signal), req.signal);
- * ```
- */
-export interface CircuitBreaker extends Policy<BreakerContext>, BreakerHandle {
-  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
-  readonly kind: 'breaker';
-  readonly name: string;
-  readonly state: CircuitState;
-  /** Epoch ms when a probe will be admitted, while open; `undefined` otherwise. */
-  readonly nextAttemptAt: number | undefined;
-  /** Runs `fn(ctx)`, or rejects with `CircuitOpenError` without calling it. */
-  execute<T>(fn: (ctx: BreakerContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T>;
-  /** A function with the same parameters that runs `fn` through `execute`. */
-  wrap<A extends unknown[], T>(fn: (...args: A) => PromiseLike<T> | T): (...args: A) => Promise<T>;
-  /** A standard method decorator: `@breaker.protect async call() {}`. */
-  readonly protect: MethodDecorator;
-  /** The open period (backoff included) the next trip would use. */
-  openDurationMs(): number;
-  /** A permit, or `undefined` when the breaker rejects (no error is allocated). */
-  tryAcquire(): Permit | undefined;
-  /** A permit; throws `CircuitOpenError` when the breaker rejects. */
-  acquire(): Permit;
-  /** Forced open until `reset()` (or another manual state). */
-  isolate(): void;
-  /** Forced closed (state `disabled`): admits everything and never opens, until `reset()`. */
-  forceClose(): void;
-  /**
-   * Forced closed: the old name of {@link CircuitBreaker.forceClose}.
-   * @deprecated Use `forceClose()` (renamed in 0.2: `close()` read like `reset()`); removed in 0.3.
-   */
-  close(): void;
-  /** Back to `closed` with clean counts. */
-  reset(): void;
-  /** Dry run: records and emits events, never rejects; emits `wouldOpen` when it would have opened. */
-  metricsOnly(): void;
-  stats(): BreakerStats;
-  toJSON(): BreakerSnapshot;
-  on<K extends keyof BreakerEvents>(event: K, listener: (e: BreakerEvents[K]) => void): Subscription;
-  /** Detaches from the store and cancels timers. The breaker keeps working locally. */
-  dispose(): void;
-  [Symbol.dispose](): void;
-}
 
 /**
  * A thenable that rejects with `e`. Returned from a rejection handler it rejects the derived

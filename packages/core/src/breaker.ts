@@ -5,6 +5,7 @@
  * (and `index.ts`) imports from here.
  *
  * One job per module:
+ * - `breaker-api.ts`: the `CircuitBreaker` interface, `Permit`, `BreakerContext` (types only);
  * - `breaker-core.ts`: the state machine (admission, `execute()` and permits, outcomes,
  *   transitions and timers, manual states), `circuitBreaker()`;
  * - `breaker-options.ts`: the option types with their defaults, and their validation;
@@ -16,13 +17,8 @@
  *
  * @module
  */
-export {
-  type BreakerContext,
-  type CircuitBreaker,
-  circuitBreaker,
-  isIdleBreaker,
-  type Permit,
-} from './breaker-core.js';
+export type { BreakerContext, CircuitBreaker, Permit } from './breaker-api.js';
+export { circuitBreaker, isIdleBreaker } from './breaker-core.js';
 export type { BreakerEvents } from './breaker-events.js';
 export type {
   CircuitBreakerOptions,
