@@ -21,6 +21,13 @@ const tests = readdirSync(src)
   .concat(extra)
   .map((f) => `packages/core/dist/${f}.js`);
 if (tests.length === 0) throw new Error(`no tests for ${mod}: expected ${src}/${mod}.test.ts`);
+// A module split by job into parts (breaker.ts, the public entry, and breaker-core.ts,
+// breaker-options.ts ...) is mutated as a whole and judged by the module's tests: the parts have
+// no tests of their own, and the guarantees the tests pin span them.
+const parts = readdirSync(src)
+  .filter((f) => f.startsWith(`${mod}-`) && f.endsWith('.ts') && !f.includes('.test'))
+  .sort()
+  .map((f) => `${src}/${f}`);
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
@@ -29,7 +36,7 @@ export default {
   // for the others (most are killed by the module's own test file, in a fraction of the set's time).
   commandRunner: { command: tests.map((t) => `node --test --test-reporter=dot ${t}`).join(' && ') },
   buildCommand: 'npx tsc -b packages/core',
-  mutate: [`${src}/${mod}.ts`],
+  mutate: [`${src}/${mod}.ts`, ...parts],
   coverageAnalysis: 'off',
   concurrency: Number(process.env.TRIPSWITCH_MUTATE_CONCURRENCY ?? 2),
   timeoutMS: 5_000,

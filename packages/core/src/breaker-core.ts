@@ -34,8 +34,6 @@ import {
   emitStateChange,
   emitSuccess,
   emitWouldOpen,
-  observed,
-  rejectedListened,
 } from './breaker-events.js';
 import { Episode, settleProbe, startSample, takeProbe, waitForProbe, wake } from './breaker-half-open.js';
 import {
@@ -252,7 +250,7 @@ class Breaker implements CircuitBreaker {
     if (signal === undefined) {
       if (this.#state < HALF) {
         // Nothing needs the call's duration: settle through two handlers made once per breaker.
-        if (!this.#timed && !observed(this.#events)) return this.#runLean(fn);
+        if (!this.#timed && !this.#observed()) return this.#runLean(fn);
         return this.#run(fn, plainContext, false);
       }
     } else if (signal.aborted) return Promise.reject(signal.reason);
@@ -293,7 +291,7 @@ class Breaker implements CircuitBreaker {
     const gen = this.#gen;
     this.#inFlight++;
     // The start time is read only when something needs a duration: slow-call tracking or a listener.
-    const start = this.#timed || observed(this.#events) ? this.#clock.now() : Number.NaN;
+    const start = this.#timed || this.#observed() ? this.#clock.now() : Number.NaN;
     let value: T;
     try {
       value = await fn(ctx);
@@ -474,7 +472,7 @@ class Breaker implements CircuitBreaker {
   /** Counts a rejection, emits it, and (when `make`) builds the error. */
   #rejected(make: boolean): CircuitOpenError | undefined {
     this.#rejections++;
-    const listened = rejectedListened(this.#events);
+    const listened = this.#events?.has('rejected') === true || channels.rejected.hasSubscribers;
     if (!make && !listened) return undefined;
     const state = this.#state;
     let retryAt: number | undefined;
@@ -494,6 +492,17 @@ class Breaker implements CircuitBreaker {
       failures: this.#e().openFailures,
       lastFailure: this.#lastFailure,
     });
+  }
+
+  /** Whether a settled call's duration is wanted: a `success`, `failure` or `neutral` listener. */
+  #observed(): boolean {
+    return (
+      (this.#events !== undefined &&
+        (this.#events.has('success') || this.#events.has('failure') || this.#events.has('neutral'))) ||
+      channels.success.hasSubscribers ||
+      channels.failure.hasSubscribers ||
+      channels.neutral.hasSubscribers
+    );
   }
 
   // ---- outcomes (internal: called by permits) --------------------------------------------------
@@ -820,7 +829,7 @@ class Breaker implements CircuitBreaker {
       ep.openedAt = r.openedAt;
     }
     this.#state = code;
-    if (code === OPEN) this.#scheduleEager(this.#clock.now());
+    if (code === OPEN) this.#scheduleEager(r.now);
     if (r.window !== undefined) {
       const w = v.object('initialState.window', r.window);
       this.#rule.restore(w as unknown as WindowSnapshot);

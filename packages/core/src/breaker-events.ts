@@ -4,8 +4,10 @@
  *
  * A payload is built only when someone listens on either side, and the callers test the cheap
  * "anyone at all?" condition before calling in, so an unobserved breaker pays one field read per
- * call. These are plain functions of the emitter (not methods), so the breaker's state stays in
- * its private fields.
+ * call. Those tests on the hot path (whether a call's duration is wanted, whether a rejection is
+ * watched) stay in the breaker's own methods, exactly as before the split, so the hot path makes
+ * no call it did not make then. These are plain functions of the emitter (not methods), so the
+ * breaker's state stays in its private fields.
  *
  * @module
  */
@@ -34,24 +36,6 @@ export interface BreakerEvents {
 
 /** @internal A breaker's listeners; `undefined` while it has none (the lean path tests that). */
 export type BreakerEmitter = Emitter<BreakerEvents> | undefined;
-
-/**
- * @internal Whether a settled call's duration is wanted: someone listens to `success`, `failure`
- * or `neutral`, here or on the diagnostics channels.
- */
-export function observed(events: BreakerEmitter): boolean {
-  return (
-    (events !== undefined && (events.has('success') || events.has('failure') || events.has('neutral'))) ||
-    channels.success.hasSubscribers ||
-    channels.failure.hasSubscribers ||
-    channels.neutral.hasSubscribers
-  );
-}
-
-/** @internal Whether a rejection's payload is wanted. */
-export function rejectedListened(events: BreakerEmitter): boolean {
-  return events?.has('rejected') === true || channels.rejected.hasSubscribers;
-}
 
 /** @internal Emits `success`, if anyone listens. */
 export function emitSuccess(events: BreakerEmitter, name: string, duration: number): void {
@@ -87,7 +71,7 @@ export function emitNeutral(
   if (channels.neutral.hasSubscribers) channels.neutral.publish(e);
 }
 
-/** @internal Emits `rejected` (the caller has checked {@link rejectedListened}). */
+/** @internal Emits `rejected` (the caller has checked that someone listens). */
 export function emitRejected(
   events: BreakerEmitter,
   name: string,

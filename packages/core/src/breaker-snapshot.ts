@@ -91,6 +91,8 @@ export interface RestoredState {
   rejections: number;
   neutral: number;
   slowCalls: number;
+  /** The clock's time when the snapshot was read (one read: the eager timer is armed from it). */
+  now: number;
   /** Set for `open` only. */
   openedAt: number;
   nextAttemptAt: number;
@@ -146,6 +148,7 @@ export function readSnapshot(v: Validator, raw: unknown, clock: Clock): Restored
     rejections,
     neutral,
     slowCalls,
+    now,
     openedAt,
     nextAttemptAt,
     window: s.window,
