@@ -137,6 +137,7 @@ export {
 } from './write-queue.js';
 export { logStateChanges, type StateChangeLogger } from './logging.js';
 export { rejectUnknownKeys, type Validator, validator } from './validate.js';
+export { ReplayPacing } from './replay-pacing.js';
 export {
   adaptiveLimiterRejectionReasons,
   bulkheadRejectionReasons,

@@ -19,6 +19,7 @@ import { Emitter, type Subscription } from './emitter.js';
 import { isCircuitOpenError, WriteQueueClosedError, WriteQueueFullError } from './errors.js';
 import { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
 import { rejectUnknownKeys, validator } from './validate.js';
+import { ReplayPacing } from './replay-pacing.js';
 
 /**
  * A write as a {@link WriteQueueStore} keeps it.
@@ -274,8 +275,7 @@ class Queue<T, R> implements WriteQueue<T, R> {
   readonly #maxAttempts: number;
   readonly #retryable: (error: unknown) => boolean;
   readonly #ordered: boolean;
-  readonly #backoff: Backoff;
-  readonly #random: () => number;
+  readonly #pacing: ReplayPacing;
   readonly #clock: Clock;
   readonly #events = new Emitter<WriteQueueEvents<T, R>>();
   readonly #abort = new AbortController();
@@ -295,10 +295,6 @@ class Queue<T, R> implements WriteQueue<T, R> {
   #sending: Item<T> | undefined;
   #draining: Promise<void> | undefined;
   #timer: TimerHandle | undefined;
-  /** Earliest time for the next replay after a failure; 0 when none is owed. */
-  #retryAt = 0;
-  #failures = 0;
-  #lastDelay = 0;
   #closed: Promise<void> | undefined;
 
   constructor(options: WriteQueueOptions<T, R>) {
@@ -337,16 +333,17 @@ class Queue<T, R> implements WriteQueue<T, R> {
     const backoff = o.backoff as Backoff | undefined;
     if (backoff !== undefined && (typeof backoff !== 'object' || typeof backoff?.delay !== 'function'))
       v.fail('backoff', 'a Backoff with delay(retry, previous, random)', backoff);
-    this.#backoff = backoff ?? decorrelatedJitterBackoff({ initialDelay: 1_000, maxDelay: 300_000 });
-    this.#random = v.optionalFunction<() => number>('random', o.random) ?? Math.random;
+    const random = v.optionalFunction<() => number>('random', o.random) ?? Math.random;
     this.#clock = v.clock('clock', o.clock) ?? systemClock;
+    this.#pacing = new ReplayPacing(
+      backoff ?? decorrelatedJitterBackoff({ initialDelay: 1_000, maxDelay: 300_000 }),
+      this.#clock,
+      random,
+    );
 
     // One listener for the queue's life (removed by close): the breaker closing is the signal to replay.
     this.#sub = b?.on('stateChange', ({ to }) => {
-      if (to === 'closed' || to === 'disabled' || to === 'metrics-only') {
-        this.#retryAt = 0;
-        this.#failures = 0;
-      }
+      if (to === 'closed' || to === 'disabled' || to === 'metrics-only') this.#pacing.breakerClosed();
       this.#schedule();
     });
     this.ready = this.#load();
@@ -493,20 +490,9 @@ class Queue<T, R> implements WriteQueue<T, R> {
     }
     this.#items.push(item);
     this.#emit('queued', { id, data, error, size: this.#items.length });
-    // The first attempt just failed: the first replay waits like a retry would, unless a wait is
-    // already owed (a backoff, or a breaker's retryAt, still ahead). A retryAt in the past is no
-    // wait: it is left by failures whose writes then died or were discarded.
-    if (attempts > 0 && this.#retryAt <= this.#clock.now() && !isCircuitOpenError(error)) this.#fail();
+    // The first attempt just failed: the first replay waits like a retry would.
+    if (attempts > 0) this.#pacing.firstAttemptFailed(error);
     this.#schedule();
-  }
-
-  /** Counts a failed attempt and sets when the next replay may go. Returns the wait. */
-  #fail(): number {
-    this.#failures++;
-    const delay = Math.max(0, this.#backoff.delay(this.#failures, this.#lastDelay, this.#random));
-    this.#lastDelay = delay;
-    this.#retryAt = this.#clock.now() + delay;
-    return delay;
   }
 
   /** Starts a replay now, or arms the one timer for when one may start. */
@@ -514,7 +500,7 @@ class Queue<T, R> implements WriteQueue<T, R> {
     if (this.#closed || this.#draining || this.#items.length === 0) return;
     this.#clearTimer();
     const now = this.#clock.now();
-    let at = this.#retryAt;
+    let at = this.#pacing.retryAt;
     const b = this.#breaker;
     if (b !== undefined) {
       const state = b.state;
@@ -588,9 +574,7 @@ class Queue<T, R> implements WriteQueue<T, R> {
           // (A breaker of ours is also watched by #schedule; this covers one nested in `policy`, and
           // a rejection that names no time, which must not turn into a loop of immediate retries.)
           item.attempts--;
-          const retryAt = (error as { retryAt?: unknown }).retryAt;
-          if (typeof retryAt === 'number' && retryAt > this.#clock.now()) this.#retryAt = retryAt;
-          else this.#fail();
+          this.#pacing.circuitOpen(error);
           return;
         }
         if (!this.#retryable(error) || item.attempts >= this.#maxAttempts) {
@@ -599,14 +583,12 @@ class Queue<T, R> implements WriteQueue<T, R> {
           await this.#forget(item.id);
           continue;
         }
-        const wait = this.#fail();
+        const wait = this.#pacing.failed();
         this.#emit('replayFailed', { id: item.id, error, attempts: item.attempts, retryInMs: wait });
         return;
       }
       this.#sending = undefined;
-      this.#failures = 0;
-      this.#lastDelay = 0;
-      this.#retryAt = 0;
+      this.#pacing.succeeded();
       // The event goes out as the write leaves `size`, not after the store's remove: whoever reads
       // `size` 0 has seen every `sent` (the demo once read 9 replayed of 10 queued, size 0).
       this.#leave(item);
@@ -643,7 +625,7 @@ class Queue<T, R> implements WriteQueue<T, R> {
   async drain(): Promise<void> {
     await this.ready;
     if (this.#closed) return;
-    this.#retryAt = 0;
+    this.#pacing.retryAt = 0;
     await this.#start();
   }
 

@@ -20,12 +20,12 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { Redis as RedisClient } from 'ioredis';
 import {
-  type Backoff,
   type CircuitBreaker,
   type Clock,
   isCircuitOpenError,
   type Policy,
   type PolicyContext,
+  ReplayPacing,
   type Subscription,
   type TimerHandle,
   validator,
@@ -91,8 +91,7 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
   readonly #batch: number;
   readonly #maxAttempts: number;
   readonly #retryable: (error: unknown) => boolean;
-  readonly #backoff: Backoff;
-  readonly #random: () => number;
+  readonly #pacing: ReplayPacing;
   readonly #clock: Clock;
   readonly #me: string;
   readonly #s: string;
@@ -113,9 +112,6 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   /** The send in flight, with what aborts it when its claim is lost. */
   #inFlight: { entry: string; abort: AbortController; validUntil: number } | undefined;
-  #retryAt = 0;
-  #failures = 0;
-  #lastDelay = 0;
   #closed: Promise<void> | undefined;
 
   constructor(options: RedisOutboxOptions<T, R>) {
@@ -129,9 +125,8 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     this.#batch = c.batch;
     this.#maxAttempts = c.maxAttempts;
     this.#retryable = c.retryable;
-    this.#backoff = c.backoff;
-    this.#random = c.random;
     this.#clock = c.clock;
+    this.#pacing = new ReplayPacing(c.backoff, c.clock, c.random);
     this.#me = c.consumer;
     this.#s = c.stream;
     this.#a = c.attempts;
@@ -161,10 +156,7 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     r.defineCommand('tsObHold', { numberOfKeys: 1, lua: holdScript });
     r.defineCommand('tsObPrune', { numberOfKeys: 1, lua: pruneScript });
     this.#sub = c.breaker?.on('stateChange', ({ to }) => {
-      if (to === 'closed' || to === 'disabled' || to === 'metrics-only') {
-        this.#retryAt = 0;
-        this.#failures = 0;
-      }
+      if (to === 'closed' || to === 'disabled' || to === 'metrics-only') this.#pacing.breakerClosed();
       this.#schedule(0);
     });
     this.ready = this.#init();
@@ -260,12 +252,9 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
       return { status: 'sent', id, value };
     } catch (error) {
       if (signal?.aborted || !this.#retryable(error)) throw error;
-      const open = isCircuitOpenError(error);
-      // The first attempt just failed: the first replay (here) waits like a retry would, unless a
-      // wait is owed already. A retryAt in the past owes nothing: it is left by failures whose
-      // writes then died or went to another instance.
-      if (!open && this.#retryAt <= this.#clock.now()) this.#fail();
-      await this.#append(id, data, key, open ? 0 : 1, error);
+      // The first attempt just failed: the first replay (here) waits like a retry would.
+      this.#pacing.firstAttemptFailed(error);
+      await this.#append(id, data, key, isCircuitOpenError(error) ? 0 : 1, error);
       return { status: 'queued', id, error };
     }
   }
@@ -305,7 +294,7 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
     if (this.#closed || this.#pumping) return;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     const now = this.#clock.now();
-    let at = Math.max(now + ms, this.#retryAt);
+    let at = Math.max(now + ms, this.#pacing.retryAt);
     const b = this.#breaker;
     if (b !== undefined) {
       const state = b.state;
@@ -333,7 +322,7 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
         if (this.#closed) return;
         // A failure during this pass (a submit's first attempt) owes a wait: the next pass, which
         // the finally arms, honours it.
-        if (this.#retryAt > this.#clock.now()) break;
+        if (this.#pacing.retryAt > this.#clock.now()) break;
         const outcome = await this.#sendOne();
         // Nothing this instance may send now (none held, or all behind older writes of their key).
         if (outcome === 'idle') break;
@@ -441,9 +430,7 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
       }
       if (isCircuitOpenError(error)) {
         await this.#redis.tsObUncount(this.#s, this.#a, w.entry);
-        const retryAt = (error as { retryAt?: unknown }).retryAt;
-        if (typeof retryAt === 'number' && retryAt > this.#clock.now()) this.#retryAt = retryAt;
-        else this.#fail();
+        this.#pacing.circuitOpen(error);
         return 'stop';
       }
       if (!this.#retryable(error) || attempt >= this.#maxAttempts) {
@@ -451,16 +438,14 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
         this.#emit('dead', { id: w.id, data: w.data, error, attempts: attempt });
         return 'sent';
       }
-      const wait = this.#fail();
+      const wait = this.#pacing.failed();
       this.#emit('replayFailed', { id: w.id, error, attempts: attempt, retryInMs: wait });
       return 'stop';
     } finally {
       this.#abort.signal.removeEventListener('abort', onClose);
     }
     this.#inFlight = undefined;
-    this.#failures = 0;
-    this.#lastDelay = 0;
-    this.#retryAt = 0;
+    this.#pacing.succeeded();
     await this.#finish(w);
     this.#emit('sent', {
       id: w.id,
@@ -486,14 +471,6 @@ class Outbox<T, R> implements RedisOutbox<T, R> {
       keyed,
     );
     if (Array.isArray(next) && next.length === 2) this.#hold(next as RawEntry);
-  }
-
-  #fail(): number {
-    this.#failures++;
-    const delay = Math.max(0, this.#backoff.delay(this.#failures, this.#lastDelay, this.#random));
-    this.#lastDelay = delay;
-    this.#retryAt = this.#clock.now() + delay;
-    return delay;
   }
 
   /** A heartbeat runs only while this instance holds writes: it keeps their claims fresh. */
