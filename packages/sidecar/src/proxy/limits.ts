@@ -2,20 +2,16 @@
  * Envoy-style circuit-breaking thresholds of one cluster and priority. A request runs when fewer than
  * min(max_connections, max_requests) are active (HTTP/1.1: one connection per request), waits while
  * fewer than max_pending_requests wait, and is refused at once beyond that (the 503 overflow).
- * Counting is O(1); the wait queue is a FIFO with lazy removal of cancelled waiters.
+ * Counting is O(1); the wait queue is a {@link GrantQueue}, a FIFO with lazy removal of cancelled waiters.
  * @module
  */
 import { CONFIG_DEFAULTS, type ResolvedThreshold, resolveThreshold } from '../config/resolve.js';
 import type { ThresholdConfig } from '../config/schema.js';
+import { GrantQueue } from './grant-queue.js';
 
 /** A queued request; `cancel()` gives its place back. */
 export interface Waiter {
   cancel(): void;
-}
-
-interface Entry {
-  grant: () => void;
-  cancelled: boolean;
 }
 
 /**
@@ -41,8 +37,7 @@ export class Limiter {
   pendingOverflow = 0;
   /** Retries skipped because max_retries / the retry budget was reached. */
   retryOverflow = 0;
-  #queue: Entry[] = [];
-  #head = 0;
+  readonly #queue = new GrantQueue();
 
   /** @param t - the threshold block; missing fields take the defaults of `config/resolve`. */
   constructor(t: ResolvedThreshold | ThresholdConfig | undefined) {
@@ -72,20 +67,11 @@ export class Limiter {
       this.pendingOverflow++;
       return undefined;
     }
-    const e: Entry = { grant, cancelled: false };
-    // Cancelled waiters are removed lazily; compact when they dominate, so clients that keep giving
-    // up while the cluster is stuck cannot grow the queue without bound.
-    if (this.#queue.length - this.#head > 2 * this.pending + 64) {
-      this.#queue = this.#queue.slice(this.#head).filter((x) => !x.cancelled);
-      this.#head = 0;
-    }
-    this.#queue.push(e);
+    const e = this.#queue.push(grant);
     this.pending++;
     return {
       cancel: () => {
-        if (e.cancelled) return;
-        e.cancelled = true;
-        this.pending--;
+        if (this.#queue.cancel(e)) this.pending--;
       },
     };
   }
@@ -105,23 +91,11 @@ export class Limiter {
 
   /** Frees an active slot, handing it to the oldest waiter if there is one. */
   release(): void {
-    const q = this.#queue;
-    while (this.#head < q.length) {
-      const e = q[this.#head]!;
-      q[this.#head++] = undefined as unknown as Entry;
-      if (this.#head > 1024 && this.#head * 2 > q.length) {
-        q.splice(0, this.#head);
-        this.#head = 0;
-      }
-      if (e.cancelled) continue;
-      e.cancelled = true;
+    const e = this.#queue.next();
+    if (e !== undefined) {
       this.pending--;
       e.grant();
       return;
-    }
-    if (this.#head > 0) {
-      q.length = 0;
-      this.#head = 0;
     }
     this.active--;
   }

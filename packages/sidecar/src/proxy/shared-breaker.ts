@@ -22,6 +22,7 @@ import type {
   TimerHandle,
 } from 'tripswitch';
 import { sharedMicros } from '../clock.js';
+import { waitAsync } from './atomics-wait.js';
 import { OUTCOME, OutcomeRing, RING_BYTES } from './outcome-ring.js';
 
 const SEQ = 0;
@@ -53,17 +54,6 @@ const codes: Record<CircuitState, number> = {
 const names = Object.keys(codes) as CircuitState[];
 const HALF = 3;
 const OPEN = 4;
-
-/** `Atomics.waitAsync`, not yet in the ES2023 lib this package compiles against. */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      index: number,
-      value: number,
-    ): { async: false } | { async: true; value: Promise<string> };
-  }
-).waitAsync;
 
 /**
  * The shared words of one cluster's breaker, made by the main thread and handed to every worker.

@@ -8,6 +8,8 @@
  */
 import type { ResolvedThreshold } from '../config/resolve.js';
 import type { ThresholdConfig } from '../config/schema.js';
+import { waitAsync } from './atomics-wait.js';
+import { GrantQueue } from './grant-queue.js';
 import { Limiter, type Waiter } from './limits.js';
 
 // Words of one priority: the shared counts, then per worker its share and its overflow counts.
@@ -25,17 +27,6 @@ const W_RETRY_OVERFLOW = 4;
 const PER_WORKER = 5;
 /** Longest a queued request sleeps without looking again (a safety net, not the wake-up path). */
 const RECHECK_MS = 250;
-/** `Atomics.waitAsync` (Node 16+), not yet in the ES2023 lib this package compiles against. */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      index: number,
-      value: number,
-      timeoutMs: number,
-    ): { async: false; value: string } | { async: true; value: Promise<string> };
-  }
-).waitAsync;
 
 /**
  * The shared words of one cluster's limits (both priorities), made by the main thread and handed to
@@ -97,11 +88,6 @@ export function releaseWorker(block: LimitsBlock, worker: number): number {
   return freed;
 }
 
-interface Entry {
-  grant: () => void;
-  cancelled: boolean;
-}
-
 /**
  * A {@link Limiter} whose counts are shared with the other workers. In a worker, `active`,
  * `pending`, `retries`, `pendingOverflow` and `retryOverflow` are that worker's own share; in the
@@ -122,9 +108,7 @@ export class SharedLimiter extends Limiter {
   readonly #own: number;
   readonly #workers: number;
   readonly #concurrency: number;
-  #queue: Entry[] = [];
-  #head = 0;
-  #waiting = 0;
+  readonly #queue = new GrantQueue();
   #watching = false;
 
   /**
@@ -203,20 +187,11 @@ export class SharedLimiter extends Limiter {
       this.pendingOverflow++;
       return undefined;
     }
-    const e: Entry = { grant, cancelled: false };
-    if (this.#queue.length - this.#head > 2 * this.#waiting + 64) {
-      this.#queue = this.#queue.slice(this.#head).filter((x) => !x.cancelled);
-      this.#head = 0;
-    }
-    this.#queue.push(e);
-    this.#waiting++;
+    const e = this.#queue.push(grant);
     this.#watch();
     return {
       cancel: () => {
-        if (e.cancelled) return;
-        e.cancelled = true;
-        this.#waiting--;
-        this.#add(PENDING, W_PENDING, -1);
+        if (this.#queue.cancel(e)) this.#add(PENDING, W_PENDING, -1);
       },
     };
   }
@@ -231,30 +206,8 @@ export class SharedLimiter extends Limiter {
     return this.wait(grant);
   }
 
-  /** The oldest waiter of this worker still waiting, taken off the queue. */
-  #next(): Entry | undefined {
-    const q = this.#queue;
-    while (this.#head < q.length) {
-      const e = q[this.#head]!;
-      q[this.#head++] = undefined as unknown as Entry;
-      if (this.#head > 1024 && this.#head * 2 > q.length) {
-        q.splice(0, this.#head);
-        this.#head = 0;
-      }
-      if (e.cancelled) continue;
-      e.cancelled = true;
-      this.#waiting--;
-      return e;
-    }
-    if (this.#head > 0) {
-      q.length = 0;
-      this.#head = 0;
-    }
-    return undefined;
-  }
-
   override release(): void {
-    const e = this.#waiting > 0 ? this.#next() : undefined;
+    const e = this.#queue.size > 0 ? this.#queue.next() : undefined;
     if (e !== undefined) {
       // The slot passes to the waiter: the active count stays, the pending count drops.
       this.#add(PENDING, W_PENDING, -1);
@@ -282,8 +235,8 @@ export class SharedLimiter extends Limiter {
     const loop = (): void => {
       for (;;) {
         const seen = Atomics.load(a, word);
-        while (this.#waiting > 0 && this.tryEnter()) {
-          const e = this.#next();
+        while (this.#queue.size > 0 && this.tryEnter()) {
+          const e = this.#queue.next();
           if (e === undefined) {
             this.#add(ACTIVE, W_ACTIVE, -1);
             break;
@@ -291,7 +244,7 @@ export class SharedLimiter extends Limiter {
           this.#add(PENDING, W_PENDING, -1);
           e.grant();
         }
-        if (this.#waiting === 0) {
+        if (this.#queue.size === 0) {
           this.#watching = false;
           return;
         }
