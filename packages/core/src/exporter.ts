@@ -14,7 +14,7 @@
  * @module exporter
  */
 import type { BreakerRegistry } from './registry.js';
-import type { CircuitBreaker } from './breaker.js';
+import type { CircuitBreaker, CircuitState } from './breaker.js';
 import type { AdaptiveLimiterPolicy } from './adaptive-limiter.js';
 import type { BulkheadPolicy } from './bulkhead.js';
 import type { ChaosPolicy } from './chaos/index.js';
@@ -90,6 +90,114 @@ export interface MeteredPolicyOf {
   chaos: ChaosPolicy;
   writeQueue: WriteQueue<unknown, unknown>;
 }
+
+/**
+ * Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only.
+ *
+ * @example
+ * ```ts
+ * const alertWhen = `circuit_breaker_state == ${stateValue.open}`; // for a PromQL rule
+ * ```
+ */
+export const stateValue: Record<CircuitState, number> = {
+  closed: 0,
+  open: 1,
+  'half-open': 2,
+  isolated: 3,
+  disabled: 4,
+  'metrics-only': 5,
+};
+
+/**
+ * A value an exporter reads from each instrumented policy when metrics are collected.
+ *
+ * @example
+ * ```ts
+ * const active: PolledMetric<BulkheadPolicy> = {
+ *   name: 'tripswitch_bulkhead_active', help: 'Calls running', value: (b) => b.stats().running,
+ * };
+ * ```
+ */
+export interface PolledMetric<P> {
+  /** The metric's name, without the `_total` that Prometheus gives counters. */
+  readonly name: string;
+  readonly help: string;
+  readonly value: (policy: P) => number;
+  /** A count since the policy was created (only grows), not a level. */
+  readonly counter?: boolean;
+}
+
+const level = <P>(name: string, help: string, value: (p: P) => number): PolledMetric<P> => ({
+  name,
+  help,
+  value,
+});
+const count = <P>(name: string, help: string, value: (p: P) => number): PolledMetric<P> => ({
+  name,
+  help,
+  value,
+  counter: true,
+});
+const ADMITTED = 'Calls admitted (at once or after queueing) since';
+
+/**
+ * The metrics every exporter reads from policies at collection time, per kind, in the order they
+ * are registered. (The hedge's delay is not here: its unit and its "no value yet" differ by exporter.)
+ *
+ * @example
+ * ```ts
+ * for (const m of polledMetrics.bulkhead) gauge(m.name, m.help, (b) => m.value(b));
+ * ```
+ */
+export const polledMetrics: {
+  readonly [K in 'timeout' | 'bulkhead' | 'rateLimiter' | 'hedge' | 'adaptiveLimiter']: readonly PolledMetric<
+    MeteredPolicyOf[K]
+  >[];
+} = {
+  timeout: [level('tripswitch_timeout_pending', 'Calls started and not yet settled', (t) => t.pending)],
+  bulkhead: [
+    level('tripswitch_bulkhead_active', 'Calls running', (b) => b.stats().running),
+    level('tripswitch_bulkhead_queued', 'Calls waiting for a slot', (b) => b.stats().queued),
+    level(
+      'tripswitch_bulkhead_max_concurrent',
+      'Calls allowed to run at once',
+      (b) => b.stats().maxConcurrent,
+    ),
+    level('tripswitch_bulkhead_max_queue', 'Calls allowed to wait', (b) => b.stats().maxQueue),
+    count('tripswitch_bulkhead_executed', `${ADMITTED} the bulkhead was created`, (b) => b.stats().executed),
+  ],
+  rateLimiter: [
+    level(
+      'tripswitch_rate_limiter_tokens',
+      'Tokens available (negative while callers wait)',
+      (l) => l.tokens,
+    ),
+  ],
+  hedge: [
+    count('tripswitch_hedge_calls', 'Calls through the hedge', (h) => h.stats().calls),
+    count(
+      'tripswitch_hedges',
+      'Extra attempts started (the first attempt is not counted)',
+      (h) => h.stats().hedges,
+    ),
+    count('tripswitch_hedge_wins', 'Calls answered by an extra attempt', (h) => h.stats().hedgeWins),
+    count(
+      'tripswitch_hedge_budget_exhausted',
+      'Extra attempts the budget refused',
+      (h) => h.stats().budgetExhausted,
+    ),
+  ],
+  adaptiveLimiter: [
+    level('tripswitch_adaptive_limit', 'The current concurrency limit', (l) => l.stats().limit),
+    level('tripswitch_adaptive_limiter_active', 'Calls running', (l) => l.stats().running),
+    level('tripswitch_adaptive_limiter_queued', 'Calls waiting for a slot', (l) => l.stats().queued),
+    count(
+      'tripswitch_adaptive_limiter_executed',
+      `${ADMITTED} the limiter was created`,
+      (l) => l.stats().executed,
+    ),
+  ],
+};
 
 /**
  * Per {@link MeteredKind}, a maker called on the kind's first `instrument()`: it creates the kind's

@@ -15,30 +15,16 @@ import {
   type BreakerRegistry,
   type BulkheadPolicy,
   type CircuitBreaker,
-  type CircuitState,
   type HedgePolicy,
   type RateLimiterPolicy,
   type TimeoutPolicy,
   type WriteQueue,
 } from 'tripswitch';
 import type { ChaosPolicy } from 'tripswitch/chaos';
-import {
-  bindMetrics,
-  type InstrumentablePolicy,
-  type MetricsHandle,
-  type MetricsMakers,
-} from 'tripswitch/exporter';
+import type { InstrumentablePolicy, MetricsHandle } from 'tripswitch/exporter';
+import { bindMetrics, type MetricsMakers, polledMetrics, stateValue } from 'tripswitch/exporter';
 
 export type { InstrumentablePolicy, MetricsHandle } from 'tripswitch/exporter';
-
-const stateValue: Record<CircuitState, number> = {
-  closed: 0,
-  open: 1,
-  'half-open': 2,
-  isolated: 3,
-  disabled: 4,
-  'metrics-only': 5,
-};
 
 /**
  * Options of {@link otelMetrics}.
@@ -176,7 +162,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
       const timeouts = meter.createCounter('tripswitch_timeouts', {
         description: 'Calls that reached their deadline',
       });
-      polled('tripswitch_timeout_pending', 'Calls started and not yet settled', all, (t) => t.pending);
+      for (const m of polledMetrics.timeout) polled(m.name, m.help, all, m.value, m.counter);
       return (name, t) => {
         all.set(name, t);
         zero(timeouts, name);
@@ -189,22 +175,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     },
     bulkhead: () => {
       const all = new Map<string, BulkheadPolicy>();
-      polled('tripswitch_bulkhead_active', 'Calls running', all, (b) => b.stats().running);
-      polled('tripswitch_bulkhead_queued', 'Calls waiting for a slot', all, (b) => b.stats().queued);
-      polled(
-        'tripswitch_bulkhead_max_concurrent',
-        'Calls allowed to run at once',
-        all,
-        (b) => b.stats().maxConcurrent,
-      );
-      polled('tripswitch_bulkhead_max_queue', 'Calls allowed to wait', all, (b) => b.stats().maxQueue);
-      polled(
-        'tripswitch_bulkhead_executed',
-        'Calls admitted (at once or after queueing) since the bulkhead was created',
-        all,
-        (b) => b.stats().executed,
-        true,
-      );
+      for (const m of polledMetrics.bulkhead) polled(m.name, m.help, all, m.value, m.counter);
       const rejections = meter.createCounter('tripswitch_bulkhead_rejections', {
         description: 'Calls rejected, by reason',
       });
@@ -220,12 +191,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     },
     rateLimiter: () => {
       const all = new Map<string, RateLimiterPolicy>();
-      polled(
-        'tripswitch_rate_limiter_tokens',
-        'Tokens available (negative while callers wait)',
-        all,
-        (l) => l.tokens,
-      );
+      for (const m of polledMetrics.rateLimiter) polled(m.name, m.help, all, m.value, m.counter);
       const rejections = meter.createCounter('tripswitch_rate_limiter_rejections', {
         description: 'Calls rejected for want of a token',
       });
@@ -251,28 +217,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     },
     hedge: () => {
       const all = new Map<string, HedgePolicy>();
-      polled('tripswitch_hedge_calls', 'Calls through the hedge', all, (h) => h.stats().calls, true);
-      polled(
-        'tripswitch_hedges',
-        'Extra attempts started (the first attempt is not counted)',
-        all,
-        (h) => h.stats().hedges,
-        true,
-      );
-      polled(
-        'tripswitch_hedge_wins',
-        'Calls answered by an extra attempt',
-        all,
-        (h) => h.stats().hedgeWins,
-        true,
-      );
-      polled(
-        'tripswitch_hedge_budget_exhausted',
-        'Extra attempts the budget refused',
-        all,
-        (h) => h.stats().budgetExhausted,
-        true,
-      );
+      for (const m of polledMetrics.hedge) polled(m.name, m.help, all, m.value, m.counter);
       // No point while a percentile delay still lacks samples.
       polled(
         'tripswitch_hedge_delay',
@@ -287,16 +232,7 @@ export function otelMetrics(options: OtelMetricsOptions): OtelMetrics {
     },
     adaptiveLimiter: () => {
       const all = new Map<string, AdaptiveLimiterPolicy>();
-      polled('tripswitch_adaptive_limit', 'The current concurrency limit', all, (l) => l.stats().limit);
-      polled('tripswitch_adaptive_limiter_active', 'Calls running', all, (l) => l.stats().running);
-      polled('tripswitch_adaptive_limiter_queued', 'Calls waiting for a slot', all, (l) => l.stats().queued);
-      polled(
-        'tripswitch_adaptive_limiter_executed',
-        'Calls admitted (at once or after queueing) since the limiter was created',
-        all,
-        (l) => l.stats().executed,
-        true,
-      );
+      for (const m of polledMetrics.adaptiveLimiter) polled(m.name, m.help, all, m.value, m.counter);
       const rejections = meter.createCounter('tripswitch_adaptive_limiter_rejections', {
         description: 'Calls rejected, by reason',
       });

@@ -9,38 +9,22 @@ import {
   type BreakerRegistry,
   type BulkheadPolicy,
   type CircuitBreaker,
-  type CircuitState,
   type HedgePolicy,
   type RateLimiterPolicy,
   type TimeoutPolicy,
   type WriteQueue,
 } from 'tripswitch';
 import type { ChaosPolicy } from 'tripswitch/chaos';
+import type { InstrumentablePolicy, MetricsHandle } from 'tripswitch/exporter';
 import {
   bindMetrics,
-  type InstrumentablePolicy,
-  type MetricsHandle,
   type MetricsMakers,
+  type PolledMetric,
+  polledMetrics,
+  stateValue,
 } from 'tripswitch/exporter';
 
-export type { InstrumentablePolicy, MetricsHandle } from 'tripswitch/exporter';
-
-/**
- * Numeric value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled, 5 metrics-only.
- *
- * @example
- * ```ts
- * const alertWhen = `circuit_breaker_state == ${stateValue.open}`; // for a PromQL rule
- * ```
- */
-export const stateValue: Record<CircuitState, number> = {
-  closed: 0,
-  open: 1,
-  'half-open': 2,
-  isolated: 3,
-  disabled: 4,
-  'metrics-only': 5,
-};
+export { type InstrumentablePolicy, type MetricsHandle, stateValue } from 'tripswitch/exporter';
 
 /**
  * Options of {@link prometheusMetrics}.
@@ -231,6 +215,11 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
         n,
       );
   };
+  /** The shared {@link polledMetrics} of a kind; counters get Prometheus' `_total`. */
+  const polledAll = <P>(list: readonly PolledMetric<P>[], policies: Map<string, P>): void => {
+    for (const m of list)
+      polled(m.counter ? `${m.name}_total` : m.name, m.help, policies, m.value, m.counter);
+  };
   /** Counts events from `name`, with one series per `values` of `label` (0 until the first event). */
   const eventCounter = (c: Counter<string>, name: string, label?: string, values: readonly string[] = []) => {
     const series =
@@ -266,7 +255,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     timeout: () => {
       const all = new Map<string, TimeoutPolicy>();
       const timeouts = counter('tripswitch_timeouts_total', 'Calls that reached their deadline', ['policy']);
-      polled('tripswitch_timeout_pending', 'Calls started and not yet settled', all, (t) => t.pending);
+      polledAll(polledMetrics.timeout, all);
       return (name, t) => {
         all.set(name, t);
         const drop = eventCounter(timeouts, name);
@@ -280,22 +269,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     },
     bulkhead: () => {
       const all = new Map<string, BulkheadPolicy>();
-      polled('tripswitch_bulkhead_active', 'Calls running', all, (b) => b.stats().running);
-      polled('tripswitch_bulkhead_queued', 'Calls waiting for a slot', all, (b) => b.stats().queued);
-      polled(
-        'tripswitch_bulkhead_max_concurrent',
-        'Calls allowed to run at once',
-        all,
-        (b) => b.stats().maxConcurrent,
-      );
-      polled('tripswitch_bulkhead_max_queue', 'Calls allowed to wait', all, (b) => b.stats().maxQueue);
-      polled(
-        'tripswitch_bulkhead_executed_total',
-        'Calls admitted (at once or after queueing) since the bulkhead was created',
-        all,
-        (b) => b.stats().executed,
-        true,
-      );
+      polledAll(polledMetrics.bulkhead, all);
       const rejections = counter('tripswitch_bulkhead_rejections_total', 'Calls rejected, by reason', [
         'policy',
         'reason',
@@ -313,12 +287,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     },
     rateLimiter: () => {
       const all = new Map<string, RateLimiterPolicy>();
-      polled(
-        'tripswitch_rate_limiter_tokens',
-        'Tokens available (negative while callers wait)',
-        all,
-        (l) => l.tokens,
-      );
+      polledAll(polledMetrics.rateLimiter, all);
       const rejections = counter(
         'tripswitch_rate_limiter_rejections_total',
         'Calls rejected for want of a token',
@@ -352,28 +321,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     },
     hedge: () => {
       const all = new Map<string, HedgePolicy>();
-      polled('tripswitch_hedge_calls_total', 'Calls through the hedge', all, (h) => h.stats().calls, true);
-      polled(
-        'tripswitch_hedges_total',
-        'Extra attempts started (the first attempt is not counted)',
-        all,
-        (h) => h.stats().hedges,
-        true,
-      );
-      polled(
-        'tripswitch_hedge_wins_total',
-        'Calls answered by an extra attempt',
-        all,
-        (h) => h.stats().hedgeWins,
-        true,
-      );
-      polled(
-        'tripswitch_hedge_budget_exhausted_total',
-        'Extra attempts the budget refused',
-        all,
-        (h) => h.stats().budgetExhausted,
-        true,
-      );
+      polledAll(polledMetrics.hedge, all);
       polled(
         'tripswitch_hedge_delay_seconds',
         'The delay before an extra attempt (NaN while a percentile delay lacks samples)',
@@ -387,16 +335,7 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
     },
     adaptiveLimiter: () => {
       const all = new Map<string, AdaptiveLimiterPolicy>();
-      polled('tripswitch_adaptive_limit', 'The current concurrency limit', all, (l) => l.stats().limit);
-      polled('tripswitch_adaptive_limiter_active', 'Calls running', all, (l) => l.stats().running);
-      polled('tripswitch_adaptive_limiter_queued', 'Calls waiting for a slot', all, (l) => l.stats().queued);
-      polled(
-        'tripswitch_adaptive_limiter_executed_total',
-        'Calls admitted (at once or after queueing) since the limiter was created',
-        all,
-        (l) => l.stats().executed,
-        true,
-      );
+      polledAll(polledMetrics.adaptiveLimiter, all);
       const rejections = counter(
         'tripswitch_adaptive_limiter_rejections_total',
         'Calls rejected, by reason',
