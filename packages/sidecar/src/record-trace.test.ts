@@ -54,6 +54,25 @@ function run(args: string[], ms: number) {
   );
 }
 
+/**
+ * `tripswitch proxy --config <config>` in a child process, its stderr (the JSON log) collected,
+ * once `started` shows in that log; `port` is the first listener's.
+ */
+async function startProxy(config: string, started: RegExp) {
+  const proc = spawn(process.execPath, [cli, 'proxy', '--config', config, '--no-watch'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.push(proc);
+  const out = { log: '' };
+  proc.stderr!.on('data', (c: Buffer) => {
+    out.log += c.toString();
+  });
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  await until(() => started.test(out.log), 30_000);
+  const port = Number(/"msg":"listening"[^\n]*"address":"[^"]*:(\d+)"/.exec(out.log)![1]);
+  return { proc, out, exited, port };
+}
+
 test('tripswitch proxy with record_trace: the trace names the cluster and counts what was sent; tune replays it', async () => {
   const u = await upstream((req, res) => {
     res.statusCode = req.url === '/fail' ? 503 : 200;
@@ -81,23 +100,13 @@ clusters:
   assert.match(bad.stderr, /\/clusters\/0\/record_trace\/file: directory .*traces does not exist/);
   mkdirSync(join(dir, 'traces'));
 
-  const proc = spawn(process.execPath, [cli, 'proxy', '--config', config, '--no-watch'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(proc);
-  let log = '';
-  proc.stderr!.on('data', (c: Buffer) => {
-    log += c.toString();
-  });
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  await until(() => /"msg":"listening"/.test(log), 10_000);
-  assert.match(log, /"msg":"recording trace","cluster":"payments"/);
-  const port = Number(/"msg":"listening"[^\n]*"address":"[^"]*:(\d+)"/.exec(log)![1]);
+  const { proc, out, exited, port } = await startProxy(config, /"msg":"listening"/);
+  assert.match(out.log, /"msg":"recording trace","cluster":"payments"/);
   const sent = ['/fail', '/ok', '/fail', '/fail', '/ok', '/fail', '/ok', '/fail'];
   for (const path of sent) await send(port, path);
   proc.kill('SIGTERM');
-  assert.equal(await exited, 0, log);
-  assert.match(log, /"msg":"trace recorder stopped","cluster":"payments","recorded":8/);
+  assert.equal(await exited, 0, out.log);
+  assert.match(out.log, /"msg":"trace recorder stopped","cluster":"payments","recorded":8/);
 
   const calls = lines(trace);
   assert.deepEqual(
@@ -138,21 +147,12 @@ clusters:
     record_trace: { file: workers.ndjson }
 `,
     );
-    const proc = spawn(process.execPath, [cli, 'proxy', '--config', config, '--no-watch'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    children.push(proc);
-    let log = '';
-    proc.stderr!.on('data', (c: Buffer) => {
-      log += c.toString();
-    });
-    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
     // started: both workers listen and the signal handlers are in place (the admin is last)
-    await until(() => /"msg":"admin listening"/.test(log), 30_000);
+    const { proc, out, exited, port } = await startProxy(config, /"msg":"admin listening"/);
+    const log = out.log;
     assert.equal(log.match(/"msg":"listening","worker"/g)?.length, 2, log);
     assert.match(log, /"msg":"recording trace","cluster":"api"/);
     assert.equal(log.match(/"msg":"recording trace"/g)?.length, 1, 'one recorder, in the main thread');
-    const port = Number(/"msg":"listening"[^\n]*"address":"[^"]*:(\d+)"/.exec(log)![1]);
     // a new connection each (the kernel spreads them over both workers), some at once
     const sent = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? '/fail' : '/ok'));
     const statuses = await Promise.all(sent.map((p) => send(port, p).then((r) => r.status)));
@@ -169,8 +169,8 @@ clusters:
       (await Promise.all(inflight)).map((r) => r.status),
       Array(10).fill(200),
     );
-    assert.equal(await exited, 0, log);
-    assert.match(log, /"msg":"trace recorder stopped","cluster":"api","recorded":50/);
+    assert.equal(await exited, 0, out.log);
+    assert.match(out.log, /"msg":"trace recorder stopped","cluster":"api","recorded":50/);
     const calls = lines(trace);
     assert.equal(
       calls.filter((c) => c.outcome === 'failure').length,
