@@ -317,8 +317,11 @@ export class Session implements StoreSession {
         open = resolve;
       });
       // Not unref'd: a caller awaits it (the process must not exit under a waiting call); it
-      // exists only while calls wait, at most commandTimeoutMs.
-      const timer = setTimeout(() => this.firstSyncDone(), this.#cfg.timeoutMs);
+      // exists only while calls wait, at most commandTimeoutMs. The bound is judged after the
+      // event loop has read the sockets once more, as run()'s deadline is: in a process that
+      // stalled past it, the read's answer may be waiting in the socket, and the call must be
+      // decided on it rather than on the local state.
+      const timer = setTimeout(() => setImmediate(() => this.firstSyncDone()), this.#cfg.timeoutMs);
       this.#syncGate = { promise, open, timer };
       this.#host.prioritize(this);
     }

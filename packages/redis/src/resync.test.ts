@@ -200,4 +200,41 @@ describe('reading thousands of breakers from a slow Redis', { skip: skipNoRedis 
     assert.equal(degraded, 0, 'replies waiting in the socket are answers, not timeouts');
     assert.equal(breakers.length, 50);
   });
+
+  test('a cold-start call in a process stalled past the command timeout is judged on the reply already in its socket', async () => {
+    const prefix = uniquePrefix('stallcold');
+    const direct = redisStore({ url: redis.url, prefix, logger: false });
+    stores.push(direct);
+    const opener = circuitBreaker({
+      name: 'held',
+      store: direct,
+      trip: { kind: 'consecutive', threshold: 1 },
+      openDuration: 600_000,
+    });
+    assert.equal(await direct.ready(5000), true);
+    await opener.execute(() => Promise.reject(new Error('down'))).catch(() => {});
+    assert.equal(opener.state, 'open');
+
+    const store = redisStore({ url: redis.url, prefix, logger: false, commandTimeoutMs: 100 });
+    stores.push(store);
+    assert.equal(await store.ready(10_000), true);
+    // its read goes out now; the call waits for it, bounded by the 100 ms command timeout
+    const fresh = circuitBreaker({ name: 'held', store, trip: { kind: 'consecutive', threshold: 3 } });
+    let reached = 0;
+    const call = fresh
+      .execute(async () => {
+        reached++;
+        return 1;
+      })
+      .catch((e: unknown) => e);
+    // the process holds its CPU for 3 x that bound while Redis answers: when the loop runs again
+    // the bound is over and the answer is in the socket; the answer is read first
+    const until = Date.now() + 300;
+    while (Date.now() < until) {
+      // busy: no timer, no I/O runs
+    }
+    const err = await call;
+    assert.equal(reached, 0, 'the call did not reach the dependency the fleet holds open');
+    assert.ok(isCircuitOpenError(err), `refused as open, got ${String(err)}`);
+  });
 });
