@@ -10,222 +10,41 @@
  * `id` from its first attempt to its last replay, so a downstream that deduplicates on an
  * idempotency key sees one write.
  *
+ * One job per module: `write-queue.ts` holds the queue itself (admission, storing, replay, close);
+ * `write-queue-api.ts` its contract (the `WriteQueue` interface, events, results, the store
+ * interface); `write-queue-options.ts` its options and their validation;
+ * `write-queue-memory-store.ts` the in-memory store. This module re-exports their public names.
+ *
  * @module
  */
 import type { CircuitBreaker, CircuitState } from './breaker.js';
-import { decorrelatedJitterBackoff, type Backoff } from './backoff.js';
-import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from './clock.js';
 import { Emitter, type Subscription } from './emitter.js';
 import { isCircuitOpenError, WriteQueueClosedError, WriteQueueFullError } from './errors.js';
-import { neverAbortedSignal, type Policy, type PolicyContext } from './policy.js';
-import { rejectUnknownKeys, validator } from './validate.js';
+import type { Policy, PolicyContext } from './policy.js';
 import { ReplayPacing } from './replay-pacing.js';
+import { validator } from './validate.js';
+import type {
+  PendingWrite,
+  QueuedWrite,
+  WriteQueue,
+  WriteQueueEvents,
+  WriteQueueStore,
+  WriteResult,
+} from './write-queue-api.js';
+import { OWNER, type WriteQueueOptions, writeQueueSettings } from './write-queue-options.js';
 
-/**
- * A write as a {@link WriteQueueStore} keeps it.
- *
- * @example
- * ```ts
- * const w: QueuedWrite<Order> = { id: crypto.randomUUID(), data: order, enqueuedAt: Date.now() };
- * ```
- */
-export interface QueuedWrite<T> {
-  /** Stable from the first attempt to the last replay: use it as the idempotency key. */
-  readonly id: string;
-  readonly data: T;
-  /** Epoch ms (on the queue's clock) when the write was queued. */
-  readonly enqueuedAt: number;
-}
-
-/**
- * Where a {@link writeQueue} keeps its writes. `append` must not resolve before the write would
- * survive a crash; `load` returns what is stored, oldest first.
- *
- * @example
- * ```ts
- * const store: WriteQueueStore<Order> = fileWriteStore('/var/lib/orders/outbox.jsonl');
- * ```
- */
-export interface WriteQueueStore<T> {
-  /** Called once, before anything else: the writes stored by earlier runs, oldest first. */
-  load(): Promise<QueuedWrite<T>[]>;
-  append(write: QueuedWrite<T>): Promise<void>;
-  remove(id: string): Promise<void>;
-  /** Flushes and releases the store; called by the queue's `close()`. */
-  close(): Promise<void>;
-}
-
-/**
- * What `send` receives.
- *
- * @example
- * ```ts
- * send: (order, { signal, id }) => fetch(url, { method: 'POST', body: JSON.stringify(order),
- *   headers: { 'idempotency-key': id }, signal })
- * ```
- */
-export interface WriteContext extends PolicyContext {
-  /** The write's id, the same on every attempt. */
-  readonly id: string;
-  /** 1 for the first attempt. */
-  readonly attempt: number;
-  /** True when the queue is replaying a stored write (no caller is waiting). */
-  readonly replay: boolean;
-}
-
-/**
- * Options of {@link writeQueue}.
- *
- * @example
- * ```ts
- * writeQueue({ send: postOrder, store: fileWriteStore('outbox.jsonl'), breaker: orders });
- * ```
- */
-export interface WriteQueueOptions<T, R> {
-  /** Performs one write. Runs under `policy` for first attempts and replays alike. */
-  send: (data: T, ctx: WriteContext) => PromiseLike<R> | R;
-  /**
-   * Where queued writes live. Required, so durability is a choice made in the code:
-   * `fileWriteStore` (`tripswitch/file-store`) survives restarts, {@link memoryWriteStore} does not.
-   */
-  store: WriteQueueStore<T>;
-  /**
-   * The downstream's breaker. Replays start when it closes and are not attempted while it is
-   * open (the first replay after its open period is its probe). Also the default `policy`.
-   */
-  breaker?: CircuitBreaker;
-  /**
-   * Runs every send (for example `wrap(breaker, timeout({ ms: 2_000 }))`).
-   * @default the breaker, or no policy
-   */
-  policy?: Policy<PolicyContext>;
-  /** Writes held at most; a write beyond it is refused with `WriteQueueFullError`. @default 10_000 */
-  maxItems?: number;
-  /**
-   * Sends per write (first attempt included) before it is dropped with a `dead` event. Rejections
-   * by an open breaker do not count.
-   * @default Infinity (a write is never dropped on its own; see `discard()`)
-   */
-  maxAttempts?: number;
-  /**
-   * Which errors mean "try again later". A failed first attempt is queued only if this says so
-   * (otherwise `submit()` rethrows it); a replay failing with an error this rejects is dropped
-   * with a `dead` event at once. Example: `(err) => !(err instanceof HttpError && err.status < 500)`.
-   * @default every error
-   */
-  retryable?: (error: unknown) => boolean;
-  /**
-   * Keep submission order, always: writes reach the downstream in the order `submit()` and
-   * `enqueue()` were called. A write submitted while an earlier write's first attempt is in flight
-   * waits for that attempt (then goes at once if it succeeded, or behind it in the queue if it
-   * failed), and while writes wait in the queue new ones go behind them. So first attempts go one
-   * at a time. Turn off when writes are independent and latency matters more: each write is then
-   * sent at once, whatever is in flight or queued.
-   * @default true
-   */
-  ordered?: boolean;
-  /**
-   * The wait after a failed replay (not after a breaker rejection: the breaker says when to come back).
-   * @default decorrelatedJitterBackoff({ initialDelay: 1_000, maxDelay: 300_000 })
-   */
-  backoff?: Backoff;
-  /** @default Math.random */
-  random?: () => number;
-  /** @default systemClock */
-  clock?: Clock;
-}
-
-/**
- * Events of a {@link WriteQueue}.
- *
- * @example
- * ```ts
- * outbox.on('dead', ({ id, error }) => log.error({ id, err: error }, 'write dropped'));
- * ```
- */
-export interface WriteQueueEvents<T, R> {
-  /** A write was stored for replay. `error` is why its first attempt failed (none when it went behind others). */
-  queued: { id: string; data: T; error: unknown; size: number };
-  /** A replay succeeded and the write left the queue. */
-  sent: { id: string; data: T; value: R; attempts: number; queuedMs: number };
-  /** A replay failed; the queue waits `retryInMs` (or for the breaker) before the next. */
-  replayFailed: { id: string; error: unknown; attempts: number; retryInMs: number };
-  /** A write was dropped: not retryable, or out of attempts. */
-  dead: { id: string; data: T; error: unknown; attempts: number };
-  /** The queue became empty after replays. */
-  drained: { at: number };
-  /** The store failed; `operation` says where. A failed `remove` means the write may be sent again after a restart. */
-  storeError: { operation: 'load' | 'remove' | 'close'; error: unknown };
-}
-
-/**
- * What {@link WriteQueue.submit} resolves with.
- *
- * @example
- * ```ts
- * const r = await outbox.submit(order);
- * res.status(r.status === 'sent' ? 201 : 202).json({ id: r.id });
- * ```
- */
-export type WriteResult<R> =
-  | { status: 'sent'; id: string; value: R }
-  | { status: 'queued'; id: string; error: unknown };
-
-/**
- * A queued write with its attempt count, as {@link WriteQueue.pending} lists it.
- *
- * @example
- * ```ts
- * for (const w of outbox.pending()) console.log(w.id, w.attempts);
- * ```
- */
-export interface PendingWrite<T> extends QueuedWrite<T> {
-  /** Sends so far in this process (first attempt included). */
-  readonly attempts: number;
-}
-
-/**
- * A queue made by {@link writeQueue}.
- *
- * @example
- * ```ts
- * const r = await outbox.submit(order, req.signal);
- * ```
- */
-export interface WriteQueue<T, R> {
-  /** Which policy this is, so add-ons (metrics, dashboards) recognise it without guessing. */
-  readonly kind: 'writeQueue';
-  /** Resolves when the store's writes are loaded; rejects if the store could not be read. */
-  readonly ready: Promise<void>;
-  /** Writes waiting for replay. */
-  readonly size: number;
-  /**
-   * Sends `data` now; if that fails with a retryable error (an open breaker, a timeout, a 5xx the
-   * send throws), stores it for replay and resolves `{ status: 'queued' }` once it is stored.
-   * Rejects only when the write was not stored: a non-retryable error, the caller's abort, a full
-   * or closed queue, or a store failure.
-   */
-  submit(data: T, signal?: AbortSignal): Promise<WriteResult<R>>;
-  /** Stores `data` for replay without sending it now; resolves with its id once stored. */
-  enqueue(data: T): Promise<string>;
-  /** Replays now, ignoring the backoff wait; resolves when the queue is empty or a replay fails. */
-  drain(): Promise<void>;
-  /** The waiting writes, oldest first. */
-  pending(): PendingWrite<T>[];
-  /** Drops a waiting write (not one being sent): true if it was there. */
-  discard(id: string): Promise<boolean>;
-  on<K extends keyof WriteQueueEvents<T, R>>(
-    event: K,
-    listener: (e: WriteQueueEvents<T, R>[K]) => void,
-  ): Subscription;
-  /**
-   * Stops replaying (aborting a replay in flight), waits for the writes already accepted (a first
-   * attempt in flight finishes; a write that fails it, or that still waited for its turn, is
-   * stored), then closes the store. Stored writes stay stored for the next run.
-   */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
-}
+export type {
+  PendingWrite,
+  QueuedWrite,
+  WriteContext,
+  WriteQueue,
+  WriteQueueEvents,
+  WriteQueueStore,
+  WriteResult,
+} from './write-queue-api.js';
+export { memoryWriteStore } from './write-queue-memory-store.js';
+export type { WriteQueueOptions } from './write-queue-options.js';
 
 interface Item<T> {
   id: string;
@@ -234,31 +53,9 @@ interface Item<T> {
   attempts: number;
 }
 
-const OWNER = 'writeQueue';
-const KEYS = [
-  'send',
-  'store',
-  'breaker',
-  'policy',
-  'maxItems',
-  'maxAttempts',
-  'retryable',
-  'ordered',
-  'backoff',
-  'random',
-  'clock',
-] as const;
-
 // States in which the breaker sends nothing, and in which its own change of state (not a timer of
 // ours) says when to try again.
 const WAIT_FOR_BREAKER: ReadonlySet<CircuitState> = new Set(['isolated', 'half-open']);
-
-const direct: Policy<PolicyContext> = {
-  execute: <T>(fn: (ctx: PolicyContext) => PromiseLike<T> | T, signal?: AbortSignal) =>
-    new Promise<T>((resolve) => resolve(fn({ signal: signal ?? neverAbortedSignal }))),
-};
-
-const always = () => true;
 
 class Queue<T, R> implements WriteQueue<T, R> {
   // On the prototype, not per instance: idle policies stay as small as they were.
@@ -298,48 +95,18 @@ class Queue<T, R> implements WriteQueue<T, R> {
   #closed: Promise<void> | undefined;
 
   constructor(options: WriteQueueOptions<T, R>) {
-    const v = validator(OWNER);
-    const o = v.object('options', options);
-    rejectUnknownKeys(OWNER, o, KEYS);
-    if (typeof o.send !== 'function') v.fail('send', 'a function (data, ctx) => result', o.send);
-    this.#send = o.send as WriteQueueOptions<T, R>['send'];
-    const store = o.store as Partial<WriteQueueStore<T>> | undefined;
-    if (
-      typeof store !== 'object' ||
-      store === null ||
-      typeof store.load !== 'function' ||
-      typeof store.append !== 'function' ||
-      typeof store.remove !== 'function' ||
-      typeof store.close !== 'function'
-    )
-      v.fail(
-        'store',
-        'a WriteQueueStore (fileWriteStore(path) to survive restarts, memoryWriteStore() for tests)',
-        o.store,
-      );
-    this.#store = store as WriteQueueStore<T>;
-    const b = o.breaker as CircuitBreaker | undefined;
-    if (b !== undefined && (typeof b !== 'object' || b === null || b.kind !== 'breaker'))
-      v.fail('breaker', 'a circuit breaker made by circuitBreaker()', b);
+    const s = writeQueueSettings(options);
+    this.#send = s.send;
+    this.#store = s.store;
+    const b = s.breaker;
     this.#breaker = b;
-    const p = o.policy as Policy<PolicyContext> | undefined;
-    if (p !== undefined && (typeof p !== 'object' || p === null || typeof p.execute !== 'function'))
-      v.fail('policy', 'a policy with execute(fn, signal)', p);
-    this.#policy = p ?? b ?? direct;
-    this.#maxItems = v.optionalNumber('maxItems', o.maxItems, { min: 1, integer: true }) ?? 10_000;
-    this.#maxAttempts = v.optionalNumber('maxAttempts', o.maxAttempts, { min: 1, integer: true }) ?? Infinity;
-    this.#retryable = v.optionalFunction<(e: unknown) => boolean>('retryable', o.retryable) ?? always;
-    this.#ordered = v.optionalBoolean('ordered', o.ordered) ?? true;
-    const backoff = o.backoff as Backoff | undefined;
-    if (backoff !== undefined && (typeof backoff !== 'object' || typeof backoff?.delay !== 'function'))
-      v.fail('backoff', 'a Backoff with delay(retry, previous, random)', backoff);
-    const random = v.optionalFunction<() => number>('random', o.random) ?? Math.random;
-    this.#clock = v.clock('clock', o.clock) ?? systemClock;
-    this.#pacing = new ReplayPacing(
-      backoff ?? decorrelatedJitterBackoff({ initialDelay: 1_000, maxDelay: 300_000 }),
-      this.#clock,
-      random,
-    );
+    this.#policy = s.policy;
+    this.#maxItems = s.maxItems;
+    this.#maxAttempts = s.maxAttempts;
+    this.#retryable = s.retryable;
+    this.#ordered = s.ordered;
+    this.#clock = s.clock;
+    this.#pacing = new ReplayPacing(s.backoff, this.#clock, s.random);
 
     // One listener for the queue's life (removed by close): the breaker closing is the signal to replay.
     this.#sub = b?.on('stateChange', ({ to }) => {
@@ -703,29 +470,4 @@ class Queue<T, R> implements WriteQueue<T, R> {
  */
 export function writeQueue<T, R = unknown>(options: WriteQueueOptions<T, R>): WriteQueue<T, R> {
   return new Queue(options);
-}
-
-/**
- * A store in memory: writes do not survive the process. For tests, and for writes that may be
- * lost on a restart but should not be lost to a short outage. Closing it keeps its writes, so a
- * second queue on the same store sees them (as after a restart, in tests).
- *
- * @example
- * ```ts
- * const store = memoryWriteStore<Order>();
- * const outbox = writeQueue({ store, send, breaker });
- * ```
- */
-export function memoryWriteStore<T>(): WriteQueueStore<T> {
-  const writes = new Map<string, QueuedWrite<T>>();
-  return {
-    load: async () => [...writes.values()],
-    append: async (w) => {
-      writes.set(w.id, { id: w.id, data: w.data, enqueuedAt: w.enqueuedAt });
-    },
-    remove: async (id) => {
-      writes.delete(id);
-    },
-    close: async () => {},
-  };
 }
