@@ -8,21 +8,7 @@
  */
 import { CONFIG_DEFAULTS as D } from './resolve.js';
 
-export type {
-  BreakerConfig,
-  ClusterConfig,
-  FallbackConfig,
-  ListenerConfig,
-  ListenerTlsConfig,
-  OutlierConfig,
-  RecordTraceConfig,
-  RetryConfig,
-  RouteConfig,
-  SharedStateConfig,
-  SidecarConfig,
-  ThresholdConfig,
-  UpstreamTlsConfig,
-} from './types.js';
+export type * from './types.js';
 
 const ms = { type: 'integer', minimum: 0 } as const;
 const count = { type: 'integer', minimum: 0 } as const;
