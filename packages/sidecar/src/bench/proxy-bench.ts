@@ -5,7 +5,10 @@
  * Load from wrk (-t1 -c50) when installed, else autocannon. Every target runs at once in its own
  * process and the rounds interleave (each target once per round); BENCH_SECONDS sets the duration
  * (default 10), BENCH_ROUNDS the rounds (medians and per-round ratios reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
- * this build's proxy with that one instead, in interleaved rounds.
+ * this build's proxy with that one instead, in interleaved rounds. With wrk, every round also runs
+ * each target at a fixed offered rate (BENCH_RATE req/s, default 4000, 0 to skip): each connection
+ * waits an exponentially distributed pause after each response (Poisson-like arrivals), so the
+ * latency percentiles compare what each proxy adds at the same load, below every target's capacity.
  * @module
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -18,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 1));
+const rate = Number(process.env.BENCH_RATE ?? 4000);
 const dir = mkdtempSync(join(tmpdir(), 'tripswitch-bench-'));
 const here = dirname(fileURLToPath(import.meta.url));
 const children: ChildProcess[] = [];
@@ -71,6 +75,77 @@ function parseMs(s: string): number {
 }
 
 const hasWrk = !spawnSync('wrk', ['--version']).error;
+/** Paced rounds need wrk's Lua `delay()`; autocannon has no per-connection pacing. */
+const paced = hasWrk && rate > 0;
+
+/**
+ * wrk script for the paced rounds: after each response a connection waits an exponentially
+ * distributed pause with the mean that makes `connections` connections offer `rate` req/s (less the
+ * response times themselves, which is why each row reports the rate reached), then prints the
+ * percentiles wrk's summary leaves out (p99.9, in microseconds).
+ */
+const paceScript = join(dir, 'pace.lua');
+writeFileSync(
+  paceScript,
+  `local mean = ${(connections * 1000) / Math.max(rate, 1)}
+math.randomseed(${Date.now() % 1_000_000})
+function delay() return -mean * math.log(1 - math.random()) end
+function done(summary, latency, requests)
+  io.write(string.format("pct %d %d %d %d\\n", latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
+end
+`,
+);
+
+interface PacedResult {
+  name: string;
+  rps: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  errors: number;
+}
+
+/** One paced run (wrk and `paceScript`): the rate reached and the latency percentiles in ms. */
+function pacedOnce(name: string, port: number): PacedResult {
+  const r = spawnSync(
+    'wrk',
+    ['-t1', `-c${connections}`, `-d${seconds}s`, '-s', paceScript, `http://127.0.0.1:${port}/`],
+    { encoding: 'utf8' },
+  );
+  const out = r.stdout;
+  const pct = /^pct (\d+) (\d+) (\d+) (\d+)$/m.exec(out);
+  const ms = (i: number) => (pct ? Number(pct[i]) / 1000 : Number.NaN);
+  return {
+    name,
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN),
+    p50: ms(1),
+    p90: ms(2),
+    p99: ms(3),
+    p999: ms(4),
+    errors:
+      Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0) +
+      Number(/Socket errors:.*?(\d+)/.exec(out)?.[1] ?? 0),
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Medians over rounds of paced results, one row per target, and the p99 each adds to direct's. */
+function pacedTable(byName: Map<string, PacedResult[]>, direct: string): void {
+  console.log(
+    `\npaced at ${rate} req/s offered (${connections} connections, exponential pauses; medians of the rounds' percentiles):`,
+  );
+  console.log('\n| target | req/s reached | p50 ms | p90 ms | p99 ms | p99.9 ms | p99 added ms | errors |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  const d = median(byName.get(direct)!.map((r) => r.p99));
+  for (const [name, rs] of byName) {
+    const m = (f: (r: PacedResult) => number) => median(rs.map(f));
+    console.log(
+      `| ${name} | ${Math.round(m((r) => r.rps)).toLocaleString('en-US')} | ${m((r) => r.p50).toFixed(2)} | ${m((r) => r.p90).toFixed(2)} | ${m((r) => r.p99).toFixed(2)} | ${m((r) => r.p999).toFixed(2)} | ${name === direct ? '' : (m((r) => r.p99) - d).toFixed(2)} | ${rs.reduce((n, r) => n + r.errors, 0)} |`,
+    );
+  }
+}
 
 /** One second of load, so that JITs and pools are hot. */
 async function warmUp(port: number): Promise<void> {
@@ -204,6 +279,7 @@ clusters:
   // Garbage collections per 100k requests (from each proxy's /metrics): a count the machine's
   // load does not change.
   const gcs: ReturnType<typeof gcPer100k>[][] = [[], []];
+  const pacedGot = new Map<string, PacedResult[]>(builds.map((b) => [b.name, []]));
   for (let i = 0; i < n; i++) {
     const order = i % 2 === 0 ? [0, 1] : [1, 0];
     for (const k of order) {
@@ -220,9 +296,15 @@ clusters:
       console.log(
         `round ${i + 1} ${r.name}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${us.toFixed(1)} us CPU/request, per 100k requests ${gc.minor.toFixed(0)} minor + ${gc.major.toFixed(0)} major GCs, ${gc.ms.toFixed(1)} ms GC pause`,
       );
+      if (paced) {
+        const q = pacedOnce(builds[k]!.name, builds[k]!.port);
+        pacedGot.get(q.name)!.push(q);
+        console.log(
+          `round ${i + 1} ${q.name} paced: ${Math.round(q.rps)} req/s, p50 ${q.p50.toFixed(2)} ms, p99 ${q.p99.toFixed(2)} ms, p99.9 ${q.p999.toFixed(2)} ms`,
+        );
+      }
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const m = got.map((rs) => median(rs.map((r) => r.rps)));
   const ratios = got[0]!.map((r, i) => r.rps / got[1]![i]!.rps);
   console.log(`\nmedian req/s: this build ${Math.round(m[0]!)}, BENCH_COMPARE ${Math.round(m[1]!)}`);
@@ -243,6 +325,10 @@ clusters:
   console.log(
     `median per-round ratio this/compare: ${median(ratios).toFixed(3)} (rounds: ${ratios.map((x) => x.toFixed(2)).join(' ')})`,
   );
+  if (paced) {
+    // No direct target here: the paced table's "added" column is against the other build.
+    pacedTable(pacedGot, builds[1]!.name);
+  }
 }
 
 interface Target {
@@ -340,6 +426,8 @@ clusters:
 
   const got = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
   const tripswitchGcs: ReturnType<typeof gcPer100k>[] = [];
+  // Paced rounds run right after the same target's saturated round, in the same rotation.
+  const pacedGot = new Map<string, PacedResult[]>(targets.map((t) => [t.name, []]));
   for (let i = 0; i < rounds; i++) {
     for (let j = 0; j < targets.length; j++) {
       const t = targets[(i + j) % targets.length]!;
@@ -352,9 +440,15 @@ clusters:
         console.log(
           `round ${i + 1} ${t.name}: ${Math.round(r.rps)} req/s, p99 ${r.p99.toFixed(2)} ms, errors ${r.errors}`,
         );
+      if (paced) {
+        const q = pacedOnce(t.name, t.port);
+        pacedGot.get(t.name)!.push(q);
+        console.log(
+          `round ${i + 1} ${t.name} paced: ${Math.round(q.rps)} req/s, p50 ${q.p50.toFixed(2)} ms, p99 ${q.p99.toFixed(2)} ms, p99.9 ${q.p999.toFixed(2)} ms, errors ${q.errors}`,
+        );
+      }
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const results: Result[] = targets.map((t) => {
     const rs = got.get(t.name)!;
     return {
@@ -391,7 +485,21 @@ clusters:
   const ng = by('nginx');
   const ha = by('haproxy');
   console.log(
-    `p99 added: tripswitch ${added(t).toFixed(2)} ms${ng ? `, nginx ${added(ng).toFixed(2)} ms` : ''}${ha ? `, haproxy ${added(ha).toFixed(2)} ms` : ''}${ng ? ' (target tripswitch <= 2x nginx)' : ''}`,
+    `p99 added at saturation: tripswitch ${added(t).toFixed(2)} ms${ng ? `, nginx ${added(ng).toFixed(2)} ms` : ''}${ha ? `, haproxy ${added(ha).toFixed(2)} ms` : ''}${ng ? ' (target tripswitch <= 2x nginx)' : ''}`,
+  );
+  if (!paced) {
+    if (!hasWrk) console.log('paced rounds skipped: they need wrk (apt-get install -y wrk)');
+    return;
+  }
+  pacedTable(pacedGot, 'direct');
+  // Per round (same minutes), the p99 each proxy added to direct's; then the medians.
+  const addedPaced = (name: string) =>
+    median(pacedGot.get(name)!.map((r, i) => r.p99 - pacedGot.get('direct')![i]!.p99));
+  const parts = ['tripswitch', 'nginx', 'haproxy', 'http-proxy']
+    .filter((n) => pacedGot.has(n))
+    .map((n) => `${n} ${addedPaced(n).toFixed(2)} ms`);
+  console.log(
+    `\np99 added at ${rate} req/s (median of per-round differences): ${parts.join(', ')}${pacedGot.has('nginx') ? ' (target tripswitch <= 2x nginx)' : ''}`,
   );
 }
 
