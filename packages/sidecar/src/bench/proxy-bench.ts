@@ -5,7 +5,8 @@
  * Load from wrk (-t1 -c50) when installed, else autocannon. Every target runs at once in its own
  * process and the rounds interleave (each target once per round); BENCH_SECONDS sets the duration
  * (default 10), BENCH_ROUNDS the rounds (medians and per-round ratios reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
- * this build's proxy with that one instead, in interleaved rounds. With wrk, every round also runs
+ * this build's proxy with that one instead, in interleaved rounds (BENCH_NODE_FLAGS and
+ * BENCH_COMPARE_NODE_FLAGS: node flags for each side). With wrk, every round also runs
  * each target at a fixed offered rate (BENCH_RATE req/s, default 4000, 0 to skip): each connection
  * waits an exponentially distributed pause after each response (Poisson-like arrivals), so the
  * latency percentiles compare what each proxy adds at the same load, below every target's capacity.
@@ -129,7 +130,11 @@ function pacedOnce(name: string, port: number): PacedResult {
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The median of the readings that exist (a failed /metrics read is NaN; NaN would break the sort). */
+const median = (xs: number[]): number => {
+  const ok = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  return ok.length === 0 ? Number.NaN : ok[Math.floor(ok.length / 2)]!;
+};
 
 /** Medians over rounds of paced results, one row per target, and the p99 each adds to direct's. */
 function pacedTable(byName: Map<string, PacedResult[]>, direct: string): void {
@@ -251,9 +256,24 @@ async function compare(other: string): Promise<void> {
   start(process.execPath, ['-e', backendSrc]);
   await waitPort(ports.backend);
   const pids: number[] = [];
+  // Node flags per side (BENCH_NODE_FLAGS, BENCH_COMPARE_NODE_FLAGS): the same build can be
+  // compared with itself under, say, a larger young generation.
+  const flags = (v: string | undefined) => (v ? v.split(' ').filter(Boolean) : []);
   const builds = [
-    { name: 'this build', cli: join(here, '..', 'cli.js'), port: ports.tripswitch, admin: ports.admin },
-    { name: `BENCH_COMPARE`, cli: join(other, 'cli.js'), port: ports.nginx, admin: ports.httpProxy },
+    {
+      name: 'this build',
+      cli: join(here, '..', 'cli.js'),
+      port: ports.tripswitch,
+      admin: ports.admin,
+      flags: flags(process.env.BENCH_NODE_FLAGS),
+    },
+    {
+      name: `BENCH_COMPARE`,
+      cli: join(other, 'cli.js'),
+      port: ports.nginx,
+      admin: ports.httpProxy,
+      flags: flags(process.env.BENCH_COMPARE_NODE_FLAGS),
+    },
   ];
   for (const b of builds) {
     const cfg = join(dir, `compare-${b.port}.yaml`);
@@ -269,7 +289,7 @@ clusters:
     circuit_breakers: { thresholds: [{ priority: default, max_connections: 256, max_requests: 1024 }] }
 `,
     );
-    pids.push(start(process.execPath, [b.cli, 'proxy', '--config', cfg, '--no-watch']).pid!);
+    pids.push(start(process.execPath, [...b.flags, b.cli, 'proxy', '--config', cfg, '--no-watch']).pid!);
     await waitPort(b.port);
   }
   const got: Result[][] = [[], []];
