@@ -1,7 +1,10 @@
 /**
  * `npm run bench:proxy`: throughput and latency on 127.0.0.1 of a node backend reached directly,
  * through tripswitch, through nginx (1 worker, upstream keepalive), through HAProxy (1 thread,
- * upstream keep-alive) when installed, and through the npm http-proxy package (keep-alive agent).
+ * upstream keep-alive) when installed, through the npm http-proxy package (keep-alive agent), and
+ * through a byte pipe on node's sockets (no HTTP, no policy: the floor of any node proxy's cost).
+ * Each row gives the target process's CPU time per request (user + system), which unlike req/s
+ * does not depend on how the scheduler shares the cores.
  * Load from wrk (-t1 -c50) when installed, else autocannon. Every target runs at once in its own
  * process and the rounds interleave (each target once per round); BENCH_SECONDS sets the duration
  * (default 10), BENCH_ROUNDS the rounds (medians and per-round ratios reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
@@ -34,6 +37,7 @@ const ports = {
   httpProxy: BASE + 3,
   admin: BASE + 4,
   haproxy: BASE + 5,
+  pipe: BASE + 6,
 };
 
 function start(cmd: string, args: string[]): ChildProcess {
@@ -66,6 +70,9 @@ interface Result {
   p50: number;
   p99: number;
   errors: number;
+  /** CPU microseconds per request of the target's process, user and system (full table only). */
+  user?: number;
+  sys?: number;
 }
 
 function parseMs(s: string): number {
@@ -207,15 +214,40 @@ const backendSrc = `require('node:http').createServer((q,s)=>{s.writeHead(200,{'
 const httpProxySrc = `const http=require('node:http');const hp=require(${JSON.stringify(join(process.cwd(), 'node_modules/http-proxy'))});
 const p=hp.createProxyServer({target:'http://127.0.0.1:${ports.backend}',agent:new http.Agent({keepAlive:true,maxSockets:256})});
 p.on('error',(e,q,s)=>{s.statusCode=502;s.end()});http.createServer((q,s)=>p.web(q,s)).listen(${ports.httpProxy},'127.0.0.1')`;
+// The floor of any proxy written on node's sockets: bytes relayed on a connection of its own per
+// client, no HTTP parsing, no policy (not a usable proxy: a reference for the CPU per request).
+const pipeSrc = `const net=require('node:net');net.createServer((c)=>{const u=net.connect({port:${ports.backend},host:'127.0.0.1',noDelay:true});c.setNoDelay(true);
+c.on('data',(d)=>u.write(d));u.on('data',(d)=>c.write(d));c.on('close',()=>u.destroy());u.on('close',()=>c.destroy());c.on('error',()=>{});u.on('error',()=>{})}).listen(${ports.pipe},'127.0.0.1')`;
 
-/** User + system CPU milliseconds of a process so far (Linux /proc; NaN elsewhere). */
-function cpuMs(pid: number): number {
+/** User and system CPU milliseconds of a process so far, all threads (Linux /proc; NaN elsewhere). */
+function cpuSplit(pid: number | undefined): { user: number; sys: number } {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // fields 14 and 15, in USER_HZ (100)
+    // fields 14 and 15, in USER_HZ (100 on Linux)
+    return { user: (Number(f[11]) * 1000) / 100, sys: (Number(f[12]) * 1000) / 100 };
   } catch {
-    return Number.NaN;
+    return { user: Number.NaN, sys: Number.NaN };
   }
+}
+
+/** User + system CPU milliseconds of a process so far (NaN elsewhere). */
+function cpuMs(pid: number): number {
+  const c = cpuSplit(pid);
+  return c.user + c.sys;
+}
+
+/** The first child of a process (nginx's worker under its master), once it exists. */
+async function childOf(pid: number | undefined): Promise<number | undefined> {
+  for (let i = 0; i < 100 && pid !== undefined; i++) {
+    try {
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+      if (kids) return Number(kids.split(' ')[0]);
+    } catch {
+      return undefined;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return undefined;
 }
 
 /** The proxy's minor and major GC counts and pause ms so far, from its admin `/metrics` (NaN when absent). */
@@ -354,10 +386,12 @@ clusters:
 interface Target {
   name: string;
   port: number;
+  /** The process whose CPU time is counted (the proxy; for direct, the backend). */
+  pid: number | undefined;
 }
 
-/** Starts nginx (1 worker, upstream keepalive) if installed; false when not. */
-async function startNginx(): Promise<boolean> {
+/** Starts nginx (1 worker, upstream keepalive) if installed: its worker's pid (-1 unknown); false when not. */
+async function startNginx(): Promise<number | false> {
   if (spawnSync('nginx', ['-v']).error) {
     console.log('nginx not installed (apt-get install -y nginx): skipped');
     return false;
@@ -373,13 +407,13 @@ http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir};
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 `,
   );
-  start('nginx', ['-p', dir, '-c', conf]);
+  const master = start('nginx', ['-p', dir, '-c', conf]);
   await waitPort(ports.nginx);
-  return true;
+  return (await childOf(master.pid)) ?? -1;
 }
 
-/** Starts HAProxy (1 thread, HTTP mode, upstream keep-alive) if installed; false when not. */
-async function startHaproxy(): Promise<boolean> {
+/** Starts HAProxy (1 thread, HTTP mode, upstream keep-alive) if installed: its pid; false when not. */
+async function startHaproxy(): Promise<number | false> {
   if (spawnSync('haproxy', ['-v']).error) {
     console.log('haproxy not installed (apt-get install -y haproxy): skipped');
     return false;
@@ -404,9 +438,9 @@ backend be
   server s1 127.0.0.1:${ports.backend} pool-max-conn 64
 `,
   );
-  start('haproxy', ['-db', '-f', conf]);
+  const h = start('haproxy', ['-db', '-f', conf]);
   await waitPort(ports.haproxy);
-  return true;
+  return h.pid ?? -1;
 }
 
 async function main(): Promise<void> {
@@ -419,9 +453,9 @@ async function main(): Promise<void> {
   );
   // Every target runs at once, and the rounds interleave, so that a loaded machine's drift falls on
   // all of them alike: the ratios are from the same minutes.
-  start(process.execPath, ['-e', backendSrc]);
+  const backend = start(process.execPath, ['-e', backendSrc]);
   await waitPort(ports.backend);
-  const targets: Target[] = [{ name: 'direct', port: ports.backend }];
+  const targets: Target[] = [{ name: 'direct', port: ports.backend, pid: backend.pid }];
   const cfg = join(dir, 'tripswitch.yaml');
   writeFileSync(
     cfg,
@@ -435,14 +469,19 @@ clusters:
     circuit_breakers: { thresholds: [{ priority: default, max_connections: 256, max_requests: 1024 }] }
 `,
   );
-  start(process.execPath, [join(here, '..', 'cli.js'), 'proxy', '--config', cfg, '--no-watch']);
+  const proxy = start(process.execPath, [join(here, '..', 'cli.js'), 'proxy', '--config', cfg, '--no-watch']);
   await waitPort(ports.tripswitch);
-  targets.push({ name: 'tripswitch', port: ports.tripswitch });
-  if (await startNginx()) targets.push({ name: 'nginx', port: ports.nginx });
-  if (await startHaproxy()) targets.push({ name: 'haproxy', port: ports.haproxy });
-  start(process.execPath, ['-e', httpProxySrc]);
+  targets.push({ name: 'tripswitch', port: ports.tripswitch, pid: proxy.pid });
+  const nginx = await startNginx();
+  if (nginx !== false) targets.push({ name: 'nginx', port: ports.nginx, pid: nginx });
+  const haproxy = await startHaproxy();
+  if (haproxy !== false) targets.push({ name: 'haproxy', port: ports.haproxy, pid: haproxy });
+  const hp = start(process.execPath, ['-e', httpProxySrc]);
   await waitPort(ports.httpProxy);
-  targets.push({ name: 'http-proxy', port: ports.httpProxy });
+  targets.push({ name: 'http-proxy', port: ports.httpProxy, pid: hp.pid });
+  const pipe = start(process.execPath, ['-e', pipeSrc]);
+  await waitPort(ports.pipe);
+  targets.push({ name: 'node pipe', port: ports.pipe, pid: pipe.pid });
 
   const got = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
   const tripswitchGcs: ReturnType<typeof gcPer100k>[] = [];
@@ -453,12 +492,16 @@ clusters:
       const t = targets[(i + j) % targets.length]!;
       if (i === 0) await warmUp(t.port);
       const gcBefore = t.name === 'tripswitch' ? await gcStats(ports.admin) : undefined;
+      const cpuBefore = cpuSplit(t.pid);
       const r = await loadOnce(t.name, t.port, false);
+      const cpuAfter = cpuSplit(t.pid);
+      r.user = ((cpuAfter.user - cpuBefore.user) * 1000) / (r.rps * seconds);
+      r.sys = ((cpuAfter.sys - cpuBefore.sys) * 1000) / (r.rps * seconds);
       if (gcBefore) tripswitchGcs.push(gcPer100k(gcBefore, await gcStats(ports.admin), r.rps * seconds));
       got.get(t.name)!.push(r);
       if (rounds > 1)
         console.log(
-          `round ${i + 1} ${t.name}: ${Math.round(r.rps)} req/s, p99 ${r.p99.toFixed(2)} ms, errors ${r.errors}`,
+          `round ${i + 1} ${t.name}: ${Math.round(r.rps)} req/s, p99 ${r.p99.toFixed(2)} ms, CPU ${r.user.toFixed(1)} + ${r.sys.toFixed(1)} us/request, errors ${r.errors}`,
         );
       if (paced) {
         const q = pacedOnce(t.name, t.port);
@@ -477,15 +520,18 @@ clusters:
       p50: median(rs.map((r) => r.p50)),
       p99: median(rs.map((r) => r.p99)),
       errors: rs.reduce((n, r) => n + r.errors, 0),
+      user: median(rs.map((r) => r.user ?? Number.NaN)),
+      sys: median(rs.map((r) => r.sys ?? Number.NaN)),
     };
   });
   const by = (n: string) => results.find((r) => r.name === n);
   const direct = by('direct')!;
-  console.log('\n| target | req/s | p50 ms | p99 ms | % of direct | errors |');
-  console.log('|---|---|---|---|---|---|');
+  // CPU per request: the target's own process (direct: the backend), user + system, all threads.
+  console.log('\n| target | req/s | p50 ms | p99 ms | % of direct | CPU us/request (user + sys) | errors |');
+  console.log('|---|---|---|---|---|---|---|');
   for (const r of results)
     console.log(
-      `| ${r.name} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${Math.round((r.rps / direct.rps) * 100)} | ${r.errors} |`,
+      `| ${r.name} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${Math.round((r.rps / direct.rps) * 100)} | ${r.user!.toFixed(1)} + ${r.sys!.toFixed(1)} | ${r.errors} |`,
     );
   // Ratios per round (same minutes), then their median.
   const ratio = (a: string, b: string) =>
@@ -515,7 +561,7 @@ clusters:
   // Per round (same minutes), the p99 each proxy added to direct's; then the medians.
   const addedPaced = (name: string) =>
     median(pacedGot.get(name)!.map((r, i) => r.p99 - pacedGot.get('direct')![i]!.p99));
-  const parts = ['tripswitch', 'nginx', 'haproxy', 'http-proxy']
+  const parts = ['tripswitch', 'nginx', 'haproxy', 'http-proxy', 'node pipe']
     .filter((n) => pacedGot.has(n))
     .map((n) => `${n} ${addedPaced(n).toFixed(2)} ms`);
   console.log(
