@@ -286,3 +286,22 @@ test('seeded property test: never more lenient than llhttp, and the same message
   );
   assert.ok(accepted > CASES / 4, 'the generator makes enough valid responses to compare');
 });
+
+test('Keep-Alive timeout hint: read for each response on a reused parser (the parsed value is cached per value)', () => {
+  const p = new ResponseParser();
+  const sink = { onHead: () => {}, onBody: () => {}, onEnd: () => {} };
+  const hint = (keepAlive: string | undefined): number => {
+    p.expect(false, sink);
+    const h = keepAlive === undefined ? '' : `Keep-Alive: ${keepAlive}\r\n`;
+    assert.equal(p.execute(Buffer.from(`HTTP/1.1 200 OK\r\n${h}Content-Length: 0\r\n\r\n`)), undefined);
+    return p.keepAliveHintMs;
+  };
+  assert.equal(hint('timeout=5'), 5000);
+  assert.equal(hint('timeout=5'), 5000);
+  assert.equal(hint(undefined), -1);
+  assert.equal(hint('timeout=5'), 5000);
+  assert.equal(hint('max=100'), -1);
+  assert.equal(hint('max=100'), -1);
+  assert.equal(hint('max=100, Timeout=2'), 2000);
+  assert.equal(hint('timeout=5'), 5000);
+});

@@ -124,6 +124,9 @@ export class ResponseParser {
   trailing = false;
   /** The idle limit the server announced (`Keep-Alive: timeout=N`) in ms, or -1. */
   keepAliveHintMs = -1;
+  /** The last Keep-Alive value read and what it announced (ms, or -1). */
+  #keepAliveSeen: string | undefined;
+  #keepAliveSeenMs = -1;
 
   /** The response is complete (and nothing was refused). */
   get done(): boolean {
@@ -287,8 +290,14 @@ export class ResponseParser {
           chunked = true;
         } else if (lower === 'keep-alive') {
           // The server's idle limit (`timeout=5`): the pool closes an idle connection before it.
-          const m = /(?:^|[,;\s])timeout=(\d{1,6})/i.exec(value);
-          if (m !== null) this.keepAliveHintMs = Number(m[1]) * 1000;
+          // A server sends the same value on every response: parsed once per connection, not
+          // once per response (the match array was 2% of the bytes allocated per request).
+          if (value !== this.#keepAliveSeen) {
+            this.#keepAliveSeen = value;
+            const m = /(?:^|[,;\s])timeout=(\d{1,6})/i.exec(value);
+            this.#keepAliveSeenMs = m === null ? -1 : Number(m[1]) * 1000;
+          }
+          if (this.#keepAliveSeenMs !== -1) this.keepAliveHintMs = this.#keepAliveSeenMs;
         } else if (lower === 'connection') {
           for (const t of value.toLowerCase().split(',')) {
             // HTTP/1.0 keep-alive is not worth the guesswork: such a connection closes anyway.
