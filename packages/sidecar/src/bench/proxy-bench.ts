@@ -38,7 +38,15 @@ const ports = {
   admin: BASE + 4,
   haproxy: BASE + 5,
   pipe: BASE + 6,
+  tuned: BASE + 7,
+  tunedAdmin: BASE + 8,
 };
+/**
+ * Node flags of a second tripswitch target (BENCH_TUNED_FLAGS; empty: no such target). The default
+ * pins V8's young generation at its usual 16 MB: left alone, V8 shrinks it while a process idles
+ * (low allocation rate) and the first seconds of the next burst then scavenge 2-6 times as often.
+ */
+const tunedFlags = (process.env.BENCH_TUNED_FLAGS ?? '--min-semi-space-size=16').split(' ').filter(Boolean);
 
 function start(cmd: string, args: string[]): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -386,6 +394,8 @@ clusters:
 interface Target {
   name: string;
   port: number;
+  /** A tripswitch target's admin port (its GC counts). */
+  admin?: number;
   /** The process whose CPU time is counted (the proxy; for direct, the backend). */
   pid: number | undefined;
 }
@@ -456,22 +466,34 @@ async function main(): Promise<void> {
   const backend = start(process.execPath, ['-e', backendSrc]);
   await waitPort(ports.backend);
   const targets: Target[] = [{ name: 'direct', port: ports.backend, pid: backend.pid }];
-  const cfg = join(dir, 'tripswitch.yaml');
-  writeFileSync(
-    cfg,
-    `admin: { port: ${ports.admin} }
+  const sidecar = async (name: string, port: number, admin: number, flags: string[]) => {
+    const cfg = join(dir, `tripswitch-${port}.yaml`);
+    writeFileSync(
+      cfg,
+      `admin: { port: ${admin} }
 listeners:
-  - port: ${ports.tripswitch}
+  - port: ${port}
     routes: [{ prefix: /, cluster: backend }]
 clusters:
   - name: backend
     hosts: [127.0.0.1:${ports.backend}]
     circuit_breakers: { thresholds: [{ priority: default, max_connections: 256, max_requests: 1024 }] }
 `,
-  );
-  const proxy = start(process.execPath, [join(here, '..', 'cli.js'), 'proxy', '--config', cfg, '--no-watch']);
-  await waitPort(ports.tripswitch);
-  targets.push({ name: 'tripswitch', port: ports.tripswitch, pid: proxy.pid });
+    );
+    const proxy = start(process.execPath, [
+      ...flags,
+      join(here, '..', 'cli.js'),
+      'proxy',
+      '--config',
+      cfg,
+      '--no-watch',
+    ]);
+    await waitPort(port);
+    targets.push({ name, port, admin, pid: proxy.pid });
+  };
+  await sidecar('tripswitch', ports.tripswitch, ports.admin, []);
+  const tunedName = `tripswitch ${tunedFlags.join(' ')}`;
+  if (tunedFlags.length > 0) await sidecar(tunedName, ports.tuned, ports.tunedAdmin, tunedFlags);
   const nginx = await startNginx();
   if (nginx !== false) targets.push({ name: 'nginx', port: ports.nginx, pid: nginx });
   const haproxy = await startHaproxy();
@@ -484,20 +506,24 @@ clusters:
   targets.push({ name: 'node pipe', port: ports.pipe, pid: pipe.pid });
 
   const got = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
-  const tripswitchGcs: ReturnType<typeof gcPer100k>[] = [];
+  const gcs = new Map<string, ReturnType<typeof gcPer100k>[]>();
   // Paced rounds run right after the same target's saturated round, in the same rotation.
   const pacedGot = new Map<string, PacedResult[]>(targets.map((t) => [t.name, []]));
   for (let i = 0; i < rounds; i++) {
     for (let j = 0; j < targets.length; j++) {
       const t = targets[(i + j) % targets.length]!;
       if (i === 0) await warmUp(t.port);
-      const gcBefore = t.name === 'tripswitch' ? await gcStats(ports.admin) : undefined;
+      const gcBefore = t.admin !== undefined ? await gcStats(t.admin) : undefined;
       const cpuBefore = cpuSplit(t.pid);
       const r = await loadOnce(t.name, t.port, false);
       const cpuAfter = cpuSplit(t.pid);
       r.user = ((cpuAfter.user - cpuBefore.user) * 1000) / (r.rps * seconds);
       r.sys = ((cpuAfter.sys - cpuBefore.sys) * 1000) / (r.rps * seconds);
-      if (gcBefore) tripswitchGcs.push(gcPer100k(gcBefore, await gcStats(ports.admin), r.rps * seconds));
+      if (gcBefore) {
+        const list = gcs.get(t.name) ?? [];
+        list.push(gcPer100k(gcBefore, await gcStats(t.admin!), r.rps * seconds));
+        gcs.set(t.name, list);
+      }
       got.get(t.name)!.push(r);
       if (rounds > 1)
         console.log(
@@ -536,23 +562,24 @@ clusters:
   // Ratios per round (same minutes), then their median.
   const ratio = (a: string, b: string) =>
     median(got.get(a)!.map((r, i) => r.rps / got.get(b)![i]!.rps)).toFixed(2);
-  console.log(`\ntripswitch / http-proxy throughput: ${ratio('tripswitch', 'http-proxy')}x (target >= 2)`);
   const added = (x: Result) => x.p99 - direct.p99;
-  for (const other of ['nginx', 'haproxy']) {
-    const o = by(other);
-    if (!o) continue;
-    const target = other === 'nginx' ? ' (target >= 0.6)' : '';
-    console.log(`tripswitch / ${other} throughput: ${ratio('tripswitch', other)}x${target}`);
-  }
-  console.log(
-    `tripswitch GCs per 100k requests (median of rounds): ${median(tripswitchGcs.map((g) => g.minor)).toFixed(0)} minor + ${median(tripswitchGcs.map((g) => g.major)).toFixed(0)} major, ${median(tripswitchGcs.map((g) => g.ms)).toFixed(1)} ms paused`,
-  );
-  const t = by('tripswitch')!;
   const ng = by('nginx');
   const ha = by('haproxy');
-  console.log(
-    `p99 added at saturation: tripswitch ${added(t).toFixed(2)} ms${ng ? `, nginx ${added(ng).toFixed(2)} ms` : ''}${ha ? `, haproxy ${added(ha).toFixed(2)} ms` : ''}${ng ? ' (target tripswitch <= 2x nginx)' : ''}`,
-  );
+  for (const ts of gcs.keys()) {
+    console.log(`\n${ts} / http-proxy throughput: ${ratio(ts, 'http-proxy')}x (target >= 2)`);
+    for (const other of ['nginx', 'haproxy']) {
+      if (!by(other)) continue;
+      const target = other === 'nginx' ? ' (target >= 0.6)' : '';
+      console.log(`${ts} / ${other} throughput: ${ratio(ts, other)}x${target}`);
+    }
+    const g = gcs.get(ts)!;
+    console.log(
+      `${ts} GCs per 100k requests (median of rounds): ${median(g.map((x) => x.minor)).toFixed(0)} minor + ${median(g.map((x) => x.major)).toFixed(0)} major, ${median(g.map((x) => x.ms)).toFixed(1)} ms paused`,
+    );
+    console.log(
+      `p99 added at saturation: ${ts} ${added(by(ts)!).toFixed(2)} ms${ng ? `, nginx ${added(ng).toFixed(2)} ms` : ''}${ha ? `, haproxy ${added(ha).toFixed(2)} ms` : ''}${ng ? ' (target: at most 2x nginx)' : ''}`,
+    );
+  }
   if (!paced) {
     if (!hasWrk) console.log('paced rounds skipped: they need wrk (apt-get install -y wrk)');
     return;
@@ -561,11 +588,11 @@ clusters:
   // Per round (same minutes), the p99 each proxy added to direct's; then the medians.
   const addedPaced = (name: string) =>
     median(pacedGot.get(name)!.map((r, i) => r.p99 - pacedGot.get('direct')![i]!.p99));
-  const parts = ['tripswitch', 'nginx', 'haproxy', 'http-proxy', 'node pipe']
-    .filter((n) => pacedGot.has(n))
+  const parts = [...pacedGot.keys()]
+    .filter((n) => n !== 'direct')
     .map((n) => `${n} ${addedPaced(n).toFixed(2)} ms`);
   console.log(
-    `\np99 added at ${rate} req/s (median of per-round differences): ${parts.join(', ')}${pacedGot.has('nginx') ? ' (target tripswitch <= 2x nginx)' : ''}`,
+    `\np99 added at ${rate} req/s (median of per-round differences): ${parts.join(', ')}${pacedGot.has('nginx') ? ' (target: tripswitch at most 2x nginx)' : ''}`,
   );
 }
 
