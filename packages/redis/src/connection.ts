@@ -25,7 +25,7 @@ class RedisCommandTimeoutError extends Error {
 export interface Scripts {
   tripswitchTransition(...args: Array<string | number>): Promise<[number, number, string, number]>;
   tripswitchRead(...args: Array<string | number>): Promise<[string, string, number, number]>;
-  tripswitchProbe(...args: Array<string | number>): Promise<[number, string | null, number]>;
+  tripswitchProbe(...args: Array<string | number>): Promise<[number, string | null, number, number]>;
   tripswitchFlush(...args: Array<string | number>): Promise<[number, number, number, number, number, number]>;
   tripswitchRelease(...args: Array<string | number>): Promise<number>;
 }

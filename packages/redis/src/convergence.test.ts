@@ -146,6 +146,91 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
     });
   });
 
+  // The half-open probe lease: a refused request carries the stored state, which the instance
+  // takes over (a manual state, a close, an open period still running). That reply is ordered
+  // with the command connection only, like a read's.
+  test('a refused probe lease whose reply is older than a message already applied is not adopted', async () => {
+    const prefix = uniquePrefix('lease-old');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({ prefix, url: proxy.url });
+    const b = await make({ prefix });
+    const c = await make({ prefix });
+    const [bp, bb, bc] = [await attach(p, 'g'), await attach(b, 'g'), await attach(c, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    bb.go('open', 'failures', 60_000);
+    await waitFor(() => [bp, bb, bc].every((x) => x.state === 'open'), 'all open');
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    const cmd = proxy.links.find((l) => !l.subscriber) as Link;
+    // P does not hear B's metrics-only yet; its own open period ends (a local step) and it asks
+    // for the probe lease: refused, the reply (metrics-only) held on P's command connection
+    sub.hold();
+    bb.go('metrics-only', 'op');
+    await waitFor(async () => (await stored()) === 'metrics-only' && bc.state === 'metrics-only', 'B wrote');
+    cmd.hold();
+    bp.go('half-open', 'open period over');
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    // settles once the reply has been handled (what a call waiting for the lease waits on)
+    const decided = bp.session.awaitProbe?.();
+    await waitFor(() => cmd.held === 1, "the lease's reply held");
+    // C disables after the lease was refused; P hears both messages before the reply
+    bc.go('disabled', 'op');
+    await waitFor(async () => (await stored()) === 'disabled' && bb.state === 'disabled', 'C wrote');
+    sub.release();
+    await waitFor(() => bp.state === 'disabled', "P hears C's disable");
+    const heard = bp.applied.length;
+    cmd.release();
+    assert.equal(await decided, false, 'the lease refused');
+    assert.equal(await stored(), 'disabled');
+    assert.deepEqual(
+      bp.applied.slice(heard).map((a) => a.state),
+      [],
+      `P took an older state from the lease's reply (stored disabled, local ${bp.state})`,
+    );
+    assert.deepEqual(
+      [bp, bb, bc].map((x) => x.state),
+      ['disabled', 'disabled', 'disabled'],
+    );
+  });
+
+  test('a state taken from a refused probe lease is not undone by an older message that arrives after it', async () => {
+    const prefix = uniquePrefix('lease-late');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({ prefix, url: proxy.url });
+    const b = await make({ prefix });
+    const c = await make({ prefix });
+    const [bp, bb, bc] = [await attach(p, 'g'), await attach(b, 'g'), await attach(c, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    bb.go('open', 'failures', 60_000);
+    await waitFor(() => [bp, bb, bc].every((x) => x.state === 'open'), 'all open');
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    // P hears nothing for now: B isolates, then C closes (last in Redis)
+    sub.hold();
+    bb.go('isolated', 'op');
+    await waitFor(() => bc.state === 'isolated', 'C hears the isolation');
+    bc.go('closed', 'op');
+    await waitFor(async () => (await stored()) === 'closed' && bb.state === 'closed', 'C wrote');
+    await waitFor(() => sub.held === 2, 'two messages held for P');
+    // P's open period ends (a local step); the lease is refused and P takes the stored close
+    bp.go('half-open', 'open period over');
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    assert.equal(await bp.session.awaitProbe?.(), false, 'the lease refused');
+    assert.equal(bp.state, 'closed', 'P takes the stored state from the refusal');
+    const heard = bp.applied.length;
+    // now B's isolation (older than what P took) arrives, then C's close; B's disable after them
+    // is the barrier: once P applied it, P has handled every message before it
+    sub.release();
+    bb.go('disabled', 'op');
+    await waitFor(() => bp.state === 'disabled', "P hears B's disable");
+    assert.deepEqual(
+      bp.applied.slice(heard).map((a) => a.state),
+      ['disabled'],
+      'P went back to an older state after taking the stored one from the refusal',
+    );
+    assert.equal(await stored(), 'disabled');
+  });
+
   test('converges: whatever the order of transitions, replies and messages, every instance, a newcomer too, ends on the stored state', async () => {
     const targets = ['closed', 'open', 'isolated', 'disabled', 'metrics-only'] as const;
     // One step of a run: a local transition of one of the three instances; some frames from Redis

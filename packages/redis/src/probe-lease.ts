@@ -22,13 +22,20 @@ export interface LeaseKeys {
   readonly holder: string;
 }
 
+/**
+ * What a session does with a refused lease: the stored state, its remaining open period and its
+ * version, as Redis held them when it refused. Made when the lease is asked for, so it can tell
+ * whether the session heard of anything newer while the answer was on its way.
+ */
+export type Refused = (state: CircuitState | '', pttl: number, version: number) => void;
+
 export class ProbeLease {
   readonly #cfg: StoreConfig;
   readonly #conn: Connection;
   readonly #handle: BreakerHandle;
   readonly #keys: LeaseKeys;
-  /** Called with the stored state when Redis refused the lease, so the breaker can adopt it. */
-  readonly #refused: (state: CircuitState | '', pttl: number) => void;
+  /** Called as the lease is asked for; what it returns gets the stored state if Redis refuses. */
+  readonly #refusal: () => Refused;
   /** Until when (local clock) this instance holds a lease nobody has used yet. */
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #nextAcquireAt = Number.NEGATIVE_INFINITY;
@@ -43,13 +50,13 @@ export class ProbeLease {
     conn: Connection,
     handle: BreakerHandle,
     keys: LeaseKeys,
-    refused: (state: CircuitState | '', pttl: number) => void,
+    refusal: () => Refused,
   ) {
     this.#cfg = cfg;
     this.#conn = conn;
     this.#handle = handle;
     this.#keys = keys;
-    this.#refused = refused;
+    this.#refusal = refusal;
   }
 
   /** Another instance moved the shared state: a lease fetched before it is not to be used. */
@@ -94,7 +101,7 @@ export class ProbeLease {
     this.#stopped = true;
   }
 
-  #ask(): Promise<[number, string | null, number]> {
+  #ask(): Promise<[number, string | null, number, number]> {
     const k = this.#keys;
     return this.#conn.run(() =>
       this.#conn.scripts.tripswitchProbe(k.probe, k.state, k.open, k.holder, this.#cfg.leaseMs),
@@ -152,8 +159,9 @@ export class ProbeLease {
   }
 
   #acquire(sentAt: number): Promise<boolean> {
+    const refused = this.#refusal();
     this.#acquiring = this.#ask().then(
-      ([granted, state, pttl]) => {
+      ([granted, state, pttl, version]) => {
         this.#acquiring = undefined;
         if (this.#stopped) return false;
         // The lease is counted from when it was asked for, so local time never outlives Redis's.
@@ -163,7 +171,7 @@ export class ProbeLease {
           return true;
         }
         this.#nextAcquireAt = this.#cfg.clock.now() + this.#cfg.probeRetryMs;
-        this.#refused((state ?? '') as CircuitState | '', Number(pttl));
+        refused((state ?? '') as CircuitState | '', Number(pttl), Number(version));
         return false;
       },
       (err: unknown) => {

@@ -10,7 +10,7 @@ import type { Connection } from './connection.js';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
 import { FleetCounter, type Outcome } from './fleet-counts.js';
 import type { StoreConfig } from './options.js';
-import { ProbeLease } from './probe-lease.js';
+import { ProbeLease, type Refused } from './probe-lease.js';
 
 const MANUAL_STATES = new Set<string>(['isolated', 'disabled', 'metrics-only']);
 
@@ -119,10 +119,7 @@ export class Session implements StoreSession {
       this.#conn,
       handle,
       { probe: this.#kProbe, state: this.#kState, open: this.#kOpen, holder: this.#id },
-      (state, pttl) => {
-        if (state === 'closed' || MANUAL_STATES.has(state)) this.#adopt(state, 'shared', -1);
-        else if (pttl > 0) this.#apply('open', 'shared', pttl);
-      },
+      () => this.#leaseRefusal(),
     );
     if (this.#cfg.mode === 'fleet') {
       const counts = new FleetCounter(this.#cfg, this.#conn, handle, {
@@ -227,6 +224,31 @@ export class Session implements StoreSession {
           this.#conn.markDegraded(err);
         },
       );
+  }
+
+  /**
+   * What to do when the probe lease is refused: the reply carries the stored state, taken over as
+   * a read's is (it comes on the command connection, not in order with the messages). It is stale
+   * when this instance made a local transition since it asked, or applied a message newer than the
+   * reply while it was on its way: then it is not taken, and a fresh read settles it. Otherwise it
+   * is the truth and sets the version floor: messages published before it that arrive after it are
+   * already in it.
+   */
+  #leaseRefusal(): Refused {
+    const seen = this.#moves;
+    const seq = this.#seq;
+    return (state, pttl, v) => {
+      if (this.#detached) return;
+      if (this.#seq !== seq || (this.#moves !== seen && this.#version > v)) {
+        this.refresh();
+        return;
+      }
+      this.#version = v;
+      this.#floor = v;
+      this.#moves++;
+      if (state === 'closed' || MANUAL_STATES.has(state)) this.#adopt(state, 'shared', -1);
+      else if (pttl > 0) this.#apply('open', 'shared', pttl);
+    };
   }
 
   /** Applies a state read from Redis (not from a message) if it differs from the local one. */

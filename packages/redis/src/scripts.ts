@@ -102,21 +102,22 @@ return {h[1] or '', h[2] or '', tonumber(h[3] or '0'), redis.call('PTTL', KEYS[2
  * Asks for the fleet-wide half-open probe lease (one holder at a time, expiring on its own).
  * KEYS: probe lease, state hash, open marker.
  * ARGV: instance, lease ms.
- * Returns { 1 granted | 0 refused, stored state, remaining open ms }.
+ * Returns { 1 granted | 0 refused, stored state, remaining open ms, version of the stored state }.
  */
 export const probeScript: string = `
-local st = redis.call('HGET', KEYS[2], 'st')
+local h = redis.call('HMGET', KEYS[2], 'st', 'v')
+local st, v = h[1], tonumber(h[2] or '0')
 local pttl = redis.call('PTTL', KEYS[3])
 if st == 'isolated' or st == 'disabled' or st == 'metrics-only' or st == 'closed' then
-  return {0, st, pttl}
+  return {0, st, pttl, v}
 end
-if pttl > 0 then return {0, st or '', pttl} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, st or '', pttl} end
+if pttl > 0 then return {0, st or '', pttl, v} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, st or '', pttl, v} end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, st or '', pttl}
+  return {1, st or '', pttl, v}
 end
-return {0, st or '', pttl}
+return {0, st or '', pttl, v}
 `;
 
 /**
