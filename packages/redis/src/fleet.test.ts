@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort, RedisServer, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
+import { RedisServer, refusedPort, skipNoRedis, uniquePrefix, waitFor } from './server.test.util.js';
 import type { RedisStoreOptions } from './store.js';
 
 const childPath = fileURLToPath(new URL('./child.test.fixture.js', import.meta.url));
@@ -404,20 +404,24 @@ describe('a breaker shared by several processes', { skip: skipNoRedis }, () => {
   });
 
   test('cold start with Redis unreachable: calls decide locally at once', async () => {
-    const dead = await freePort(); // nothing listens there
-    const fresh = new Instance();
-    procs.push(fresh);
-    const s = await fresh.request<CallStats>('startAndCall', {
-      store: {
-        url: `redis://127.0.0.1:${dead}`,
-        prefix: uniquePrefix('cold-dead'),
-        commandTimeoutMs: 60_000,
-      },
-      breaker: { name: 'ledger', trip: { kind: 'consecutive', threshold: 2 } },
-      n: 10,
-    });
-    // a wait for the 60 s timeout would have outlived the request's 10 s: the refused connection
-    // released the calls
-    assert.deepEqual([s.ok, s.upstream], [20, 20], JSON.stringify(s));
+    const dead = await refusedPort(); // nothing listens there, nor can while it is held
+    try {
+      const fresh = new Instance();
+      procs.push(fresh);
+      const s = await fresh.request<CallStats>('startAndCall', {
+        store: {
+          url: `redis://${dead.host}`,
+          prefix: uniquePrefix('cold-dead'),
+          commandTimeoutMs: 60_000,
+        },
+        breaker: { name: 'ledger', trip: { kind: 'consecutive', threshold: 2 } },
+        n: 10,
+      });
+      // a wait for the 60 s timeout would have outlived the request's 10 s: the refused connection
+      // released the calls
+      assert.deepEqual([s.ok, s.upstream], [20, 20], JSON.stringify(s));
+    } finally {
+      await dead.close();
+    }
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { refusedPort } from '../proxy/test-helpers.js';
 import { DemoPortError, demoMode, formatServices, startDemoServices } from './serve.js';
 
 test('startDemoServices: B, the unprotected A and the protected A share one B; the block names every URL and the ab commands', async () => {
@@ -64,14 +65,15 @@ test('demoMode: an unknown mode lists the valid ones; nothing listening says how
     demoMode('sideways', { port: 3000 }),
     /^TypeError: unknown mode "sideways": the modes are healthy, slow, failing, hanging, recovering$/,
   );
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise((resolve) => probe.close(resolve));
-  await assert.rejects(
-    demoMode('hanging', { port }),
-    new RegExp(
-      `no Service B answers on 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); start it with: npx tripswitch demo --keep-running --port ${port}`,
-    ),
-  );
+  const { port, close } = await refusedPort();
+  try {
+    await assert.rejects(
+      demoMode('hanging', { port }),
+      new RegExp(
+        `no Service B answers on 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); start it with: npx tripswitch demo --keep-running --port ${port}`,
+      ),
+    );
+  } finally {
+    await close();
+  }
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Sidecar } from './server.js';
-import { proxy, raw, send, until } from './test-helpers.js';
+import { proxy, raw, refusedPort, send, until } from './test-helpers.js';
 
 interface Seen {
   conn: number;
@@ -210,16 +210,14 @@ describe('fast upstream pool', () => {
 });
 
 test('a refused connection is a connect failure (503) on the fast path', async () => {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  const p = await proxy([{ name: 'u', hosts: [`127.0.0.1:${port}`] }], [{ prefix: '/', cluster: 'u' }]);
+  const dead = await refusedPort();
+  const p = await proxy([{ name: 'u', hosts: [dead.host] }], [{ prefix: '/', cluster: 'u' }]);
   try {
     assert.equal((await send(p.port, '/')).status, 503);
     assert.equal(p.sidecar.clusters.get('u')!.counters.connectFailures, 1);
   } finally {
     await p.sidecar.shutdown();
+    await dead.close();
   }
 });
 

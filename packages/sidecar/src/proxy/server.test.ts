@@ -7,7 +7,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, describe, test } from 'node:test';
 import { TestClock } from 'tripswitch/testing';
 import { startAdmin } from '../admin/admin.js';
-import { proxy, raw, send, sendChunked, until, upstream } from './test-helpers.js';
+import { proxy, raw, refusedPort, send, sendChunked, until, upstream } from './test-helpers.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -284,15 +284,14 @@ describe('retries and fallbacks', () => {
   });
 
   test('a connect failure on one host is retried on another; the dead host is ejected', async () => {
-    const dead = await upstream(() => {});
-    const deadHost = dead.host;
-    await dead.close();
+    const dead = await refusedPort();
+    cleanups.push(dead.close);
     const live = await upstream((_req, res) => res.end('live'));
     const p = await proxy(
       [
         {
           name: 'two',
-          hosts: [deadHost, live.host],
+          hosts: [dead.host, live.host],
           breaker: { enabled: false },
           outlier_detection: { consecutive_gateway_failure: 1, max_ejection_percent: 50 },
         },
@@ -409,15 +408,14 @@ describe('retries of requests with a body (buffer_body_bytes)', () => {
   });
 
   test('a connect failure on one host is retried on another with the same body', async () => {
-    const dead = await upstream(() => {});
-    const deadHost = dead.host;
-    await dead.close();
+    const dead = await refusedPort();
+    cleanups.push(dead.close);
     const live = await recorder();
     const p = await proxy(
       [
         {
           name: 'two',
-          hosts: [deadHost, live.host],
+          hosts: [dead.host, live.host],
           breaker: { enabled: false },
           outlier_detection: { consecutive_gateway_failure: 1, max_ejection_percent: 50 },
         },
@@ -703,13 +701,12 @@ describe('upstream errors', () => {
       else if (req.url === '/slow') setTimeout(() => res.end('late'), 2000).unref();
       else res.end('ok');
     });
-    const dead = await upstream(() => {});
-    const deadHost = dead.host;
-    await dead.close();
+    const dead = await refusedPort();
+    cleanups.push(dead.close);
     const p = await proxy(
       [
         { name: 'u', hosts: [u.host], breaker: { enabled: false } },
-        { name: 'dead', hosts: [deadHost], breaker: { enabled: false } },
+        { name: 'dead', hosts: [dead.host], breaker: { enabled: false } },
       ],
       [
         { prefix: '/dead', cluster: 'dead' },

@@ -7,7 +7,7 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import { after, describe, test } from 'node:test';
 import type { Duplex } from 'node:stream';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { proxy, raw, testCerts, until } from './test-helpers.js';
+import { proxy, raw, refusedPort, testCerts, until } from './test-helpers.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -241,16 +241,14 @@ describe('upgrade (WebSocket) tunnels', () => {
   });
 
   test('upstream down -> 502, counted as a breaker failure; no answer in time -> 504', async () => {
-    const dead = createServer();
-    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
-    const deadPort = (dead.address() as AddressInfo).port;
-    await new Promise((r) => dead.close(r));
+    const dead = await refusedPort();
+    cleanups.push(dead.close);
     const silent = await rawUpstream(() => {});
     const p = await proxy(
       [
         {
           name: 'down',
-          hosts: [`127.0.0.1:${deadPort}`],
+          hosts: [dead.host],
           breaker: { trip: { kind: 'consecutive', threshold: 1 }, openDuration: 60_000 },
         },
         { name: 'slow', hosts: [silent.host] },
