@@ -231,11 +231,44 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
     assert.equal(await stored(), 'disabled');
   });
 
+  test("a transition made while a probe lease request is on its way is not undone by the lease's reply", async () => {
+    const prefix = uniquePrefix('lease-moved');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({ prefix, url: proxy.url });
+    const b = await make({ prefix });
+    const [bp, bb] = [await attach(p, 'g'), await attach(b, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    bp.go('open', 'failures', 60_000);
+    await waitFor(() => bb.state === 'open', 'B hears the open');
+    const cmd = proxy.links.find((l) => !l.subscriber) as Link;
+    // P's open period ends and it asks for the lease (refused: the open period runs in Redis);
+    // before the reply comes, P closes (and B hears it, and so does P: its own echo)
+    cmd.hold();
+    bp.go('half-open', 'open period over');
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    const decided = bp.session.awaitProbe?.();
+    bp.go('closed', 'op');
+    await waitFor(async () => (await stored()) === 'closed' && bb.state === 'closed', 'P closed in Redis');
+    cmd.release();
+    assert.equal(await decided, false, 'the lease refused');
+    // a re-read may follow the stale reply: wait for a settled state, then check it
+    await waitFor(() => bp.state === 'closed', 'P on the stored state', 2000).catch(() => {
+      assert.fail(`stored closed, local ${bp.state} (applied ${bp.applied.map((a) => a.state).join(',')})`);
+    });
+    assert.deepEqual(
+      bp.applied.map((a) => a.state),
+      [],
+      "P took the lease's reply over its own later transition",
+    );
+  });
+
   test('converges: whatever the order of transitions, replies and messages, every instance, a newcomer too, ends on the stored state', async () => {
     const targets = ['closed', 'open', 'isolated', 'disabled', 'metrics-only'] as const;
     // One step of a run: a local transition of one of the three instances; some frames from Redis
     // let through to one instance on one of its connections (everything else is held by its
-    // proxy); or a pause (with a short command timeout: long enough for commands to time out).
+    // proxy); a pause (with a short command timeout: long enough for commands to time out); or an
+    // instance's open period ending and a call asking for the probe lease.
     const step = fc.oneof(
       fc.record({
         kind: fc.constant('go' as const),
@@ -249,6 +282,7 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
         n: fc.integer({ min: 1, max: 3 }),
       }),
       fc.record({ kind: fc.constant('pause' as const), ms: fc.constantFrom(0, 1, 30) }),
+      fc.record({ kind: fc.constant('probe' as const), who: fc.integer({ min: 0, max: 2 }) }),
     );
     await fc.assert(
       fc.asyncProperty(
@@ -271,6 +305,7 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
               url: proxy.url,
               prefix,
               logger: silent,
+              probeRetryMs: 0,
               ...(timeouts ? { commandTimeoutMs: 30, recheckIntervalMs: 20 } : {}),
             });
             all.push(st);
@@ -300,6 +335,12 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
               if (s.kind === 'go') {
                 const b = bs[s.who] as FakeBreaker;
                 if (b.state !== s.to) b.go(s.to, 'op', s.to === 'open' ? 60_000 : undefined);
+              } else if (s.kind === 'probe') {
+                // the open period ends here (a local step) and a call asks for the probe lease:
+                // refused (open periods outlive the run), its reply carries the stored state
+                const b = bs[s.who] as FakeBreaker;
+                if (b.state === 'open') b.go('half-open', 'open period over');
+                if (b.state === 'half-open') b.session.requestProbe?.();
               } else if (s.kind === 'deliver') {
                 for (const link of proxies[s.who]?.links ?? [])
                   if (link.subscriber === s.sub) link.release(s.n);
@@ -317,6 +358,8 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
             await waitFor(
               async () => {
                 const st = await stored();
+                // a half-open breaker asks for the lease again on its next call
+                for (const b of bs) if (b.state === 'half-open') b.session.requestProbe?.();
                 return bs.every((b) => b.state === st);
               },
               'every instance on the stored state',
