@@ -47,6 +47,10 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
     await stop();
   });
 
+  // The stored state these two tests end on is another instance's write. It must not be this
+  // instance's own: the reply of an applied write sets the version floor too (see 'an older
+  // message that arrives after the instance's own write' below), which would skip the older
+  // messages these tests are about before the refused write is even answered.
   test('a refused write adopted from its reply is not undone by an older message that arrives after it', async () => {
     const prefix = uniquePrefix('late');
     const proxy = await reorderingProxy(upstreamPort());
@@ -55,37 +59,44 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
     const b = await make({ prefix });
     const c = await make({ prefix });
     const [bp, bb, bc] = [await attach(p, 'g'), await attach(b, 'g'), await attach(c, 'g')];
+    const [pb, ob] = [await attach(p, 'barrier'), await attach(b, 'barrier')];
     const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
     const all = (st: CircuitState) => waitFor(() => [bp, bb, bc].every((x) => x.state === st), `all ${st}`);
     bb.go('isolated', 'op');
     await all('isolated');
     const sub = proxy.links.find((l) => l.subscriber) as Link;
     assert.ok(sub, 'the proxy saw the subscriber connection');
-    // P hears nothing for now: B closes, then C disables, then P sets metrics-only (last in Redis)
+    // P hears nothing for now: B closes, then C disables, then B sets metrics-only (last in Redis)
     sub.hold();
     bb.go('closed', 'op');
     await waitFor(() => bc.state === 'closed', 'C hears the close');
     bc.go('disabled', 'op');
     await waitFor(() => bb.state === 'disabled', 'B hears the disable');
-    bp.go('metrics-only', 'op');
-    await waitFor(async () => (await stored()) === 'metrics-only' && bb.state === 'metrics-only', 'P wrote');
+    bb.go('metrics-only', 'op');
+    await waitFor(async () => (await stored()) === 'metrics-only' && bc.state === 'metrics-only', 'B wrote');
     await waitFor(() => sub.held === 3, 'three messages held for P');
-    // P hears B's close only, and trips: refused (Redis holds P's manual state), P adopts the reply
+    // P hears B's close only, and trips: refused (Redis holds B's manual state), P adopts the reply
     sub.release(1);
     await waitFor(() => bp.state === 'closed', "P hears B's close");
     bp.go('open', 'failures', 60_000);
     await waitFor(() => bp.state === 'metrics-only', 'P takes the stored state from the refusal');
-    // now the rest arrives: C's disable (older than what P adopted), then P's own echo
+    const heard = bp.applied.length;
+    // now the rest arrives: C's disable (older than what P adopted), then B's metrics-only; B's
+    // isolation of another breaker after them is the barrier: once P applied it, P has handled
+    // every message before it
     sub.release();
-    await waitFor(() => sub.held === 0, 'delivered');
+    ob.go('isolated', 'op');
+    await waitFor(() => pb.state === 'isolated', 'P hears the barrier');
     assert.equal(await stored(), 'metrics-only');
-    await waitFor(
-      () => [bp, bb, bc].every((x) => x.state === 'metrics-only'),
-      'every instance on the stored state',
-      2000,
-    ).catch(() => {
-      assert.fail(`stored metrics-only, local ${[bp, bb, bc].map((x) => x.state).join(',')}`);
-    });
+    assert.deepEqual(
+      bp.applied.slice(heard).map((a) => a.state),
+      [],
+      'P went back to an older state after adopting the stored one from the refusal',
+    );
+    assert.deepEqual(
+      [bp, bb, bc].map((x) => x.state),
+      ['metrics-only', 'metrics-only', 'metrics-only'],
+    );
   });
 
   test('a re-read overtaken only by messages older than itself is the truth (no giving up on an older state)', async () => {
@@ -96,12 +107,14 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
     const b = await make({ prefix });
     const c = await make({ prefix });
     const [bp, bb, bc] = [await attach(p, 'g'), await attach(b, 'g'), await attach(c, 'g')];
+    const [pb, ob] = [await attach(p, 'barrier'), await attach(b, 'barrier')];
     const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
     bb.go('isolated', 'op');
     await waitFor(() => [bp, bb, bc].every((x) => x.state === 'isolated'), 'all isolated');
     const sub = proxy.links.find((l) => l.subscriber) as Link;
     const cmd = proxy.links.find((l) => !l.subscriber) as Link;
-    // P hears nothing for now: B closes, then B and C take turns 7 times, then P writes last
+    // P hears nothing for now: B closes, then B and C take turns 7 times, then B sets
+    // metrics-only (last in Redis)
     sub.hold();
     bb.go('closed', 'op');
     await waitFor(() => bc.state === 'closed', 'C hears the close');
@@ -111,12 +124,12 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
       me.go(to, 'op');
       await waitFor(() => peer.state === to, `turn ${i} heard`);
     }
-    bp.go('metrics-only', 'op');
-    await waitFor(async () => (await stored()) === 'metrics-only' && bb.state === 'metrics-only', 'P wrote');
+    bb.go('metrics-only', 'op');
+    await waitFor(async () => (await stored()) === 'metrics-only' && bc.state === 'metrics-only', 'B wrote');
     await waitFor(() => sub.held === 9, 'nine messages held for P');
     sub.release(1);
     await waitFor(() => bp.state === 'closed', "P hears B's close");
-    // P trips (refused: Redis holds P's manual state); one older message reaches P before each
+    // P trips (refused: Redis holds B's manual state); one older message reaches P before each
     // reply: the refusal's, then each re-read's
     cmd.hold();
     bp.go('open', 'failures', 60_000);
@@ -129,21 +142,30 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
       await waitFor(() => bp.applied.length > heard, 'P applies an older message');
       cmd.release(1);
       replies++;
-      if (sub.held === 1) break; // only P's own echo left
+      if (sub.held === 1) break; // only B's metrics-only left: the older messages are used up
     }
     cmd.release();
-    sub.release();
-    await waitFor(() => sub.held === 0, 'delivered');
-    assert.equal(await stored(), 'metrics-only');
-    await waitFor(
-      () => [bp, bb, bc].every((x) => x.state === 'metrics-only'),
-      'every instance on the stored state',
-      2000,
-    ).catch(() => {
-      assert.fail(
-        `stored metrics-only, local ${[bp, bb, bc].map((x) => x.state).join(',')} after ${replies} replies`,
-      );
+    // the reads are over and B's metrics-only, the one message that would set P right, is still
+    // held: P must be on the state a read gave it
+    await waitFor(() => bp.state === 'metrics-only', 'P on the state read', 2000).catch(() => {
+      assert.fail(`stored metrics-only, local ${bp.state} after ${replies} replies`);
     });
+    const heard = bp.applied.length;
+    // the rest arrives (older messages, B's metrics-only), then the barrier: B's isolation of
+    // another breaker
+    sub.release();
+    ob.go('isolated', 'op');
+    await waitFor(() => pb.state === 'isolated', 'P hears the barrier');
+    assert.equal(await stored(), 'metrics-only');
+    assert.deepEqual(
+      bp.applied.slice(heard).map((a) => a.state),
+      [],
+      'P went back to an older state after the read',
+    );
+    assert.deepEqual(
+      [bp, bb, bc].map((x) => x.state),
+      ['metrics-only', 'metrics-only', 'metrics-only'],
+    );
   });
 
   // The half-open probe lease: a refused request carries the stored state, which the instance
@@ -261,6 +283,55 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
       [],
       "P took the lease's reply over its own later transition",
     );
+  });
+
+  // A breaker moves open -> half-open only when the store says so: a granted probe lease, which
+  // carries no state to take over. This local step publishes nothing, and it is what makes the
+  // echo of the instance's own write (its sequence no longer current) leave the state alone.
+  test("an older message that arrives after the instance's own write does not undo it once the breaker moved on (open -> half-open on a granted lease, not published)", async () => {
+    const prefix = uniquePrefix('own-late');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({ prefix, url: proxy.url });
+    const b = await make({ prefix });
+    const [bp, bb] = [await attach(p, 'g'), await attach(b, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    // P hears nothing for now: B isolates, then closes; P trips (accepted: Redis holds closed),
+    // with a short open period
+    sub.hold();
+    bb.go('isolated', 'op');
+    await waitFor(async () => (await stored()) === 'isolated', 'B isolated');
+    bb.go('closed', 'op');
+    await waitFor(async () => (await stored()) === 'closed', 'B closed');
+    bp.go('open', 'failures', 100);
+    await waitFor(async () => (await stored()) === 'open' && bb.state === 'open', 'P tripped');
+    // a read on P's command connection after its write: once it is done, the write's reply was handled
+    const pb = await attach(p, 'barrier');
+    await waitFor(() => sub.held === 3, 'three messages held for P');
+    // P's open period ends in Redis; P's next call asks for the probe lease, gets it, and the
+    // breaker moves to half-open (a local step)
+    await waitFor(async () => (await redis.pttl(`${prefix}:{g}:o`)) < 0, 'the open period over in Redis');
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    assert.equal(await bp.session.awaitProbe?.(), true, 'the lease granted');
+    assert.equal(bp.session.requestProbe?.(), true, 'the call takes it');
+    bp.go('half-open', 'open-duration-elapsed');
+    // then the older messages and P's own echo arrive, and a message on another breaker after
+    // them (the barrier: P has handled everything before it)
+    const heard = bp.applied.length;
+    const ob = await attach(b, 'barrier');
+    sub.release();
+    ob.go('isolated', 'op');
+    await waitFor(() => pb.state === 'isolated', 'P hears the barrier');
+    // Redis holds P's open, its period over, and P's lease: P probes (half-open)
+    assert.equal(await stored(), 'open');
+    assert.notEqual(await redis.get(`${prefix}:{g}:p`), null, 'the lease held (by P: no one else asked)');
+    assert.deepEqual(
+      bp.applied.slice(heard).map((a) => a.state),
+      [],
+      `P went back to states older than its own write (stored open, local ${bp.state})`,
+    );
+    assert.equal(bp.state, 'half-open', 'P probes');
   });
 
   test('converges: whatever the order of transitions, replies and messages, every instance, a newcomer too, ends on the stored state', async () => {

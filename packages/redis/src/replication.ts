@@ -79,11 +79,12 @@ export class Session implements StoreSession {
   /** Bumped whenever a message or a reply tells this session something: detects stale reads. */
   #moves = 0;
   /**
-   * Version of the state last taken from a reply (a read, a refused write). The two connections
-   * are not ordered with each other: a message published before that reply was made can arrive
-   * after it, and must not undo it (the reply already reflects it). Versions of one breaker only
-   * grow (the scripts' `next_version`); the one time they go back, a Redis restarted or failed
-   * over, the store reconnects and re-reads, and that read sets this anew.
+   * Version of the state last taken from a reply (a read, a refused write or probe lease), or
+   * written by this instance (an applied write's reply). The two connections are not ordered with
+   * each other: a message published before that reply was made can arrive after it, and must not
+   * undo it (the reply already reflects it, or this instance's write replaced it). Versions of
+   * one breaker only grow (the scripts' `next_version`); the one time they go back, a Redis
+   * restarted or failed over, the store reconnects and re-reads, and that read sets this anew.
    */
   #floor = 0;
   /** The last local transition that could not be published (Redis away). */
@@ -201,7 +202,14 @@ export class Session implements StoreSession {
           this.#publishing--;
           if (this.#detached) return;
           if (this.#pendingSeq <= seq) this.#pending = undefined;
-          if (applied === 1) return; // its own message (in order with the others) confirms it
+          // Applied: its own message (in order with the others) confirms it. Messages published
+          // before the write ran are older than it, and one that arrives after this reply is
+          // skipped, as after a read: its echo puts the write back only while no later local
+          // transition was made, and open -> half-open is one that publishes nothing.
+          if (applied === 1) {
+            if (Number(version) > this.#floor) this.#floor = Number(version);
+            return;
+          }
           // Refused: the shared state (a manual state, an earlier trip, another probe holder)
           // wins, and this breaker takes it over, unless messages arrived meanwhile: they are
           // newer than this answer, and a fresh read settles it.
