@@ -334,6 +334,160 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
     assert.equal(bp.state, 'half-open', 'P probes');
   });
 
+  // A fleet-counted trip is written by the flush script and published under the instance's own
+  // id, like its own transitions; P opens when it hears the echo.
+  test("an older message that arrives after the instance's fleet trip does not undo it once the breaker moved on (a granted lease)", async () => {
+    const prefix = uniquePrefix('fleet-late');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    // three failures fill a batch (sent at once) and trip the fleet rule, with a short open period
+    const p = await make({
+      prefix,
+      url: proxy.url,
+      mode: 'fleet',
+      flushMaxOutcomes: 3,
+      fleet: { minimumCalls: 3, failureRateThreshold: 0.5, openDurationMs: 100 },
+    });
+    const b = await make({ prefix });
+    const [bp, bb] = [await attach(p, 'g'), await attach(b, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    const cmd = proxy.links.find((l) => !l.subscriber) as Link;
+    // P hears nothing for now: B trips, then closes (an operator's reset)
+    sub.hold();
+    bb.go('open', 'failures', 60_000);
+    await waitFor(async () => (await stored()) === 'open', 'B tripped');
+    bb.go('closed', 'op');
+    await waitFor(async () => (await stored()) === 'closed', 'B closed');
+    // P counts three failures: the flush trips the fleet (accepted: Redis holds closed); its reply is held
+    cmd.hold();
+    for (let i = 0; i < 3; i++) bp.session.onOutcome?.('failure');
+    await waitFor(
+      async () => (await redis.hget(`${prefix}:{g}:s`, 'r')) === 'fleet-trip',
+      'P tripped the fleet',
+    );
+    await waitFor(() => sub.held === 3 && cmd.held === 1, "three messages and the flush's reply held for P");
+    // P hears B's trip (older than its own) before the flush's reply: P opens
+    sub.release(1);
+    await waitFor(() => bp.state === 'open', "P hears B's trip");
+    cmd.release();
+    // a read on P's command connection after the flush: once it is done, the flush's reply was handled
+    const pb = await attach(p, 'barrier');
+    // the fleet trip's open period ends in Redis; P's next call asks for the probe lease, gets it,
+    // and the breaker moves to half-open (a local step)
+    await waitFor(async () => (await redis.pttl(`${prefix}:{g}:o`)) < 0, 'the open period over in Redis');
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    assert.equal(await bp.session.awaitProbe?.(), true, 'the lease granted');
+    assert.equal(bp.session.requestProbe?.(), true, 'the call takes it');
+    bp.go('half-open', 'open-duration-elapsed');
+    // then B's close (older than the fleet trip) and P's own echo arrive, and a message on another
+    // breaker after them (the barrier: P has handled everything before it)
+    const heard = bp.applied.length;
+    const ob = await attach(b, 'barrier');
+    sub.release();
+    ob.go('isolated', 'op');
+    await waitFor(() => pb.state === 'isolated', 'P hears the barrier');
+    // Redis holds P's fleet trip, its period over, and P's lease: P probes (half-open)
+    assert.equal(await stored(), 'open');
+    assert.equal(await redis.hget(`${prefix}:{g}:s`, 'r'), 'fleet-trip');
+    assert.notEqual(await redis.get(`${prefix}:{g}:p`), null, 'the lease held (by P: no one else asked)');
+    assert.deepEqual(
+      bp.applied.slice(heard).map((a) => a.state),
+      [],
+      `P went back to a state older than its fleet trip (stored open, local ${bp.state})`,
+    );
+    assert.equal(bp.state, 'half-open', 'P probes');
+  });
+
+  test("messages older than a fleet trip that arrive after the flush's reply are skipped (the echo alone opens the instance)", async () => {
+    const prefix = uniquePrefix('fleet-old');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({
+      prefix,
+      url: proxy.url,
+      mode: 'fleet',
+      flushMaxOutcomes: 3,
+      fleet: { minimumCalls: 3, failureRateThreshold: 0.5, openDurationMs: 60_000 },
+    });
+    const b = await make({ prefix });
+    const [bp, bb] = [await attach(p, 'g'), await attach(b, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    // P hears nothing for now: B isolates, then closes; P's flush trips the fleet
+    sub.hold();
+    bb.go('isolated', 'op');
+    await waitFor(async () => (await stored()) === 'isolated', 'B isolated');
+    bb.go('closed', 'op');
+    await waitFor(async () => (await stored()) === 'closed', 'B closed');
+    for (let i = 0; i < 3; i++) bp.session.onOutcome?.('failure');
+    await waitFor(
+      async () => (await redis.hget(`${prefix}:{g}:s`, 'r')) === 'fleet-trip',
+      'P tripped the fleet',
+    );
+    // a read on P's command connection after the flush: once it is done, the flush's reply was handled
+    const pb = await attach(p, 'barrier');
+    await waitFor(() => sub.held === 3, 'three messages held for P');
+    const ob = await attach(b, 'barrier');
+    sub.release();
+    ob.go('isolated', 'op');
+    await waitFor(() => pb.state === 'isolated', 'P hears the barrier');
+    assert.deepEqual(
+      bp.applied.map((a) => `${a.state} ${a.reason}`),
+      ['open remote:fleet-trip'],
+      'P applied states older than its fleet trip after the reply',
+    );
+    assert.equal(bp.state, 'open');
+  });
+
+  // A granted lease carries the stored state's version: every message up to it was published
+  // before the grant, and the instance already stands on the open state it speaks for.
+  test('messages up to a granted probe lease that arrive after it do not move the probing instance (nor restart its open period)', async () => {
+    const prefix = uniquePrefix('lease-granted');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({ prefix, url: proxy.url });
+    const b = await make({ prefix });
+    const [bp, bb] = [await attach(p, 'g'), await attach(b, 'g')];
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    // P trips (its own write: its reply sets the floor) and B hears it
+    bp.go('open', 'failures', 60_000);
+    await waitFor(() => bb.state === 'open', 'B hears the open');
+    // a read on P's command connection after its write: once it is done, the write's reply was handled
+    const pb = await attach(p, 'barrier');
+    // P hears nothing for now: B isolates, closes, then trips with a short open period (last in Redis)
+    sub.hold();
+    bb.go('isolated', 'op');
+    await waitFor(async () => (await stored()) === 'isolated', 'B isolated');
+    bb.go('closed', 'op');
+    await waitFor(async () => (await stored()) === 'closed', 'B closed');
+    bb.go('open', 'failures', 100);
+    await waitFor(async () => (await stored()) === 'open', 'B tripped');
+    await waitFor(() => sub.held >= 3, "B's three messages held for P");
+    // B's open period ends in Redis; P (open, its period over) asks for the lease, gets it, and
+    // the breaker moves to half-open (a local step)
+    await waitFor(async () => (await redis.pttl(`${prefix}:{g}:o`)) < 0, 'the open period over in Redis');
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    assert.equal(await bp.session.awaitProbe?.(), true, 'the lease granted');
+    assert.equal(bp.session.requestProbe?.(), true, 'the call takes it');
+    bp.go('half-open', 'open-duration-elapsed');
+    // then B's messages arrive, and a message on another breaker after them (the barrier)
+    const heard = bp.applied.length;
+    const ob = await attach(b, 'barrier');
+    sub.release();
+    ob.go('isolated', 'op');
+    await waitFor(() => pb.state === 'isolated', 'P hears the barrier');
+    assert.equal(await stored(), 'open');
+    assert.notEqual(await redis.get(`${prefix}:{g}:p`), null, 'the lease held (by P: no one else asked)');
+    assert.deepEqual(
+      bp.applied.slice(heard).map((a) => a.state),
+      [],
+      `P applied messages the lease's reply already reflects (stored open, local ${bp.state})`,
+    );
+    assert.equal(bp.state, 'half-open', 'P probes');
+  });
+
   test('converges: whatever the order of transitions, replies and messages, every instance, a newcomer too, ends on the stored state', async () => {
     const targets = ['closed', 'open', 'isolated', 'disabled', 'metrics-only'] as const;
     // One step of a run: a local transition of one of the three instances; some frames from Redis

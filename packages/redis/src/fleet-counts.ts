@@ -26,6 +26,8 @@ export interface FlushContext {
   seq(): number;
   /** The open period a fleet trip gives this breaker. */
   openDuration(): number;
+  /** A flush tripped the fleet at this version (the session's version floor). */
+  tripped(version: number): void;
 }
 
 export class FleetCounter {
@@ -125,7 +127,15 @@ export class FleetCounter {
           this.#cfg.sharded ? '1' : '0',
         ),
       )
-      // A fleet trip reaches this instance as its own message, in order with everyone else's.
-      .catch((err: unknown) => this.#conn.markDegraded(err));
+      // A fleet trip reaches this instance as its own message, in order with everyone else's. Its
+      // reply sets the version floor, as an applied write's does: messages older than the trip
+      // that arrive after it would put back an older state, and the echo no longer corrects that
+      // once the breaker moved on (open -> half-open on a granted lease publishes nothing).
+      .then(
+        ([result, , , , version]) => {
+          if (result === 2) c.tripped(Number(version));
+        },
+        (err: unknown) => this.#conn.markDegraded(err),
+      );
   }
 }

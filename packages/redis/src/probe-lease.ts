@@ -36,6 +36,8 @@ export class ProbeLease {
   readonly #keys: LeaseKeys;
   /** Called as the lease is asked for; what it returns gets the stored state if Redis refuses. */
   readonly #refusal: () => Refused;
+  /** Gets the version of the stored state a lease was granted on. */
+  readonly #granted: (version: number) => void;
   /** Until when (local clock) this instance holds a lease nobody has used yet. */
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #nextAcquireAt = Number.NEGATIVE_INFINITY;
@@ -51,12 +53,14 @@ export class ProbeLease {
     handle: BreakerHandle,
     keys: LeaseKeys,
     refusal: () => Refused,
+    granted: (version: number) => void,
   ) {
     this.#cfg = cfg;
     this.#conn = conn;
     this.#handle = handle;
     this.#keys = keys;
     this.#refusal = refusal;
+    this.#granted = granted;
   }
 
   /** Another instance moved the shared state: a lease fetched before it is not to be used. */
@@ -165,7 +169,10 @@ export class ProbeLease {
         this.#acquiring = undefined;
         if (this.#stopped) return false;
         // The lease is counted from when it was asked for, so local time never outlives Redis's.
+        // The grant's version goes to the session's floor: messages up to it were published before
+        // the grant and would move the instance off the open state the lease was given on.
         if (granted === 1) {
+          this.#granted(Number(version));
           this.#leaseUntil = sentAt + this.#cfg.leaseMs;
           this.#giveBackIfUnclaimed();
           return true;

@@ -80,11 +80,14 @@ export class Session implements StoreSession {
   #moves = 0;
   /**
    * Version of the state last taken from a reply (a read, a refused write or probe lease), or
-   * written by this instance (an applied write's reply). The two connections are not ordered with
-   * each other: a message published before that reply was made can arrive after it, and must not
-   * undo it (the reply already reflects it, or this instance's write replaced it). Versions of
-   * one breaker only grow (the scripts' `next_version`); the one time they go back, a Redis
-   * restarted or failed over, the store reconnects and re-reads, and that read sets this anew.
+   * written by this instance (an applied write's reply, a fleet trip's), or that a granted probe
+   * lease was given on. The two connections are not ordered with each other: a message published
+   * before that reply was made can arrive after it, and must not undo it (the reply already
+   * reflects it, or this instance's write replaced it). Another instance's message at this very
+   * version is the one the reply reflects, and is skipped too; this instance's own (the echo of
+   * its write) is not. Versions of one breaker only grow (the scripts' `next_version`); the one
+   * time they go back, a Redis restarted or failed over, the store reconnects and re-reads, and
+   * that read sets this anew.
    */
   #floor = 0;
   /** The last local transition that could not be published (Redis away). */
@@ -121,6 +124,7 @@ export class Session implements StoreSession {
       handle,
       { probe: this.#kProbe, state: this.#kState, open: this.#kOpen, holder: this.#id },
       () => this.#leaseRefusal(),
+      (v) => this.#raiseFloor(v),
     );
     if (this.#cfg.mode === 'fleet') {
       const counts = new FleetCounter(this.#cfg, this.#conn, handle, {
@@ -132,6 +136,7 @@ export class Session implements StoreSession {
         channel: this.#channel,
         seq: () => this.#seq,
         openDuration: () => this.#openDuration(),
+        tripped: (v) => this.#raiseFloor(v),
       });
       this.#counts = counts;
       this.onOutcome = (o) => counts.record(o);
@@ -140,6 +145,16 @@ export class Session implements StoreSession {
 
   get detached(): boolean {
     return this.#detached;
+  }
+
+  /**
+   * A reply says Redis held version `v` when it ran, and the local state already stands for it:
+   * this instance's own write (applied, or a fleet trip), or a granted probe lease (given only on
+   * an open state whose period is over, which this instance, open or half-open, stands on).
+   * Messages published before it that arrive after it are skipped (see onMessage).
+   */
+  #raiseFloor(v: number): void {
+    if (!this.#detached && v > this.#floor) this.#floor = v;
   }
 
   /** The breaker's own next open period (backoff included) when it tells, else the fleet rule's. */
@@ -207,7 +222,7 @@ export class Session implements StoreSession {
           // skipped, as after a read: its echo puts the write back only while no later local
           // transition was made, and open -> half-open is one that publishes nothing.
           if (applied === 1) {
-            if (Number(version) > this.#floor) this.#floor = Number(version);
+            this.#raiseFloor(Number(version));
             return;
           }
           // Refused: the shared state (a manual state, an earlier trip, another probe holder)
@@ -297,7 +312,10 @@ export class Session implements StoreSession {
   onMessage(m: Message): void {
     if (this.#detached) return;
     // Published before the state this session last took from a reply was read: already in it.
-    if (m.v < this.#floor) return;
+    // Another instance's message at the floor's version is the state the reply reflects (applied
+    // again, an open would restart its period on the local clock, and make a granted lease be
+    // forgotten); this instance's own is the echo of its write, which may still have to put it back.
+    if (m.v < this.#floor || (m.v === this.#floor && m.i !== this.#id)) return;
     if (m.i === this.#id) {
       this.#version = m.v;
       this.#moves++;
