@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
+import { TestClock } from 'tripswitch/testing';
 import type { CircuitState } from './contract.js';
 import { FakeBreaker } from './fake-breaker.test.util.js';
 import { type Link, type ReorderingProxy, reorderingProxy } from './proxy.test.util.js';
@@ -486,6 +487,111 @@ describe('convergence when messages and replies arrive out of order', { skip: sk
       `P applied messages the lease's reply already reflects (stored open, local ${bp.state})`,
     );
     assert.equal(bp.state, 'half-open', 'P probes');
+  });
+
+  // A grant is given on an open state whose period is over; any write after it (a manual state, a
+  // new open period, a close by the holder) deletes the lease in Redis. Its reply, on the command
+  // connection, can come after the instance heard of such a write, or after it made one itself:
+  // the instance must not then take the lease (it would move to half-open and probe without it,
+  // beside the instance that gets the lease next). P's store runs on a TestClock, so the lease it
+  // took stays unused (the 250 ms give-back is a timer on that clock) until the test asks, however
+  // slowly the machine runs.
+  test("a granted probe lease whose reply comes after a newer message (another instance's trip) is not taken", async () => {
+    const prefix = uniquePrefix('lease-stale');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const p = await make({ prefix, url: proxy.url, clock: new TestClock() });
+    const b = await make({ prefix });
+    const [bp, bb] = [await attach(p, 'g'), await attach(b, 'g')];
+    const kLease = `${prefix}:{g}:p`;
+    const periodOver = () =>
+      waitFor(async () => (await redis.pttl(`${prefix}:{g}:o`)) < 0, 'the open period over in Redis');
+    // B trips with a short open period; P hears it
+    bb.go('open', 'failures', 100);
+    await waitFor(() => bp.state === 'open', 'P hears the open');
+    await periodOver();
+    // P's call asks for the lease: granted, the reply held on P's command connection
+    const cmd = proxy.links.find((l) => !l.subscriber) as Link;
+    cmd.hold();
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    const decided = bp.session.awaitProbe?.();
+    await waitFor(() => cmd.held === 1, "the lease's reply held");
+    assert.notEqual(await redis.get(kLease), null, "P's lease in Redis");
+    // B is reset by an operator and trips again (each deletes the lease); P hears both before the reply
+    const heard = bp.applied.length;
+    bb.go('closed', 'op');
+    bb.go('open', 'failures', 100);
+    await waitFor(() => bp.applied.length === heard + 2, "P hears B's close and trip");
+    assert.equal(await redis.get(kLease), null, 'the lease deleted by the trip');
+    await periodOver();
+    cmd.release();
+    const taken = await decided;
+    // B's open period is over too: B asks, gets the lease and probes
+    assert.equal(bb.session.requestProbe?.(), false, 'B asks for the lease');
+    assert.equal(await bb.session.awaitProbe?.(), true, 'B gets the lease');
+    assert.equal(bb.session.requestProbe?.(), true, "B's call takes it");
+    bb.go('half-open', 'open-duration-elapsed');
+    // P's next call: it must ask Redis (and be refused), not probe on the lease given before B's trip
+    const probes = bp.session.requestProbe?.();
+    assert.deepEqual(
+      { taken, probes },
+      { taken: false, probes: false },
+      'P took a lease its reply gave before B deleted it, and probes beside B',
+    );
+    assert.equal(await bp.session.awaitProbe?.(), false, 'refused: B holds the lease');
+    assert.equal(bp.state, 'open', 'P stays open');
+  });
+
+  test('a granted probe lease whose reply comes after a local transition of the asking instance is not taken', async () => {
+    const prefix = uniquePrefix('lease-stale-own');
+    const proxy = await reorderingProxy(upstreamPort());
+    proxies.push(proxy);
+    const clock = new TestClock();
+    const p = await make({ prefix, url: proxy.url, clock });
+    const b = await make({ prefix });
+    const [bp, bb] = [await attach(p, 'g'), await attach(b, 'g')];
+    const kLease = `${prefix}:{g}:p`;
+    const stored = async () => ((await redis.hget(`${prefix}:{g}:s`, 'st')) ?? 'closed') as CircuitState;
+    const periodOver = () =>
+      waitFor(async () => (await redis.pttl(`${prefix}:{g}:o`)) < 0, 'the open period over in Redis');
+    bb.go('open', 'failures', 100);
+    await waitFor(() => bp.state === 'open', 'P hears the open');
+    await periodOver();
+    // P asks for the lease: granted, the reply held; P hears nothing for now either (not even its
+    // own echoes), so only its own transitions can tell it the grant is stale
+    const cmd = proxy.links.find((l) => !l.subscriber) as Link;
+    const sub = proxy.links.find((l) => l.subscriber) as Link;
+    cmd.hold();
+    sub.hold();
+    assert.equal(bp.session.requestProbe?.(), false, 'P asks for the lease');
+    const decided = bp.session.awaitProbe?.();
+    await waitFor(() => cmd.held === 1, "the lease's reply held");
+    assert.notEqual(await redis.get(kLease), null, "P's lease in Redis");
+    // an operator resets P (its write deletes the lease), after the grant and before its reply
+    bp.go('closed', 'op');
+    await waitFor(async () => (await stored()) === 'closed' && bb.state === 'closed', 'P closed in Redis');
+    assert.equal(await redis.get(kLease), null, 'the lease deleted by the reset');
+    cmd.release();
+    const taken = await decided;
+    // P trips again with a short open period (on P's clock: what FakeBreaker.go does, on the
+    // system clock); once it is over, B asks, gets the lease and probes
+    bp.state = 'open';
+    bp.session.onTransition({ from: 'closed', to: 'open', reason: 'failures', openUntil: clock.now() + 100 });
+    await waitFor(async () => (await stored()) === 'open' && bb.state === 'open', 'P tripped');
+    await periodOver();
+    assert.equal(bb.session.requestProbe?.(), false, 'B asks for the lease');
+    assert.equal(await bb.session.awaitProbe?.(), true, 'B gets the lease');
+    assert.equal(bb.session.requestProbe?.(), true, "B's call takes it");
+    bb.go('half-open', 'open-duration-elapsed');
+    // P's next call: it must ask Redis (and be refused), not probe on the lease its reset deleted
+    const probes = bp.session.requestProbe?.();
+    assert.deepEqual(
+      { taken, probes },
+      { taken: false, probes: false },
+      'P took a lease its own reset deleted, and probes beside B',
+    );
+    assert.equal(await bp.session.awaitProbe?.(), false, 'refused: B holds the lease');
+    sub.release();
   });
 
   test('converges: whatever the order of transitions, replies and messages, every instance, a newcomer too, ends on the stored state', async () => {

@@ -24,20 +24,31 @@ export interface LeaseKeys {
 
 /**
  * What a session does with a refused lease: the stored state, its remaining open period and its
- * version, as Redis held them when it refused. Made when the lease is asked for, so it can tell
- * whether the session heard of anything newer while the answer was on its way.
+ * version, as Redis held them when it refused.
  */
 export type Refused = (state: CircuitState | '', pttl: number, version: number) => void;
+
+/**
+ * What a session does with the answer to one lease request. Made when the lease is asked for, so
+ * it can tell whether the session heard of anything newer (or moved on itself) while the answer
+ * was on its way.
+ */
+export interface LeaseAnswer {
+  /**
+   * Granted on the stored state of this version: whether the lease is still good to take. Not when
+   * a write ran after the grant (it deleted the lease in Redis, see the session's rule).
+   */
+  readonly granted: (version: number) => boolean;
+  readonly refused: Refused;
+}
 
 export class ProbeLease {
   readonly #cfg: StoreConfig;
   readonly #conn: Connection;
   readonly #handle: BreakerHandle;
   readonly #keys: LeaseKeys;
-  /** Called as the lease is asked for; what it returns gets the stored state if Redis refuses. */
-  readonly #refusal: () => Refused;
-  /** Gets the version of the stored state a lease was granted on. */
-  readonly #granted: (version: number) => void;
+  /** Called as the lease is asked for; what it returns gets Redis's answer. */
+  readonly #answer: () => LeaseAnswer;
   /** Until when (local clock) this instance holds a lease nobody has used yet. */
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #nextAcquireAt = Number.NEGATIVE_INFINITY;
@@ -52,15 +63,13 @@ export class ProbeLease {
     conn: Connection,
     handle: BreakerHandle,
     keys: LeaseKeys,
-    refusal: () => Refused,
-    granted: (version: number) => void,
+    answer: () => LeaseAnswer,
   ) {
     this.#cfg = cfg;
     this.#conn = conn;
     this.#handle = handle;
     this.#keys = keys;
-    this.#refusal = refusal;
-    this.#granted = granted;
+    this.#answer = answer;
   }
 
   /** Another instance moved the shared state: a lease fetched before it is not to be used. */
@@ -163,22 +172,23 @@ export class ProbeLease {
   }
 
   #acquire(sentAt: number): Promise<boolean> {
-    const refused = this.#refusal();
+    const answer = this.#answer();
     this.#acquiring = this.#ask().then(
       ([granted, state, pttl, version]) => {
         this.#acquiring = undefined;
         if (this.#stopped) return false;
-        // The lease is counted from when it was asked for, so local time never outlives Redis's.
-        // The grant's version goes to the session's floor: messages up to it were published before
-        // the grant and would move the instance off the open state the lease was given on.
         if (granted === 1) {
-          this.#granted(Number(version));
+          // A grant the session says is stale is not taken: a write after it deleted the lease in
+          // Redis (nothing to give back), and the instance already stands on a newer state. The
+          // next call asks again. Otherwise the lease is counted from when it was asked for, so
+          // local time never outlives Redis's.
+          if (!answer.granted(Number(version))) return false;
           this.#leaseUntil = sentAt + this.#cfg.leaseMs;
           this.#giveBackIfUnclaimed();
           return true;
         }
         this.#nextAcquireAt = this.#cfg.clock.now() + this.#cfg.probeRetryMs;
-        refused((state ?? '') as CircuitState | '', Number(pttl), Number(version));
+        answer.refused((state ?? '') as CircuitState | '', Number(pttl), Number(version));
         return false;
       },
       (err: unknown) => {

@@ -10,7 +10,7 @@ import type { Connection } from './connection.js';
 import type { BreakerHandle, CircuitState, StoreSession } from './contract.js';
 import { FleetCounter, type Outcome } from './fleet-counts.js';
 import type { StoreConfig } from './options.js';
-import { ProbeLease, type Refused } from './probe-lease.js';
+import { type LeaseAnswer, ProbeLease } from './probe-lease.js';
 
 const MANUAL_STATES = new Set<string>(['isolated', 'disabled', 'metrics-only']);
 
@@ -123,8 +123,7 @@ export class Session implements StoreSession {
       this.#conn,
       handle,
       { probe: this.#kProbe, state: this.#kState, open: this.#kOpen, holder: this.#id },
-      () => this.#leaseRefusal(),
-      (v) => this.#raiseFloor(v),
+      () => this.#leaseAnswer(),
     );
     if (this.#cfg.mode === 'fleet') {
       const counts = new FleetCounter(this.#cfg, this.#conn, handle, {
@@ -149,8 +148,9 @@ export class Session implements StoreSession {
 
   /**
    * A reply says Redis held version `v` when it ran, and the local state already stands for it:
-   * this instance's own write (applied, or a fleet trip), or a granted probe lease (given only on
-   * an open state whose period is over, which this instance, open or half-open, stands on).
+   * this instance's own write (applied, or a fleet trip), or a granted probe lease that is taken
+   * (given only on an open state whose period is over, which this instance, open or half-open,
+   * stands on; a stale grant is not taken, see #leaseAnswer).
    * Messages published before it that arrive after it are skipped (see onMessage).
    */
   #raiseFloor(v: number): void {
@@ -250,27 +250,45 @@ export class Session implements StoreSession {
   }
 
   /**
-   * What to do when the probe lease is refused: the reply carries the stored state, taken over as
-   * a read's is (it comes on the command connection, not in order with the messages). It is stale
-   * when this instance made a local transition since it asked, or applied a message newer than the
-   * reply while it was on its way: then it is not taken, and a fresh read settles it. Otherwise it
-   * is the truth and sets the version floor: messages published before it that arrive after it are
-   * already in it.
+   * What to do with the probe lease's answer. It comes on the command connection, not in order
+   * with the messages, and is stale when this instance made a local transition since it asked, or
+   * applied a message newer than the answer while it was on its way (both wrote after Redis
+   * answered).
+   *
+   * Refused: the reply carries the stored state, taken over as a read's is. Stale, it is not taken,
+   * and a fresh read settles it; otherwise it is the truth and sets the version floor: messages
+   * published before it that arrive after it are already in it.
+   *
+   * Granted: stale, the lease is not taken (the next call asks again). Every write that can follow
+   * a grant deleted the lease in Redis (a manual state or an open period deletes it, and a close
+   * over it is refused unless it is the holder's own from half-open, which deletes it too), so
+   * there is nothing to give back, and the instance already stands on a newer state than the open
+   * one the lease was given on: taken, it would move to half-open and probe without the lease,
+   * beside whoever gets it next. Otherwise the grant's version sets the floor: messages up to it
+   * were published before the grant and would move the instance off that open state.
    */
-  #leaseRefusal(): Refused {
+  #leaseAnswer(): LeaseAnswer {
     const seen = this.#moves;
     const seq = this.#seq;
-    return (state, pttl, v) => {
-      if (this.#detached) return;
-      if (this.#seq !== seq || (this.#moves !== seen && this.#version > v)) {
-        this.refresh();
-        return;
-      }
-      this.#version = v;
-      this.#floor = v;
-      this.#moves++;
-      if (state === 'closed' || MANUAL_STATES.has(state)) this.#adopt(state, 'shared', -1);
-      else if (pttl > 0) this.#apply('open', 'shared', pttl);
+    const stale = (v: number) => this.#seq !== seq || (this.#moves !== seen && this.#version > v);
+    return {
+      granted: (v) => {
+        if (this.#detached || stale(v)) return false;
+        this.#raiseFloor(v);
+        return true;
+      },
+      refused: (state, pttl, v) => {
+        if (this.#detached) return;
+        if (stale(v)) {
+          this.refresh();
+          return;
+        }
+        this.#version = v;
+        this.#floor = v;
+        this.#moves++;
+        if (state === 'closed' || MANUAL_STATES.has(state)) this.#adopt(state, 'shared', -1);
+        else if (pttl > 0) this.#apply('open', 'shared', pttl);
+      },
     };
   }
 
