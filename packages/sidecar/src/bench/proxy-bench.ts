@@ -9,7 +9,8 @@
  * process and the rounds interleave (each target once per round); BENCH_SECONDS sets the duration
  * (default 10), BENCH_ROUNDS the rounds (medians and per-round ratios reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
  * this build's proxy with that one instead, in interleaved rounds (BENCH_NODE_FLAGS and
- * BENCH_COMPARE_NODE_FLAGS: node flags for each side). With wrk, every round also runs
+ * BENCH_COMPARE_NODE_FLAGS: node flags for each side; BENCH_ENV and BENCH_COMPARE_ENV: `K=V ...`
+ * environment for each side's proxy). With wrk, every round also runs
  * each target at a fixed offered rate (BENCH_RATE req/s, default 4000, 0 to skip): each connection
  * waits an exponentially distributed pause after each response (Poisson-like arrivals), so the
  * latency percentiles compare what each proxy adds at the same load, below every target's capacity.
@@ -53,8 +54,8 @@ const tunedFlags = (
   .split(' ')
   .filter(Boolean);
 
-function start(cmd: string, args: string[]): ChildProcess {
-  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+function start(cmd: string, args: string[], env?: Record<string, string>): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   c.stderr?.on('data', () => {});
   children.push(c);
   return c;
@@ -304,6 +305,9 @@ async function compare(other: string): Promise<void> {
   // Node flags per side (BENCH_NODE_FLAGS, BENCH_COMPARE_NODE_FLAGS): the same build can be
   // compared with itself under, say, a larger young generation.
   const flags = (v: string | undefined) => (v ? v.split(' ').filter(Boolean) : []);
+  // Environment per side (BENCH_ENV, BENCH_COMPARE_ENV: `K=V K2=V2`): the same build with a switch on and off.
+  const envOf = (v: string | undefined) =>
+    Object.fromEntries(flags(v).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
   const builds = [
     {
       name: 'this build',
@@ -311,6 +315,7 @@ async function compare(other: string): Promise<void> {
       port: ports.tripswitch,
       admin: ports.admin,
       flags: flags(process.env.BENCH_NODE_FLAGS),
+      env: envOf(process.env.BENCH_ENV),
     },
     {
       name: `BENCH_COMPARE`,
@@ -318,6 +323,7 @@ async function compare(other: string): Promise<void> {
       port: ports.nginx,
       admin: ports.httpProxy,
       flags: flags(process.env.BENCH_COMPARE_NODE_FLAGS),
+      env: envOf(process.env.BENCH_COMPARE_ENV),
     },
   ];
   for (const b of builds) {
@@ -334,7 +340,9 @@ clusters:
     circuit_breakers: { thresholds: [{ priority: default, max_connections: 256, max_requests: 1024 }] }
 `,
     );
-    pids.push(start(process.execPath, [...b.flags, b.cli, 'proxy', '--config', cfg, '--no-watch']).pid!);
+    pids.push(
+      start(process.execPath, [...b.flags, b.cli, 'proxy', '--config', cfg, '--no-watch'], b.env).pid!,
+    );
     await waitPort(b.port);
   }
   const got: Result[][] = [[], []];

@@ -13,6 +13,7 @@ import type { TlsMaterial } from '../config/tls.js';
 import { answerClientError, refuse } from './head.js';
 import { rawReply } from './http.js';
 import type { Logger } from './logger.js';
+import { OWN_SERVER, OwnServer } from './own-server.js';
 import type { CompiledRoute } from './route.js';
 
 /** A bound listener and what its requests read (swapped on reload). */
@@ -25,12 +26,16 @@ export interface ListenerSlot {
   routes: CompiledRoute[];
   priorityHeader: string;
   maxHeadersCount: number;
+  /** PROTOTYPE (TRIPSWITCH_OWN_SERVER=1, plain HTTP): the connections read by `own-server.ts`. */
+  own?: OwnServer;
 }
 
 /** Where a listener hands its requests and upgrades. */
 export interface ListenerHandlers {
   request(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void;
   upgrade(slot: ListenerSlot, req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** PROTOTYPE: a request read by the own server (served at once: it serialises its connection). */
+  serve(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void;
 }
 
 /**
@@ -94,6 +99,11 @@ export async function openListener(
       : createServer(http, handler),
   };
   applyConnectionLimits(slot.server, l);
+  if (OWN_SERVER && !tls)
+    slot.own = new OwnServer(slot.server as Server, {
+      config: () => slot.config,
+      serve: (req, res) => handlers.serve(slot, req, res),
+    });
   // Node answers an unmet Expect with 417 but keeps reading the connection: refuse instead.
   slot.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
     refuse(req, res, 417, 'only Expect: 100-continue is supported'),

@@ -114,6 +114,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     request: (slot: ListenerSlot, req: IncomingMessage, res: ServerResponse) => this.#handle(slot, req, res),
     upgrade: (slot: ListenerSlot, req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#upgrade(slot, req, socket, head),
+    serve: (slot: ListenerSlot, req: IncomingMessage, res: ServerResponse) => this.#serve(slot, req, res),
   };
 
   constructor(config: SidecarConfig, options: SidecarOptions = {}) {
@@ -491,6 +492,7 @@ export class Sidecar implements ExchangeHost, TunnelHost {
     for (const s of this.#slots.values()) {
       s.server.close();
       s.server.closeIdleConnections();
+      s.own?.closeIdle();
     }
     let drained = true;
     if (this.inflight > 0) {
@@ -502,7 +504,10 @@ export class Sidecar implements ExchangeHost, TunnelHost {
         });
       });
     }
-    for (const s of this.#slots.values()) s.server.closeAllConnections();
+    for (const s of this.#slots.values()) {
+      s.server.closeAllConnections();
+      s.own?.closeAll();
+    }
     for (const t of [...this.#tunnels]) t.close();
     this.#slots.clear();
     for (const c of this.#state.clusters.values()) {

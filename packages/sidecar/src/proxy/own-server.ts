@@ -1,0 +1,508 @@
+/**
+ * PROTOTYPE (measurement only, behind TRIPSWITCH_OWN_SERVER=1): a purpose-built client-side
+ * HTTP/1.1 server for the common request shape, to measure what node's `http` server
+ * (llhttp + IncomingMessage/ServerResponse) costs the proxy.
+ *
+ * A plain-HTTP listener's `http.Server` keeps listening, but its 'connection' listener (node's
+ * `connectionListener`) is replaced by {@link OwnServer}: each connection's request heads are read
+ * and judged here, and a request of the fast shape (an HTTP/1.1 head with a known method, an
+ * origin-form target, no Content-Length, Transfer-Encoding, Upgrade or Expect, no obs-fold, CRLF
+ * line endings, within max_header_bytes) is served through the proxy's ordinary path (`serve`:
+ * checkHead, routing, the Exchange and its filters) with two small adapters in place of
+ * IncomingMessage and ServerResponse. Anything else (bodies, upgrades, HTTP/1.0, malformed or
+ * oversized heads, anything unusual) hands the connection over to node's server at a request
+ * boundary (nothing owed on it): the bytes read so far and the socket go to node's
+ * `connectionListener`, which parses them as if it had read them itself, and the connection stays
+ * node's from then on. TLS listeners are not touched.
+ *
+ * Pipelined requests are served one after another (the next head is parsed once the response
+ * ahead is written), as `serveOnConnection` does for node's server.
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import { type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { TimerHandle } from 'tripswitch';
+import { realClock } from '../clock.js';
+import type { ResolvedListener } from '../config/resolve.js';
+
+/** The prototype's switch (read once per process). */
+export const OWN_SERVER = process.env.TRIPSWITCH_OWN_SERVER === '1';
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Field values: HTAB, SP, VCHAR, obs-text; no other control characters (nor CR or LF).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+// origin-form: "/" then visible ASCII (what llhttp takes in strict mode, and no more).
+const TARGET = /^\/[\x21-\x7e]*$/;
+/** Methods served here; any other goes to node (which knows the rest of llhttp's list). */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE']);
+/** Request headers node keeps the first of (its `matchKnownFields`); others are joined. */
+const FIRST_WINS = new Set([
+  'host',
+  'content-type',
+  'user-agent',
+  'referer',
+  'authorization',
+  'proxy-authorization',
+  'if-modified-since',
+  'if-unmodified-since',
+  'from',
+  'location',
+  'max-forwards',
+  'retry-after',
+  'etag',
+  'last-modified',
+  'server',
+  'age',
+  'expires',
+]);
+/** Pending bytes past which a connection stops reading while a response is owed. */
+const MAX_PENDING = 65_536;
+
+/** What the own server needs from the listener. */
+export interface OwnServerHost {
+  /** The listener's settings in force (limits and timeouts, swapped on reload). */
+  config(): ResolvedListener;
+  /** Serves one request (the proxy's request path after `serveOnConnection`). */
+  serve(req: IncomingMessage, res: ServerResponse): void;
+}
+
+let dateSecond = -1;
+let dateText = '';
+/** The Date header value, computed at most once a second (as node's `utcDate`). */
+function utcDate(): string {
+  const now = realClock.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    // biome-ignore lint/style/noRestrictedGlobals: the Date header is wall-clock text
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+/** The request, as the proxy's request path reads an IncomingMessage. */
+export class OwnRequest {
+  readonly httpVersion = '1.1';
+  readonly httpVersionMajor = 1;
+  readonly httpVersionMinor = 1;
+  readonly complete = true;
+  readonly aborted = false;
+  constructor(
+    public method: string,
+    public url: string,
+    public headers: Record<string, string>,
+    public rawHeaders: string[],
+    readonly socket: Socket,
+  ) {}
+  // No body on this path: the stream methods do nothing.
+  on(): this {
+    return this;
+  }
+  once(): this {
+    return this;
+  }
+  off(): this {
+    return this;
+  }
+  resume(): this {
+    return this;
+  }
+  pause(): this {
+    return this;
+  }
+}
+
+/**
+ * Parses a request head (`text`: request line and header lines, each ending CRLF, without the
+ * empty line). Returns the request, or undefined when it is not of the fast shape (node's server
+ * is to read it).
+ */
+function parseHead(text: string, socket: Socket): { req: OwnRequest; close: boolean } | undefined {
+  let eol = text.indexOf('\r\n');
+  const sp1 = text.indexOf(' ');
+  if (sp1 <= 0 || sp1 > eol) return undefined;
+  const method = text.slice(0, sp1);
+  if (!METHODS.has(method)) return undefined;
+  const sp2 = text.indexOf(' ', sp1 + 1);
+  if (sp2 === -1 || sp2 > eol) return undefined;
+  if (eol - sp2 !== 9 || !text.startsWith('HTTP/1.1', sp2 + 1)) return undefined;
+  const url = text.slice(sp1 + 1, sp2);
+  if (!TARGET.test(url)) return undefined;
+  const raw: string[] = [];
+  const headers = Object.create(null) as Record<string, string>;
+  let close = false;
+  let pos = eol + 2;
+  while (pos < text.length) {
+    eol = text.indexOf('\r\n', pos);
+    const colon = text.indexOf(':', pos);
+    if (colon <= pos || colon > eol) return undefined;
+    const name = text.slice(pos, colon);
+    if (!TOKEN.test(name)) return undefined;
+    let a = colon + 1;
+    let b = eol;
+    pos = eol + 2;
+    while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++;
+    while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
+    const value = text.slice(a, b);
+    if (BAD_VALUE.test(value)) return undefined;
+    const lower = name.toLowerCase();
+    switch (lower) {
+      case 'content-length':
+      case 'transfer-encoding':
+      case 'upgrade':
+      case 'expect':
+        return undefined;
+      case 'connection':
+        for (const t of value.toLowerCase().split(',')) if (t.trim() === 'close') close = true;
+    }
+    raw.push(name, value);
+    const had = headers[lower];
+    if (had === undefined) headers[lower] = value;
+    else if (!FIRST_WINS.has(lower)) headers[lower] = `${had}${lower === 'cookie' ? '; ' : ', '}${value}`;
+  }
+  return { req: new OwnRequest(method, url, headers, raw, socket), close };
+}
+
+/** The response, as the proxy's request path writes a ServerResponse. */
+export class OwnResponse extends EventEmitter {
+  statusCode = 200;
+  headersSent = false;
+  writableEnded = false;
+  writableFinished = false;
+  destroyed = false;
+  /** False: the connection closes after this response (as node's ServerResponse). */
+  shouldKeepAlive = true;
+  /** The head, until it goes out with the first body bytes. */
+  #head: string | undefined;
+  #chunked = false;
+  #noBody = false;
+  /** The head said `Connection: close`. */
+  closes = false;
+
+  constructor(
+    readonly conn: OwnConnection,
+    readonly req: OwnRequest,
+  ) {
+    super();
+  }
+
+  get socket(): Socket {
+    return this.conn.socket;
+  }
+
+  writeHead(status: number, headers?: string[] | Record<string, string | number | string[]>): this {
+    if (this.headersSent) throw new Error('writeHead after the head was sent');
+    this.statusCode = status;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    let length = false;
+    let te = false;
+    let date = false;
+    let connection = false;
+    const one = (k: string, v: string) => {
+      if (!TOKEN.test(k) || BAD_VALUE.test(v)) throw new Error(`invalid header ${k}`);
+      const n = k.length;
+      if (n === 4 || n === 10 || n === 14 || n === 17) {
+        const lk = k.toLowerCase();
+        if (lk === 'date') date = true;
+        else if (lk === 'content-length') length = true;
+        else if (lk === 'transfer-encoding') te = true;
+        else if (lk === 'connection') {
+          connection = true;
+          if (v.toLowerCase().includes('close')) this.closes = true;
+        }
+      }
+      head += `${k}: ${v}\r\n`;
+    };
+    if (Array.isArray(headers)) for (let i = 0; i < headers.length; i += 2) one(headers[i]!, headers[i + 1]!);
+    else if (headers !== undefined)
+      for (const k of Object.keys(headers)) {
+        const v = headers[k]!;
+        if (Array.isArray(v)) for (const x of v) one(k, x);
+        else one(k, String(v));
+      }
+    if (!date) head += `Date: ${utcDate()}\r\n`;
+    if (!this.shouldKeepAlive || this.conn.closing) this.closes = true;
+    if (!connection)
+      head += this.closes
+        ? 'Connection: close\r\n'
+        : `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.conn.own.idleMs() / 1000)}\r\n`;
+    this.#noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
+    if (!this.#noBody && !length && !te) {
+      this.#chunked = true;
+      head += 'Transfer-Encoding: chunked\r\n';
+    }
+    this.#head = `${head}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  /** The bytes of one body chunk as they go out (head first, chunked framing). */
+  #frame(chunk: Buffer | undefined, last: boolean): Buffer | undefined {
+    const head = this.#head;
+    this.#head = undefined;
+    const body = chunk === undefined || this.#noBody || chunk.length === 0 ? undefined : chunk;
+    let pre = head ?? '';
+    let post = '';
+    if (this.#chunked && !this.#noBody) {
+      if (body !== undefined) {
+        pre += `${body.length.toString(16)}\r\n`;
+        post = '\r\n';
+      }
+      if (last) post += '0\r\n\r\n';
+    }
+    if (body === undefined) return pre === '' && post === '' ? undefined : Buffer.from(pre + post, 'latin1');
+    if (pre === '' && post === '') return body;
+    // One buffer, one write: the head (and framing) with the body.
+    const out = Buffer.allocUnsafe(pre.length + body.length + post.length);
+    out.write(pre, 0, 'latin1');
+    body.copy(out, pre.length);
+    if (post !== '') out.write(post, pre.length + body.length, 'latin1');
+    return out;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.destroyed || this.writableEnded) return false;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const out = this.#frame(typeof chunk === 'string' ? Buffer.from(chunk) : chunk, false);
+    return out === undefined ? true : this.conn.socket.write(out);
+  }
+
+  end(chunk?: Buffer | string): this {
+    if (this.writableEnded) return this;
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (!this.headersSent) this.writeHead(this.statusCode, ['content-length', String(buf?.length ?? 0)]);
+    this.writableEnded = true;
+    if (this.destroyed) return this;
+    const out = this.#frame(buf, true) ?? Buffer.alloc(0);
+    this.conn.socket.write(out, this.conn.onWritten);
+    return this;
+  }
+
+  destroy(): this {
+    if (!this.destroyed) this.conn.socket.destroy();
+    return this;
+  }
+
+  /** The response's bytes are all handed to the kernel. */
+  finished(): void {
+    this.writableFinished = true;
+    this.destroyed = true;
+    this.emit('finish');
+    this.emit('close');
+  }
+
+  /** The connection closed before the response was finished. */
+  aborted(): void {
+    if (this.writableFinished || this.destroyed) return;
+    this.destroyed = true;
+    this.emit('close');
+  }
+}
+
+/** One client connection served here (until handed to node). */
+export class OwnConnection {
+  #pending: Buffer | undefined;
+  /** Where to look for the end of the head in #pending (a head arriving in pieces). */
+  #from = 0;
+  current: OwnResponse | undefined;
+  /** No more requests are read: the connection ends after the response owed. */
+  closing = false;
+  #handedOff = false;
+  /** Sweep-clock time the connection went idle (or the partial head began). */
+  idleSince: number;
+  readonly #onData = (chunk: Buffer) => this.#data(chunk);
+  readonly #onEnd = () => this.#end();
+  readonly #onClose = () => this.#close();
+  readonly #onError = () => this.socket.destroy();
+  readonly #onDrain = () => this.current?.emit('drain');
+  /** The write callback of a response's last bytes (one function per connection). */
+  readonly onWritten = (err?: Error | null) => this.#written(err);
+
+  constructor(
+    readonly own: OwnServer,
+    readonly socket: Socket,
+  ) {
+    this.idleSince = own.now;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onClose);
+    socket.on('error', this.#onError);
+    socket.on('drain', this.#onDrain);
+  }
+
+  #data(chunk: Buffer): void {
+    const p = this.#pending;
+    this.#pending = p === undefined ? chunk : Buffer.concat([p, chunk]);
+    if (this.current !== undefined) {
+      if (this.#pending.length > MAX_PENDING) this.socket.pause();
+      return;
+    }
+    this.#parse();
+  }
+
+  /** Reads the next request head in #pending (only when no response is owed). */
+  #parse(): void {
+    const buf = this.#pending;
+    if (buf === undefined || this.closing) return;
+    const max = this.own.host.config().max_header_bytes;
+    const end = buf.indexOf('\r\n\r\n', this.#from, 'latin1');
+    if (end === -1) {
+      if (buf.length > max) {
+        this.#handOff();
+        return;
+      }
+      // A head arriving in pieces: the headers timeout counts from its first bytes.
+      if (this.#from === 0) this.idleSince = this.own.now;
+      this.#from = Math.max(0, buf.length - 3);
+      return;
+    }
+    this.#from = 0;
+    if (end + 4 > max) {
+      this.#handOff();
+      return;
+    }
+    const parsed = parseHead(buf.toString('latin1', 0, end + 2), this.socket);
+    if (parsed === undefined) {
+      this.#handOff();
+      return;
+    }
+    this.#pending = end + 4 === buf.length ? undefined : buf.subarray(end + 4);
+    const res = new OwnResponse(this, parsed.req);
+    if (parsed.close) {
+      this.closing = true;
+      res.shouldKeepAlive = false;
+    }
+    this.current = res;
+    this.own.host.serve(parsed.req as unknown as IncomingMessage, res as unknown as ServerResponse);
+  }
+
+  #written(err?: Error | null): void {
+    const res = this.current;
+    if (res === undefined) return;
+    if (err) {
+      this.socket.destroy();
+      return;
+    }
+    this.current = undefined;
+    if (res.closes || !res.shouldKeepAlive) this.closing = true;
+    res.finished();
+    if (this.closing) {
+      this.socket.end();
+      this.socket.resume(); // read (and drop) what still comes, so that the client's FIN is seen
+      return;
+    }
+    this.idleSince = this.own.now;
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.#pending !== undefined) this.#parse();
+  }
+
+  #end(): void {
+    // The client sent FIN: the response owed (if any) is written, then the connection ends.
+    this.closing = true;
+    if (this.current === undefined) this.socket.end();
+  }
+
+  #close(): void {
+    this.own.connections.delete(this);
+    this.current?.aborted();
+  }
+
+  /** Node's server reads the rest of this connection (from the bytes not yet parsed). */
+  #handOff(): void {
+    this.#handedOff = true;
+    const s = this.socket;
+    s.off('data', this.#onData);
+    s.off('end', this.#onEnd);
+    s.off('close', this.#onClose);
+    s.off('error', this.#onError);
+    s.off('drain', this.#onDrain);
+    this.own.connections.delete(this);
+    let bytes = this.#pending;
+    this.#pending = undefined;
+    // What the stream holds while paused (not yet seen here) follows; then it flows again.
+    if (s.isPaused()) {
+      for (let b = s.read() as Buffer | null; b !== null; b = s.read() as Buffer | null)
+        bytes = bytes === undefined ? b : Buffer.concat([bytes, b]);
+    }
+    this.own.handOff(s, bytes);
+    if (s.isPaused()) s.resume();
+  }
+
+  /** Idle (no response owed, nothing pending): closed by shutdown and the idle sweep. */
+  get idle(): boolean {
+    return this.current === undefined && this.#pending === undefined && !this.#handedOff;
+  }
+
+  /** Bytes of a head not complete yet (the headers timeout applies). */
+  get partial(): boolean {
+    return this.current === undefined && this.#pending !== undefined;
+  }
+}
+
+/** The connections of one listener served here; see the module comment. */
+export class OwnServer {
+  readonly connections = new Set<OwnConnection>();
+  /** Sweep clock (ms), updated by the sweep: a coarse time that costs nothing per request. */
+  now = realClock.now();
+  readonly #node: (socket: Socket) => void;
+  #sweeper: TimerHandle | undefined;
+  readonly #interval: number;
+  #closed = false;
+
+  constructor(
+    readonly server: Server,
+    readonly host: OwnServerHost,
+  ) {
+    const node = server.listeners('connection')[0] as (socket: Socket) => void;
+    server.removeListener('connection', node);
+    this.#node = node;
+    server.on('connection', (socket: Socket) => {
+      this.connections.add(new OwnConnection(this, socket));
+    });
+    this.#interval = Math.max(10, Math.min(1000, Math.floor(host.config().headers_timeout_ms / 4)));
+    this.#sweeper = realClock.setTimeout(this.#sweep, this.#interval).unref();
+    server.once('close', () => {
+      this.#closed = true;
+      if (this.#sweeper !== undefined) realClock.clearTimeout(this.#sweeper);
+    });
+  }
+
+  idleMs(): number {
+    return this.host.config().idle_timeout_ms;
+  }
+
+  /** Gives a socket (and the bytes read from it but not parsed) to node's http server. */
+  handOff(socket: Socket, bytes: Buffer | undefined): void {
+    this.#node.call(this.server, socket);
+    if (bytes !== undefined && bytes.length > 0) socket.emit('data', bytes);
+  }
+
+  readonly #sweep = (): void => {
+    this.#sweeper = this.#closed ? undefined : realClock.setTimeout(this.#sweep, this.#interval).unref();
+    const now = realClock.now();
+    this.now = now;
+    const l = this.host.config();
+    for (const c of this.connections) {
+      if (c.partial && l.headers_timeout_ms > 0 && now - c.idleSince >= l.headers_timeout_ms) {
+        const body = 'request timeout\n';
+        c.closing = true;
+        c.socket.end(
+          `HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        );
+      } else if (c.idle && l.idle_timeout_ms > 0 && now - c.idleSince >= l.idle_timeout_ms)
+        c.socket.destroy();
+    }
+  };
+
+  /** Closes the connections with no response owed (shutdown). */
+  closeIdle(): void {
+    for (const c of this.connections) if (c.idle) c.socket.destroy();
+  }
+
+  /** Closes every connection served here. */
+  closeAll(): void {
+    for (const c of this.connections) c.socket.destroy();
+  }
+}
