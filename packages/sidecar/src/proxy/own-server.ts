@@ -285,11 +285,15 @@ export class OwnResponse extends EventEmitter {
     return this;
   }
 
-  /** The response's bytes are all handed to the kernel. */
+  /** The response's bytes are all handed to the kernel ('close' follows, see {@link closed}). */
   finished(): void {
     this.writableFinished = true;
-    this.destroyed = true;
     this.emit('finish');
+  }
+
+  /** After 'finish' (and after the next pipelined request was taken, as node's server does). */
+  closed(): void {
+    this.destroyed = true;
     this.emit('close');
   }
 
@@ -391,17 +395,22 @@ export class OwnConnection {
     if (this.closing) {
       this.socket.end();
       this.socket.resume(); // read (and drop) what still comes, so that the client's FIN is seen
+      res.closed();
       return;
     }
     this.idleSince = this.own.now;
     if (this.socket.isPaused()) this.socket.resume();
+    // As node's server: a request pipelined behind is taken on 'finish', before the 'close' that
+    // settles this one (a drain on shutdown sees it in flight).
     if (this.#pending !== undefined) this.#parse();
+    res.closed();
   }
 
   #end(): void {
-    // The client sent FIN: the response owed (if any) is written, then the connection ends.
+    // The client sent FIN: as node's server (httpAllowHalfOpen false), the connection ends now; a
+    // response still owed is cut (its 'close' comes unfinished: the client left).
     this.closing = true;
-    if (this.current === undefined) this.socket.end();
+    this.socket.end();
   }
 
   #close(): void {
