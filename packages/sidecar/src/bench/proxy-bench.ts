@@ -10,7 +10,8 @@
  * (default 10), BENCH_ROUNDS the rounds (medians and per-round ratios reported, default 1). BENCH_COMPARE=<dist dir of another build> compares
  * this build's proxy with that one instead, in interleaved rounds (BENCH_NODE_FLAGS and
  * BENCH_COMPARE_NODE_FLAGS: node flags for each side; BENCH_ENV and BENCH_COMPARE_ENV: `K=V ...`
- * environment for each side's proxy). With wrk, every round also runs
+ * environment for each side's proxy; BENCH_HTTP_SERVER and BENCH_COMPARE_HTTP_SERVER: the
+ * listener's `http_server`, `node` or `own`, for each side, unset = not written). With wrk, every round also runs
  * each target at a fixed offered rate (BENCH_RATE req/s, default 4000, 0 to skip): each connection
  * waits an exponentially distributed pause after each response (Poisson-like arrivals), so the
  * latency percentiles compare what each proxy adds at the same load, below every target's capacity.
@@ -316,6 +317,7 @@ async function compare(other: string): Promise<void> {
       admin: ports.admin,
       flags: flags(process.env.BENCH_NODE_FLAGS),
       env: envOf(process.env.BENCH_ENV),
+      httpServer: process.env.BENCH_HTTP_SERVER,
     },
     {
       name: `BENCH_COMPARE`,
@@ -324,6 +326,7 @@ async function compare(other: string): Promise<void> {
       admin: ports.httpProxy,
       flags: flags(process.env.BENCH_COMPARE_NODE_FLAGS),
       env: envOf(process.env.BENCH_COMPARE_ENV),
+      httpServer: process.env.BENCH_COMPARE_HTTP_SERVER,
     },
   ];
   for (const b of builds) {
@@ -333,7 +336,7 @@ async function compare(other: string): Promise<void> {
       `admin: { port: ${b.admin} }
 listeners:
   - port: ${b.port}
-    routes: [{ prefix: /, cluster: backend }]
+    routes: [{ prefix: /, cluster: backend }]${b.httpServer ? `\n    http_server: ${b.httpServer}` : ''}
 clusters:
   - name: backend
     hosts: [127.0.0.1:${ports.backend}]

@@ -240,6 +240,43 @@ describe('tls blocks', () => {
     assert.equal(by('/listeners/0/tls/cert_file')[0]?.line, 4);
   });
 
+  test('http_server: own on a tls listener is refused at the field', () => {
+    const ps = problems(
+      [
+        'listeners:', //                                                   1
+        '  - port: 1', //                                                  2
+        '    routes: [{ cluster: a }]', //                                 3
+        `    tls: { cert_file: ${missing}, key_file: ${missing} }`, //    4
+        '    http_server: own', //                                        5
+        'clusters: [{ name: a, hosts: [127.0.0.1:1] }]', //               6
+      ].join('\n'),
+    );
+    const at = ps.find((p) => p.path === '/listeners/0/http_server');
+    assert.equal(at?.line, 5);
+    assert.equal(
+      at?.message,
+      'http_server: own reads plain HTTP only; this listener has a tls block (use node, the default)',
+    );
+  });
+
+  test('http_server other than node or own is a schema error at the field', () => {
+    const ps = problems(
+      'listeners: [{ port: 1, http_server: fast, routes: [{ cluster: a }] }]\nclusters: [{ name: a, hosts: [127.0.0.1:1] }]\n',
+    );
+    assert.ok(
+      ps.some((p) => p.path === '/listeners/0/http_server'),
+      JSON.stringify(ps),
+    );
+  });
+
+  test('http_server: own on a plain listener is valid', () => {
+    const cfg = parseConfig(
+      'listeners: [{ port: 1, http_server: own, routes: [{ cluster: a }] }]\nclusters: [{ name: a, hosts: [127.0.0.1:1] }]\n',
+      't.yaml',
+    );
+    assert.equal(cfg.listeners[0]!.http_server, 'own');
+  });
+
   test('cert_file without key_file (and the reverse) is a schema error', () => {
     for (const [field, other] of [
       ['cert_file', 'key_file'],

@@ -291,6 +291,11 @@ export function parseConfig(
         ['listeners', i, 'request_timeout_ms'],
         `request_timeout_ms (${l.request_timeout_ms}) is shorter than headers_timeout_ms (${l.headers_timeout_ms ?? CONFIG_DEFAULTS.listener.headers_timeout_ms})`,
       );
+    if (l.tls && l.http_server === 'own')
+      at(
+        ['listeners', i, 'http_server'],
+        'http_server: own reads plain HTTP only; this listener has a tls block (use node, the default)',
+      );
     if (l.tls) {
       if (l.tls.request_client_cert === true && l.tls.ca_file === undefined)
         at(

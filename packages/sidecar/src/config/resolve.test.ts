@@ -21,6 +21,8 @@ test('a minimal config resolves to CONFIG_DEFAULTS everywhere', () => {
   assert.equal(l.max_header_bytes, D.listener.max_header_bytes);
   assert.equal(l.idle_timeout_ms, D.listener.idle_timeout_ms);
   assert.equal(l.priority_header, D.listener.priority_header);
+  assert.equal(l.http_server, 'node');
+  assert.equal(D.listener.http_server, 'node');
   const route = l.routes[0]!;
   assert.equal(route.prefix, D.route.prefix);
   assert.equal(route.timeout_ms, D.cluster.request_timeout_ms);

@@ -41,6 +41,7 @@ export const CONFIG_DEFAULTS = {
     request_timeout_ms: 300_000,
     idle_timeout_ms: 5000,
     priority_header: 'x-tripswitch-priority',
+    http_server: 'node',
   },
   route: { prefix: '/', priority: 'default' },
   retry: {
@@ -174,6 +175,8 @@ export interface ResolvedListener {
   priority_header: string;
   routes: ResolvedRoute[];
   tls: ListenerTlsConfig | undefined;
+  /** What reads the client connections (`own`: plain HTTP only). */
+  http_server: 'node' | 'own';
 }
 
 /**
@@ -440,6 +443,7 @@ export function resolveListener(
     priority_header: (l.priority_header ?? d.priority_header).toLowerCase(),
     routes: l.routes.map((r) => resolveRoute(r, clusters)),
     tls: l.tls,
+    http_server: l.http_server ?? d.http_server,
   };
 }
 

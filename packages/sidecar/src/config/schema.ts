@@ -472,6 +472,10 @@ export const configSchema = {
           },
           routes: { type: 'array', minItems: 1, items: route },
           tls: listenerTls,
+          http_server: {
+            enum: ['node', 'own'],
+            description: `What reads the client connections: node's http server, or (opt-in) own, a purpose-built parser for bodyless HTTP/1.1 requests that hands anything else to node's server; plain HTTP only (not with tls). Changing it needs a restart. @default ${D.listener.http_server}`,
+          },
         },
       },
     },

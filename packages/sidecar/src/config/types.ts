@@ -230,6 +230,12 @@ export interface ListenerConfig {
   routes: RouteConfig[];
   /** Serve HTTPS. */
   tls?: ListenerTlsConfig;
+  /**
+   * What reads the client connections: `node` (node's `http` server) or `own` (opt-in: a
+   * purpose-built parser for bodyless HTTP/1.1 requests, handing anything else to node's server;
+   * plain-HTTP listeners only, see docs/sidecar.md). Changing it needs a restart. @default node
+   */
+  http_server?: 'node' | 'own';
 }
 
 /**

@@ -8,7 +8,7 @@ import { after, describe, test } from 'node:test';
 import { sidecarRegistry } from '../admin/admin.js';
 import type { ListenerConfig } from '../config/schema.js';
 import type { Cluster } from './cluster.js';
-import { proxy, raw, send, until, upstream } from './test-helpers.js';
+import { proxy, raw, send, testHttpServer, until, upstream } from './test-helpers.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -330,6 +330,31 @@ describe('found by the fuzzer (fuzz.test.ts)', () => {
     assert.equal(r.closed, true);
     await quiet(p, cluster);
   });
+
+  // Own server only: node's server (the sidecar's serveOnConnection) never serves the second
+  // request once the bad bytes are refused, and leaves the connection open with it unanswered.
+  if (testHttpServer() === 'own')
+    test('http_server: own: bad bytes behind two pipelined requests, the first still being answered: both answered, then close', async () => {
+      const { p, seen, held, cluster } = await start();
+      const reply = raw(
+        p.port,
+        'GET /hold HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP\r\n\r\n',
+      );
+      await until(() => held.length === 1);
+      await new Promise((r) => setTimeout(r, 50));
+      held[0]!.end('ok');
+      const r = await reply;
+      assert.deepEqual(
+        seen.map((x) => x.split(' ')[1]),
+        ['/hold', '/ok'],
+      );
+      // Two answers, both 200 (the second's status line follows the first's body on its line).
+      assert.equal(r.data.match(/HTTP\/1\.1 \d{3} /g)?.length, 2, r.data);
+      assert.equal(r.data.match(/HTTP\/1\.1 200 /g)?.length, 2, r.data);
+      assert.match(r.data, /connection: close/i);
+      assert.equal(r.closed, true);
+      await quiet(p, cluster);
+    });
 
   test('HTTP/1.0 PUT with bytes pipelined behind it: the PUT the upstream processed is answered 200, not 400', async () => {
     const { p, seen, cluster } = await start();

@@ -32,7 +32,10 @@ test("an exchange hears its response's close through one shared listener (no onc
 test("a response's close heard twice settles its exchange once", async () => {
   let held: ServerResponse | undefined;
   const u = await upstream((_req, res) => res.end('ok'));
-  const p = await proxy([{ name: 'api', hosts: [u.host] }], [{ prefix: '/', cluster: 'api' }]);
+  // White-box (it patches node's ServerResponse): node's http server, whatever the test run's default.
+  const p = await proxy([{ name: 'api', hosts: [u.host] }], [], {
+    extra: { listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'api' }], http_server: 'node' }] },
+  });
   const on = ServerResponse.prototype.on;
   ServerResponse.prototype.on = function (this: ServerResponse, event: string | symbol, fn: never) {
     if (event === 'close') held = this;

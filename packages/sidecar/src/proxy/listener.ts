@@ -13,7 +13,7 @@ import type { TlsMaterial } from '../config/tls.js';
 import { answerClientError, refuse } from './head.js';
 import { rawReply } from './http.js';
 import type { Logger } from './logger.js';
-import { OWN_SERVER, OwnServer } from './own-server.js';
+import { OwnServer } from './own-server.js';
 import type { CompiledRoute } from './route.js';
 
 /** A bound listener and what its requests read (swapped on reload). */
@@ -26,7 +26,7 @@ export interface ListenerSlot {
   routes: CompiledRoute[];
   priorityHeader: string;
   maxHeadersCount: number;
-  /** PROTOTYPE (TRIPSWITCH_OWN_SERVER=1, plain HTTP): the connections read by `own-server.ts`. */
+  /** `http_server: own` (plain HTTP only): the connections read by `own-server.ts`. */
   own?: OwnServer;
 }
 
@@ -34,7 +34,7 @@ export interface ListenerSlot {
 export interface ListenerHandlers {
   request(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void;
   upgrade(slot: ListenerSlot, req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** PROTOTYPE: a request read by the own server (served at once: it serialises its connection). */
+  /** A request read by the own server (served at once: it serialises its connection). */
   serve(slot: ListenerSlot, req: IncomingMessage, res: ServerResponse): void;
 }
 
@@ -99,7 +99,7 @@ export async function openListener(
       : createServer(http, handler),
   };
   applyConnectionLimits(slot.server, l);
-  if (OWN_SERVER && !tls)
+  if (l.http_server === 'own' && !tls)
     slot.own = new OwnServer(slot.server as Server, {
       config: () => slot.config,
       serve: (req, res) => handlers.serve(slot, req, res),
@@ -144,6 +144,8 @@ export function needsRestart(slot: ListenerSlot, l: ResolvedListener): string | 
   const was = slot.config.tls;
   if (!was !== !l.tls || (was?.request_client_cert === true) !== (l.tls?.request_client_cert === true))
     return `listener ${l.name ?? slot.key}: turning tls or request_client_cert on or off needs a restart (or a new port)`;
+  if (slot.config.http_server !== l.http_server)
+    return `listener ${l.name ?? slot.key}: changing http_server needs a restart (or a new port)`;
   return undefined;
 }
 

@@ -1,33 +1,66 @@
 /**
- * PROTOTYPE (measurement only, behind TRIPSWITCH_OWN_SERVER=1): a purpose-built client-side
- * HTTP/1.1 server for the common request shape, to measure what node's `http` server
- * (llhttp + IncomingMessage/ServerResponse) costs the proxy.
+ * `http_server: own` (opt-in, per listener, plain HTTP only): a purpose-built client-side HTTP/1.1
+ * server for the common request shape, in place of node's `http` server (llhttp +
+ * IncomingMessage/ServerResponse) where the proxy spends much of its CPU.
  *
- * A plain-HTTP listener's `http.Server` keeps listening, but its 'connection' listener (node's
+ * The listener's `http.Server` keeps listening, but its 'connection' listener (node's
  * `connectionListener`) is replaced by {@link OwnServer}: each connection's request heads are read
  * and judged here, and a request of the fast shape (an HTTP/1.1 head with a known method, an
  * origin-form target, no Content-Length, Transfer-Encoding, Upgrade or Expect, no obs-fold, CRLF
  * line endings, within max_header_bytes) is served through the proxy's ordinary path (`serve`:
  * checkHead, routing, the Exchange and its filters) with two small adapters in place of
- * IncomingMessage and ServerResponse. Anything else (bodies, upgrades, HTTP/1.0, malformed or
- * oversized heads, anything unusual) hands the connection over to node's server at a request
- * boundary (nothing owed on it): the bytes read so far and the socket go to node's
+ * IncomingMessage and ServerResponse. Anything else (bodies, upgrades, CONNECT, HTTP/1.0,
+ * malformed or oversized heads, anything unusual) hands the connection over to node's server at a
+ * request boundary (nothing owed on it): the bytes read so far and the socket go to node's
  * `connectionListener`, which parses them as if it had read them itself, and the connection stays
- * node's from then on. TLS listeners are not touched.
+ * node's from then on. Every head accepted here is one llhttp accepts with the same method,
+ * target, version and headers (a differential property test, `own-server.test.ts`, checks it).
  *
  * Pipelined requests are served one after another (the next head is parsed once the response
- * ahead is written), as `serveOnConnection` does for node's server.
+ * ahead is written), as `serveOnConnection` does for node's server. Node's server parses what is
+ * pipelined as it arrives, and bytes it cannot parse behind a request still being answered end the
+ * connection after that answer with no status of their own (`answerClientError`); to give them
+ * the same treatment, bytes that arrive here while a response is owed are checked with llhttp
+ * itself (node's `HTTPParser`, configured as node's server configures it) and, if it refuses them,
+ * the connection closes after the response owed and they are never read as a request.
  * @module
  */
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
 import { type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TimerHandle } from 'tripswitch';
 import { realClock } from '../clock.js';
 import type { ResolvedListener } from '../config/resolve.js';
 
-/** The prototype's switch (read once per process). */
-export const OWN_SERVER = process.env.TRIPSWITCH_OWN_SERVER === '1';
+/** Node's llhttp binding, as its http server drives it (an internal module: present on Node 20-24). */
+interface LlhttpParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  close(): void;
+}
+const { HTTPParser } = createRequire(import.meta.url)('node:_http_common') as {
+  HTTPParser: { new (): LlhttpParser; REQUEST: number; kOnMessageComplete: number };
+};
+
+/**
+ * How llhttp reads `bytes` from a request boundary as node's server does (strict,
+ * `maxHeaderSize`): whether it finds them malformed (node's server would have failed the
+ * connection), and how many whole requests it read before.
+ */
+export function llhttpJudge(bytes: Buffer, maxHeaderSize: number): { refused: boolean; complete: number } {
+  const p = new HTTPParser() as LlhttpParser & Record<number, () => void>;
+  let complete = 0;
+  p[HTTPParser.kOnMessageComplete] = () => {
+    complete++;
+  };
+  try {
+    p.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, 0);
+    return { refused: p.execute(bytes) instanceof Error, complete };
+  } finally {
+    p.close();
+  }
+}
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values: HTAB, SP, VCHAR, obs-text; no other control characters (nor CR or LF).
@@ -92,7 +125,7 @@ export class OwnRequest {
   constructor(
     public method: string,
     public url: string,
-    public headers: Record<string, string>,
+    public headers: Record<string, string | string[]>,
     public rawHeaders: string[],
     readonly socket: Socket,
   ) {}
@@ -119,7 +152,7 @@ export class OwnRequest {
  * empty line). Returns the request, or undefined when it is not of the fast shape (node's server
  * is to read it).
  */
-function parseHead(text: string, socket: Socket): { req: OwnRequest; close: boolean } | undefined {
+export function parseHead(text: string, socket: Socket): { req: OwnRequest; close: boolean } | undefined {
   let eol = text.indexOf('\r\n');
   const sp1 = text.indexOf(' ');
   if (sp1 <= 0 || sp1 > eol) return undefined;
@@ -131,7 +164,7 @@ function parseHead(text: string, socket: Socket): { req: OwnRequest; close: bool
   const url = text.slice(sp1 + 1, sp2);
   if (!TARGET.test(url)) return undefined;
   const raw: string[] = [];
-  const headers = Object.create(null) as Record<string, string>;
+  const headers = Object.create(null) as Record<string, string | string[]>;
   let close = false;
   let pos = eol + 2;
   while (pos < text.length) {
@@ -155,11 +188,16 @@ function parseHead(text: string, socket: Socket): { req: OwnRequest; close: bool
       case 'expect':
         return undefined;
       case 'connection':
+      case 'proxy-connection': // llhttp reads both
         for (const t of value.toLowerCase().split(',')) if (t.trim() === 'close') close = true;
     }
     raw.push(name, value);
     const had = headers[lower];
-    if (had === undefined) headers[lower] = value;
+    if (lower === 'set-cookie') {
+      // An array, as node's IncomingMessage gives it.
+      if (had === undefined) headers[lower] = [value];
+      else (had as string[]).push(value);
+    } else if (had === undefined) headers[lower] = value;
     else if (!FIRST_WINS.has(lower)) headers[lower] = `${had}${lower === 'cookie' ? '; ' : ', '}${value}`;
   }
   return { req: new OwnRequest(method, url, headers, raw, socket), close };
@@ -314,6 +352,8 @@ export class OwnConnection {
   /** No more requests are read: the connection ends after the response owed. */
   closing = false;
   #handedOff = false;
+  /** Bad bytes were cut from #pending: the last request in it closes the connection. */
+  #closeAfter = false;
   /** Sweep-clock time the connection went idle (or the partial head began). */
   idleSince: number;
   readonly #onData = (chunk: Buffer) => this.#data(chunk);
@@ -337,10 +377,12 @@ export class OwnConnection {
   }
 
   #data(chunk: Buffer): void {
+    if (this.#closeAfter) return; // behind bad bytes: never read (the connection is closing)
     const p = this.#pending;
     this.#pending = p === undefined ? chunk : Buffer.concat([p, chunk]);
     if (this.current !== undefined) {
-      if (this.#pending.length > MAX_PENDING) this.socket.pause();
+      this.#judge(this.current);
+      if (this.#pending !== undefined && this.#pending.length > MAX_PENDING) this.socket.pause();
       return;
     }
     this.#parse();
@@ -378,8 +420,48 @@ export class OwnConnection {
       this.closing = true;
       res.shouldKeepAlive = false;
     }
+    if (this.#closeAfter && this.#pending === undefined) {
+      this.closing = true;
+      res.shouldKeepAlive = false;
+    }
     this.current = res;
+    this.#judge(res);
     this.own.host.serve(parsed.req as unknown as IncomingMessage, res as unknown as ServerResponse);
+  }
+
+  /**
+   * Bytes behind the request being answered (`res`): node's server would parse them now, and if
+   * llhttp refuses them, the connection ends after that answer and they get none (as
+   * `answerClientError` does). Judged whenever they grow while the answer is owed.
+   */
+  #judge(res: OwnResponse): void {
+    const p = this.#pending;
+    if (p === undefined || this.closing || this.#closeAfter) return;
+    const max = this.own.host.config().max_header_bytes;
+    // Requests of the fast shape at the front are served here, one by one, as node would queue
+    // them; llhttp judges what follows them.
+    let q = 0;
+    for (;;) {
+      const end = p.indexOf('\r\n\r\n', q, 'latin1');
+      if (end === -1 || end + 4 - q > max) break;
+      const next = parseHead(p.toString('latin1', q, end + 2), this.socket);
+      if (next === undefined) break;
+      q = end + 4;
+      if (next.close) return; // the connection ends after it: what follows is never read
+    }
+    const j = llhttpJudge(q === 0 ? p : p.subarray(q), max);
+    // Accepted so far, or a whole request of another shape first: node's server gets these bytes
+    // at that request's boundary and answers as it would have (the bad bytes behind one it owes).
+    if (!j.refused || j.complete > 0) return;
+    if (q === 0) {
+      this.closing = true;
+      this.#pending = undefined;
+      res.shouldKeepAlive = false;
+    } else {
+      // The requests before the bad bytes are answered; the last of them closes the connection.
+      this.#pending = p.subarray(0, q);
+      this.#closeAfter = true;
+    }
   }
 
   #written(err?: Error | null): void {

@@ -7,7 +7,16 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, describe, test } from 'node:test';
 import { TestClock } from 'tripswitch/testing';
 import { startAdmin } from '../admin/admin.js';
-import { proxy, raw, refusedPort, send, sendChunked, until, upstream } from './test-helpers.js';
+import {
+  proxy,
+  raw,
+  refusedPort,
+  send,
+  sendChunked,
+  until,
+  upstream,
+  withTestHttpServer,
+} from './test-helpers.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -845,15 +854,29 @@ describe('operations', () => {
     cleanups.push(() => p.sidecar.shutdown(1000), a.close, b.close);
     const inflight = send(p.port, '/slow');
     await until(() => held.length === 1);
-    await p.sidecar.reload({
-      listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'b' }] }],
-      clusters: [{ name: 'b', hosts: [b.host] }],
-    });
+    await p.sidecar.reload(
+      withTestHttpServer({
+        listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'b' }] }],
+        clusters: [{ name: 'b', hosts: [b.host] }],
+      }),
+    );
     assert.equal((await send(p.port, '/new')).body.toString(), 'b');
     held[0]!.end('a-done');
     const r = await inflight;
     assert.equal(r.status, 200);
     assert.equal(r.body.toString(), 'a-done');
+  });
+
+  test("a reload that changes a listener's http_server is refused (restart), the old one stays", async () => {
+    const a = await upstream((_req, res) => res.end('a'));
+    const p = await proxy([{ name: 'a', hosts: [a.host] }], [{ prefix: '/', cluster: 'a' }]);
+    cleanups.push(() => p.sidecar.shutdown(1000), a.close);
+    const l = p.config.listeners[0]!;
+    const other = l.http_server === 'own' ? 'node' : 'own';
+    await assert.rejects(p.sidecar.reload({ ...p.config, listeners: [{ ...l, http_server: other }] }), {
+      message: 'listener 127.0.0.1:0: changing http_server needs a restart (or a new port)',
+    });
+    assert.equal((await send(p.port, '/')).body.toString(), 'a');
   });
 
   test('a reload whose new listener cannot bind changes nothing', async () => {
@@ -862,13 +885,15 @@ describe('operations', () => {
     const p = await proxy([{ name: 'a', hosts: [a.host] }], [{ prefix: '/', cluster: 'a' }]);
     cleanups.push(() => p.sidecar.shutdown(1000), a.close, b.close);
     await assert.rejects(
-      p.sidecar.reload({
-        listeners: [
-          { port: 0, routes: [{ prefix: '/', cluster: 'b' }] },
-          { port: b.port, routes: [{ prefix: '/', cluster: 'b' }] },
-        ],
-        clusters: [{ name: 'b', hosts: [b.host] }],
-      }),
+      p.sidecar.reload(
+        withTestHttpServer({
+          listeners: [
+            { port: 0, routes: [{ prefix: '/', cluster: 'b' }] },
+            { port: b.port, routes: [{ prefix: '/', cluster: 'b' }] },
+          ],
+          clusters: [{ name: 'b', hosts: [b.host] }],
+        }),
+      ),
       /EADDRINUSE/,
     );
     assert.equal((await send(p.port, '/')).body.toString(), 'a');

@@ -105,6 +105,31 @@ export async function refusedPort(): Promise<{ port: number; host: string; close
   };
 }
 
+/**
+ * The `http_server` the test helpers give plain-HTTP listeners that do not name one: env
+ * TRIPSWITCH_TEST_HTTP_SERVER (`node` or `own`; read by the test helpers only, never by the
+ * product), so a whole test file or suite runs with either (the `*-own.test.ts` files re-run
+ * server, hardening and fuzz tests with `own`).
+ */
+export function testHttpServer(): 'node' | 'own' | undefined {
+  const v = process.env.TRIPSWITCH_TEST_HTTP_SERVER;
+  if (v === undefined || v === '') return undefined;
+  if (v !== 'node' && v !== 'own') throw new Error(`TRIPSWITCH_TEST_HTTP_SERVER=${v}: node or own`);
+  return v;
+}
+
+/** `config` with {@link testHttpServer} on its plain-HTTP listeners that do not name one. */
+export function withTestHttpServer(config: SidecarConfig): SidecarConfig {
+  const hs = testHttpServer();
+  if (hs === undefined) return config;
+  return {
+    ...config,
+    listeners: config.listeners.map((l) =>
+      l.tls || l.http_server !== undefined ? l : { ...l, http_server: hs },
+    ),
+  };
+}
+
 /** Starts a sidecar with one listener on port 0. */
 export async function proxy(
   clusters: ClusterConfig[],
@@ -116,7 +141,7 @@ export async function proxy(
   config: SidecarConfig;
   logger: ReturnType<typeof memoryLogger>;
 }> {
-  const config: SidecarConfig = { listeners: [{ port: 0, routes }], clusters, ...opts.extra };
+  const config = withTestHttpServer({ listeners: [{ port: 0, routes }], clusters, ...opts.extra });
   const logger = memoryLogger();
   const sidecar = new Sidecar(config, { logger, ...(opts.clock ? { clock: opts.clock } : {}) });
   await sidecar.start();
