@@ -2,7 +2,8 @@
  * `npm run bench:proxy`: throughput and latency on 127.0.0.1 of a node backend reached directly,
  * through tripswitch, through nginx (1 worker, upstream keepalive), through HAProxy (1 thread,
  * upstream keep-alive) when installed, through the npm http-proxy package (keep-alive agent), and
- * through a byte pipe on node's sockets (no HTTP, no policy: the floor of any node proxy's cost).
+ * through a byte pipe on node's sockets (no HTTP, no policy: the floor of any node proxy's cost),
+ * and through tripswitch with its listener's `http_server: own` (BENCH_OWN=0 leaves it out).
  * Each row gives the target process's CPU time per request (user + system), which unlike req/s
  * does not depend on how the scheduler shares the cores.
  * Load from wrk (-t1 -c50) when installed, else autocannon. Every target runs at once in its own
@@ -42,6 +43,8 @@ const ports = {
   pipe: BASE + 6,
   tuned: BASE + 7,
   tunedAdmin: BASE + 8,
+  own: BASE + 9,
+  ownAdmin: BASE + 10,
 };
 /**
  * Node flags of a second tripswitch target (BENCH_TUNED_FLAGS; empty: no such target). The default,
@@ -482,14 +485,14 @@ async function main(): Promise<void> {
   const backend = start(process.execPath, ['-e', backendSrc]);
   await waitPort(ports.backend);
   const targets: Target[] = [{ name: 'direct', port: ports.backend, pid: backend.pid }];
-  const sidecar = async (name: string, port: number, admin: number, flags: string[]) => {
+  const sidecar = async (name: string, port: number, admin: number, flags: string[], httpServer?: string) => {
     const cfg = join(dir, `tripswitch-${port}.yaml`);
     writeFileSync(
       cfg,
       `admin: { port: ${admin} }
 listeners:
   - port: ${port}
-    routes: [{ prefix: /, cluster: backend }]
+    routes: [{ prefix: /, cluster: backend }]${httpServer ? `\n    http_server: ${httpServer}` : ''}
 clusters:
   - name: backend
     hosts: [127.0.0.1:${ports.backend}]
@@ -510,6 +513,15 @@ clusters:
   await sidecar('tripswitch', ports.tripswitch, ports.admin, []);
   const tunedName = `tripswitch ${tunedFlags.join(' ')}`;
   if (tunedFlags.length > 0) await sidecar(tunedName, ports.tuned, ports.tunedAdmin, tunedFlags);
+  // The listener's opt-in client-side server (`http_server: own`); BENCH_OWN=0 leaves it out.
+  if (process.env.BENCH_OWN !== '0')
+    await sidecar(
+      ['tripswitch http_server: own', ...tunedFlags].join(' '),
+      ports.own,
+      ports.ownAdmin,
+      tunedFlags,
+      'own',
+    );
   const nginx = await startNginx();
   if (nginx !== false) targets.push({ name: 'nginx', port: ports.nginx, pid: nginx });
   const haproxy = await startHaproxy();
