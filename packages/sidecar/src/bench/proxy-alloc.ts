@@ -3,8 +3,9 @@
  * a sidecar in this process (the backend in a child process), loads it with wrk (-t1 -c50,
  * BENCH_SECONDS, default 5) while V8's sampling heap profiler records every sampled allocation
  * (also those collected since, which is what an allocation rate is made of), then prints bytes per
- * request by allocating function, top 25. ALLOC_DIST=<another build's dist directory> profiles
- * that build's Sidecar instead (A/B). Needs wrk.
+ * request by allocating function (a builtin such as `split` is named with its caller), top 25.
+ * ALLOC_DIST=<another build's dist directory> profiles that build's Sidecar instead (A/B);
+ * ALLOC_HTTP_SERVER=node|own sets the listener's `http_server`. Needs wrk.
  * @module
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -47,7 +48,15 @@ for (let up = false; !up; ) {
 }
 const sidecar = new Sidecar(
   {
-    listeners: [{ port: 0, routes: [{ prefix: '/', cluster: 'b' }] }],
+    listeners: [
+      {
+        port: 0,
+        routes: [{ prefix: '/', cluster: 'b' }],
+        ...(process.env.ALLOC_HTTP_SERVER
+          ? { http_server: process.env.ALLOC_HTTP_SERVER as 'node' | 'own' }
+          : {}),
+      },
+    ],
     clusters: [
       {
         name: 'b',
@@ -83,14 +92,17 @@ const { profile } = (await session.post('HeapProfiler.stopSampling')) as unknown
 const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN);
 const by = new Map<string, number>();
 let total = 0;
-const walk = (n: Node) => {
+const walk = (n: Node, caller: string) => {
   const f = n.callFrame;
-  const key = `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
+  let key = `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
+  // A builtin (Map, split, exec...) has no script of its own: named with the function calling it.
+  const builtin = f.url === '';
+  if (builtin) key = `${key} <- ${caller}`;
   by.set(key, (by.get(key) ?? 0) + n.selfSize);
   total += n.selfSize;
-  for (const c of n.children) walk(c);
+  for (const c of n.children) walk(c, builtin ? caller : key);
 };
-walk(profile.head);
+walk(profile.head, '(root)');
 console.log(`${requests} requests; ${(total / requests).toFixed(0)} bytes allocated per request (sampled)`);
 console.log('| bytes/request | allocating function |');
 console.log('|---|---|');

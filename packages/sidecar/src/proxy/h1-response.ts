@@ -16,6 +16,7 @@
  * with `Connection: close`.
  * @module
  */
+import { isKeepAlive } from './http.js';
 
 /** What the parser reports, in order: one head, body chunks, then the end (or a refusal). */
 export interface ResponseSink {
@@ -298,7 +299,7 @@ export class ResponseParser {
             this.#keepAliveSeenMs = m === null ? -1 : Number(m[1]) * 1000;
           }
           if (this.#keepAliveSeenMs !== -1) this.keepAliveHintMs = this.#keepAliveSeenMs;
-        } else if (lower === 'connection') {
+        } else if (lower === 'connection' && !isKeepAlive(value)) {
           for (const t of value.toLowerCase().split(',')) {
             // HTTP/1.0 keep-alive is not worth the guesswork: such a connection closes anyway.
             if (t.trim() === 'close') close = true;

@@ -57,9 +57,16 @@ export interface Refusal {
 const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::(\d{0,5}))?$/;
 const ABSOLUTE = /^(https?):\/\/([^/?#]*)([^#]*)$/i;
 
+// The last Host value found good: a client sends the same one on every request, and the match
+// array of the check was most of what the head check allocated per request.
+let goodAuthority: string | undefined;
+
 function badAuthority(a: string): boolean {
+  if (a === goodAuthority) return false;
   const m = AUTHORITY.exec(a);
-  return m === null || (m[1] !== undefined && m[1] !== '' && Number(m[1]) > 65_535);
+  const bad = m === null || (m[1] !== undefined && m[1] !== '' && Number(m[1]) > 65_535);
+  if (!bad) goodAuthority = a;
+  return bad;
 }
 
 /**

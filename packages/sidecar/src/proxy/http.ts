@@ -41,6 +41,14 @@ export function plain(
   res.end(text);
 }
 
+/**
+ * Whether a Connection value is just `keep-alive` (any case), what most servers send on every
+ * response: it lists no header and does not close, so the token split is skipped.
+ */
+export function isKeepAlive(value: string): boolean {
+  return value.length === 10 && (value === 'keep-alive' || value.toLowerCase() === 'keep-alive');
+}
+
 // Set by responseHeaders (no tuple allocation): the Content-Length it saw, or -1.
 export let seenContentLength = -1;
 
@@ -68,7 +76,7 @@ export function responseHeaders(raw: (Buffer | string)[]): string[] {
       const lk = k.toLowerCase();
       if (lk === 'content-length') seenContentLength = Number(latin1(raw[i + 1]!));
       else if (HOP_BY_HOP.has(lk)) {
-        if (lk === 'connection') {
+        if (lk === 'connection' && !isKeepAlive(latin1(raw[i + 1]!))) {
           const tokens = latin1(raw[i + 1]!)
             .toLowerCase()
             .split(',');
