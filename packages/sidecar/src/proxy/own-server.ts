@@ -103,17 +103,33 @@ export interface OwnServerHost {
 
 let dateSecond = -1;
 let dateText = '';
-/** The Date header value, computed at most once a second (as node's `utcDate`). */
-function utcDate(): string {
+/** The Date header line, computed at most once a second (as node's `utcDate`). */
+function dateLine(): string {
   const now = realClock.now();
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
     dateSecond = s;
     // biome-ignore lint/style/noRestrictedGlobals: the Date header is wall-clock text
-    dateText = new Date(now).toUTCString();
+    dateText = `Date: ${new Date(now).toUTCString()}\r\n`;
   }
   return dateText;
 }
+
+// Status lines, made once per status code (a response's head is otherwise built per request).
+const statusLines: string[] = [];
+function statusLine(status: number): string {
+  const known = statusLines[status];
+  if (known !== undefined) return known;
+  const line = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+  if (Number.isInteger(status) && status >= 100 && status < 600) statusLines[status] = line;
+  return line;
+}
+
+// What writeHead saw among the caller's headers (bits).
+const SEEN_DATE = 1;
+const SEEN_LENGTH = 2;
+const SEEN_TE = 4;
+const SEEN_CONNECTION = 8;
 
 /** The request, as the proxy's request path reads an IncomingMessage. */
 export class OwnRequest {
@@ -233,47 +249,52 @@ export class OwnResponse extends EventEmitter {
   writeHead(status: number, headers?: string[] | Record<string, string | number | string[]>): this {
     if (this.headersSent) throw new Error('writeHead after the head was sent');
     this.statusCode = status;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
-    let length = false;
-    let te = false;
-    let date = false;
-    let connection = false;
-    const one = (k: string, v: string) => {
-      if (!TOKEN.test(k) || BAD_VALUE.test(v)) throw new Error(`invalid header ${k}`);
-      const n = k.length;
-      if (n === 4 || n === 10 || n === 14 || n === 17) {
-        const lk = k.toLowerCase();
-        if (lk === 'date') date = true;
-        else if (lk === 'content-length') length = true;
-        else if (lk === 'transfer-encoding') te = true;
-        else if (lk === 'connection') {
-          connection = true;
-          if (v.toLowerCase().includes('close')) this.closes = true;
-        }
+    let head = statusLine(status);
+    // Which framing and connection headers the caller gave (bits of SEEN_*).
+    let seen = 0;
+    if (Array.isArray(headers))
+      for (let i = 0; i < headers.length; i += 2) {
+        const k = headers[i]!;
+        const v = headers[i + 1]!;
+        seen |= this.#check(k, v);
+        head += `${k}: ${v}\r\n`;
       }
-      head += `${k}: ${v}\r\n`;
-    };
-    if (Array.isArray(headers)) for (let i = 0; i < headers.length; i += 2) one(headers[i]!, headers[i + 1]!);
     else if (headers !== undefined)
       for (const k of Object.keys(headers)) {
         const v = headers[k]!;
-        if (Array.isArray(v)) for (const x of v) one(k, x);
-        else one(k, String(v));
+        for (const x of Array.isArray(v) ? v : [String(v)]) {
+          seen |= this.#check(k, x);
+          head += `${k}: ${x}\r\n`;
+        }
       }
-    if (!date) head += `Date: ${utcDate()}\r\n`;
+    if ((seen & SEEN_DATE) === 0) head += dateLine();
     if (!this.shouldKeepAlive || this.conn.closing) this.closes = true;
-    if (!connection)
-      head += this.closes
-        ? 'Connection: close\r\n'
-        : `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.conn.own.idleMs() / 1000)}\r\n`;
+    if ((seen & SEEN_CONNECTION) === 0)
+      head += this.closes ? 'Connection: close\r\n' : this.conn.own.keepAliveLines();
     this.#noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
-    if (!this.#noBody && !length && !te) {
+    if (!this.#noBody && (seen & (SEEN_LENGTH | SEEN_TE)) === 0) {
       this.#chunked = true;
       head += 'Transfer-Encoding: chunked\r\n';
     }
     this.#head = `${head}\r\n`;
     this.headersSent = true;
     return this;
+  }
+
+  /** Checks one header of the response; returns the SEEN_* bit it sets (0 for most). */
+  #check(k: string, v: string): number {
+    if (!TOKEN.test(k) || BAD_VALUE.test(v)) throw new Error(`invalid header ${k}`);
+    const n = k.length;
+    if (n !== 4 && n !== 10 && n !== 14 && n !== 17) return 0;
+    const lk = k.toLowerCase();
+    if (lk === 'date') return SEEN_DATE;
+    if (lk === 'content-length') return SEEN_LENGTH;
+    if (lk === 'transfer-encoding') return SEEN_TE;
+    if (lk === 'connection') {
+      if (v.toLowerCase().includes('close')) this.closes = true;
+      return SEEN_CONNECTION;
+    }
+    return 0;
   }
 
   /** The bytes of one body chunk as they go out (head first, chunked framing). */
@@ -562,6 +583,18 @@ export class OwnServer {
 
   idleMs(): number {
     return this.host.config().idle_timeout_ms;
+  }
+
+  #keepAliveFor = -1;
+  #keepAliveText = '';
+  /** The Connection and Keep-Alive lines of a response that keeps the connection (per idle limit). */
+  keepAliveLines(): string {
+    const idle = this.idleMs();
+    if (idle !== this.#keepAliveFor) {
+      this.#keepAliveFor = idle;
+      this.#keepAliveText = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(idle / 1000)}\r\n`;
+    }
+    return this.#keepAliveText;
   }
 
   /** Gives a socket (and the bytes read from it but not parsed) to node's http server. */
