@@ -42,6 +42,24 @@ const maxNoise = Number(process.env.BENCH_MAX_NOISE ?? 5);
 const noiseRetries = 3;
 /** A run's noise: steal + other CPU, % of the machine's CPU time. */
 const noise = (r: { steal?: number; other?: number }) => (r.steal ?? 0) + (r.other ?? 0);
+
+/** Whether round `i` (its runs in `round`) is to be measured again for its noise; says so. */
+function measureAgain(i: number, tries: number, round: { r: Result; q?: PacedResult }[]): boolean {
+  const worst = Math.max(...round.flatMap((x) => [noise(x.r), x.q ? noise(x.q) : 0]));
+  if (worst <= maxNoise || tries >= noiseRetries) return false;
+  console.log(
+    `round ${i + 1} measured again: steal + other took ${worst.toFixed(1)}% of the CPU in one of its runs (BENCH_MAX_NOISE ${maxNoise}%)`,
+  );
+  return true;
+}
+
+/** Prints the noise of the runs kept (NaN: a run that was not made). */
+function noiseSummary(noises: number[]): void {
+  const kept = noises.filter((x) => !Number.isNaN(x));
+  console.log(
+    `\nsteal + other CPU in the kept runs: median ${median(kept).toFixed(1)}%, max ${Math.max(...kept).toFixed(1)}% (a round above BENCH_MAX_NOISE ${maxNoise}% is measured again, up to ${noiseRetries} times)`,
+  );
+}
 const dir = mkdtempSync(join(tmpdir(), 'tripswitch-bench-'));
 const here = dirname(fileURLToPath(import.meta.url));
 const children: ChildProcess[] = [];
@@ -477,12 +495,8 @@ clusters:
         );
       round.push({ k, r, us, gc, q });
     }
-    const worst = Math.max(...round.flatMap((x) => [noise(x.r), x.q ? noise(x.q) : 0]));
-    if (worst > maxNoise && tries < noiseRetries) {
+    if (measureAgain(i, tries, round)) {
       tries++;
-      console.log(
-        `round ${i + 1} measured again: steal + other took ${worst.toFixed(1)}% of the CPU in one of its runs (BENCH_MAX_NOISE ${maxNoise}%)`,
-      );
       i--;
       continue;
     }
@@ -496,10 +510,7 @@ clusters:
       steals.push(noise(r), q ? noise(q) : Number.NaN);
     }
   }
-  const kept = steals.filter((x) => !Number.isNaN(x));
-  console.log(
-    `\nsteal + other CPU in the kept runs: median ${median(kept).toFixed(1)}%, max ${Math.max(...kept).toFixed(1)}% (a round above BENCH_MAX_NOISE ${maxNoise}% is measured again, up to ${noiseRetries} times)`,
-  );
+  noiseSummary(steals);
   const m = got.map((rs) => median(rs.map((r) => r.rps)));
   const ratios = got[0]!.map((r, i) => r.rps / got[1]![i]!.rps);
   console.log(`\nmedian req/s: this build ${Math.round(m[0]!)}, BENCH_COMPARE ${Math.round(m[1]!)}`);
@@ -678,12 +689,8 @@ clusters:
         );
       round.push({ t, r, gc, q });
     }
-    const worst = Math.max(...round.flatMap((x) => [noise(x.r), x.q ? noise(x.q) : 0]));
-    if (worst > maxNoise && tries < noiseRetries) {
+    if (measureAgain(i, tries, round)) {
       tries++;
-      console.log(
-        `round ${i + 1} measured again: steal + other took ${worst.toFixed(1)}% of the CPU in one of its runs (BENCH_MAX_NOISE ${maxNoise}%)`,
-      );
       i--;
       continue;
     }
@@ -695,10 +702,7 @@ clusters:
       steals.push(noise(r), q ? noise(q) : Number.NaN);
     }
   }
-  const kept = steals.filter((x) => !Number.isNaN(x));
-  console.log(
-    `\nsteal + other CPU in the kept runs: median ${median(kept).toFixed(1)}%, max ${Math.max(...kept).toFixed(1)}% (a round above BENCH_MAX_NOISE ${maxNoise}% is measured again, up to ${noiseRetries} times)`,
-  );
+  noiseSummary(steals);
   const results: Result[] = targets.map((t) => {
     const rs = got.get(t.name)!;
     return {
