@@ -4,7 +4,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isConfigError, loadConfig, maxWorkers, parseConfig } from './load.js';
+import { httpServerProblem, isConfigError, loadConfig, maxWorkers, parseConfig } from './load.js';
+import { resolveConfig } from './resolve.js';
 import { configSchema } from './schema.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -255,8 +256,50 @@ describe('tls blocks', () => {
     assert.equal(at?.line, 5);
     assert.equal(
       at?.message,
-      'http_server: own reads plain HTTP only; this listener has a tls block (use node, the default)',
+      'http_server: own reads plain HTTP only; this listener has a tls block (use node, which tls listeners get by default)',
     );
+  });
+
+  test('http_server: own on a Node without the parser it needs is refused, naming why; node and no field are not', () => {
+    const routes = [{ cluster: 'a' }];
+    const lacks = () => 'node:_http_common has no HTTPParser class';
+    assert.equal(
+      httpServerProblem({ port: 1, routes, http_server: 'own' }, lacks),
+      `http_server: own needs node's internal HTTP parser, which this Node (${process.version}) does not give: node:_http_common has no HTTPParser class (use node, which listeners get by default here)`,
+    );
+    assert.equal(httpServerProblem({ port: 1, routes, http_server: 'node' }, lacks), undefined);
+    assert.equal(httpServerProblem({ port: 1, routes }, lacks), undefined);
+    // Where own can run, an explicit own on a plain listener is fine; on a tls listener it is not.
+    assert.equal(
+      httpServerProblem({ port: 1, routes, http_server: 'own' }, () => undefined),
+      undefined,
+    );
+    assert.match(
+      httpServerProblem(
+        { port: 1, routes, http_server: 'own', tls: { cert_file: 'c', key_file: 'k' } },
+        () => undefined,
+      ) ?? '',
+      /this listener has a tls block/,
+    );
+  });
+
+  test('a plain listener without http_server resolves to own; one with tls, or with node, to node', () => {
+    const cfg = parseConfig(
+      [
+        'listeners:',
+        '  - { port: 1, routes: [{ cluster: a }] }',
+        '  - { port: 2, http_server: node, routes: [{ cluster: a }] }',
+        'clusters: [{ name: a, hosts: [127.0.0.1:1] }]',
+      ].join('\n'),
+      't.yaml',
+    );
+    assert.deepEqual(
+      resolveConfig(cfg).listeners.map((l) => l.http_server),
+      ['own', 'node'],
+    );
+    // A tls listener (its files are not read by resolveConfig).
+    const tls = { ...cfg.listeners[0]!, tls: { cert_file: 'c.pem', key_file: 'k.pem' } };
+    assert.equal(resolveConfig({ ...cfg, listeners: [tls] }).listeners[0]!.http_server, 'node');
   });
 
   test('http_server other than node or own is a schema error at the field', () => {

@@ -13,7 +13,8 @@ import { circuitBreaker } from 'tripswitch';
 import { realClock } from '../clock.js';
 import { breakerOptions } from './breaker.js';
 import { CONFIG_DEFAULTS } from './resolve.js';
-import { type SidecarConfig, configSchema } from './schema.js';
+import { ownServerProblem } from '../proxy/llhttp.js';
+import { type ListenerConfig, type SidecarConfig, configSchema } from './schema.js';
 import { readTlsFiles } from './tls.js';
 
 /**
@@ -132,6 +133,29 @@ function describe(e: ErrorObject): { segments: string[]; key: boolean; message: 
     return { segments, key: false, message: `must be one of ${allowed.join(', ')}` };
   }
   return { segments, key: false, message: e.message ?? e.keyword };
+}
+
+/**
+ * What is wrong with a listener's explicit `http_server` (undefined: nothing): `own` on a tls
+ * listener, or `own` on a Node without node's internal parser that it needs (`ownProblem` says
+ * why; given here so that a test can try both answers). Without the field a listener gets what
+ * it can have (`defaultHttpServer` in resolve.ts), so only an explicit `own` is refused.
+ * @example
+ * ```ts
+ * httpServerProblem({ port: 1, routes: [{ cluster: 'a' }], http_server: 'own', tls: { cert_file: 'c', key_file: 'k' } });
+ * ```
+ */
+export function httpServerProblem(
+  l: ListenerConfig,
+  ownProblem: () => string | undefined = ownServerProblem,
+): string | undefined {
+  if (l.http_server !== 'own') return undefined;
+  if (l.tls)
+    return 'http_server: own reads plain HTTP only; this listener has a tls block (use node, which tls listeners get by default)';
+  const why = ownProblem();
+  if (why !== undefined)
+    return `http_server: own needs node's internal HTTP parser, which this Node (${process.version}) does not give: ${why} (use node, which listeners get by default here)`;
+  return undefined;
 }
 
 /**
@@ -291,11 +315,8 @@ export function parseConfig(
         ['listeners', i, 'request_timeout_ms'],
         `request_timeout_ms (${l.request_timeout_ms}) is shorter than headers_timeout_ms (${l.headers_timeout_ms ?? CONFIG_DEFAULTS.listener.headers_timeout_ms})`,
       );
-    if (l.tls && l.http_server === 'own')
-      at(
-        ['listeners', i, 'http_server'],
-        'http_server: own reads plain HTTP only; this listener has a tls block (use node, the default)',
-      );
+    const hs = httpServerProblem(l);
+    if (hs !== undefined) at(['listeners', i, 'http_server'], hs);
     if (l.tls) {
       if (l.tls.request_client_cert === true && l.tls.ca_file === undefined)
         at(

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { toEnvoy } from '../export/export.js';
 import { Limiter } from '../proxy/limits.js';
-import { CONFIG_DEFAULTS, resolveConfig } from './resolve.js';
+import { ownServerProblem } from '../proxy/llhttp.js';
+import { CONFIG_DEFAULTS, defaultHttpServer, resolveConfig } from './resolve.js';
 import { configSchema } from './schema.js';
 
 const minimal = {
@@ -21,8 +22,8 @@ test('a minimal config resolves to CONFIG_DEFAULTS everywhere', () => {
   assert.equal(l.max_header_bytes, D.listener.max_header_bytes);
   assert.equal(l.idle_timeout_ms, D.listener.idle_timeout_ms);
   assert.equal(l.priority_header, D.listener.priority_header);
-  assert.equal(l.http_server, 'node');
-  assert.equal(D.listener.http_server, 'node');
+  assert.equal(l.http_server, 'own');
+  assert.equal(D.listener.http_server, 'own');
   const route = l.routes[0]!;
   assert.equal(route.prefix, D.route.prefix);
   assert.equal(route.timeout_ms, D.cluster.request_timeout_ms);
@@ -76,6 +77,58 @@ test('explicit values win; a route takes its cluster request timeout; enabled: f
   assert.equal(c.thresholds.default.max_requests, CONFIG_DEFAULTS.threshold.max_requests);
 });
 
+test('http_server without the field: own on a plain listener, node on a tls listener; explicit values win', () => {
+  const routes = [{ cluster: 'api' }];
+  const config = {
+    listeners: [
+      { port: 1, routes },
+      { port: 2, routes, tls: { cert_file: 'c.pem', key_file: 'k.pem' } },
+      { port: 3, routes, http_server: 'node' as const },
+      { port: 4, routes, http_server: 'own' as const },
+    ],
+    clusters: minimal.clusters,
+  };
+  assert.deepEqual(
+    resolveConfig(config).listeners.map((l) => l.http_server),
+    ['own', 'node', 'node', 'own'],
+  );
+  assert.equal(defaultHttpServer({ port: 1, routes }), 'own');
+  assert.equal(
+    defaultHttpServer({ port: 1, routes, tls: { cert_file: 'c.pem', key_file: 'k.pem' } }),
+    'node',
+  );
+});
+
+test("http_server without the field on a Node without the parser own needs: node (explicit own is parseConfig's to refuse)", () => {
+  const routes = [{ cluster: 'api' }];
+  const lacks = () => 'node:_http_common does not load (gone)';
+  const config = {
+    listeners: [
+      { port: 1, routes },
+      { port: 2, routes, http_server: 'own' as const },
+    ],
+    clusters: minimal.clusters,
+  };
+  assert.deepEqual(
+    resolveConfig(config, lacks).listeners.map((l) => l.http_server),
+    ['node', 'own'],
+  );
+  assert.equal(defaultHttpServer({ port: 1, routes }, lacks), 'node');
+  // The check is not made where it cannot matter (a tls listener gets node anyway) ...
+  let asked = 0;
+  const counting = () => {
+    asked++;
+    return undefined;
+  };
+  resolveConfig(
+    { ...config, listeners: [{ port: 1, routes, tls: { cert_file: 'c', key_file: 'k' } }] },
+    counting,
+  );
+  assert.equal(asked, 0);
+  // ... and on this Node (20-24) own can run.
+  assert.equal(ownServerProblem(), undefined);
+});
+
 /** Every `[block, field, value]` leaf of CONFIG_DEFAULTS, with `(top)` for top-level fields. */
 function leaves(): [string, string, string][] {
   const out: [string, string, string][] = [];
@@ -90,7 +143,8 @@ function leaves(): [string, string, string][] {
 test('the defaults table of docs/sidecar.md is CONFIG_DEFAULTS', () => {
   const doc = readFileSync(new URL('../../../../docs/sidecar.md', import.meta.url), 'utf8');
   const rows = new Map<string, string>();
-  for (const m of doc.matchAll(/^\| ([^|]+) \| ([a-z_A-Z0-9]+) \| `([^`]*)` \|$/gm))
+  // A value may carry a note in parentheses after it (http_server: `own` (`node` with tls)).
+  for (const m of doc.matchAll(/^\| ([^|]+) \| ([a-z_A-Z0-9]+) \| `([^`]*)`(?: \([^|]*\))? \|$/gm))
     rows.set(`${m[1]!.replace(' (last_good)', '').replace('fallback', 'last_good')}.${m[2]}`, m[3]!);
   for (const [block, field, value] of leaves())
     assert.equal(rows.get(`${block}.${field}`), value, `docs/sidecar.md defaults table: ${block} ${field}`);
@@ -105,7 +159,8 @@ test("the schema's @default texts are CONFIG_DEFAULTS", () => {
     else if (node && typeof node === 'object') {
       const d = (node as { description?: unknown }).description;
       if (typeof d === 'string') {
-        const m = /@default (.+)$/.exec(d);
+        // The value, less a note in parentheses after it (http_server's: node with tls).
+        const m = /@default (.+?)(?: \([^()]*\))?$/.exec(d);
         if (m) found.push([key, m[1]!]);
       }
       for (const [k, v] of Object.entries(node)) walk(v, k === 'properties' || k === 'items' ? key : k);

@@ -20,6 +20,7 @@ import type {
   ThresholdConfig,
   UpstreamTlsConfig,
 } from './schema.js';
+import { ownServerProblem } from '../proxy/llhttp.js';
 
 /**
  * The defaults, by YAML block and field name (the table in docs/sidecar.md is this object).
@@ -41,7 +42,9 @@ export const CONFIG_DEFAULTS = {
     request_timeout_ms: 300_000,
     idle_timeout_ms: 5000,
     priority_header: 'x-tripswitch-priority',
-    http_server: 'node',
+    // A listener without tls; one with tls gets node (own reads plain HTTP only), and so does every
+    // listener on a Node without what own needs (see defaultHttpServer).
+    http_server: 'own',
   },
   route: { prefix: '/', priority: 'default' },
   retry: {
@@ -175,7 +178,7 @@ export interface ResolvedListener {
   priority_header: string;
   routes: ResolvedRoute[];
   tls: ListenerTlsConfig | undefined;
-  /** What reads the client connections (`own`: plain HTTP only). */
+  /** What reads the client connections (`own`: plain HTTP only); see {@link defaultHttpServer}. */
   http_server: 'node' | 'own';
 }
 
@@ -417,7 +420,25 @@ function resolveRoute(r: RouteConfig, clusters: ReadonlyMap<string, ResolvedClus
 }
 
 /**
+ * The `http_server` of a listener that does not name one: `own` (CONFIG_DEFAULTS) on plain HTTP;
+ * `node` with a tls block (own reads plain HTTP only), or when this Node lacks node's internal
+ * parser that own needs (`ownProblem` says why; given here so that a test can try both answers).
+ * @example
+ * ```ts
+ * defaultHttpServer({ port: 8080, routes: [{ cluster: 'api' }] }); // 'own' on Node 20-24
+ * ```
+ */
+export function defaultHttpServer(
+  l: ListenerConfig,
+  ownProblem: () => string | undefined = ownServerProblem,
+): 'node' | 'own' {
+  if (l.tls || ownProblem() !== undefined) return 'node';
+  return CONFIG_DEFAULTS.listener.http_server;
+}
+
+/**
  * A listener block with defaults applied; routes take their cluster's request timeout.
+ * `ownProblem`: see {@link defaultHttpServer}.
  * @example
  * ```ts
  * const l = resolveListener({ port: 8080, routes: [{ cluster: 'api' }] }, new Map());
@@ -427,6 +448,7 @@ function resolveRoute(r: RouteConfig, clusters: ReadonlyMap<string, ResolvedClus
 export function resolveListener(
   l: ListenerConfig,
   clusters: ReadonlyMap<string, ResolvedCluster>,
+  ownProblem: () => string | undefined = ownServerProblem,
 ): ResolvedListener {
   const d = CONFIG_DEFAULTS.listener;
   const address = l.address ?? d.address;
@@ -443,18 +465,22 @@ export function resolveListener(
     priority_header: (l.priority_header ?? d.priority_header).toLowerCase(),
     routes: l.routes.map((r) => resolveRoute(r, clusters)),
     tls: l.tls,
-    http_server: l.http_server ?? d.http_server,
+    http_server: l.http_server ?? defaultHttpServer(l, ownProblem),
   };
 }
 
 /**
- * Applies every default to a validated config (see {@link CONFIG_DEFAULTS}).
+ * Applies every default to a validated config (see {@link CONFIG_DEFAULTS}; `ownProblem`: see
+ * {@link defaultHttpServer}).
  * @example
  * ```ts
  * const { listeners, clusters } = resolveConfig(loadConfig('tripswitch.yaml'));
  * ```
  */
-export function resolveConfig(config: SidecarConfig): ResolvedConfig {
+export function resolveConfig(
+  config: SidecarConfig,
+  ownProblem: () => string | undefined = ownServerProblem,
+): ResolvedConfig {
   const clusters = config.clusters.map(resolveCluster);
   const byName = new Map(clusters.map((c) => [c.name, c]));
   return {
@@ -466,7 +492,7 @@ export function resolveConfig(config: SidecarConfig): ResolvedConfig {
     },
     drain_timeout_ms: config.drain_timeout_ms ?? CONFIG_DEFAULTS.drain_timeout_ms,
     workers: config.workers ?? CONFIG_DEFAULTS.workers,
-    listeners: config.listeners.map((l) => resolveListener(l, byName)),
+    listeners: config.listeners.map((l) => resolveListener(l, byName, ownProblem)),
     clusters,
     source: config,
   };

@@ -474,7 +474,7 @@ export const configSchema = {
           tls: listenerTls,
           http_server: {
             enum: ['node', 'own'],
-            description: `What reads the client connections: node's http server, or (opt-in) own, a purpose-built parser for bodyless HTTP/1.1 requests that hands anything else to node's server; plain HTTP only (not with tls). Changing it needs a restart. @default ${D.listener.http_server}`,
+            description: `What reads the client connections: own, a purpose-built parser for bodyless HTTP/1.1 requests that hands anything else to node's server (plain HTTP only: not with tls), or node's http server. Changing it needs a restart. @default ${D.listener.http_server} (node on a listener with tls, and on a Node without node's internal HTTP parser that own needs)`,
           },
         },
       },

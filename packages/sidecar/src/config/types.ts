@@ -231,9 +231,10 @@ export interface ListenerConfig {
   /** Serve HTTPS. */
   tls?: ListenerTlsConfig;
   /**
-   * What reads the client connections: `node` (node's `http` server) or `own` (opt-in: a
-   * purpose-built parser for bodyless HTTP/1.1 requests, handing anything else to node's server;
-   * plain-HTTP listeners only, see docs/sidecar.md). Changing it needs a restart. @default node
+   * What reads the client connections: `own` (a purpose-built parser for bodyless HTTP/1.1
+   * requests, handing anything else to node's server; plain-HTTP listeners only, see
+   * docs/sidecar.md) or `node` (node's `http` server). Changing it needs a restart.
+   * @default own (node on a listener with tls, and on a Node without node's internal HTTP parser that own needs)
    */
   http_server?: 'node' | 'own';
 }

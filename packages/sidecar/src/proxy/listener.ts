@@ -12,6 +12,7 @@ import type { ResolvedListener } from '../config/resolve.js';
 import type { TlsMaterial } from '../config/tls.js';
 import { answerClientError, refuse } from './head.js';
 import { rawReply } from './http.js';
+import { ownServerProblem } from './llhttp.js';
 import type { Logger } from './logger.js';
 import { OwnServer } from './own-server.js';
 import type { CompiledRoute } from './route.js';
@@ -79,6 +80,11 @@ export async function openListener(
   logger: Logger,
   bind: { reusePort?: boolean; port?: number } = {},
 ): Promise<ListenerSlot> {
+  // A config from the YAML never gets here with this (parseConfig refuses it at the field, and a
+  // listener that does not name http_server resolves to node): this is for a config built in code.
+  const ownProblem = l.http_server === 'own' && !tls ? ownServerProblem() : undefined;
+  if (ownProblem !== undefined)
+    throw new Error(`listener ${l.name ?? l.key}: http_server: own cannot run on this Node: ${ownProblem}`);
   // HTTP and HTTPS listeners share the parser options and the clientError handling below.
   // Host is checked by the request handler (checkHead), where a refusal also ends the connection.
   const http = {

@@ -17,7 +17,8 @@ import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { seededRandom } from 'tripswitch/chaos';
-import { llhttpJudge, parseHead } from './own-server.js';
+import { llhttpJudge } from './llhttp.js';
+import { parseHead } from './own-server.js';
 
 interface Verdict {
   ok: boolean;

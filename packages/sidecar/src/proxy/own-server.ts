@@ -1,7 +1,7 @@
 /**
- * `http_server: own` (opt-in, per listener, plain HTTP only): a purpose-built client-side HTTP/1.1
- * server for the common request shape, in place of node's `http` server (llhttp +
- * IncomingMessage/ServerResponse) where the proxy spends much of its CPU.
+ * `http_server: own` (per listener, plain HTTP only; the default of a listener without tls): a
+ * purpose-built client-side HTTP/1.1 server for the common request shape, in place of node's `http`
+ * server (llhttp + IncomingMessage/ServerResponse) where the proxy spends much of its CPU.
  *
  * The listener's `http.Server` keeps listening, but its 'connection' listener (node's
  * `connectionListener`) is replaced by {@link OwnServer}: each connection's request heads are read
@@ -21,46 +21,18 @@
  * pipelined as it arrives, and bytes it cannot parse behind a request still being answered end the
  * connection after that answer with no status of their own (`answerClientError`); to give them
  * the same treatment, bytes that arrive here while a response is owed are checked with llhttp
- * itself (node's `HTTPParser`, configured as node's server configures it) and, if it refuses them,
- * the connection closes after the response owed and they are never read as a request.
+ * itself (node's `HTTPParser`, configured as node's server configures it; see `llhttp.ts`, which
+ * loads it on first use and tells when this Node lacks it) and, if it refuses them, the connection
+ * closes after the response owed and they are never read as a request.
  * @module
  */
 import { EventEmitter } from 'node:events';
-import { createRequire } from 'node:module';
 import { type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TimerHandle } from 'tripswitch';
 import { realClock } from '../clock.js';
 import type { ResolvedListener } from '../config/resolve.js';
-
-/** Node's llhttp binding, as its http server drives it (an internal module: present on Node 20-24). */
-interface LlhttpParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  close(): void;
-}
-const { HTTPParser } = createRequire(import.meta.url)('node:_http_common') as {
-  HTTPParser: { new (): LlhttpParser; REQUEST: number; kOnMessageComplete: number };
-};
-
-/**
- * How llhttp reads `bytes` from a request boundary as node's server does (strict,
- * `maxHeaderSize`): whether it finds them malformed (node's server would have failed the
- * connection), and how many whole requests it read before.
- */
-export function llhttpJudge(bytes: Buffer, maxHeaderSize: number): { refused: boolean; complete: number } {
-  const p = new HTTPParser() as LlhttpParser & Record<number, () => void>;
-  let complete = 0;
-  p[HTTPParser.kOnMessageComplete] = () => {
-    complete++;
-  };
-  try {
-    p.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, 0);
-    return { refused: p.execute(bytes) instanceof Error, complete };
-  } finally {
-    p.close();
-  }
-}
+import { llhttpJudge } from './llhttp.js';
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values: HTAB, SP, VCHAR, obs-text; no other control characters (nor CR or LF).

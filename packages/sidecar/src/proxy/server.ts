@@ -26,6 +26,7 @@ import { Exchange, type ExchangeHost } from './exchange.js';
 import { checkHead, refuse, refuseRaw, serveOnConnection, upgradeOnConnection } from './head.js';
 import { plain, rawReply } from './http.js';
 import { type ListenerSlot, needsRestart, openListener, updateListener } from './listener.js';
+import { ownServerProblem } from './llhttp.js';
 import { type Logger, stderrLogger } from './logger.js';
 import { type CompiledRoute, compileRoute, findRoute } from './route.js';
 import { Tunnel, type TunnelHost } from './tunnel.js';
@@ -296,7 +297,15 @@ export class Sidecar implements ExchangeHost, TunnelHost {
   async start(): Promise<void> {
     if (this.isView) return;
     const listeners = this.#state.config.listeners;
+    const given = this.#state.config.source.listeners;
     for (let i = 0; i < listeners.length; i++) {
+      // A plain listener that did not name http_server got node instead of own: say why, once.
+      const why = given[i]?.http_server === undefined && !given[i]?.tls ? ownServerProblem() : undefined;
+      if (why !== undefined)
+        this.logger.info('http_server: node, as own cannot run on this Node', {
+          listener: listeners[i]!.name ?? listeners[i]!.key,
+          reason: why,
+        });
       const slot = await this.#open(listeners[i]!, this.#state.clusters, this.#ports?.[i]);
       this.#slots.set(slot.key, slot);
     }

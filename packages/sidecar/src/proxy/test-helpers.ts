@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from 'tripswitch';
+import { defaultHttpServer } from '../config/resolve.js';
 import type { ClusterConfig, RouteConfig, SidecarConfig } from '../config/schema.js';
 import { type Logger, Sidecar } from './server.js';
 
@@ -106,26 +107,31 @@ export async function refusedPort(): Promise<{ port: number; host: string; close
 }
 
 /**
- * The `http_server` the test helpers give plain-HTTP listeners that do not name one: env
+ * The `http_server` a plain-HTTP listener of the test helpers gets when it does not name one: env
  * TRIPSWITCH_TEST_HTTP_SERVER (`node` or `own`; read by the test helpers only, never by the
- * product), so a whole test file or suite runs with either (the `*-own.test.ts` files re-run
- * server, hardening and fuzz tests with `own`).
+ * product), else the product's default (`own`, or `node` on a Node without what own needs), so a
+ * whole test file or suite runs with either (the `*-node.test.ts` files re-run server, hardening
+ * and fuzz tests with `node`).
  */
-export function testHttpServer(): 'node' | 'own' | undefined {
+export function testHttpServer(): 'node' | 'own' {
   const v = process.env.TRIPSWITCH_TEST_HTTP_SERVER;
-  if (v === undefined || v === '') return undefined;
+  if (v === undefined || v === '') return defaultHttpServer({ port: 0, routes: [] });
   if (v !== 'node' && v !== 'own') throw new Error(`TRIPSWITCH_TEST_HTTP_SERVER=${v}: node or own`);
   return v;
 }
 
-/** `config` with {@link testHttpServer} on its plain-HTTP listeners that do not name one. */
+/**
+ * `config` with TRIPSWITCH_TEST_HTTP_SERVER (see {@link testHttpServer}) on its plain-HTTP
+ * listeners that do not name one; unset, the config is left as it is (the default applies).
+ */
 export function withTestHttpServer(config: SidecarConfig): SidecarConfig {
-  const hs = testHttpServer();
-  if (hs === undefined) return config;
+  const hs = process.env.TRIPSWITCH_TEST_HTTP_SERVER;
+  if (hs === undefined || hs === '') return config;
+  const server = testHttpServer();
   return {
     ...config,
     listeners: config.listeners.map((l) =>
-      l.tls || l.http_server !== undefined ? l : { ...l, http_server: hs },
+      l.tls || l.http_server !== undefined ? l : { ...l, http_server: server },
     ),
   };
 }
