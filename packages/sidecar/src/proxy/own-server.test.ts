@@ -13,12 +13,15 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { seededRandom } from 'tripswitch/chaos';
+import { realClock } from '../clock.js';
+import { resolveListener } from '../config/resolve.js';
 import { llhttpJudge } from './llhttp.js';
-import { parseHead } from './own-server.js';
+import { OwnServer, parseHead } from './own-server.js';
+import { until } from './test-helpers.js';
 
 interface Verdict {
   ok: boolean;
@@ -296,4 +299,39 @@ test('llhttpJudge: bytes node would fail behind a request (what makes the own se
   );
   // A version node's parser takes (the proxy answers 505 itself).
   assert.equal(llhttpRefuses(B('GET / HTTP/2.0\r\n\r\n'), MAX_HEADER_BYTES), false);
+});
+
+test('idle and header timeouts count from when the connection went idle or the head began, not from the sweep clock', async (t) => {
+  // The sweep clock (`OwnServer.now`) is as old as the last sweep (up to 1 s by default, more on a
+  // busy event loop): stamped from it, an idle connection was closed up to that much before
+  // idle_timeout_ms (while its answer advertised Keep-Alive: timeout=idle_timeout_ms / 1000, so a
+  // client could send on a connection being closed), and a head got 408 that much early.
+  const server = createServer();
+  const l = resolveListener({ port: 0, routes: [] }, new Map());
+  const own = new OwnServer(server, { config: () => l, serve: (_req, res) => res.end('ok') });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  t.after(() => {
+    c.destroy();
+    own.closeAll();
+    server.close();
+  });
+  let got = '';
+  c.on('data', (b: Buffer) => {
+    got += b.toString('latin1');
+  });
+  await until(() => own.connections.size === 1);
+  const [conn] = own.connections;
+  // As if the sweep had last run a minute ago.
+  own.now -= 60_000;
+  const served = realClock.now();
+  c.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  await until(() => got.endsWith('\r\n\r\nok'));
+  assert.ok(conn!.idle);
+  assert.ok(conn!.idleSince >= served, `idle since ${served - conn!.idleSince} ms before the answer`);
+  own.now -= 60_000;
+  const began = realClock.now();
+  c.write('GET /next HTTP/1.1\r\n');
+  await until(() => conn!.partial);
+  assert.ok(conn!.idleSince >= began, `head began ${began - conn!.idleSince} ms before its bytes`);
 });

@@ -347,7 +347,13 @@ export class OwnConnection {
   #handedOff = false;
   /** Bad bytes were cut from #pending: the last request in it closes the connection. */
   #closeAfter = false;
-  /** Sweep-clock time the connection went idle (or the partial head began). */
+  /**
+   * When the connection went idle (or the partial head began), read from the clock then: not the
+   * sweep's time ({@link OwnServer.now}), which is as old as the last sweep (up to an interval, more
+   * on a busy event loop) and would close an idle connection that much before the
+   * `Keep-Alive: timeout` its answer advertised (a client could send on it as it closes), or answer
+   * 408 that much early. One clock read per request and per connection.
+   */
   idleSince: number;
   readonly #onData = (chunk: Buffer) => this.#data(chunk);
   readonly #onEnd = () => this.#end();
@@ -361,7 +367,7 @@ export class OwnConnection {
     readonly own: OwnServer,
     readonly socket: Socket,
   ) {
-    this.idleSince = own.now;
+    this.idleSince = realClock.now();
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onClose);
@@ -393,7 +399,7 @@ export class OwnConnection {
         return;
       }
       // A head arriving in pieces: the headers timeout counts from its first bytes.
-      if (this.#from === 0) this.idleSince = this.own.now;
+      if (this.#from === 0) this.idleSince = realClock.now();
       this.#from = Math.max(0, buf.length - 3);
       return;
     }
@@ -473,7 +479,7 @@ export class OwnConnection {
       res.closed();
       return;
     }
-    this.idleSince = this.own.now;
+    this.idleSince = realClock.now();
     if (this.socket.isPaused()) this.socket.resume();
     // As node's server: a request pipelined behind is taken on 'finish', before the 'close' that
     // settles this one (a drain on shutdown sees it in flight).
@@ -528,7 +534,7 @@ export class OwnConnection {
 /** The connections of one listener served here; see the module comment. */
 export class OwnServer {
   readonly connections = new Set<OwnConnection>();
-  /** Sweep clock (ms), updated by the sweep: a coarse time that costs nothing per request. */
+  /** Time of the last sweep (ms); the connections stamp their own times (see `idleSince`). */
   now = realClock.now();
   readonly #node: (socket: Socket) => void;
   #sweeper: TimerHandle | undefined;
