@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
-import { llhttpFrom, llhttpJudge, ownServerProblem } from './llhttp.js';
+import { LlhttpStream, llhttpFrom, llhttpJudge, ownServerProblem } from './llhttp.js';
 
 const real = () => createRequire(import.meta.url)('node:_http_common');
 
@@ -58,4 +58,26 @@ test('an HTTPParser that no longer reads requests as node drives it: the reason'
     llhttpFrom(() => ({ HTTPParser: Object.assign(Changed, shape) })),
     "node:_http_common's HTTPParser fails (initialize takes 5 arguments)",
   );
+});
+
+test('LlhttpStream: fed in pieces, the verdict of llhttpJudge on the whole', () => {
+  const cases = [
+    'GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 1\r\n\r\nzNOT HTTP\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHo',
+    `GET / HTTP/1.1\r\nX: ${'a'.repeat(2000)}\r\n\r\n`,
+    'GET / HTTP/1.1\r\nA\x00: b\r\n\r\n',
+  ];
+  for (const text of cases)
+    for (const piece of [1, 7, 1 << 20]) {
+      const bytes = Buffer.from(text, 'latin1');
+      const s = new LlhttpStream(1024);
+      for (let i = 0; i < bytes.length; i += piece) s.feed(bytes.subarray(i, i + piece));
+      s.close();
+      const whole = llhttpJudge(bytes, 1024);
+      assert.deepEqual(
+        { refused: s.refused, complete: s.complete },
+        whole,
+        `${JSON.stringify(text)} in ${piece}`,
+      );
+    }
 });

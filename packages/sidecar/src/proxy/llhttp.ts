@@ -99,3 +99,39 @@ export function llhttpJudge(bytes: Buffer, maxHeaderSize: number): { refused: bo
   if (typeof l === 'string') throw new Error(`http_server: own cannot run on this Node: ${l}`);
   return judge(l, bytes, maxHeaderSize);
 }
+
+/**
+ * llhttp reading a stream of requests as node's server does (strict, `maxHeaderSize`), fed each
+ * byte once (in pieces, as they arrive): whether it has refused them (for good: node's server
+ * would have failed the connection there), and how many whole requests it read. Only for a Node
+ * where {@link ownServerProblem} is undefined; {@link LlhttpStream.close} frees the parser.
+ */
+export class LlhttpStream {
+  #parser: (LlhttpParser & Record<number, () => void>) | undefined;
+  /** Whole requests read. */
+  complete = 0;
+  /** The bytes fed are not HTTP as node's server reads it (nothing more is read). */
+  refused = false;
+
+  constructor(maxHeaderSize: number) {
+    const l = llhttp();
+    if (typeof l === 'string') throw new Error(`http_server: own cannot run on this Node: ${l}`);
+    const p = new l() as LlhttpParser & Record<number, () => void>;
+    p[l.kOnMessageComplete] = () => {
+      this.complete++;
+    };
+    p.initialize(l.REQUEST, {}, maxHeaderSize, 0);
+    this.#parser = p;
+  }
+
+  /** Reads the next bytes of the stream. */
+  feed(bytes: Buffer): void {
+    if (this.refused || this.#parser === undefined || bytes.length === 0) return;
+    if (this.#parser.execute(bytes) instanceof Error) this.refused = true;
+  }
+
+  close(): void {
+    this.#parser?.close();
+    this.#parser = undefined;
+  }
+}

@@ -32,7 +32,7 @@ import type { Socket } from 'node:net';
 import type { TimerHandle } from 'tripswitch';
 import { realClock } from '../clock.js';
 import type { ResolvedListener } from '../config/resolve.js';
-import { llhttpJudge } from './llhttp.js';
+import { LlhttpStream } from './llhttp.js';
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values: HTAB, SP, VCHAR, obs-text; no other control characters (nor CR or LF).
@@ -348,6 +348,19 @@ export class OwnConnection {
   /** Bad bytes were cut from #pending: the last request in it closes the connection. */
   #closeAfter = false;
   /**
+   * llhttp reading the bytes pipelined behind the request being answered (see #judge), each byte
+   * once: from a request boundary at or before the front of #pending, kept while the requests it
+   * read are served here one by one, so that n requests pipelined at once are read n times, not
+   * n^2 / 2. Undefined when no bytes are pipelined.
+   */
+  #shadow: LlhttpStream | undefined;
+  /** Bytes at the front of #pending the shadow has read. */
+  #shadowFed = 0;
+  /** Whole requests the shadow read that were taken from #pending since (served here). */
+  #shadowServed = 0;
+  /** The shadow refused bytes and #judge drew the consequence: nothing is judged any more. */
+  #judged = false;
+  /**
    * When the connection went idle (or the partial head began), read from the clock then: not the
    * sweep's time ({@link OwnServer.now}), which is as old as the last sweep (up to an interval, more
    * on a busy event loop) and would close an idle connection that much before the
@@ -390,10 +403,16 @@ export class OwnConnection {
   /** Reads the next request head in #pending (only when no response is owed). */
   #parse(): void {
     const buf = this.#pending;
-    if (buf === undefined || this.closing) return;
+    if (buf === undefined || this.closing) {
+      this.#dropShadow();
+      return;
+    }
     const max = this.own.host.config().max_header_bytes;
     const end = buf.indexOf('\r\n\r\n', this.#from, 'latin1');
     if (end === -1) {
+      // No answer owed: bytes that come now are not fed to the shadow, which starts again from the
+      // next request boundary.
+      this.#dropShadow();
       if (buf.length > max) {
         this.#handOff();
         return;
@@ -414,6 +433,13 @@ export class OwnConnection {
       return;
     }
     this.#pending = end + 4 === buf.length ? undefined : buf.subarray(end + 4);
+    if (this.#shadow !== undefined) {
+      // A request the shadow read: what it read behind it stays read.
+      if (this.#shadowFed >= end + 4) {
+        this.#shadowFed -= end + 4;
+        this.#shadowServed++;
+      } else this.#dropShadow();
+    }
     const res = new OwnResponse(this, parsed.req);
     if (parsed.close) {
       this.closing = true;
@@ -431,27 +457,44 @@ export class OwnConnection {
   /**
    * Bytes behind the request being answered (`res`): node's server would parse them now, and if
    * llhttp refuses them, the connection ends after that answer and they get none (as
-   * `answerClientError` does). Judged whenever they grow while the answer is owed.
+   * `answerClientError` does). Judged whenever they grow while the answer is owed: the shadow
+   * reads what it has not read yet, and only once it refuses is the verdict drawn (once).
    */
   #judge(res: OwnResponse): void {
     const p = this.#pending;
-    if (p === undefined || this.closing || this.#closeAfter) return;
+    if (p === undefined || this.closing || this.#closeAfter || this.#judged) return;
     const max = this.own.host.config().max_header_bytes;
+    if (this.#shadow === undefined) {
+      // #pending begins at a request boundary (the end of the head being answered).
+      this.#shadow = new LlhttpStream(max);
+      this.#shadowFed = 0;
+      this.#shadowServed = 0;
+    }
+    if (p.length > this.#shadowFed) {
+      this.#shadow.feed(this.#shadowFed === 0 ? p : p.subarray(this.#shadowFed));
+      this.#shadowFed = p.length;
+    }
+    if (!this.#shadow.refused) return;
+    // Whole requests in #pending ahead of the bad bytes.
+    const ahead = this.#shadow.complete - this.#shadowServed;
+    this.#judged = true;
+    this.#dropShadow();
     // Requests of the fast shape at the front are served here, one by one, as node would queue
-    // them; llhttp judges what follows them.
+    // them; the bad bytes follow them, or a request of another shape does.
     let q = 0;
+    let fast = 0;
     for (;;) {
       const end = p.indexOf('\r\n\r\n', q, 'latin1');
       if (end === -1 || end + 4 - q > max) break;
       const next = parseHead(p.toString('latin1', q, end + 2), this.socket);
       if (next === undefined) break;
       q = end + 4;
+      fast++;
       if (next.close) return; // the connection ends after it: what follows is never read
     }
-    const j = llhttpJudge(q === 0 ? p : p.subarray(q), max);
-    // Accepted so far, or a whole request of another shape first: node's server gets these bytes
-    // at that request's boundary and answers as it would have (the bad bytes behind one it owes).
-    if (!j.refused || j.complete > 0) return;
+    // A whole request of another shape first: node's server gets these bytes at that request's
+    // boundary and answers as it would have (the bad bytes behind one it owes).
+    if (ahead > fast) return;
     if (q === 0) {
       this.closing = true;
       this.#pending = undefined;
@@ -461,6 +504,13 @@ export class OwnConnection {
       this.#pending = p.subarray(0, q);
       this.#closeAfter = true;
     }
+  }
+
+  #dropShadow(): void {
+    this.#shadow?.close();
+    this.#shadow = undefined;
+    this.#shadowFed = 0;
+    this.#shadowServed = 0;
   }
 
   #written(err?: Error | null): void {
@@ -484,6 +534,7 @@ export class OwnConnection {
     // As node's server: a request pipelined behind is taken on 'finish', before the 'close' that
     // settles this one (a drain on shutdown sees it in flight).
     if (this.#pending !== undefined) this.#parse();
+    else this.#dropShadow();
     res.closed();
   }
 
@@ -495,6 +546,7 @@ export class OwnConnection {
   }
 
   #close(): void {
+    this.#dropShadow();
     this.own.connections.delete(this);
     this.current?.aborted();
   }
@@ -502,6 +554,7 @@ export class OwnConnection {
   /** Node's server reads the rest of this connection (from the bytes not yet parsed). */
   #handOff(): void {
     this.#handedOff = true;
+    this.#dropShadow();
     const s = this.socket;
     s.off('data', this.#onData);
     s.off('end', this.#onEnd);
