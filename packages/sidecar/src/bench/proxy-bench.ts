@@ -3,7 +3,8 @@
  * through tripswitch, through nginx (1 worker, upstream keepalive), through HAProxy (1 thread,
  * upstream keep-alive) when installed, through the npm http-proxy package (keep-alive agent), and
  * through a byte pipe on node's sockets (no HTTP, no policy: the floor of any node proxy's cost),
- * and through tripswitch with its listener's `http_server: own` (BENCH_OWN=0 leaves it out).
+ * and through tripswitch with its listener's `http_server: node` (node's http server reading the
+ * client connections instead of the default, own; BENCH_NODE_SERVER=0 leaves it out).
  * Each row gives the target process's CPU time per request (user + system), which unlike req/s
  * does not depend on how the scheduler shares the cores.
  * Load from wrk (-t1 -c50) when installed, else autocannon. Every target runs at once in its own
@@ -74,8 +75,8 @@ const ports = {
   pipe: BASE + 6,
   tuned: BASE + 7,
   tunedAdmin: BASE + 8,
-  own: BASE + 9,
-  ownAdmin: BASE + 10,
+  alt: BASE + 9,
+  altAdmin: BASE + 10,
 };
 /**
  * Node flags of a second tripswitch target (BENCH_TUNED_FLAGS; empty: no such target). The default,
@@ -640,14 +641,15 @@ clusters:
   await sidecar('tripswitch', ports.tripswitch, ports.admin, []);
   const tunedName = `tripswitch ${tunedFlags.join(' ')}`;
   if (tunedFlags.length > 0) await sidecar(tunedName, ports.tuned, ports.tunedAdmin, tunedFlags);
-  // The listener's opt-in client-side server (`http_server: own`); BENCH_OWN=0 leaves it out.
-  if (process.env.BENCH_OWN !== '0')
+  // Node's http server on the client side instead of the default own one (`http_server: node`,
+  // what a tls listener uses); BENCH_NODE_SERVER=0 leaves it out.
+  if (process.env.BENCH_NODE_SERVER !== '0')
     await sidecar(
-      ['tripswitch http_server: own', ...tunedFlags].join(' '),
-      ports.own,
-      ports.ownAdmin,
+      ['tripswitch http_server: node', ...tunedFlags].join(' '),
+      ports.alt,
+      ports.altAdmin,
       tunedFlags,
-      'own',
+      'node',
     );
   const nginx = await startNginx();
   if (nginx !== false) targets.push({ name: 'nginx', port: ports.nginx, pid: nginx });
