@@ -19,7 +19,7 @@
  * latency percentiles compare what each proxy adds at the same load, below every target's capacity.
  * Every run also reads what else had the CPU (/proc): the hypervisor's steal (other guests of a
  * shared host) and processes the bench did not start; a round in which these took more than
- * BENCH_MAX_NOISE % (default 5) of the machine's CPU in one run is measured again, up to 3 times, and
+ * BENCH_MAX_NOISE % (default 10) of the machine's CPU in one run is measured again, up to 3 times, and
  * the noise of the kept runs is printed.
  * @module
  */
@@ -35,11 +35,11 @@ const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 1));
 const rate = Number(process.env.BENCH_RATE ?? 4000);
 /**
- * Noise (%) above which a round is measured again (BENCH_MAX_NOISE, default 5; 100 keeps every
+ * Noise (%) above which a round is measured again (BENCH_MAX_NOISE, default 10; 100 keeps every
  * round): the CPU time, during one of its runs, that the hypervisor gave other guests (steal) or
  * that processes this bench did not start used. Such a round measured them as much as the proxies.
  */
-const maxNoise = Number(process.env.BENCH_MAX_NOISE ?? 5);
+const maxNoise = Number(process.env.BENCH_MAX_NOISE ?? 10);
 const noiseRetries = 3;
 /** A run's noise: steal + other CPU, % of the machine's CPU time. */
 const noise = (r: { steal?: number; other?: number }) => (r.steal ?? 0) + (r.other ?? 0);
